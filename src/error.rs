@@ -1,0 +1,75 @@
+//! The library's typed errors. The CLI adds context with `anyhow` at the edge;
+//! every message here should tell a user what went wrong and what to do.
+
+use std::path::PathBuf;
+
+use crate::data::InputError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad user data: names the file, the line and the problem.
+    #[error(transparent)]
+    Input(#[from] InputError),
+
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The database URL or TLS settings are unusable. Never contains a password.
+    #[error("database configuration: {0}")]
+    Config(String),
+
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    /// A request that conflicts with what the database holds (for example
+    /// loading twice without `--replace`).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// Something asked for does not exist (unknown user, model version, ...).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// An argument outside its valid range.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        // `postgres::Error`'s Display is terse ("db error"); the source chain
+        // carries the server's message, which is what a user can act on.
+        let mut msg = e.to_string();
+        if let Some(db) = e.as_db_error() {
+            msg = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                msg.push_str(&format!(" ({detail})"));
+            }
+        } else {
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+        }
+        Error::Postgres(crate::store::redact(&msg))
+    }
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! CineMatch: a self-contained MLOps system for movie recommendations.
+//!
+//! The crate is library-first: the `cinematch` binary (see `src/cli`) and the
+//! HTTP server are thin layers over the modules below, which tests call
+//! directly.
+//!
+//! * [`store`]: one [`store::Store`] trait for the CineMatch schema, with a
+//!   PostgreSQL backend (production) and an embedded SQLite backend (default).
+//! * [`data`]: MovieLens readers for every published format, validation,
+//!   train/test splitting, PCA genre features and the synthetic generator.
+//! * [`progress`]: progress reporting that works on a terminal and in logs.
+
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod progress;
+pub mod store;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use types::{Movie, Rating, Split, SplitRating};

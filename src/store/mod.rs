@@ -1,0 +1,169 @@
+//! Storage: the CineMatch schema behind one [`Store`] trait.
+//!
+//! Every feature is written once against [`Store`]; [`postgres::PgStore`] is
+//! the production backend (PostgreSQL 15, Neon) and [`sqlite::SqliteStore`]
+//! the embedded default, so everything runs on a laptop with no server. The
+//! conformance suite in `tests/conformance.rs` runs the same assertions on
+//! both.
+
+pub mod pgconn;
+pub mod postgres;
+pub mod schema;
+pub mod sqlite;
+
+pub use pgconn::redact;
+
+use crate::progress::Progress;
+use crate::types::{Movie, Rating, Split};
+use crate::{Error, Result};
+
+/// Which engine a store runs on; some output (sizes, maintenance) differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+        })
+    }
+}
+
+/// Rows in one table (`db status`, the spec's "Record Counts").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCount {
+    pub table: String,
+    pub rows: i64,
+}
+
+/// On-disk size of one table including its indexes (the spec's "Storage Usage").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSize {
+    pub table: String,
+    pub bytes: i64,
+}
+
+/// One row of the spec's "Data distribution" statistics query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitStats {
+    pub split: String,
+    pub records: i64,
+    pub avg_rating: f64,
+    pub std_rating: f64,
+}
+
+/// What a dataset load wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadSummary {
+    pub movies: u64,
+    pub train: u64,
+    pub test: u64,
+    /// Whether an existing dataset was replaced (`--replace`).
+    pub replaced: bool,
+}
+
+/// The CineMatch schema, whatever engine holds it.
+///
+/// Methods take `&mut self` because both engines hand out one connection per
+/// store; open more stores for concurrency.
+pub trait Store: Send {
+    fn backend(&self) -> Backend;
+
+    /// Where the store lives, safe to print (passwords redacted).
+    fn location(&self) -> String;
+
+    /// Creates or upgrades the schema; idempotent. Returns the versions applied now.
+    fn migrate(&mut self) -> Result<Vec<&'static str>>;
+
+    /// The latest applied schema version, `None` on a database never migrated.
+    fn schema_version(&mut self) -> Result<Option<String>>;
+
+    /// Row counts of the spec's tables and every table later migrations added.
+    fn table_counts(&mut self) -> Result<Vec<TableCount>>;
+
+    /// Size per table, indexes included, largest first.
+    fn table_sizes(&mut self) -> Result<Vec<TableSize>>;
+
+    /// Writes a whole dataset in one transaction: either every movie and
+    /// rating lands or the database is left exactly as it was. Refuses with
+    /// [`Error::Conflict`] when a dataset is already loaded, unless `replace`.
+    /// `splits[i]` is the split of `ratings[i]`.
+    fn load_dataset(
+        &mut self,
+        movies: &[Movie],
+        ratings: &[Rating],
+        splits: &[Split],
+        replace: bool,
+        progress: &dyn Progress,
+    ) -> Result<LoadSummary>;
+
+    /// The spec's per-split statistics (records, mean and sample std of rating).
+    fn split_stats(&mut self) -> Result<Vec<SplitStats>>;
+
+    /// All ratings of one split, ordered by timestamp as the spec's training query.
+    fn ratings(&mut self, split: Split) -> Result<Vec<Rating>>;
+
+    /// Every movie, ordered by movieId.
+    fn movies(&mut self) -> Result<Vec<Movie>>;
+}
+
+/// The embedded default when no database is configured.
+pub const DEFAULT_DB_URL: &str = "sqlite://cinematch.db";
+
+/// Opens the store a URL names and brings its schema up to date, so every
+/// command works against an empty database.
+///
+/// `postgres://` and `postgresql://` go to PostgreSQL (with `sslmode`);
+/// `sqlite://PATH`, `sqlite:PATH` or a path ending in `.db`/`.sqlite` go to
+/// SQLite, `sqlite::memory:` to a private in-memory database.
+pub fn open(url: &str) -> Result<Box<dyn Store>> {
+    let mut store: Box<dyn Store> = if url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || url.contains("host=")
+    {
+        Box::new(postgres::PgStore::connect(url)?)
+    } else if let Some(path) = sqlite_path(url) {
+        Box::new(sqlite::SqliteStore::open(&path)?)
+    } else {
+        return Err(Error::Config(format!(
+            "unrecognised database URL {:?}: use postgres://user@host/db or sqlite://path/to/file.db",
+            redact(url)
+        )));
+    };
+    store.migrate()?;
+    Ok(store)
+}
+
+/// The file path of a SQLite URL, or `None` if the URL is not SQLite.
+pub fn sqlite_path(url: &str) -> Option<String> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        Some(rest.to_string())
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        Some(rest.to_string())
+    } else if url.ends_with(".db") || url.ends_with(".sqlite") || url.ends_with(".sqlite3") {
+        Some(url.to_string())
+    } else {
+        None
+    }
+}
+
+/// Sample standard deviation from running sums, as SQL's STDDEV computes it.
+pub(crate) fn sample_std(n: i64, sum: f64, sum_sq: f64) -> f64 {
+    if n < 2 {
+        return 0.0;
+    }
+    let n = n as f64;
+    ((sum_sq - sum * sum / n) / (n - 1.0)).max(0.0).sqrt()
+}
+
+/// The refusal both backends give when a dataset is already loaded.
+pub(crate) fn already_loaded(ratings: i64, movies: i64) -> Error {
+    Error::Conflict(format!(
+        "the database already holds a dataset ({ratings} ratings, {movies} movies); \
+         loading again would double it. Pass --replace to replace it."
+    ))
+}

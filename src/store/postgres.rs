@@ -1,0 +1,268 @@
+//! The production backend: the CineMatch schema on PostgreSQL 15 (or Neon).
+//!
+//! Bulk paths use binary `COPY` both ways; everything else is parameterized
+//! SQL. Identifiers are unquoted as in the spec, so `userId` is `userid`.
+
+use postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutIter};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{Json, Type};
+use postgres::Client;
+
+use super::schema::{self, MIGRATIONS};
+use super::sqlite::{ordered_tables, version_key};
+use super::{pgconn, Backend, LoadSummary, SplitStats, Store, TableCount, TableSize};
+use crate::progress::Progress;
+use crate::types::{Movie, Rating, Split};
+use crate::Result;
+
+const PROGRESS_CHUNK: usize = 50_000;
+
+/// Serializes concurrent `migrate` calls from several processes.
+const MIGRATION_LOCK: i64 = 0x6369_6e65_6d61_0001;
+
+pub struct PgStore {
+    client: Client,
+    location: String,
+}
+
+impl PgStore {
+    pub fn connect(url: &str) -> Result<PgStore> {
+        let client = pgconn::connect(url)?;
+        Ok(PgStore {
+            client,
+            location: pgconn::redact(url),
+        })
+    }
+
+    /// Direct access for backend-specific tests and maintenance.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    fn user_tables(&mut self) -> Result<Vec<String>> {
+        let rows = self.client.query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )?;
+        Ok(ordered_tables(rows.iter().map(|r| r.get(0)).collect()))
+    }
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn migrate(&mut self) -> Result<Vec<&'static str>> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute(schema::VERSION_TABLE_PG)?;
+        let mut applied = Vec::new();
+        for m in MIGRATIONS {
+            let done: bool = tx
+                .query_one(
+                    "SELECT EXISTS(SELECT 1 FROM cinematch_schema WHERE version = $1)",
+                    &[&m.version],
+                )?
+                .get(0);
+            if !done {
+                tx.batch_execute(m.postgres)?;
+                tx.execute(
+                    "INSERT INTO cinematch_schema (version, description) VALUES ($1, $2)",
+                    &[&m.version, &m.description],
+                )?;
+                applied.push(m.version);
+            }
+        }
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    fn schema_version(&mut self) -> Result<Option<String>> {
+        let exists: bool = self
+            .client
+            .query_one("SELECT to_regclass('cinematch_schema') IS NOT NULL", &[])?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let mut versions: Vec<String> = self
+            .client
+            .query("SELECT version::text FROM cinematch_schema", &[])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        versions.sort_by_key(|v| version_key(v));
+        Ok(versions.pop())
+    }
+
+    fn table_counts(&mut self) -> Result<Vec<TableCount>> {
+        let tables = self.user_tables()?;
+        let mut out = Vec::with_capacity(tables.len());
+        for t in tables {
+            // Table names come from the catalog, never from input; quote anyway.
+            let rows: i64 = self
+                .client
+                .query_one(&format!("SELECT COUNT(*) FROM \"{t}\""), &[])?
+                .get(0);
+            out.push(TableCount { table: t, rows });
+        }
+        Ok(out)
+    }
+
+    fn table_sizes(&mut self) -> Result<Vec<TableSize>> {
+        let rows = self.client.query(
+            "SELECT tablename::text,
+                    pg_total_relation_size(quote_ident(schemaname) || '.' || quote_ident(tablename))
+               FROM pg_tables
+              WHERE schemaname = current_schema()
+              ORDER BY 2 DESC, 1",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| TableSize {
+                table: r.get(0),
+                bytes: r.get(1),
+            })
+            .collect())
+    }
+
+    fn load_dataset(
+        &mut self,
+        movies: &[Movie],
+        ratings: &[Rating],
+        splits: &[Split],
+        replace: bool,
+        progress: &dyn Progress,
+    ) -> Result<LoadSummary> {
+        assert_eq!(ratings.len(), splits.len(), "one split per rating");
+        let mut tx = self.client.transaction()?;
+        // Two loaders racing must not both see an empty table.
+        tx.batch_execute("LOCK TABLE ratings, movies IN SHARE ROW EXCLUSIVE MODE")?;
+        let have_ratings: i64 = tx.query_one("SELECT COUNT(*) FROM ratings", &[])?.get(0);
+        let have_movies: i64 = tx.query_one("SELECT COUNT(*) FROM movies", &[])?.get(0);
+        if (have_ratings > 0 || have_movies > 0) && !replace {
+            return Err(super::already_loaded(have_ratings, have_movies));
+        }
+        let replaced = have_ratings > 0 || have_movies > 0;
+        if replaced {
+            // TRUNCATE is transactional in PostgreSQL: a failed load rolls it back.
+            tx.batch_execute("TRUNCATE ratings, movies")?;
+        }
+
+        progress.stage("movies", Some(movies.len() as u64));
+        {
+            let sink = tx.copy_in(
+                "COPY movies (movieid, title, genres, pca_features) FROM STDIN (FORMAT binary)",
+            )?;
+            let mut w = BinaryCopyInWriter::new(
+                sink,
+                &[Type::INT4, Type::VARCHAR, Type::VARCHAR, Type::JSONB],
+            );
+            for m in movies {
+                let pca = m.pca_features.as_ref().map(Json);
+                w.write(&[&m.movie_id, &m.title, &m.genres, &pca])?;
+            }
+            w.finish()?;
+        }
+        progress.finish();
+
+        progress.stage("ratings", Some(ratings.len() as u64));
+        let (mut train, mut test) = (0u64, 0u64);
+        {
+            let sink = tx.copy_in(
+                "COPY ratings (userid, movieid, rating, timestamp, data_split) \
+                 FROM STDIN (FORMAT binary)",
+            )?;
+            let mut w = BinaryCopyInWriter::new(
+                sink,
+                &[Type::INT4, Type::INT4, Type::FLOAT8, Type::INT8, Type::VARCHAR],
+            );
+            for (chunk_r, chunk_s) in ratings
+                .chunks(PROGRESS_CHUNK)
+                .zip(splits.chunks(PROGRESS_CHUNK))
+            {
+                for (r, s) in chunk_r.iter().zip(chunk_s) {
+                    let rating = r.rating as f64;
+                    w.write(&[&r.user_id, &r.movie_id, &rating, &r.timestamp, &s.as_str()])?;
+                    match s {
+                        Split::Train => train += 1,
+                        Split::Test => test += 1,
+                    }
+                }
+                progress.advance(chunk_r.len() as u64);
+            }
+            w.finish()?;
+        }
+        tx.commit()?;
+        progress.finish();
+        Ok(LoadSummary {
+            movies: movies.len() as u64,
+            train,
+            test,
+            replaced,
+        })
+    }
+
+    fn split_stats(&mut self) -> Result<Vec<SplitStats>> {
+        let rows = self.client.query(
+            "SELECT data_split::text, COUNT(*), AVG(rating), COALESCE(STDDEV(rating), 0)
+               FROM ratings GROUP BY data_split ORDER BY data_split DESC",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| SplitStats {
+                split: r.get(0),
+                records: r.get(1),
+                avg_rating: r.get(2),
+                std_rating: r.get(3),
+            })
+            .collect())
+    }
+
+    fn ratings(&mut self, split: Split) -> Result<Vec<Rating>> {
+        // The split literal is one of two constants, never user input.
+        let sql = format!(
+            "COPY (SELECT userid, movieid, rating, timestamp FROM ratings
+                    WHERE data_split = '{}' ORDER BY timestamp) TO STDOUT (FORMAT binary)",
+            split.as_str()
+        );
+        let reader = self.client.copy_out(&sql)?;
+        let mut rows = BinaryCopyOutIter::new(reader, &[Type::INT4, Type::INT4, Type::FLOAT8, Type::INT8]);
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Rating {
+                user_id: row.get(0),
+                movie_id: row.get(1),
+                rating: row.get::<f64>(2) as f32,
+                timestamp: row.get(3),
+            });
+        }
+        Ok(out)
+    }
+
+    fn movies(&mut self) -> Result<Vec<Movie>> {
+        let rows = self.client.query(
+            "SELECT movieid, title::text, genres::text, pca_features FROM movies ORDER BY movieid",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let pca: Option<Json<Vec<f64>>> = r.get(3);
+                Movie {
+                    movie_id: r.get(0),
+                    title: r.get(1),
+                    genres: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                    pca_features: pca.map(|j| j.0),
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,195 @@
+//! The CineMatch schema as ordered migrations, one SQL script per backend.
+//!
+//! Version 1.0 is the spec (`cinematch-schema.md`) verbatim on PostgreSQL:
+//! unquoted identifiers (so `userId` folds to `userid` and the spec's queries
+//! run unchanged), the same types, defaults, constraints and indexes. SQLite
+//! gets the same tables in its own types, with CHECKs standing in for
+//! VARCHAR lengths and an FTS5 table standing in for the GIN index.
+//!
+//! Later versions only add tables; the six spec tables never change shape.
+
+/// One schema step. Applied in order, each in its own transaction, and
+/// recorded in `cinematch_schema`.
+pub struct Migration {
+    pub version: &'static str,
+    pub description: &'static str,
+    pub postgres: &'static str,
+    pub sqlite: &'static str,
+}
+
+/// The six tables of the spec, in the order the spec lists them.
+pub const SPEC_TABLES: &[&str] = &[
+    "ratings",
+    "movies",
+    "ratings_buffer",
+    "ingestion_metadata",
+    "model_metrics",
+    "drift_alerts",
+];
+
+/// Bookkeeping of applied migrations; created before any migration runs.
+pub const VERSION_TABLE_PG: &str = "CREATE TABLE IF NOT EXISTS cinematch_schema (
+    version VARCHAR(20) PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+)";
+
+pub const VERSION_TABLE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS cinematch_schema (
+    version TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+)";
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: "1.0",
+    description: "CineMatch schema 1.0 (the spec's six tables and indexes)",
+    postgres: r#"
+CREATE TABLE IF NOT EXISTS ratings (
+    userId INTEGER NOT NULL,
+    movieId INTEGER NOT NULL,
+    rating FLOAT NOT NULL CHECK (rating >= 0.5 AND rating <= 5.0),
+    timestamp BIGINT NOT NULL,
+    data_split VARCHAR(10) NOT NULL CHECK (data_split IN ('train', 'test')),
+    loaded_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_ratings_user ON ratings(userId);
+CREATE INDEX IF NOT EXISTS idx_ratings_movie ON ratings(movieId);
+CREATE INDEX IF NOT EXISTS idx_ratings_split ON ratings(data_split);
+CREATE INDEX IF NOT EXISTS idx_ratings_timestamp ON ratings(timestamp);
+
+CREATE TABLE IF NOT EXISTS movies (
+    movieId INTEGER PRIMARY KEY,
+    title VARCHAR(500) NOT NULL,
+    genres VARCHAR(200),
+    pca_features JSONB
+);
+CREATE INDEX IF NOT EXISTS idx_movies_title ON movies(title);
+CREATE INDEX IF NOT EXISTS idx_movies_genres ON movies USING GIN(to_tsvector('english', genres));
+
+CREATE TABLE IF NOT EXISTS ratings_buffer (
+    userId INTEGER NOT NULL,
+    movieId INTEGER NOT NULL,
+    rating FLOAT NOT NULL CHECK (rating >= 0.5 AND rating <= 5.0),
+    timestamp BIGINT NOT NULL,
+    batch_id VARCHAR(50),
+    ingested_at TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_buffer_batch ON ratings_buffer(batch_id);
+CREATE INDEX IF NOT EXISTS idx_buffer_ingested ON ratings_buffer(ingested_at);
+CREATE INDEX IF NOT EXISTS idx_buffer_timestamp ON ratings_buffer(timestamp);
+
+CREATE TABLE IF NOT EXISTS ingestion_metadata (
+    id SERIAL PRIMARY KEY,
+    batch_id VARCHAR(50) UNIQUE NOT NULL,
+    ingestion_date TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    record_count INTEGER,
+    status VARCHAR(20),
+    notes TEXT
+);
+
+CREATE TABLE IF NOT EXISTS model_metrics (
+    id SERIAL PRIMARY KEY,
+    model_version VARCHAR(50) NOT NULL,
+    training_date TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    rmse FLOAT,
+    mae FLOAT,
+    precision_at_10 FLOAT,
+    data_size INTEGER,
+    notes TEXT
+);
+
+CREATE TABLE IF NOT EXISTS drift_alerts (
+    id SERIAL PRIMARY KEY,
+    alert_date TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    feature_name VARCHAR(100),
+    drift_score FLOAT,
+    threshold FLOAT,
+    alert_triggered BOOLEAN,
+    notes TEXT
+);
+"#,
+    sqlite: r#"
+CREATE TABLE IF NOT EXISTS ratings (
+    userId INTEGER NOT NULL,
+    movieId INTEGER NOT NULL,
+    rating REAL NOT NULL CHECK (rating >= 0.5 AND rating <= 5.0),
+    timestamp INTEGER NOT NULL,
+    data_split VARCHAR(10) NOT NULL CHECK (data_split IN ('train', 'test')),
+    loaded_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_ratings_user ON ratings(userId);
+CREATE INDEX IF NOT EXISTS idx_ratings_movie ON ratings(movieId);
+CREATE INDEX IF NOT EXISTS idx_ratings_split ON ratings(data_split);
+CREATE INDEX IF NOT EXISTS idx_ratings_timestamp ON ratings(timestamp);
+
+CREATE TABLE IF NOT EXISTS movies (
+    movieId INTEGER PRIMARY KEY,
+    title VARCHAR(500) NOT NULL CHECK (length(title) <= 500),
+    genres VARCHAR(200) CHECK (genres IS NULL OR length(genres) <= 200),
+    pca_features JSON CHECK (pca_features IS NULL OR json_valid(pca_features))
+);
+CREATE INDEX IF NOT EXISTS idx_movies_title ON movies(title);
+-- In place of PostgreSQL's GIN full-text index on genres: an FTS5 index over
+-- title and genres, kept in step with `movies` by triggers.
+CREATE VIRTUAL TABLE IF NOT EXISTS movies_fts USING fts5(
+    title, genres, content='movies', content_rowid='movieId'
+);
+CREATE TRIGGER IF NOT EXISTS movies_fts_insert AFTER INSERT ON movies BEGIN
+    INSERT INTO movies_fts(rowid, title, genres) VALUES (new.movieId, new.title, new.genres);
+END;
+CREATE TRIGGER IF NOT EXISTS movies_fts_delete AFTER DELETE ON movies BEGIN
+    INSERT INTO movies_fts(movies_fts, rowid, title, genres) VALUES ('delete', old.movieId, old.title, old.genres);
+END;
+CREATE TRIGGER IF NOT EXISTS movies_fts_update AFTER UPDATE ON movies BEGIN
+    INSERT INTO movies_fts(movies_fts, rowid, title, genres) VALUES ('delete', old.movieId, old.title, old.genres);
+    INSERT INTO movies_fts(rowid, title, genres) VALUES (new.movieId, new.title, new.genres);
+END;
+
+CREATE TABLE IF NOT EXISTS ratings_buffer (
+    userId INTEGER NOT NULL,
+    movieId INTEGER NOT NULL,
+    rating REAL NOT NULL CHECK (rating >= 0.5 AND rating <= 5.0),
+    timestamp INTEGER NOT NULL,
+    batch_id VARCHAR(50) CHECK (batch_id IS NULL OR length(batch_id) <= 50),
+    ingested_at TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_buffer_batch ON ratings_buffer(batch_id);
+CREATE INDEX IF NOT EXISTS idx_buffer_ingested ON ratings_buffer(ingested_at);
+CREATE INDEX IF NOT EXISTS idx_buffer_timestamp ON ratings_buffer(timestamp);
+
+CREATE TABLE IF NOT EXISTS ingestion_metadata (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id VARCHAR(50) UNIQUE NOT NULL CHECK (length(batch_id) <= 50),
+    ingestion_date TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    record_count INTEGER,
+    status VARCHAR(20) CHECK (status IS NULL OR length(status) <= 20),
+    notes TEXT
+);
+
+CREATE TABLE IF NOT EXISTS model_metrics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_version VARCHAR(50) NOT NULL CHECK (length(model_version) <= 50),
+    training_date TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    rmse REAL,
+    mae REAL,
+    precision_at_10 REAL,
+    data_size INTEGER,
+    notes TEXT
+);
+
+CREATE TABLE IF NOT EXISTS drift_alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_date TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    feature_name VARCHAR(100) CHECK (feature_name IS NULL OR length(feature_name) <= 100),
+    drift_score REAL,
+    threshold REAL,
+    alert_triggered BOOLEAN CHECK (alert_triggered IS NULL OR alert_triggered IN (0, 1)),
+    notes TEXT
+);
+"#,
+}];
+
+/// The version a fully migrated database reports.
+pub fn latest_version() -> &'static str {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or("0")
+}

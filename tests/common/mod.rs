@@ -1,0 +1,138 @@
+//! Test fixtures: a fresh PostgreSQL database or SQLite file per test, so
+//! tests run in parallel without sharing state, and the shared MovieLens data.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use cinematch::store::{self, Store};
+
+/// The throwaway cluster `scripts/test.sh` starts. Tests refuse to run
+/// without it rather than silently skipping PostgreSQL.
+pub fn pg_admin_url() -> String {
+    std::env::var("CINEMATCH_TEST_PG").unwrap_or_else(|_| {
+        panic!(
+            "CINEMATCH_TEST_PG is not set: run the tests with ./scripts/test.sh, which starts \
+             a throwaway PostgreSQL, or point CINEMATCH_TEST_PG at a superuser URL of a test cluster"
+        )
+    })
+}
+
+/// A PostgreSQL database that exists for one test and is dropped after it.
+pub struct PgDb {
+    pub url: String,
+    name: String,
+}
+
+impl PgDb {
+    pub fn new() -> PgDb {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "cm_test_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let admin = pg_admin_url();
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect to test cluster");
+        c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+        let url = match admin.rfind('/') {
+            Some(i) => format!("{}/{}", &admin[..i], name),
+            None => panic!("CINEMATCH_TEST_PG has no database part: {admin}"),
+        };
+        PgDb { url, name }
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to test database")
+    }
+
+    pub fn store(&self) -> Box<dyn Store> {
+        store::open(&self.url).expect("open PostgreSQL store")
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&pg_admin_url(), postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// A SQLite file in its own temporary directory.
+pub struct SqliteDb {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl SqliteDb {
+    pub fn new() -> SqliteDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("cinematch.db").display());
+        SqliteDb { dir, url }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("cinematch.db")
+    }
+
+    pub fn store(&self) -> Box<dyn Store> {
+        store::open(&self.url).expect("open SQLite store")
+    }
+
+    pub fn conn(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path()).expect("open sqlite file")
+    }
+}
+
+/// Either backend, for the conformance suite.
+pub enum TestDb {
+    Pg(PgDb),
+    Sqlite(SqliteDb),
+}
+
+impl TestDb {
+    pub fn url(&self) -> &str {
+        match self {
+            TestDb::Pg(d) => &d.url,
+            TestDb::Sqlite(d) => &d.url,
+        }
+    }
+
+    pub fn store(&self) -> Box<dyn Store> {
+        match self {
+            TestDb::Pg(d) => d.store(),
+            TestDb::Sqlite(d) => d.store(),
+        }
+    }
+}
+
+/// `../shared/data/NAME` next to the project, as CI lays it out.
+pub fn shared_data(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name);
+    assert!(
+        p.is_dir(),
+        "test data {} is missing: the tests expect the shared MovieLens data next to the project",
+        p.display()
+    );
+    p
+}
+
+/// Runs the same test body on both backends: the conformance suite's core.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::common::TestDb::Sqlite(super::common::SqliteDb::new())) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(super::common::TestDb::Pg(super::common::PgDb::new())) } )*
+        }
+    };
+}

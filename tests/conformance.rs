@@ -1,0 +1,194 @@
+//! The storage conformance suite: every test here runs against a real SQLite
+//! file and a real PostgreSQL database, through the one `Store` trait.
+
+mod common;
+
+use cinematch::data::load::{self, LoadOptions, Source};
+use cinematch::progress::Silent;
+use cinematch::store::schema::SPEC_TABLES;
+use cinematch::{Error, Movie, Rating, Split};
+use common::TestDb;
+
+// Reference figures for ml-latest-small, computed independently with Python's
+// csv and statistics modules:
+//   r=[float(x['rating']) for x in csv.DictReader(open('ratings.csv'))]
+//   len(r), sum(r)/len(r), statistics.stdev(r)
+//   -> 100836 3.501556983616962 1.042529239060635 ; movies.csv -> 9742 rows
+const SMALL_RATINGS: i64 = 100_836;
+const SMALL_MOVIES: i64 = 9_742;
+const SMALL_MEAN: f64 = 3.501556983616962;
+
+fn counts(db: &TestDb) -> Vec<(String, i64)> {
+    db.store()
+        .table_counts()
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.table, t.rows))
+        .collect()
+}
+
+fn rows_of(db: &TestDb, table: &str) -> i64 {
+    counts(db)
+        .into_iter()
+        .find(|(t, _)| t == table)
+        .map(|(_, n)| n)
+        .unwrap_or_else(|| panic!("table {table} missing"))
+}
+
+fn tiny() -> (Vec<Movie>, Vec<Rating>, Vec<Split>) {
+    let movies = vec![
+        Movie {
+            movie_id: 1,
+            title: "Toy Story (1995)".into(),
+            genres: "Adventure|Animation|Children|Comedy|Fantasy".into(),
+            pca_features: Some(vec![0.5, -0.25, 0.0, 1.0, 0.125, 0.0, 0.0, 0.0, 0.0, -1.5]),
+        },
+        Movie {
+            movie_id: 2,
+            title: "Heat, the \"Remake\" (1995)".into(),
+            genres: "Action|Crime".into(),
+            pca_features: None,
+        },
+    ];
+    let ratings = vec![
+        Rating { user_id: 1, movie_id: 1, rating: 4.5, timestamp: 300 },
+        Rating { user_id: 1, movie_id: 2, rating: 0.5, timestamp: 100 },
+        Rating { user_id: 2, movie_id: 1, rating: 5.0, timestamp: 200 },
+    ];
+    let splits = vec![Split::Train, Split::Train, Split::Test];
+    (movies, ratings, splits)
+}
+
+fn migrate_is_idempotent_and_versioned(db: TestDb) {
+    let mut s = db.store(); // open() migrates
+    assert_eq!(s.schema_version().unwrap().as_deref(), Some("1.0"));
+    assert!(s.migrate().unwrap().is_empty(), "second migrate applies nothing");
+    let mut s2 = db.store();
+    assert!(s2.migrate().unwrap().is_empty());
+    let tables: Vec<String> = counts(&db).into_iter().map(|(t, _)| t).collect();
+    // The spec's six tables come first, in the spec's order.
+    assert_eq!(&tables[..6], SPEC_TABLES);
+    assert!(counts(&db).iter().all(|(_, n)| *n == 0));
+}
+
+fn roundtrip_of_movies_and_ratings(db: TestDb) {
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    let summary = s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    assert_eq!((summary.movies, summary.train, summary.test), (2, 2, 1));
+    assert_eq!(s.movies().unwrap(), movies);
+    let train = s.ratings(Split::Train).unwrap();
+    // Ordered by timestamp, as the spec's training query.
+    assert_eq!(train, vec![ratings[1], ratings[0]]);
+    assert_eq!(s.ratings(Split::Test).unwrap(), vec![ratings[2]]);
+}
+
+fn split_stats_match_hand_computation(db: TestDb) {
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    let stats = s.split_stats().unwrap();
+    assert_eq!(stats.len(), 2);
+    let train = stats.iter().find(|x| x.split == "train").unwrap();
+    // train ratings 4.5 and 0.5: mean 2.5, sample std sqrt(((2)^2+(2)^2)/1) = 2.828427...
+    assert_eq!(train.records, 2);
+    assert!((train.avg_rating - 2.5).abs() < 1e-12);
+    assert!((train.std_rating - 8f64.sqrt()).abs() < 1e-9);
+    let test = stats.iter().find(|x| x.split == "test").unwrap();
+    assert_eq!((test.records, test.avg_rating, test.std_rating), (1, 5.0, 0.0));
+}
+
+fn loading_twice_refuses_then_replace_works(db: TestDb) {
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    let before = counts(&db);
+    let err = s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("--replace"), "{err}");
+    assert_eq!(counts(&db), before, "a refused load changes nothing");
+    let summary = s
+        .load_dataset(&movies[..1], &ratings[..1], &splits[..1], true, &Silent)
+        .unwrap();
+    assert!(summary.replaced);
+    assert_eq!(rows_of(&db, "ratings"), 1);
+    assert_eq!(rows_of(&db, "movies"), 1);
+}
+
+fn failed_write_rolls_back_everything(db: TestDb) {
+    // A rating the database's CHECK rejects, after valid rows in the same
+    // load: the whole load must roll back, replaced data included.
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    let before = counts(&db);
+    let mut bad = ratings.clone();
+    bad.push(Rating { user_id: 9, movie_id: 1, rating: 7.0, timestamp: 1 });
+    let mut bad_splits = splits.clone();
+    bad_splits.push(Split::Train);
+    assert!(s.load_dataset(&movies, &bad, &bad_splits, true, &Silent).is_err());
+    drop(s);
+    assert_eq!(counts(&db), before);
+    assert_eq!(db.store().ratings(Split::Train).unwrap().len(), 2);
+}
+
+fn ml_latest_small_loads_with_exact_split(db: TestDb) {
+    let dir = common::shared_data("ml-latest-small");
+    let mut s = db.store();
+    let report = load::load(s.as_mut(), &Source::Dir(dir), &LoadOptions::default(), &Silent).unwrap();
+    assert_eq!(report.summary.movies as i64, SMALL_MOVIES);
+    assert_eq!((report.summary.train + report.summary.test) as i64, SMALL_RATINGS);
+    assert_eq!(rows_of(&db, "ratings"), SMALL_RATINGS);
+    assert_eq!(rows_of(&db, "movies"), SMALL_MOVIES);
+    let stats = s.split_stats().unwrap();
+    let train = stats.iter().find(|x| x.split == "train").unwrap();
+    let test = stats.iter().find(|x| x.split == "test").unwrap();
+    let share = train.records as f64 / SMALL_RATINGS as f64;
+    assert!((share - 0.7).abs() < 0.001, "train share {share}");
+    let mean = (train.avg_rating * train.records as f64 + test.avg_rating * test.records as f64)
+        / SMALL_RATINGS as f64;
+    assert!((mean - SMALL_MEAN).abs() < 1e-9, "mean {mean}");
+    // Every movie got a 10-dimensional PCA vector.
+    let movies = s.movies().unwrap();
+    assert!(movies.iter().all(|m| m.pca_features.as_ref().map(Vec::len) == Some(10)));
+    // The same seed gives the same split on a second database.
+    let other = common::SqliteDb::new();
+    let mut s2 = other.store();
+    load::load(
+        s2.as_mut(),
+        &Source::Dir(common::shared_data("ml-latest-small")),
+        &LoadOptions::default(),
+        &Silent,
+    )
+    .unwrap();
+    let key = |v: Vec<Rating>| {
+        let mut k: Vec<(i32, i32)> = v.into_iter().map(|r| (r.user_id, r.movie_id)).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(key(s.ratings(Split::Test).unwrap()), key(s2.ratings(Split::Test).unwrap()));
+}
+
+fn table_sizes_cover_every_table(db: TestDb) {
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    let sizes = s.table_sizes().unwrap();
+    for t in SPEC_TABLES {
+        let size = sizes.iter().find(|x| x.table == *t).unwrap_or_else(|| panic!("{t}"));
+        assert!(size.bytes >= 0);
+    }
+    let ratings_size = sizes.iter().find(|x| x.table == "ratings").unwrap().bytes;
+    assert!(ratings_size > 0, "a table with rows and indexes takes space");
+    assert!(sizes.windows(2).all(|w| w[0].bytes >= w[1].bytes), "largest first");
+}
+
+on_both_backends!(
+    migrate_is_idempotent_and_versioned,
+    roundtrip_of_movies_and_ratings,
+    split_stats_match_hand_computation,
+    loading_twice_refuses_then_replace_works,
+    failed_write_rolls_back_everything,
+    ml_latest_small_loads_with_exact_split,
+    table_sizes_cover_every_table,
+);
