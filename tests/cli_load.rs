@@ -38,7 +38,12 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 /// Every table's row count plus a fingerprint of the ratings, to prove "unchanged".
 fn snapshot(db: &TestDb) -> (Vec<(String, i64)>, Vec<(i32, i32, u32)>) {
     let mut s = db.store();
-    let counts = s.table_counts().unwrap().into_iter().map(|t| (t.table, t.rows)).collect();
+    let counts = s
+        .table_counts()
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.table, t.rows))
+        .collect();
     let mut r: Vec<(i32, i32, u32)> = s
         .ratings(cinematch::Split::Train)
         .unwrap()
@@ -51,21 +56,112 @@ fn snapshot(db: &TestDb) -> (Vec<(String, i64)>, Vec<(i32, i32, u32)>) {
 }
 
 /// (name, ratings file, movies file, file named in the error, line, words in the message)
-fn bad_cases() -> Vec<(&'static str, Vec<u8>, Vec<u8>, &'static str, &'static str, &'static str)> {
+fn bad_cases() -> Vec<(
+    &'static str,
+    Vec<u8>,
+    Vec<u8>,
+    &'static str,
+    &'static str,
+    &'static str,
+)> {
     let r = |extra: &str| format!("{RATINGS}{extra}").into_bytes();
     vec![
-        ("missing column", r("4,1,3.0\n"), MOVIES.into(), "ratings.csv", ":7:", "column"),
-        ("extra column", r("4,1,3.0,964982931,x\n"), MOVIES.into(), "ratings.csv", ":7:", "column"),
-        ("non-numeric user", r("abc,1,3.0,964982931\n"), MOVIES.into(), "ratings.csv", ":7:", "userId"),
-        ("non-numeric movie", r("4,x1,3.0,964982931\n"), MOVIES.into(), "ratings.csv", ":7:", "movieId"),
-        ("non-numeric rating", r("4,1,good,964982931\n"), MOVIES.into(), "ratings.csv", ":7:", "rating"),
-        ("rating too high", r("4,1,5.5,964982931\n"), MOVIES.into(), "ratings.csv", ":7:", "5.5"),
-        ("rating zero", r("4,1,0.0,964982931\n"), MOVIES.into(), "ratings.csv", ":7:", "0.5..5.0"),
-        ("not half step", r("4,1,3.3,964982931\n"), MOVIES.into(), "ratings.csv", ":7:", "0.5 step"),
-        ("duplicate pair", r("2,3,4.0,964983815\n"), MOVIES.into(), "ratings.csv", ":7:", "duplicate"),
-        ("unknown movie", r("4,99,4.0,964983815\n"), MOVIES.into(), "ratings.csv", ":7:", "99"),
-        ("empty ratings", Vec::new(), MOVIES.into(), "ratings.csv", ":0:", "empty"),
-        ("header only", b"userId,movieId,rating,timestamp\n".to_vec(), MOVIES.into(), "ratings.csv", ":0:", "empty"),
+        (
+            "missing column",
+            r("4,1,3.0\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "column",
+        ),
+        (
+            "extra column",
+            r("4,1,3.0,964982931,x\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "column",
+        ),
+        (
+            "non-numeric user",
+            r("abc,1,3.0,964982931\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "userId",
+        ),
+        (
+            "non-numeric movie",
+            r("4,x1,3.0,964982931\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "movieId",
+        ),
+        (
+            "non-numeric rating",
+            r("4,1,good,964982931\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "rating",
+        ),
+        (
+            "rating too high",
+            r("4,1,5.5,964982931\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "5.5",
+        ),
+        (
+            "rating zero",
+            r("4,1,0.0,964982931\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "0.5..5.0",
+        ),
+        (
+            "not half step",
+            r("4,1,3.3,964982931\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "0.5 step",
+        ),
+        (
+            "duplicate pair",
+            r("2,3,4.0,964983815\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "duplicate",
+        ),
+        (
+            "unknown movie",
+            r("4,99,4.0,964983815\n"),
+            MOVIES.into(),
+            "ratings.csv",
+            ":7:",
+            "99",
+        ),
+        (
+            "empty ratings",
+            Vec::new(),
+            MOVIES.into(),
+            "ratings.csv",
+            ":0:",
+            "empty",
+        ),
+        (
+            "header only",
+            b"userId,movieId,rating,timestamp\n".to_vec(),
+            MOVIES.into(),
+            "ratings.csv",
+            ":0:",
+            "empty",
+        ),
         (
             "invalid utf-8 title",
             RATINGS.into(),
@@ -77,7 +173,14 @@ fn bad_cases() -> Vec<(&'static str, Vec<u8>, Vec<u8>, &'static str, &'static st
         (
             "utf-16 file",
             RATINGS.into(),
-            [&[0xFFu8, 0xFE][..], &MOVIES.encode_utf16().flat_map(|u| u.to_le_bytes()).collect::<Vec<_>>()].concat(),
+            [
+                &[0xFFu8, 0xFE][..],
+                &MOVIES
+                    .encode_utf16()
+                    .flat_map(|u| u.to_le_bytes())
+                    .collect::<Vec<_>>(),
+            ]
+            .concat(),
             "movies.csv",
             "movies.csv",
             "UTF-16",
@@ -90,7 +193,14 @@ fn bad_cases() -> Vec<(&'static str, Vec<u8>, Vec<u8>, &'static str, &'static st
             ":5:",
             "",
         ),
-        ("duplicate movie", RATINGS.into(), format!("{MOVIES}3,Heat again (1995),Action\n").into_bytes(), "movies.csv", ":5:", "duplicate"),
+        (
+            "duplicate movie",
+            RATINGS.into(),
+            format!("{MOVIES}3,Heat again (1995),Action\n").into_bytes(),
+            "movies.csv",
+            ":5:",
+            "duplicate",
+        ),
     ]
 }
 
@@ -100,7 +210,13 @@ fn bad_input_is_refused_and_changes_nothing(db: TestDb) {
     let good_m = write(tmp.path(), "good_movies.csv", MOVIES.as_bytes());
     let (ok, out, err) = cinematch(
         db.url(),
-        &["load", "--ratings", good_r.to_str().unwrap(), "--movies", good_m.to_str().unwrap()],
+        &[
+            "load",
+            "--ratings",
+            good_r.to_str().unwrap(),
+            "--movies",
+            good_m.to_str().unwrap(),
+        ],
     );
     assert!(ok, "valid load failed: {out}{err}");
     let before = snapshot(&db);
@@ -114,11 +230,24 @@ fn bad_input_is_refused_and_changes_nothing(db: TestDb) {
         // --replace: even permission to overwrite must not lose the old data.
         let (ok, _out, err) = cinematch(
             db.url(),
-            &["load", "--replace", "--ratings", r.to_str().unwrap(), "--movies", m.to_str().unwrap()],
+            &[
+                "load",
+                "--replace",
+                "--ratings",
+                r.to_str().unwrap(),
+                "--movies",
+                m.to_str().unwrap(),
+            ],
         );
         assert!(!ok, "{name}: bad input was accepted");
-        assert!(err.contains(file), "{name}: error does not name {file}: {err}");
-        assert!(err.contains(line), "{name}: error does not name line {line}: {err}");
+        assert!(
+            err.contains(file),
+            "{name}: error does not name {file}: {err}"
+        );
+        assert!(
+            err.contains(line),
+            "{name}: error does not name line {line}: {err}"
+        );
         assert!(
             err.to_lowercase().contains(&words.to_lowercase()),
             "{name}: error does not say {words:?}: {err}"
@@ -130,14 +259,20 @@ fn bad_input_is_refused_and_changes_nothing(db: TestDb) {
 
 fn skip_invalid_loads_the_rest_and_counts(db: TestDb) {
     let tmp = tempfile::tempdir().unwrap();
-    let ratings = format!(
-        "{RATINGS}4,1,5.5,1\n4,2,3.3,1\n4,99,4.0,1\nabc,1,3.0,1\n4,3,4.0,1\n2,3,4.0,1\n"
-    );
+    let ratings =
+        format!("{RATINGS}4,1,5.5,1\n4,2,3.3,1\n4,99,4.0,1\nabc,1,3.0,1\n4,3,4.0,1\n2,3,4.0,1\n");
     let r = write(tmp.path(), "ratings.csv", ratings.as_bytes());
     let m = write(tmp.path(), "movies.csv", MOVIES.as_bytes());
     let (ok, out, err) = cinematch(
         db.url(),
-        &["load", "--skip-invalid", "--ratings", r.to_str().unwrap(), "--movies", m.to_str().unwrap()],
+        &[
+            "load",
+            "--skip-invalid",
+            "--ratings",
+            r.to_str().unwrap(),
+            "--movies",
+            m.to_str().unwrap(),
+        ],
     );
     assert!(ok, "{out}{err}");
     // 5 good + 1 valid (4,3) = 6 stored; 5 skipped, one of each kind.
@@ -150,7 +285,10 @@ fn skip_invalid_loads_the_rest_and_counts(db: TestDb) {
         "non-numeric field",
         "duplicate (user, movie) rating",
     ] {
-        assert!(out.contains(&format!("1  {kind}")), "missing count for {kind}: {out}");
+        assert!(
+            out.contains(&format!("1  {kind}")),
+            "missing count for {kind}: {out}"
+        );
     }
 }
 
@@ -168,7 +306,11 @@ fn loading_a_directory_twice_is_refused(db: TestDb) {
     let (ok, out, err) = cinematch(db.url(), &["load", "--replace", dir]);
     assert!(ok, "{err}");
     assert!(out.contains("replacing"), "{out}");
-    assert_eq!(snapshot(&db), before, "replace with the same data gives the same rows");
+    assert_eq!(
+        snapshot(&db),
+        before,
+        "replace with the same data gives the same rows"
+    );
 }
 
 on_both_backends!(

@@ -51,9 +51,24 @@ fn tiny() -> (Vec<Movie>, Vec<Rating>, Vec<Split>) {
         },
     ];
     let ratings = vec![
-        Rating { user_id: 1, movie_id: 1, rating: 4.5, timestamp: 300 },
-        Rating { user_id: 1, movie_id: 2, rating: 0.5, timestamp: 100 },
-        Rating { user_id: 2, movie_id: 1, rating: 5.0, timestamp: 200 },
+        Rating {
+            user_id: 1,
+            movie_id: 1,
+            rating: 4.5,
+            timestamp: 300,
+        },
+        Rating {
+            user_id: 1,
+            movie_id: 2,
+            rating: 0.5,
+            timestamp: 100,
+        },
+        Rating {
+            user_id: 2,
+            movie_id: 1,
+            rating: 5.0,
+            timestamp: 200,
+        },
     ];
     let splits = vec![Split::Train, Split::Train, Split::Test];
     (movies, ratings, splits)
@@ -61,20 +76,34 @@ fn tiny() -> (Vec<Movie>, Vec<Rating>, Vec<Split>) {
 
 fn migrate_is_idempotent_and_versioned(db: TestDb) {
     let mut s = db.store(); // open() migrates
-    assert_eq!(s.schema_version().unwrap().as_deref(), Some("1.0"));
-    assert!(s.migrate().unwrap().is_empty(), "second migrate applies nothing");
+    assert_eq!(
+        s.schema_version().unwrap().as_deref(),
+        Some(cinematch::store::schema::latest_version())
+    );
+    assert!(
+        s.migrate().unwrap().is_empty(),
+        "second migrate applies nothing"
+    );
     let mut s2 = db.store();
     assert!(s2.migrate().unwrap().is_empty());
     let tables: Vec<String> = counts(&db).into_iter().map(|(t, _)| t).collect();
     // The spec's six tables come first, in the spec's order.
     assert_eq!(&tables[..6], SPEC_TABLES);
-    assert!(counts(&db).iter().all(|(_, n)| *n == 0));
+    let spec_rows: Vec<i64> = counts(&db).into_iter().take(6).map(|(_, n)| n).collect();
+    assert_eq!(
+        spec_rows,
+        vec![0; 6],
+        "a new database has empty spec tables"
+    );
+    assert!(tables.contains(&"cinematch_schema".to_string()));
 }
 
 fn roundtrip_of_movies_and_ratings(db: TestDb) {
     let (movies, ratings, splits) = tiny();
     let mut s = db.store();
-    let summary = s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    let summary = s
+        .load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
     assert_eq!((summary.movies, summary.train, summary.test), (2, 2, 1));
     assert_eq!(s.movies().unwrap(), movies);
     let train = s.ratings(Split::Train).unwrap();
@@ -86,7 +115,8 @@ fn roundtrip_of_movies_and_ratings(db: TestDb) {
 fn split_stats_match_hand_computation(db: TestDb) {
     let (movies, ratings, splits) = tiny();
     let mut s = db.store();
-    s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
     let stats = s.split_stats().unwrap();
     assert_eq!(stats.len(), 2);
     let train = stats.iter().find(|x| x.split == "train").unwrap();
@@ -95,15 +125,21 @@ fn split_stats_match_hand_computation(db: TestDb) {
     assert!((train.avg_rating - 2.5).abs() < 1e-12);
     assert!((train.std_rating - 8f64.sqrt()).abs() < 1e-9);
     let test = stats.iter().find(|x| x.split == "test").unwrap();
-    assert_eq!((test.records, test.avg_rating, test.std_rating), (1, 5.0, 0.0));
+    assert_eq!(
+        (test.records, test.avg_rating, test.std_rating),
+        (1, 5.0, 0.0)
+    );
 }
 
 fn loading_twice_refuses_then_replace_works(db: TestDb) {
     let (movies, ratings, splits) = tiny();
     let mut s = db.store();
-    s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
     let before = counts(&db);
-    let err = s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap_err();
+    let err = s
+        .load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     assert!(err.to_string().contains("--replace"), "{err}");
     assert_eq!(counts(&db), before, "a refused load changes nothing");
@@ -120,13 +156,21 @@ fn failed_write_rolls_back_everything(db: TestDb) {
     // load: the whole load must roll back, replaced data included.
     let (movies, ratings, splits) = tiny();
     let mut s = db.store();
-    s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
     let before = counts(&db);
     let mut bad = ratings.clone();
-    bad.push(Rating { user_id: 9, movie_id: 1, rating: 7.0, timestamp: 1 });
+    bad.push(Rating {
+        user_id: 9,
+        movie_id: 1,
+        rating: 7.0,
+        timestamp: 1,
+    });
     let mut bad_splits = splits.clone();
     bad_splits.push(Split::Train);
-    assert!(s.load_dataset(&movies, &bad, &bad_splits, true, &Silent).is_err());
+    assert!(s
+        .load_dataset(&movies, &bad, &bad_splits, true, &Silent)
+        .is_err());
     drop(s);
     assert_eq!(counts(&db), before);
     assert_eq!(db.store().ratings(Split::Train).unwrap().len(), 2);
@@ -135,9 +179,18 @@ fn failed_write_rolls_back_everything(db: TestDb) {
 fn ml_latest_small_loads_with_exact_split(db: TestDb) {
     let dir = common::shared_data("ml-latest-small");
     let mut s = db.store();
-    let report = load::load(s.as_mut(), &Source::Dir(dir), &LoadOptions::default(), &Silent).unwrap();
+    let report = load::load(
+        s.as_mut(),
+        &Source::Dir(dir),
+        &LoadOptions::default(),
+        &Silent,
+    )
+    .unwrap();
     assert_eq!(report.summary.movies as i64, SMALL_MOVIES);
-    assert_eq!((report.summary.train + report.summary.test) as i64, SMALL_RATINGS);
+    assert_eq!(
+        (report.summary.train + report.summary.test) as i64,
+        SMALL_RATINGS
+    );
     assert_eq!(rows_of(&db, "ratings"), SMALL_RATINGS);
     assert_eq!(rows_of(&db, "movies"), SMALL_MOVIES);
     let stats = s.split_stats().unwrap();
@@ -150,7 +203,9 @@ fn ml_latest_small_loads_with_exact_split(db: TestDb) {
     assert!((mean - SMALL_MEAN).abs() < 1e-9, "mean {mean}");
     // Every movie got a 10-dimensional PCA vector.
     let movies = s.movies().unwrap();
-    assert!(movies.iter().all(|m| m.pca_features.as_ref().map(Vec::len) == Some(10)));
+    assert!(movies
+        .iter()
+        .all(|m| m.pca_features.as_ref().map(Vec::len) == Some(10)));
     // The same seed gives the same split on a second database.
     let other = common::SqliteDb::new();
     let mut s2 = other.store();
@@ -166,21 +221,34 @@ fn ml_latest_small_loads_with_exact_split(db: TestDb) {
         k.sort();
         k
     };
-    assert_eq!(key(s.ratings(Split::Test).unwrap()), key(s2.ratings(Split::Test).unwrap()));
+    assert_eq!(
+        key(s.ratings(Split::Test).unwrap()),
+        key(s2.ratings(Split::Test).unwrap())
+    );
 }
 
 fn table_sizes_cover_every_table(db: TestDb) {
     let (movies, ratings, splits) = tiny();
     let mut s = db.store();
-    s.load_dataset(&movies, &ratings, &splits, false, &Silent).unwrap();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
     let sizes = s.table_sizes().unwrap();
     for t in SPEC_TABLES {
-        let size = sizes.iter().find(|x| x.table == *t).unwrap_or_else(|| panic!("{t}"));
+        let size = sizes
+            .iter()
+            .find(|x| x.table == *t)
+            .unwrap_or_else(|| panic!("{t}"));
         assert!(size.bytes >= 0);
     }
     let ratings_size = sizes.iter().find(|x| x.table == "ratings").unwrap().bytes;
-    assert!(ratings_size > 0, "a table with rows and indexes takes space");
-    assert!(sizes.windows(2).all(|w| w[0].bytes >= w[1].bytes), "largest first");
+    assert!(
+        ratings_size > 0,
+        "a table with rows and indexes takes space"
+    );
+    assert!(
+        sizes.windows(2).all(|w| w[0].bytes >= w[1].bytes),
+        "largest first"
+    );
 }
 
 on_both_backends!(

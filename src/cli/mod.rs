@@ -3,6 +3,7 @@
 
 mod table;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -149,6 +150,7 @@ fn init_logging(quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()
         .init();
@@ -230,7 +232,11 @@ fn print_load_report(r: &load::LoadReport, location: String) {
         table::thousands((s.train + s.test) as i64),
         table::thousands(s.train as i64),
         table::thousands(s.test as i64),
-        if s.replaced { ", replacing the previous dataset" } else { "" }
+        if s.replaced {
+            ", replacing the previous dataset"
+        } else {
+            ""
+        }
     );
     println!(
         "read and validated in {:.2}s, written in {:.2}s",
@@ -249,7 +255,10 @@ fn print_load_report(r: &load::LoadReport, location: String) {
         ratios.join(", ")
     );
     if !r.skipped.is_empty() {
-        println!("skipped {} invalid rows:", table::thousands(r.skipped.total() as i64));
+        println!(
+            "skipped {} invalid rows:",
+            table::thousands(r.skipped.total() as i64)
+        );
         for (kind, n) in &r.skipped.counts {
             println!("  {:>8}  {kind}", table::thousands(*n as i64));
         }
@@ -295,7 +304,13 @@ fn db_stats(store: &mut dyn Store) -> Result<()> {
     let rows: Vec<Vec<String>> = store
         .table_sizes()?
         .into_iter()
-        .map(|t| vec![t.table, table::pretty_bytes(t.bytes), table::thousands(t.bytes)])
+        .map(|t| {
+            vec![
+                t.table,
+                table::pretty_bytes(t.bytes),
+                table::thousands(t.bytes),
+            ]
+        })
         .collect();
     table::print(&["tablename", "size", "size_bytes"], &rows);
     println!();
@@ -312,6 +327,9 @@ fn db_stats(store: &mut dyn Store) -> Result<()> {
             ]
         })
         .collect();
-    table::print(&["data_split", "records", "avg_rating", "std_rating"], &rows);
+    table::print(
+        &["data_split", "records", "avg_rating", "std_rating"],
+        &rows,
+    );
     Ok(())
 }

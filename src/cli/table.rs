@@ -108,7 +108,13 @@ mod tests {
 
     #[test]
     fn numbers_right_aligned() {
-        let t = render(&["name", "n"], &[vec!["a".into(), "5".into()], vec!["bbb".into(), "100".into()]]);
+        let t = render(
+            &["name", "n"],
+            &[
+                vec!["a".into(), "5".into()],
+                vec!["bbb".into(), "100".into()],
+            ],
+        );
         assert_eq!(t, "name |   n\n-----+----\na    |   5\nbbb  | 100\n");
     }
 }

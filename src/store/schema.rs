@@ -40,10 +40,11 @@ pub const VERSION_TABLE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS cinematch_sch
     applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 )";
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: "1.0",
-    description: "CineMatch schema 1.0 (the spec's six tables and indexes)",
-    postgres: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: "1.0",
+        description: "CineMatch schema 1.0 (the spec's six tables and indexes)",
+        postgres: r#"
 CREATE TABLE IF NOT EXISTS ratings (
     userId INTEGER NOT NULL,
     movieId INTEGER NOT NULL,
@@ -108,7 +109,7 @@ CREATE TABLE IF NOT EXISTS drift_alerts (
     notes TEXT
 );
 "#,
-    sqlite: r#"
+        sqlite: r#"
 CREATE TABLE IF NOT EXISTS ratings (
     userId INTEGER NOT NULL,
     movieId INTEGER NOT NULL,
@@ -187,7 +188,23 @@ CREATE TABLE IF NOT EXISTS drift_alerts (
     notes TEXT
 );
 "#,
-}];
+    },
+    Migration {
+        version: "1.1",
+        description:
+            "round(double precision, integer), so the spec's statistics queries run as written",
+        // The spec's own queries call ROUND(AVG(rating), 2) on a FLOAT column;
+        // PostgreSQL only has round(numeric, integer), so as written they fail
+        // with "function round(double precision, integer) does not exist".
+        // This overload makes them run unchanged. SQLite's ROUND already works.
+        postgres: r#"
+CREATE OR REPLACE FUNCTION round(double precision, integer) RETURNS numeric
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS 'SELECT pg_catalog.round($1::numeric, $2)';
+"#,
+        sqlite: "",
+    },
+];
 
 /// The version a fully migrated database reports.
 pub fn latest_version() -> &'static str {

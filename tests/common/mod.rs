@@ -37,8 +37,10 @@ impl PgDb {
                 .subsec_nanos()
         );
         let admin = pg_admin_url();
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect to test cluster");
-        c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+        let mut c =
+            postgres::Client::connect(&admin, postgres::NoTls).expect("connect to test cluster");
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
         let url = match admin.rfind('/') {
             Some(i) => format!("{}/{}", &admin[..i], name),
             None => panic!("CINEMATCH_TEST_PG has no database part: {admin}"),
@@ -58,7 +60,10 @@ impl PgDb {
 impl Drop for PgDb {
     fn drop(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&pg_admin_url(), postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
