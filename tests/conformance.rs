@@ -6,6 +6,7 @@ mod common;
 use cinematch::data::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::store::schema::SPEC_TABLES;
+use cinematch::store::{ArtifactBlob, NewModelRun};
 use cinematch::{Error, Movie, Rating, Split};
 use common::TestDb;
 
@@ -251,7 +252,110 @@ fn table_sizes_cover_every_table(db: TestDb) {
     );
 }
 
+fn blob(tag: u8) -> ArtifactBlob {
+    ArtifactBlob {
+        algorithm: "svd".into(),
+        format_version: 1,
+        checksum: 0xDEAD_BEEF,
+        bytes: vec![tag, 0, 255, 7],
+    }
+}
+
+fn run(rmse: f64) -> NewModelRun {
+    NewModelRun {
+        run_id: "abc123".into(),
+        rmse,
+        mae: rmse * 0.8,
+        precision_at_10: 0.7,
+        data_size: 70_000,
+        notes: r#"{"algorithm":"svd"}"#.into(),
+    }
+}
+
+fn registry_versions_champion_and_rollback(db: TestDb) {
+    let mut s = db.store();
+    assert_eq!(s.champion().unwrap(), None);
+    assert!(matches!(s.rollback(), Err(Error::NotFound(_))));
+    let a = s.insert_model_run(&run(0.9), &blob(1)).unwrap();
+    assert_eq!(a.model_version, "run_abc123_v1");
+    assert_eq!(a.rmse, Some(0.9));
+    assert_eq!(a.data_size, Some(70_000));
+    // The first model becomes the champion; later ones do not by themselves.
+    assert_eq!(s.champion().unwrap().as_deref(), Some("run_abc123_v1"));
+    let b = s.insert_model_run(&run(0.85), &blob(2)).unwrap();
+    assert_eq!(b.model_version, "run_abc123_v2");
+    assert_eq!(s.champion().unwrap().as_deref(), Some("run_abc123_v1"));
+    assert_eq!(s.artifact(&b.model_version).unwrap(), Some(blob(2)));
+    assert_eq!(s.artifact("run_nope_v9").unwrap(), None);
+    let runs = s.model_runs().unwrap();
+    assert_eq!(
+        runs.iter()
+            .map(|r| r.model_version.as_str())
+            .collect::<Vec<_>>(),
+        ["run_abc123_v1", "run_abc123_v2"]
+    );
+    assert!(runs[0].training_date <= runs[1].training_date);
+
+    assert!(matches!(
+        s.promote("run_nope_v9", "x"),
+        Err(Error::NotFound(_))
+    ));
+    s.promote(&b.model_version, "better rmse").unwrap();
+    assert_eq!(s.champion().unwrap().as_deref(), Some("run_abc123_v2"));
+    let c = s.insert_model_run(&run(0.8), &blob(3)).unwrap();
+    s.promote(&c.model_version, "better").unwrap();
+    s.promote(&c.model_version, "again").unwrap();
+    // Rollback walks back through distinct champions, one step at a time.
+    assert_eq!(
+        s.rollback().unwrap(),
+        ("run_abc123_v3".to_string(), "run_abc123_v2".to_string())
+    );
+    assert_eq!(s.champion().unwrap().as_deref(), Some("run_abc123_v2"));
+    assert_eq!(
+        s.rollback().unwrap(),
+        ("run_abc123_v2".to_string(), "run_abc123_v1".to_string())
+    );
+    assert!(matches!(s.rollback(), Err(Error::NotFound(_))));
+    // Another process sees the same registry.
+    assert_eq!(
+        db.store().champion().unwrap().as_deref(),
+        Some("run_abc123_v1")
+    );
+    let promos = db.store().promotions().unwrap();
+    assert_eq!(promos.len(), 4);
+    assert_eq!(promos.iter().filter(|p| p.rolled_back).count(), 3);
+}
+
+fn user_ratings_and_movie_stats(db: TestDb) {
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
+    let mine = s.user_ratings(1).unwrap();
+    assert_eq!(
+        mine,
+        vec![ratings[1], ratings[0]],
+        "both splits, by timestamp"
+    );
+    assert!(s.user_ratings(42).unwrap().is_empty());
+    // Train split only: movie 1 has one train rating (4.5), movie 2 one (0.5).
+    let stats = s.movie_stats().unwrap();
+    assert_eq!(stats.len(), 2);
+    assert_eq!(
+        (stats[0].movie_id, stats[0].count, stats[0].mean),
+        (1, 1, 4.5)
+    );
+    assert_eq!(
+        (stats[1].movie_id, stats[1].count, stats[1].mean),
+        (2, 1, 0.5)
+    );
+    let found = s.movies_by_id(&[2, 99, 2]).unwrap();
+    assert_eq!(found, vec![movies[1].clone()]);
+}
+
 on_both_backends!(
+    registry_versions_champion_and_rollback,
+    user_ratings_and_movie_stats,
     migrate_is_idempotent_and_versioned,
     roundtrip_of_movies_and_ratings,
     split_stats_match_hand_computation,

@@ -55,7 +55,13 @@ fn spec_ddl() -> Vec<String> {
         .collect()
 }
 
+/// The spec tables' columns, constraints and indexes, one line each. Tables
+/// CineMatch adds by later migrations are outside the comparison.
 fn catalog(c: &mut postgres::Client) -> BTreeSet<String> {
+    let spec_tables: Vec<String> = cinematch::store::schema::SPEC_TABLES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut out = BTreeSet::new();
     for r in c
         .query(
@@ -63,8 +69,8 @@ fn catalog(c: &mut postgres::Client) -> BTreeSet<String> {
                     COALESCE(character_maximum_length, -1), is_nullable::text,
                     COALESCE(regexp_replace(column_default, '_id_seq', '_SEQ'), '')
                FROM information_schema.columns
-              WHERE table_schema = 'public' AND table_name <> 'cinematch_schema'",
-            &[],
+              WHERE table_schema = 'public' AND table_name = ANY($1)",
+            &[&spec_tables],
         )
         .unwrap()
     {
@@ -83,8 +89,8 @@ fn catalog(c: &mut postgres::Client) -> BTreeSet<String> {
             "SELECT cl.relname::text, co.contype::text, pg_get_constraintdef(co.oid)
                FROM pg_constraint co JOIN pg_class cl ON cl.oid = co.conrelid
                JOIN pg_namespace n ON n.oid = cl.relnamespace
-              WHERE n.nspname = 'public' AND cl.relname <> 'cinematch_schema'",
-            &[],
+              WHERE n.nspname = 'public' AND cl.relname = ANY($1)",
+            &[&spec_tables],
         )
         .unwrap()
     {
@@ -98,8 +104,8 @@ fn catalog(c: &mut postgres::Client) -> BTreeSet<String> {
     for r in c
         .query(
             "SELECT tablename::text, indexname::text, indexdef FROM pg_indexes
-              WHERE schemaname = 'public' AND tablename <> 'cinematch_schema'",
-            &[],
+              WHERE schemaname = 'public' AND tablename = ANY($1)",
+            &[&spec_tables],
         )
         .unwrap()
     {

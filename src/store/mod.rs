@@ -66,6 +66,59 @@ pub struct LoadSummary {
     pub replaced: bool,
 }
 
+/// One row of `model_metrics`: a training run and its evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRun {
+    pub id: i64,
+    pub model_version: String,
+    pub training_date: chrono::NaiveDateTime,
+    pub rmse: Option<f64>,
+    pub mae: Option<f64>,
+    pub precision_at_10: Option<f64>,
+    pub data_size: Option<i64>,
+    /// JSON: algorithm, hyperparameters, seed, extra metrics, timings.
+    pub notes: Option<String>,
+}
+
+/// A run to record. The store names it `run_<run_id>_v<N>`, N counting
+/// every run so far, inside the same transaction that writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewModelRun {
+    /// Hex id of the run (random, or the MLflow run id).
+    pub run_id: String,
+    pub rmse: f64,
+    pub mae: f64,
+    pub precision_at_10: f64,
+    pub data_size: i64,
+    pub notes: String,
+}
+
+/// A serialized model as the registry keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactBlob {
+    pub algorithm: String,
+    pub format_version: i32,
+    pub checksum: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// A promotion in the champion history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    pub model_version: String,
+    pub promoted_at: chrono::NaiveDateTime,
+    pub reason: Option<String>,
+    pub rolled_back: bool,
+}
+
+/// Rating count and mean of one movie in the training data, for cold start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MovieStats {
+    pub movie_id: i32,
+    pub count: i64,
+    pub mean: f64,
+}
+
 /// The CineMatch schema, whatever engine holds it.
 ///
 /// Methods take `&mut self` because both engines hand out one connection per
@@ -109,6 +162,47 @@ pub trait Store: Send {
 
     /// Every movie, ordered by movieId.
     fn movies(&mut self) -> Result<Vec<Movie>>;
+
+    /// The movies with these ids (unknown ids are simply absent), by movieId.
+    fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>>;
+
+    /// Everything one user has rated: both splits and the buffer.
+    fn user_ratings(&mut self, user_id: i32) -> Result<Vec<Rating>>;
+
+    /// Per-movie count and mean rating over the train split.
+    fn movie_stats(&mut self) -> Result<Vec<MovieStats>>;
+
+    // --- model registry ---------------------------------------------------
+
+    /// Records a run in `model_metrics` and its artifact, in one transaction;
+    /// the first model ever recorded also becomes the champion.
+    fn insert_model_run(&mut self, run: &NewModelRun, artifact: &ArtifactBlob) -> Result<ModelRun>;
+
+    /// Every run, oldest first.
+    fn model_runs(&mut self) -> Result<Vec<ModelRun>>;
+
+    /// The stored artifact of a model version.
+    fn artifact(&mut self, model_version: &str) -> Result<Option<ArtifactBlob>>;
+
+    /// Every promotion, oldest first.
+    fn promotions(&mut self) -> Result<Vec<Promotion>>;
+
+    /// Makes a stored model the champion. [`Error::NotFound`] if it has no artifact.
+    fn promote(&mut self, model_version: &str, reason: &str) -> Result<()>;
+
+    /// Marks the current champion's promotion rolled back, so the previous
+    /// champion serves again. Returns (from, to).
+    fn rollback(&mut self) -> Result<(String, String)>;
+
+    /// The model version serving now.
+    fn champion(&mut self) -> Result<Option<String>> {
+        Ok(self
+            .promotions()?
+            .into_iter()
+            .rev()
+            .find(|p| !p.rolled_back)
+            .map(|p| p.model_version))
+    }
 }
 
 /// The embedded default when no database is configured.
@@ -158,6 +252,28 @@ pub(crate) fn sample_std(n: i64, sum: f64, sum_sq: f64) -> f64 {
     }
     let n = n as f64;
     ((sum_sq - sum * sum / n) / (n - 1.0)).max(0.0).sqrt()
+}
+
+/// The champion to return to on rollback: the latest live promotion whose
+/// model differs from the current champion. Returns (its promotion id,
+/// from, to); every live promotion after that id is then rolled back.
+pub(crate) fn rollback_target(promotions: &[(i64, String, bool)]) -> Result<(i64, String, String)> {
+    let live: Vec<&(i64, String, bool)> = promotions.iter().filter(|p| !p.2).collect();
+    let current = live
+        .last()
+        .ok_or_else(|| Error::NotFound("there is no champion to roll back".into()))?;
+    let previous = live
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|p| p.1 != current.1)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "{} is the only champion there has been; nothing to roll back to",
+                current.1
+            ))
+        })?;
+    Ok((previous.0, current.1.clone(), previous.1.clone()))
 }
 
 /// The refusal both backends give when a dataset is already loaded.

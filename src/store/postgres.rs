@@ -10,9 +10,13 @@ use postgres::Client;
 
 use super::schema::{self, MIGRATIONS};
 use super::sqlite::{ordered_tables, version_key};
-use super::{pgconn, Backend, LoadSummary, SplitStats, Store, TableCount, TableSize};
+use super::{
+    pgconn, rollback_target, ArtifactBlob, Backend, LoadSummary, ModelRun, MovieStats, NewModelRun,
+    Promotion, SplitStats, Store, TableCount, TableSize,
+};
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
+use crate::Error;
 use crate::Result;
 
 const PROGRESS_CHUNK: usize = 50_000;
@@ -181,7 +185,13 @@ impl Store for PgStore {
             )?;
             let mut w = BinaryCopyInWriter::new(
                 sink,
-                &[Type::INT4, Type::INT4, Type::FLOAT8, Type::INT8, Type::VARCHAR],
+                &[
+                    Type::INT4,
+                    Type::INT4,
+                    Type::FLOAT8,
+                    Type::INT8,
+                    Type::VARCHAR,
+                ],
             );
             for (chunk_r, chunk_s) in ratings
                 .chunks(PROGRESS_CHUNK)
@@ -234,7 +244,8 @@ impl Store for PgStore {
             split.as_str()
         );
         let reader = self.client.copy_out(&sql)?;
-        let mut rows = BinaryCopyOutIter::new(reader, &[Type::INT4, Type::INT4, Type::FLOAT8, Type::INT8]);
+        let mut rows =
+            BinaryCopyOutIter::new(reader, &[Type::INT4, Type::INT4, Type::FLOAT8, Type::INT8]);
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             out.push(Rating {
@@ -252,17 +263,189 @@ impl Store for PgStore {
             "SELECT movieid, title::text, genres::text, pca_features FROM movies ORDER BY movieid",
             &[],
         )?;
+        Ok(rows.iter().map(movie_row).collect())
+    }
+
+    fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>> {
+        let rows = self.client.query(
+            "SELECT movieid, title::text, genres::text, pca_features FROM movies
+              WHERE movieid = ANY($1) ORDER BY movieid",
+            &[&ids],
+        )?;
+        Ok(rows.iter().map(movie_row).collect())
+    }
+
+    fn user_ratings(&mut self, user_id: i32) -> Result<Vec<Rating>> {
+        let rows = self.client.query(
+            "SELECT userid, movieid, rating, timestamp FROM ratings WHERE userid = $1
+             UNION ALL
+             SELECT userid, movieid, rating, timestamp FROM ratings_buffer WHERE userid = $1
+             ORDER BY 4",
+            &[&user_id],
+        )?;
         Ok(rows
             .iter()
-            .map(|r| {
-                let pca: Option<Json<Vec<f64>>> = r.get(3);
-                Movie {
-                    movie_id: r.get(0),
-                    title: r.get(1),
-                    genres: r.get::<_, Option<String>>(2).unwrap_or_default(),
-                    pca_features: pca.map(|j| j.0),
-                }
+            .map(|r| Rating {
+                user_id: r.get(0),
+                movie_id: r.get(1),
+                rating: r.get::<_, f64>(2) as f32,
+                timestamp: r.get(3),
             })
             .collect())
+    }
+
+    fn movie_stats(&mut self) -> Result<Vec<MovieStats>> {
+        let rows = self.client.query(
+            "SELECT movieid, COUNT(*), AVG(rating) FROM ratings
+              WHERE data_split = 'train' GROUP BY movieid ORDER BY movieid",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| MovieStats {
+                movie_id: r.get(0),
+                count: r.get(1),
+                mean: r.get(2),
+            })
+            .collect())
+    }
+
+    fn insert_model_run(&mut self, run: &NewModelRun, artifact: &ArtifactBlob) -> Result<ModelRun> {
+        let mut tx = self.client.transaction()?;
+        // Serializes version numbering across concurrent trainers.
+        tx.batch_execute("LOCK TABLE model_metrics IN SHARE ROW EXCLUSIVE MODE")?;
+        let n: i32 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(id), 0)::int + 1 FROM model_metrics",
+                &[],
+            )?
+            .get(0);
+        let version = format!("run_{}_v{n}", run.run_id);
+        let data_size = i32::try_from(run.data_size).unwrap_or(i32::MAX);
+        let row = tx.query_one(
+            "INSERT INTO model_metrics (model_version, training_date, rmse, mae, precision_at_10, data_size, notes)
+             VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6)
+             RETURNING id::int8, model_version::text, training_date, rmse, mae, precision_at_10, data_size::int8, notes",
+            &[&version, &run.rmse, &run.mae, &run.precision_at_10, &data_size, &run.notes],
+        )?;
+        tx.execute(
+            "INSERT INTO model_artifacts (model_version, algorithm, format_version, size_bytes, checksum, artifact)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &version,
+                &artifact.algorithm,
+                &artifact.format_version,
+                &(artifact.bytes.len() as i64),
+                &(artifact.checksum as i64),
+                &artifact.bytes,
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO model_champions (model_version, promoted_at, reason)
+             SELECT $1, clock_timestamp(), 'first model'
+              WHERE NOT EXISTS (SELECT 1 FROM model_champions WHERE rolled_back_at IS NULL)",
+            &[&version],
+        )?;
+        tx.commit()?;
+        Ok(model_run_row(&row))
+    }
+
+    fn model_runs(&mut self) -> Result<Vec<ModelRun>> {
+        let rows = self.client.query(
+            "SELECT id::int8, model_version::text, training_date, rmse, mae, precision_at_10, data_size::int8, notes
+               FROM model_metrics ORDER BY training_date, id",
+            &[],
+        )?;
+        Ok(rows.iter().map(model_run_row).collect())
+    }
+
+    fn artifact(&mut self, model_version: &str) -> Result<Option<ArtifactBlob>> {
+        let row = self.client.query_opt(
+            "SELECT algorithm::text, format_version, checksum, artifact FROM model_artifacts
+              WHERE model_version = $1",
+            &[&model_version],
+        )?;
+        Ok(row.map(|r| ArtifactBlob {
+            algorithm: r.get(0),
+            format_version: r.get(1),
+            checksum: r.get::<_, i64>(2) as u32,
+            bytes: r.get(3),
+        }))
+    }
+
+    fn promotions(&mut self) -> Result<Vec<Promotion>> {
+        let rows = self.client.query(
+            "SELECT model_version::text, promoted_at, reason, rolled_back_at IS NOT NULL
+               FROM model_champions ORDER BY id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Promotion {
+                model_version: r.get(0),
+                promoted_at: r.get(1),
+                reason: r.get(2),
+                rolled_back: r.get(3),
+            })
+            .collect())
+    }
+
+    fn promote(&mut self, model_version: &str, reason: &str) -> Result<()> {
+        let n = self.client.execute(
+            "INSERT INTO model_champions (model_version, promoted_at, reason)
+             SELECT model_version, clock_timestamp(), $2 FROM model_artifacts WHERE model_version = $1",
+            &[&model_version, &reason],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(format!(
+                "no stored model {model_version:?}; `cinematch models list` shows the versions"
+            )));
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(String, String)> {
+        let mut tx = self.client.transaction()?;
+        tx.batch_execute("LOCK TABLE model_champions IN SHARE ROW EXCLUSIVE MODE")?;
+        let history: Vec<(i64, String, bool)> = tx
+            .query(
+                "SELECT id::int8, model_version::text, rolled_back_at IS NOT NULL
+                   FROM model_champions ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let (keep, from, to) = rollback_target(&history)?;
+        tx.execute(
+            "UPDATE model_champions SET rolled_back_at = clock_timestamp()
+              WHERE id > $1::int8 AND rolled_back_at IS NULL",
+            &[&keep],
+        )?;
+        tx.commit()?;
+        Ok((from, to))
+    }
+}
+
+fn movie_row(r: &postgres::Row) -> Movie {
+    let pca: Option<Json<Vec<f64>>> = r.get(3);
+    Movie {
+        movie_id: r.get(0),
+        title: r.get(1),
+        genres: r.get::<_, Option<String>>(2).unwrap_or_default(),
+        pca_features: pca.map(|j| j.0),
+    }
+}
+
+fn model_run_row(r: &postgres::Row) -> ModelRun {
+    ModelRun {
+        id: r.get(0),
+        model_version: r.get(1),
+        training_date: r.get(2),
+        rmse: r.get(3),
+        mae: r.get(4),
+        precision_at_10: r.get(5),
+        data_size: r.get(6),
+        notes: r.get(7),
     }
 }

@@ -204,6 +204,49 @@ CREATE OR REPLACE FUNCTION round(double precision, integer) RETURNS numeric
 "#,
         sqlite: "",
     },
+    Migration {
+        version: "1.2",
+        description: "model registry: artifacts and champion history",
+        // Artifacts live in the database so that any process that can reach
+        // it (a server on another machine) can load a model with nothing but
+        // the URL. The champion is the latest promotion not rolled back.
+        postgres: r#"
+CREATE TABLE IF NOT EXISTS model_artifacts (
+    model_version VARCHAR(50) PRIMARY KEY,
+    algorithm VARCHAR(20) NOT NULL,
+    format_version INTEGER NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    checksum BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    artifact BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_champions (
+    id SERIAL PRIMARY KEY,
+    model_version VARCHAR(50) NOT NULL,
+    promoted_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    reason TEXT,
+    rolled_back_at TIMESTAMP
+);
+"#,
+        sqlite: r#"
+CREATE TABLE IF NOT EXISTS model_artifacts (
+    model_version VARCHAR(50) PRIMARY KEY,
+    algorithm VARCHAR(20) NOT NULL,
+    format_version INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    checksum INTEGER NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    artifact BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_champions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_version VARCHAR(50) NOT NULL,
+    promoted_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    reason TEXT,
+    rolled_back_at TIMESTAMP
+);
+"#,
+    },
 ];
 
 /// The version a fully migrated database reports.

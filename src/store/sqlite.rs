@@ -3,7 +3,10 @@
 use rusqlite::{params, Connection, Transaction};
 
 use super::schema::{self, MIGRATIONS};
-use super::{sample_std, Backend, LoadSummary, SplitStats, Store, TableCount, TableSize};
+use super::{
+    rollback_target, sample_std, ArtifactBlob, Backend, LoadSummary, ModelRun, MovieStats,
+    NewModelRun, Promotion, SplitStats, Store, TableCount, TableSize,
+};
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
 use crate::{Error, Result};
@@ -31,9 +34,8 @@ impl SqliteStore {
                     )));
                 }
             }
-            Connection::open(path).map_err(|e| {
-                Error::Config(format!("cannot open SQLite database {path}: {e}"))
-            })?
+            Connection::open(path)
+                .map_err(|e| Error::Config(format!("cannot open SQLite database {path}: {e}")))?
         };
         // WAL lets readers (the server) proceed while a writer loads; NORMAL
         // sync is durable across application crashes, which is what the
@@ -130,9 +132,9 @@ impl Store for SqliteStore {
         let tables = ordered_tables(self.user_tables()?);
         let mut out = Vec::with_capacity(tables.len());
         for t in tables {
-            let rows: i64 = self
-                .conn
-                .query_row(&format!("SELECT COUNT(*) FROM \"{t}\""), [], |r| r.get(0))?;
+            let rows: i64 =
+                self.conn
+                    .query_row(&format!("SELECT COUNT(*) FROM \"{t}\""), [], |r| r.get(0))?;
             out.push(TableCount { table: t, rows });
         }
         Ok(out)
@@ -210,7 +212,10 @@ impl Store for SqliteStore {
                 "INSERT INTO ratings (userId, movieId, rating, timestamp, data_split)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for (chunk_r, chunk_s) in ratings.chunks(PROGRESS_CHUNK).zip(splits.chunks(PROGRESS_CHUNK)) {
+            for (chunk_r, chunk_s) in ratings
+                .chunks(PROGRESS_CHUNK)
+                .zip(splits.chunks(PROGRESS_CHUNK))
+            {
                 for (r, s) in chunk_r.iter().zip(chunk_s) {
                     stmt.execute(params![
                         r.user_id,
@@ -262,35 +267,233 @@ impl Store for SqliteStore {
               WHERE data_split = ?1 ORDER BY timestamp",
         )?;
         let rows = stmt
-            .query_map([split.as_str()], |r| {
-                Ok(Rating {
-                    user_id: r.get(0)?,
-                    movie_id: r.get(1)?,
-                    rating: r.get::<_, f64>(2)? as f32,
-                    timestamp: r.get(3)?,
+            .query_map([split.as_str()], rating_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn movies(&mut self) -> Result<Vec<Movie>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT movieId, title, genres, pca_features FROM movies ORDER BY movieId")?;
+        let rows = stmt
+            .query_map([], movie_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT movieId, title, genres, pca_features FROM movies WHERE movieId = ?1",
+        )?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for id in sorted {
+            if let Some(m) = stmt.query_map([id], movie_row)?.next() {
+                out.push(m?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn user_ratings(&mut self, user_id: i32) -> Result<Vec<Rating>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT userId, movieId, rating, timestamp FROM ratings WHERE userId = ?1
+             UNION ALL
+             SELECT userId, movieId, rating, timestamp FROM ratings_buffer WHERE userId = ?1
+             ORDER BY 4",
+        )?;
+        let rows = stmt
+            .query_map([user_id], rating_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn movie_stats(&mut self) -> Result<Vec<MovieStats>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT movieId, COUNT(*), AVG(rating) FROM ratings
+              WHERE data_split = 'train' GROUP BY movieId ORDER BY movieId",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(MovieStats {
+                    movie_id: r.get(0)?,
+                    count: r.get(1)?,
+                    mean: r.get(2)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
-    fn movies(&mut self) -> Result<Vec<Movie>> {
+    fn insert_model_run(&mut self, run: &NewModelRun, artifact: &ArtifactBlob) -> Result<ModelRun> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(id), 0) + 1 FROM model_metrics",
+            [],
+            |r| r.get(0),
+        )?;
+        let version = format!("run_{}_v{n}", run.run_id);
+        tx.execute(
+            "INSERT INTO model_metrics (model_version, training_date, rmse, mae, precision_at_10, data_size, notes)
+             VALUES (?1, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?2, ?3, ?4, ?5, ?6)",
+            params![version, run.rmse, run.mae, run.precision_at_10, run.data_size, run.notes],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO model_artifacts (model_version, algorithm, format_version, size_bytes, checksum, artifact)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                version,
+                artifact.algorithm,
+                artifact.format_version,
+                artifact.bytes.len() as i64,
+                artifact.checksum as i64,
+                artifact.bytes
+            ],
+        )?;
+        let has_champion: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM model_champions WHERE rolled_back_at IS NULL)",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_champion {
+            tx.execute(
+                "INSERT INTO model_champions (model_version, promoted_at, reason)
+                 VALUES (?1, strftime('%Y-%m-%d %H:%M:%f', 'now'), 'first model')",
+                [&version],
+            )?;
+        }
+        let row = tx.query_row(
+            "SELECT id, model_version, training_date, rmse, mae, precision_at_10, data_size, notes
+               FROM model_metrics WHERE id = ?1",
+            [id],
+            model_run_row,
+        )?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    fn model_runs(&mut self) -> Result<Vec<ModelRun>> {
         let mut stmt = self.conn.prepare(
-            "SELECT movieId, title, genres, pca_features FROM movies ORDER BY movieId",
+            "SELECT id, model_version, training_date, rmse, mae, precision_at_10, data_size, notes
+               FROM model_metrics ORDER BY training_date, id",
+        )?;
+        let rows = stmt
+            .query_map([], model_run_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn artifact(&mut self, model_version: &str) -> Result<Option<ArtifactBlob>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT algorithm, format_version, checksum, artifact FROM model_artifacts WHERE model_version = ?1",
+        )?;
+        let mut rows = stmt.query_map([model_version], |r| {
+            Ok(ArtifactBlob {
+                algorithm: r.get(0)?,
+                format_version: r.get(1)?,
+                checksum: r.get::<_, i64>(2)? as u32,
+                bytes: r.get(3)?,
+            })
+        })?;
+        Ok(rows.next().transpose()?)
+    }
+
+    fn promotions(&mut self) -> Result<Vec<Promotion>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT model_version, promoted_at, reason, rolled_back_at IS NOT NULL
+               FROM model_champions ORDER BY id",
         )?;
         let rows = stmt
             .query_map([], |r| {
-                let pca: Option<String> = r.get(3)?;
-                Ok(Movie {
-                    movie_id: r.get(0)?,
-                    title: r.get(1)?,
-                    genres: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    pca_features: pca.and_then(|s| serde_json::from_str(&s).ok()),
+                Ok(Promotion {
+                    model_version: r.get(0)?,
+                    promoted_at: parse_ts(&r.get::<_, String>(1)?),
+                    reason: r.get(2)?,
+                    rolled_back: r.get(3)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
+
+    fn promote(&mut self, model_version: &str, reason: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM model_artifacts WHERE model_version = ?1)",
+            [model_version],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(Error::NotFound(format!(
+                "no stored model {model_version:?}; `cinematch models list` shows the versions"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO model_champions (model_version, promoted_at, reason)
+             VALUES (?1, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?2)",
+            [model_version, reason],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(String, String)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let history = tx
+            .prepare("SELECT id, model_version, rolled_back_at IS NOT NULL FROM model_champions ORDER BY id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let (keep, from, to) = rollback_target(&history)?;
+        tx.execute(
+            "UPDATE model_champions SET rolled_back_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+              WHERE id > ?1 AND rolled_back_at IS NULL",
+            [keep],
+        )?;
+        tx.commit()?;
+        Ok((from, to))
+    }
+}
+
+fn model_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelRun> {
+    Ok(ModelRun {
+        id: r.get(0)?,
+        model_version: r.get(1)?,
+        training_date: parse_ts(&r.get::<_, String>(2)?),
+        rmse: r.get(3)?,
+        mae: r.get(4)?,
+        precision_at_10: r.get(5)?,
+        data_size: r.get(6)?,
+        notes: r.get(7)?,
+    })
+}
+
+fn movie_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Movie> {
+    let pca: Option<String> = r.get(3)?;
+    Ok(Movie {
+        movie_id: r.get(0)?,
+        title: r.get(1)?,
+        genres: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        pca_features: pca.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+fn rating_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rating> {
+    Ok(Rating {
+        user_id: r.get(0)?,
+        movie_id: r.get(1)?,
+        rating: r.get::<_, f64>(2)? as f32,
+        timestamp: r.get(3)?,
+    })
 }
 
 /// Orders `major.minor` versions numerically ("1.10" after "1.9").
@@ -313,3 +516,6 @@ pub(crate) fn ordered_tables(mut names: Vec<String>) -> Vec<String> {
     names
 }
 
+pub(crate) fn parse_ts(s: &str) -> chrono::NaiveDateTime {
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap_or_default()
+}
