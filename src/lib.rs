@@ -13,7 +13,11 @@
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod eval;
+pub mod models;
 pub mod progress;
+pub mod recommend;
+pub mod registry;
 pub mod store;
 pub mod types;
 

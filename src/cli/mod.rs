@@ -15,7 +15,11 @@ use cinematch::data::load::{self, LoadOptions, Source};
 use cinematch::data::split::{SplitOptions, SplitStrategy};
 use cinematch::data::synth::{self, SynthOptions};
 use cinematch::data::ReadOptions;
+use cinematch::eval::{EvalOptions, Metrics};
+use cinematch::models::Algo;
 use cinematch::progress::Console;
+use cinematch::recommend::{Recommender, Strategy};
+use cinematch::registry::{self, TrainOptions};
 use cinematch::store::{self, Store};
 
 #[derive(Parser)]
@@ -52,6 +56,97 @@ enum Command {
     /// Make data: synthetic MovieLens-shaped releases.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train a model on the train split, evaluate it on the test split and record it.
+    Train(TrainArgs),
+    /// The model registry: runs, the champion, promotion and rollback.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Re-evaluate a stored model on the current test split.
+    Evaluate(EvaluateArgs),
+    /// The champion's top movies for a user (cold-start list for unknown users).
+    Recommend(RecommendArgs),
+    /// Movies most like a movie, by the champion's factors.
+    Similar(SimilarArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Algorithm: baseline (biases), svd (SGD matrix factorization), als (alternating least squares).
+    #[arg(long, value_parser = ["baseline", "svd", "als"], default_value = "svd")]
+    algo: String,
+    /// Latent factors (svd, als).
+    #[arg(long)]
+    factors: Option<usize>,
+    /// Passes over the data: epochs (svd, baseline) or iterations (als).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// SGD learning rate (svd).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Regularization: reg (svd) or lambda (als).
+    #[arg(long)]
+    reg: Option<f64>,
+    /// Standard deviation of the initial factors (svd, als).
+    #[arg(long)]
+    init_std: Option<f64>,
+    /// Training threads (svd; als always uses every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Any other parameter as KEY=VALUE (repeatable), e.g. --param reg_u=15.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Seed of initialization and shuffling: the same seed gives the same model.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Also train on the ratings waiting in ratings_buffer.
+    #[arg(long)]
+    include_buffer: bool,
+    /// Skip the full-catalogue ranking metrics (faster on large catalogues).
+    #[arg(long)]
+    no_ranking: bool,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every run with its metrics and the RMSE change from the previous run.
+    List,
+    /// One run in full: metrics, hyperparameters, artifact.
+    Show { version: String },
+    /// Make a stored model the champion.
+    Promote {
+        version: String,
+        /// Why (kept in the champion history).
+        #[arg(long, default_value = "promoted by hand")]
+        reason: String,
+    },
+    /// Return to the previous champion.
+    Rollback,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// Model version (default: the champion).
+    #[arg(long)]
+    model: Option<String>,
+}
+
+#[derive(Args)]
+struct RecommendArgs {
+    #[arg(long)]
+    user: i32,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Only movies of this genre (e.g. Comedy).
+    #[arg(long)]
+    genre: Option<String>,
+}
+
+#[derive(Args)]
+struct SimilarArgs {
+    #[arg(long)]
+    movie: i32,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
 }
 
 #[derive(Subcommand)]
@@ -219,6 +314,234 @@ fn run(cli: Cli) -> Result<()> {
                 args.out.display(),
                 report.mean_rating
             );
+        }
+        Command::Train(args) => {
+            let mut store = open_store(cli.db.as_deref())?;
+            train(store.as_mut(), args, &progress)?;
+        }
+        Command::Models(cmd) => {
+            let mut store = open_store(cli.db.as_deref())?;
+            models(store.as_mut(), cmd)?;
+        }
+        Command::Evaluate(args) => {
+            let mut store = open_store(cli.db.as_deref())?;
+            let version = match args.model {
+                Some(v) => v,
+                None => store
+                    .champion()?
+                    .context("there is no champion model yet: train one with `cinematch train`")?,
+            };
+            let m = registry::evaluate_stored(store.as_mut(), &version, &EvalOptions::default())?;
+            println!("{version} on the current test split:");
+            print_metrics(&m);
+        }
+        Command::Recommend(args) => {
+            let mut store = open_store(cli.db.as_deref())?;
+            let rec = Recommender::load(store.as_mut())?;
+            let rated = store
+                .user_ratings(args.user)?
+                .into_iter()
+                .map(|r| r.movie_id)
+                .collect();
+            let list = rec.recommend(args.user, args.k, args.genre.as_deref(), &rated)?;
+            match list.strategy {
+                Strategy::Model => println!(
+                    "top {} for user {} by {} (predicted rating):",
+                    list.items.len(),
+                    args.user,
+                    list.model_version
+                ),
+                Strategy::Popular => println!(
+                    "user {} is unknown to {}: cold-start list, most popular{} by damped mean rating:",
+                    args.user,
+                    list.model_version,
+                    args.genre.as_deref().map(|g| format!(" {g}")).unwrap_or_default()
+                ),
+            }
+            print_items(
+                &list.items,
+                match list.strategy {
+                    Strategy::Model => "predicted",
+                    Strategy::Popular => "damped_mean",
+                },
+            );
+        }
+        Command::Similar(args) => {
+            let mut store = open_store(cli.db.as_deref())?;
+            let rec = Recommender::load(store.as_mut())?;
+            let sim = rec.similar(args.movie, args.k)?;
+            println!(
+                "movies like {} ({}), by {}:",
+                sim.movie.title,
+                sim.movie.movie_id,
+                match sim.basis {
+                    cinematch::recommend::SimilarBasis::Factors => "the champion's movie factors",
+                    cinematch::recommend::SimilarBasis::PcaFeatures =>
+                        "PCA genre features (the model has no factors for it)",
+                }
+            );
+            print_items(&sim.items, "similarity");
+        }
+    }
+    Ok(())
+}
+
+fn train(store: &mut dyn Store, args: TrainArgs, progress: &Console) -> Result<()> {
+    let algo = Algo::parse(&args.algo).context("unknown algorithm")?;
+    let mut overrides: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            overrides.push((k.to_string(), v));
+        }
+    };
+    set("factors", args.factors.map(|v| v.to_string()));
+    set(
+        if algo == Algo::Als { "iterations" } else { "epochs" },
+        args.epochs.map(|v| v.to_string()),
+    );
+    set("lr", args.lr.map(|v| v.to_string()));
+    set(
+        if algo == Algo::Als { "lambda" } else { "reg" },
+        args.reg.map(|v| v.to_string()),
+    );
+    set("init_std", args.init_std.map(|v| v.to_string()));
+    set("threads", args.threads.map(|v| v.to_string()));
+    for p in &args.params {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--param {p:?} is not KEY=VALUE"))?;
+        overrides.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let params = registry::params_with_overrides(algo, &overrides)?;
+    let mut opts = TrainOptions::new(params);
+    opts.seed = args.seed;
+    opts.include_buffer = args.include_buffer;
+    opts.eval.ranking = !args.no_ranking;
+    let out = registry::train(store, &opts, progress)?;
+    println!(
+        "trained {} ({algo}) on {} ratings in {:.2}s, evaluated in {:.2}s",
+        out.run.model_version,
+        table::thousands(out.run.data_size.unwrap_or(0)),
+        out.train_seconds,
+        out.eval_seconds
+    );
+    print_metrics(&out.metrics);
+    if out.is_champion {
+        println!("{} is the champion (the first model)", out.run.model_version);
+    } else {
+        println!(
+            "the champion is unchanged; `cinematch models promote {}` to serve this one",
+            out.run.model_version
+        );
+    }
+    Ok(())
+}
+
+fn print_metrics(m: &Metrics) {
+    println!(
+        "  RMSE {:.4}  MAE {:.4}  precision@10 (rated items, >=3.5) {:.4}",
+        m.rmse, m.mae, m.precision_at_10
+    );
+    println!(
+        "  full catalogue (relevant >= 4.0): precision@10 {:.4}  recall@10 {:.4}  NDCG@10 {:.4}  coverage {:.4}",
+        m.rank_precision_at_10, m.recall_at_10, m.ndcg_at_10, m.coverage
+    );
+}
+
+fn print_items(items: &[cinematch::recommend::Item], score: &str) {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            vec![
+                (i + 1).to_string(),
+                it.movie_id.to_string(),
+                it.title.clone(),
+                it.genres.clone(),
+                format!("{:.3}", it.score),
+            ]
+        })
+        .collect();
+    table::print(&["#", "movieId", "title", "genres", score], &rows);
+}
+
+fn models(store: &mut dyn Store, cmd: ModelsCommand) -> Result<()> {
+    match cmd {
+        ModelsCommand::List => {
+            let runs = registry::runs_with_change(store)?;
+            if runs.is_empty() {
+                println!("no models yet: train one with `cinematch train --algo svd`");
+                return Ok(());
+            }
+            let f = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_default();
+            let rows: Vec<Vec<String>> = runs
+                .iter()
+                .rev()
+                .map(|r| {
+                    let algo = r
+                        .run
+                        .notes
+                        .as_deref()
+                        .and_then(|n| serde_json::from_str::<serde_json::Value>(n).ok())
+                        .and_then(|v| v.get("algorithm").and_then(|a| a.as_str()).map(String::from))
+                        .unwrap_or_default();
+                    vec![
+                        format!("{}{}", r.run.model_version, if r.is_champion { " *" } else { "" }),
+                        algo,
+                        r.run.training_date.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        f(r.run.rmse),
+                        f(r.run.mae),
+                        f(r.run.precision_at_10),
+                        table::thousands(r.run.data_size.unwrap_or(0)),
+                        r.rmse_improvement.map(|v| format!("{v:+.4}")).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table::print(
+                &["model_version", "algo", "training_date", "rmse", "mae", "precision_at_10", "data_size", "rmse_change"],
+                &rows,
+            );
+            println!("* champion. rmse_change = rmse - LAG(rmse): negative is better.");
+        }
+        ModelsCommand::Show { version } => {
+            let run = store
+                .model_runs()?
+                .into_iter()
+                .find(|r| r.model_version == version)
+                .with_context(|| format!("no model {version:?}; `cinematch models list` shows the versions"))?;
+            let champion = store.champion()?;
+            println!("model_version    {}", run.model_version);
+            println!("champion         {}", champion.as_deref() == Some(version.as_str()));
+            println!("training_date    {}", run.training_date.format("%Y-%m-%d %H:%M:%S"));
+            let f = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_default();
+            println!("rmse             {}", f(run.rmse));
+            println!("mae              {}", f(run.mae));
+            println!("precision_at_10  {}", f(run.precision_at_10));
+            println!("data_size        {}", table::thousands(run.data_size.unwrap_or(0)));
+            if let Some(a) = store.artifact(&version)? {
+                println!(
+                    "artifact         {} bytes, {} format v{}, crc32 {:08x}",
+                    table::thousands(a.bytes.len() as i64),
+                    a.algorithm,
+                    a.format_version,
+                    a.checksum
+                );
+            }
+            if let Some(notes) = run.notes {
+                let pretty = serde_json::from_str::<serde_json::Value>(&notes)
+                    .ok()
+                    .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                    .unwrap_or(notes);
+                println!("notes\n{pretty}");
+            }
+        }
+        ModelsCommand::Promote { version, reason } => {
+            store.promote(&version, &reason)?;
+            println!("{version} is now the champion");
+        }
+        ModelsCommand::Rollback => {
+            let (from, to) = store.rollback()?;
+            println!("rolled back from {from}; {to} is the champion again");
         }
     }
     Ok(())

@@ -163,6 +163,9 @@ pub trait Store: Send {
     /// Every movie, ordered by movieId.
     fn movies(&mut self) -> Result<Vec<Movie>>;
 
+    /// Ratings waiting in `ratings_buffer` (one batch, or all), by timestamp.
+    fn buffer_ratings(&mut self, batch_id: Option<&str>) -> Result<Vec<Rating>>;
+
     /// The movies with these ids (unknown ids are simply absent), by movieId.
     fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>>;
 

@@ -266,6 +266,15 @@ impl Store for PgStore {
         Ok(rows.iter().map(movie_row).collect())
     }
 
+    fn buffer_ratings(&mut self, batch_id: Option<&str>) -> Result<Vec<Rating>> {
+        let rows = self.client.query(
+            "SELECT userid, movieid, rating, timestamp FROM ratings_buffer
+              WHERE $1::text IS NULL OR batch_id = $1 ORDER BY timestamp",
+            &[&batch_id],
+        )?;
+        Ok(rows.iter().map(rating_row).collect())
+    }
+
     fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>> {
         let rows = self.client.query(
             "SELECT movieid, title::text, genres::text, pca_features FROM movies
@@ -283,15 +292,7 @@ impl Store for PgStore {
              ORDER BY 4",
             &[&user_id],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| Rating {
-                user_id: r.get(0),
-                movie_id: r.get(1),
-                rating: r.get::<_, f64>(2) as f32,
-                timestamp: r.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(rating_row).collect())
     }
 
     fn movie_stats(&mut self) -> Result<Vec<MovieStats>> {
@@ -424,6 +425,15 @@ impl Store for PgStore {
         )?;
         tx.commit()?;
         Ok((from, to))
+    }
+}
+
+fn rating_row(r: &postgres::Row) -> Rating {
+    Rating {
+        user_id: r.get(0),
+        movie_id: r.get(1),
+        rating: r.get::<_, f64>(2) as f32,
+        timestamp: r.get(3),
     }
 }
 

@@ -282,6 +282,17 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn buffer_ratings(&mut self, batch_id: Option<&str>) -> Result<Vec<Rating>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT userId, movieId, rating, timestamp FROM ratings_buffer
+              WHERE ?1 IS NULL OR batch_id = ?1 ORDER BY timestamp",
+        )?;
+        let rows = stmt
+            .query_map([batch_id], rating_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT movieId, title, genres, pca_features FROM movies WHERE movieId = ?1",
