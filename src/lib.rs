@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod data;
+pub mod drift;
 pub mod error;
 pub mod eval;
 pub mod models;
