@@ -16,9 +16,11 @@ pub mod drift;
 pub mod error;
 pub mod eval;
 pub mod models;
+pub mod pipeline;
 pub mod progress;
 pub mod recommend;
 pub mod registry;
+pub mod server;
 pub mod store;
 pub mod types;
 

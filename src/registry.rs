@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::eval::{self, EvalOptions, Metrics, Scorer};
 use crate::models::{self, FactorModel, Params};
 use crate::progress::Progress;
-use crate::store::{ArtifactBlob, ModelRun, NewModelRun, Store};
+use crate::store::{ArtifactBlob, ModelRun, NewModelRun, RunCommit, Store};
 use crate::types::{Rating, Split};
 use crate::{Error, Result};
 
@@ -63,6 +63,18 @@ impl TrainOptions {
     }
 }
 
+/// A trained and evaluated model, not yet recorded.
+pub struct Trained {
+    pub model: FactorModel,
+    pub metrics: Metrics,
+    /// The JSON notes `model_metrics` will hold.
+    pub notes: serde_json::Map<String, serde_json::Value>,
+    /// Training ratings (train split plus buffer when included).
+    pub data_size: usize,
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+}
+
 /// A finished, recorded training run.
 pub struct TrainOutcome {
     pub run: ModelRun,
@@ -87,12 +99,13 @@ pub fn random_run_id() -> String {
     format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
-/// Trains, evaluates on the test split and records the run and its artifact.
-pub fn train(
+/// Trains on the train split (plus the buffer when asked) and evaluates on
+/// the test split, without recording anything.
+pub fn fit_and_evaluate(
     store: &mut dyn Store,
     opts: &TrainOptions,
     progress: &dyn Progress,
-) -> Result<TrainOutcome> {
+) -> Result<Trained> {
     opts.params.validate()?;
     let mut train = store.ratings(Split::Train)?;
     let buffered = if opts.include_buffer {
@@ -120,15 +133,9 @@ pub fn train(
 
     let mut notes = serde_json::Map::new();
     notes.insert("algorithm".into(), json!(opts.params.algo().as_str()));
-    notes.insert(
-        "params".into(),
-        serde_json::to_value(&opts.params).unwrap_or_default(),
-    );
+    notes.insert("params".into(), serde_json::to_value(&opts.params).unwrap_or_default());
     notes.insert("seed".into(), json!(opts.seed));
-    notes.insert(
-        "metrics".into(),
-        serde_json::to_value(&metrics).unwrap_or_default(),
-    );
+    notes.insert("metrics".into(), serde_json::to_value(&metrics).unwrap_or_default());
     notes.insert("train_seconds".into(), json!(round3(train_seconds)));
     notes.insert("eval_seconds".into(), json!(round3(eval_seconds)));
     notes.insert("train_ratings".into(), json!(train.len()));
@@ -137,21 +144,31 @@ pub fn train(
     for (k, v) in &opts.extra_notes {
         notes.insert(k.clone(), v.clone());
     }
-    let run = record(
-        store,
-        &model,
-        &metrics,
-        train.len(),
+    Ok(Trained {
+        model,
+        metrics,
         notes,
-        opts.run_id.clone(),
-    )?;
+        data_size: train.len(),
+        train_seconds,
+        eval_seconds,
+    })
+}
+
+/// Trains, evaluates on the test split and records the run and its artifact.
+pub fn train(
+    store: &mut dyn Store,
+    opts: &TrainOptions,
+    progress: &dyn Progress,
+) -> Result<TrainOutcome> {
+    let trained = fit_and_evaluate(store, opts, progress)?;
+    let (run, _) = record(store, &trained, opts.run_id.clone(), &RunCommit::default())?;
     let is_champion = store.champion()?.as_deref() == Some(run.model_version.as_str());
     Ok(TrainOutcome {
         run,
-        metrics,
-        model,
-        train_seconds,
-        eval_seconds,
+        metrics: trained.metrics,
+        model: trained.model,
+        train_seconds: trained.train_seconds,
+        eval_seconds: trained.eval_seconds,
         is_champion,
     })
 }
@@ -160,36 +177,35 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Writes a run's `model_metrics` row and artifact.
+/// Writes a run's `model_metrics` row and artifact, and what `commit` asks
+/// (promotion, buffer merge), in one transaction.
 pub fn record(
     store: &mut dyn Store,
-    model: &FactorModel,
-    metrics: &Metrics,
-    data_size: usize,
-    notes: serde_json::Map<String, serde_json::Value>,
+    trained: &Trained,
     run_id: Option<String>,
-) -> Result<ModelRun> {
-    let bytes = model.to_bytes();
+    commit: &RunCommit,
+) -> Result<(ModelRun, u64)> {
+    let bytes = trained.model.to_bytes();
     let checksum = u32::from_le_bytes(
         bytes[bytes.len().saturating_sub(4)..]
             .try_into()
             .unwrap_or([0; 4]),
     );
     let blob = ArtifactBlob {
-        algorithm: model.algo().as_str().to_string(),
+        algorithm: trained.model.algo().as_str().to_string(),
         format_version: models::ARTIFACT_VERSION as i32,
         checksum,
         bytes,
     };
     let run = NewModelRun {
         run_id: run_id.unwrap_or_else(random_run_id),
-        rmse: metrics.rmse,
-        mae: metrics.mae,
-        precision_at_10: metrics.precision_at_10,
-        data_size: data_size as i64,
-        notes: serde_json::Value::Object(notes).to_string(),
+        rmse: trained.metrics.rmse,
+        mae: trained.metrics.mae,
+        precision_at_10: trained.metrics.precision_at_10,
+        data_size: trained.data_size as i64,
+        notes: serde_json::Value::Object(trained.notes.clone()).to_string(),
     };
-    store.insert_model_run(&run, &blob)
+    store.insert_model_run(&run, &blob, commit)
 }
 
 /// Loads a stored model version, verifying its checksum.

@@ -20,6 +20,10 @@ use cinematch::models::Algo;
 use cinematch::progress::Console;
 use cinematch::recommend::{Recommender, Strategy};
 use cinematch::registry::{self, TrainOptions};
+use cinematch::pipeline::cycle::{self, CycleOptions};
+use cinematch::pipeline::drift_check::{self, Thresholds};
+use cinematch::pipeline::retrain::{self, RetrainOptions, RetrainOutcome};
+use cinematch::pipeline::ingest;
 use cinematch::store::{self, Store};
 
 #[derive(Parser)]
@@ -67,6 +71,100 @@ enum Command {
     Recommend(RecommendArgs),
     /// Movies most like a movie, by the champion's factors.
     Similar(SimilarArgs),
+    /// Ingest a batch of new ratings into ratings_buffer (logged in ingestion_metadata).
+    Ingest(IngestArgs),
+    /// Drift detection against the training baseline.
+    #[command(subcommand)]
+    Drift(DriftCommand),
+    /// Retrain on train + buffer with the champion's settings, promote if not worse, merge the buffer.
+    Retrain(RetrainArgs),
+    /// The monitoring pipeline: ingest, drift check, retrain if drift.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+    /// The rating buffer: merge into ratings or clear.
+    #[command(subcommand)]
+    Buffer(BufferCommand),
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// Ratings file (MovieLens CSV, .dat or u.data).
+    file: PathBuf,
+    /// Batch identifier, e.g. batch_w1 (at most 50 characters).
+    #[arg(long)]
+    batch_id: String,
+    /// Ingest the valid rows and report the invalid ones instead of refusing the batch.
+    #[arg(long)]
+    skip_invalid: bool,
+}
+
+#[derive(Args, Clone)]
+struct ThresholdArgs {
+    /// TOML file with a [drift] table of thresholds (see README).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override a threshold, e.g. --threshold rating_mean=0.05 (repeatable).
+    #[arg(long = "threshold", value_name = "TEST=VALUE")]
+    thresholds: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum DriftCommand {
+    /// Compare the buffer (or one batch) with the train split; one drift_alerts row per test.
+    Check {
+        /// Only this batch of the buffer.
+        #[arg(long)]
+        batch: Option<String>,
+        #[command(flatten)]
+        thresholds: ThresholdArgs,
+    },
+    /// Recent drift results and the retraining verdict.
+    Status {
+        /// How far back, e.g. 1d, 30d.
+        #[arg(long, default_value = "1d")]
+        window: String,
+    },
+}
+
+#[derive(Args)]
+struct RetrainArgs {
+    /// Only retrain if a drift alert triggered within --window.
+    #[arg(long)]
+    if_drift: bool,
+    /// The window of --if-drift, e.g. 24h, 7d.
+    #[arg(long, default_value = "24h")]
+    window: String,
+    /// Promote the challenger if its RMSE is at most this much (relative) worse than the champion's.
+    #[arg(long, default_value_t = 0.005)]
+    tolerance: f64,
+}
+
+#[derive(Subcommand)]
+enum PipelineCommand {
+    /// One cycle: ingest (with --batch), drift check, retrain if drift.
+    Run {
+        /// A batch file to ingest first (needs --batch-id).
+        #[arg(long, requires = "batch_id")]
+        batch: Option<PathBuf>,
+        #[arg(long, requires = "batch")]
+        batch_id: Option<String>,
+        #[arg(long, default_value_t = 0.005)]
+        tolerance: f64,
+        #[command(flatten)]
+        thresholds: ThresholdArgs,
+    },
+    /// Past pipeline runs and their steps.
+    History,
+}
+
+#[derive(Subcommand)]
+enum BufferCommand {
+    /// Move every buffered rating into ratings as train data (the spec's option 2).
+    Merge,
+    /// Delete every buffered rating (the spec's option 1).
+    Clear,
+    /// Buffered ratings per batch.
+    Status,
 }
 
 #[derive(Args)]
@@ -151,6 +249,14 @@ struct SimilarArgs {
 
 #[derive(Subcommand)]
 enum DbCommand {
+    /// VACUUM ANALYZE the core tables (the spec's weekly maintenance).
+    Vacuum,
+    /// Move drift alerts older than a cutoff into drift_alerts_archive, in one transaction.
+    ArchiveDrift {
+        /// e.g. 30d
+        #[arg(long, default_value = "30d")]
+        older_than: String,
+    },
     /// Create or upgrade the schema (idempotent).
     Migrate,
     /// Schema version and the row count of every table.
@@ -270,6 +376,15 @@ fn run(cli: Cli) -> Result<()> {
                     println!("schema is at version {v} ({})", store.location());
                 }
                 DbCommand::Status => db_status(store.as_mut())?,
+                DbCommand::Vacuum => {
+                    store.vacuum()?;
+                    println!("VACUUM ANALYZE done on ratings, ratings_buffer, movies");
+                }
+                DbCommand::ArchiveDrift { older_than } => {
+                    let secs = retrain::parse_duration_secs(&older_than)?;
+                    let n = store.archive_drift_alerts(secs)?;
+                    println!("moved {n} drift alerts older than {older_than} into drift_alerts_archive");
+                }
                 DbCommand::Stats => db_stats(store.as_mut())?,
             }
         }
@@ -382,8 +497,215 @@ fn run(cli: Cli) -> Result<()> {
             );
             print_items(&sim.items, "similarity");
         }
+        Command::Ingest(args) => {
+            let mut store = open_store(cli.db.as_deref())?;
+            let r = ingest::ingest_file(
+                store.as_mut(),
+                &args.file,
+                &args.batch_id,
+                ReadOptions { skip_invalid: args.skip_invalid },
+            )?;
+            println!(
+                "ingested {} ratings into ratings_buffer as batch {}",
+                table::thousands(r.records as i64),
+                r.batch_id
+            );
+            print_skipped(&r.skipped);
+        }
+        Command::Drift(DriftCommand::Check { batch, thresholds }) => {
+            let t = thresholds_from(&thresholds)?;
+            let mut store = open_store(cli.db.as_deref())?;
+            let report = drift_check::check(store.as_mut(), batch.as_deref(), &t)?;
+            println!(
+                "compared {} buffered ratings{} with {} training ratings:",
+                table::thousands(report.new_ratings as i64),
+                batch.map(|b| format!(" (batch {b})")).unwrap_or_default(),
+                table::thousands(report.baseline_ratings as i64)
+            );
+            print_alerts(&report.alerts);
+            println!(
+                "{}",
+                if report.any_triggered() { "DRIFT DETECTED: RETRAINING NEEDED" } else { "no drift: NO ACTION REQUIRED" }
+            );
+        }
+        Command::Drift(DriftCommand::Status { window }) => {
+            let secs = retrain::parse_duration_secs(&window)?;
+            let mut store = open_store(cli.db.as_deref())?;
+            let alerts = store.drift_alerts(Some(secs))?;
+            let rows: Vec<Vec<String>> = alerts
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.alert_date.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        a.feature_name.clone(),
+                        a.drift_score.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                        a.threshold.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                        a.alert_triggered.to_string(),
+                        a.notes.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table::print(&["alert_date", "feature_name", "drift_score", "threshold", "alert_triggered", "notes"], &rows);
+            let fired = retrain::retraining_needed(store.as_mut(), 86400)?;
+            println!(
+                "retraining: {}",
+                if fired.is_empty() { "NO ACTION REQUIRED".to_string() } else { format!("RETRAINING NEEDED ({})", fired.join(", ")) }
+            );
+        }
+        Command::Retrain(args) => {
+            let opts = RetrainOptions {
+                if_drift: args.if_drift,
+                window_secs: retrain::parse_duration_secs(&args.window)?,
+                tolerance: args.tolerance,
+                ..RetrainOptions::default()
+            };
+            let mut store = open_store(cli.db.as_deref())?;
+            let outcome = retrain::retrain(store.as_mut(), &opts, &progress)?;
+            print_retrain(&outcome);
+        }
+        Command::Pipeline(PipelineCommand::Run { batch, batch_id, tolerance, thresholds }) => {
+            let opts = CycleOptions {
+                batch: batch.zip(batch_id),
+                thresholds: thresholds_from(&thresholds)?,
+                retrain: RetrainOptions { tolerance, ..RetrainOptions::default() },
+                ..CycleOptions::default()
+            };
+            let mut store = open_store(cli.db.as_deref())?;
+            let report = cycle::run_cycle(store.as_mut(), &opts, &progress)?;
+            print_cycle(&report);
+            if !report.succeeded {
+                bail!("pipeline run {} failed; fix the cause and run it again (steps are idempotent)", report.run_id);
+            }
+        }
+        Command::Pipeline(PipelineCommand::History) => {
+            let mut store = open_store(cli.db.as_deref())?;
+            let rows: Vec<Vec<String>> = store
+                .pipeline_runs()?
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        r.finished_at.map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
+                        r.status,
+                        r.batch_id.unwrap_or_default(),
+                        r.summary.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table::print(&["id", "started_at", "finished", "status", "batch_id", "steps"], &rows);
+        }
+        Command::Buffer(cmd) => {
+            let mut store = open_store(cli.db.as_deref())?;
+            match cmd {
+                BufferCommand::Merge => {
+                    let n = store.merge_buffer()?;
+                    println!("merged {} buffered ratings into ratings (data_split = train)", table::thousands(n as i64));
+                }
+                BufferCommand::Clear => {
+                    let n = store.clear_buffer()?;
+                    println!("deleted {} buffered ratings", table::thousands(n as i64));
+                }
+                BufferCommand::Status => {
+                    let rows: Vec<Vec<String>> = store
+                        .buffer_counts()?
+                        .into_iter()
+                        .map(|(b, n)| vec![b.unwrap_or_default(), table::thousands(n)])
+                        .collect();
+                    table::print(&["batch_id", "ratings"], &rows);
+                }
+            }
+        }
     }
     Ok(())
+}
+
+fn thresholds_from(args: &ThresholdArgs) -> Result<Thresholds> {
+    let mut t = match &args.config {
+        Some(path) => Thresholds::from_file(path)?,
+        None => Thresholds::default(),
+    };
+    if !args.thresholds.is_empty() {
+        let mut v = serde_json::to_value(&t)?;
+        for kv in &args.thresholds {
+            let (k, val) = kv
+                .split_once('=')
+                .with_context(|| format!("--threshold {kv:?} is not TEST=VALUE"))?;
+            let num: f64 = val
+                .trim()
+                .parse()
+                .with_context(|| format!("--threshold {kv:?}: {val:?} is not a number"))?;
+            let obj = v.as_object_mut().context("thresholds")?;
+            if !obj.contains_key(k.trim()) {
+                bail!(
+                    "--threshold {kv:?}: unknown test {k:?}; tests are {}",
+                    obj.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            obj.insert(k.trim().to_string(), serde_json::json!(num));
+        }
+        t = serde_json::from_value(v)?;
+    }
+    Ok(t)
+}
+
+fn print_alerts(alerts: &[store::NewDriftAlert]) {
+    let rows: Vec<Vec<String>> = alerts
+        .iter()
+        .map(|a| {
+            vec![
+                a.feature_name.clone(),
+                format!("{:.4}", a.drift_score),
+                format!("{:.4}", a.threshold),
+                if a.alert_triggered { "ALERT".into() } else { "ok".into() },
+                a.notes.clone(),
+            ]
+        })
+        .collect();
+    table::print(&["feature_name", "drift_score", "threshold", "alert", "notes"], &rows);
+}
+
+fn print_retrain(outcome: &RetrainOutcome) {
+    match outcome {
+        RetrainOutcome::Skipped { reason } => println!("retrain skipped: {reason}"),
+        RetrainOutcome::Retrained { run, promoted, decision, champion_before, merged, batches } => {
+            println!(
+                "retrained {} on {} ratings (train + buffer batches {}): RMSE {:.4}",
+                run.model_version,
+                table::thousands(run.data_size.unwrap_or(0)),
+                if batches.is_empty() { "none".to_string() } else { batches.join(", ") },
+                run.rmse.unwrap_or(f64::NAN)
+            );
+            println!("{decision}");
+            if *promoted {
+                println!("champion: {} -> {}", champion_before.as_deref().unwrap_or("none"), run.model_version);
+            } else {
+                println!("champion stays {}; the challenger is kept in the registry", champion_before.as_deref().unwrap_or("none"));
+            }
+            println!("merged {} buffered ratings into ratings; the buffer is empty", table::thousands(*merged as i64));
+        }
+    }
+}
+
+fn print_cycle(report: &cycle::CycleReport) {
+    println!("pipeline run {}: {}", report.run_id, if report.succeeded { "succeeded" } else { "FAILED" });
+    for s in &report.steps {
+        println!("  {:<12} {:<8} {:>7.2}s  {}", s.name, s.status, s.seconds, s.detail);
+    }
+}
+
+fn print_skipped(skipped: &cinematch::data::SkipReport) {
+    if skipped.is_empty() {
+        return;
+    }
+    println!("skipped {} invalid rows:", table::thousands(skipped.total() as i64));
+    for (kind, n) in &skipped.counts {
+        println!("  {:>8}  {kind}", table::thousands(*n as i64));
+    }
+    println!("first problems:");
+    for e in &skipped.examples {
+        println!("  {e}");
+    }
 }
 
 fn train(store: &mut dyn Store, args: TrainArgs, progress: &Console) -> Result<()> {

@@ -93,6 +93,15 @@ pub struct NewModelRun {
     pub notes: String,
 }
 
+/// What else to commit with a recorded run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunCommit {
+    /// Promote the run to champion, with this reason.
+    pub promote_reason: Option<String>,
+    /// Move the buffer into `ratings` as train data (the retrain's merge).
+    pub merge_buffer: bool,
+}
+
 /// A serialized model as the registry keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArtifactBlob {
@@ -117,6 +126,54 @@ pub struct MovieStats {
     pub movie_id: i32,
     pub count: i64,
     pub mean: f64,
+}
+
+/// One row of `ingestion_metadata`, the audit trail of batch ingestion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingestion {
+    pub id: i64,
+    pub batch_id: String,
+    pub ingestion_date: Option<chrono::NaiveDateTime>,
+    pub record_count: Option<i64>,
+    /// 'completed', 'failed' or 'in_progress' (an interrupted batch stays
+    /// 'in_progress' and may be retried).
+    pub status: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// A drift test result to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDriftAlert {
+    pub feature_name: String,
+    pub drift_score: f64,
+    pub threshold: f64,
+    pub alert_triggered: bool,
+    pub notes: String,
+}
+
+/// One row of `drift_alerts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftAlert {
+    pub id: i64,
+    pub alert_date: chrono::NaiveDateTime,
+    pub feature_name: String,
+    pub drift_score: Option<f64>,
+    pub threshold: Option<f64>,
+    pub alert_triggered: bool,
+    pub notes: Option<String>,
+}
+
+/// One row of `pipeline_runs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineRun {
+    pub id: i64,
+    pub started_at: chrono::NaiveDateTime,
+    pub finished_at: Option<chrono::NaiveDateTime>,
+    pub status: String,
+    pub batch_id: Option<String>,
+    /// JSON array of step outcomes.
+    pub steps: Option<String>,
+    pub summary: Option<String>,
 }
 
 /// The CineMatch schema, whatever engine holds it.
@@ -175,11 +232,83 @@ pub trait Store: Send {
     /// Per-movie count and mean rating over the train split.
     fn movie_stats(&mut self) -> Result<Vec<MovieStats>>;
 
+    /// The ids of every movie, for referential checks of new ratings.
+    fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>>;
+
+    // --- batch ingestion ----------------------------------------------------
+
+    /// Opens (or reopens, after a failure or an interruption) the audit row of
+    /// a batch as 'in_progress', committed at once so an interrupted batch is
+    /// visible. [`Error::Conflict`] if the batch already completed.
+    fn begin_ingestion(&mut self, batch_id: &str) -> Result<()>;
+
+    /// Writes a batch into `ratings_buffer` and marks its audit row
+    /// 'completed' with the count, in one transaction: the batch lands whole
+    /// or not at all.
+    fn complete_ingestion(&mut self, batch_id: &str, ratings: &[Rating], notes: &str) -> Result<u64>;
+
+    /// Appends ratings to an open batch in its own transaction (the API's
+    /// daily batch), creating the batch's audit row if needed and keeping its
+    /// count current.
+    fn append_to_batch(&mut self, batch_id: &str, ratings: &[Rating]) -> Result<u64>;
+
+    /// Marks a batch 'failed' with the reason; nothing of it is in the buffer.
+    fn fail_ingestion(&mut self, batch_id: &str, reason: &str) -> Result<()>;
+
+    /// The audit trail, newest first.
+    fn ingestions(&mut self) -> Result<Vec<Ingestion>>;
+
+    /// Rows in `ratings_buffer` per batch id.
+    fn buffer_counts(&mut self) -> Result<Vec<(Option<String>, i64)>>;
+
+    /// Moves every buffered rating into `ratings` as train data and empties
+    /// the buffer, atomically (the spec's option 2); ratings that arrive
+    /// meanwhile are either moved or stay buffered, never lost or doubled.
+    fn merge_buffer(&mut self) -> Result<u64>;
+
+    /// Deletes every buffered rating (the spec's option 1).
+    fn clear_buffer(&mut self) -> Result<u64>;
+
+    // --- drift --------------------------------------------------------------
+
+    /// Records one drift check's results, all with the same `alert_date`.
+    fn insert_drift_alerts(&mut self, alerts: &[NewDriftAlert]) -> Result<()>;
+
+    /// Alerts newer than `within_secs` seconds (all when `None`), newest first.
+    fn drift_alerts(&mut self, within_secs: Option<i64>) -> Result<Vec<DriftAlert>>;
+
+    /// Moves alerts older than `older_than_secs` into `drift_alerts_archive`
+    /// in one transaction. Returns how many moved.
+    fn archive_drift_alerts(&mut self, older_than_secs: i64) -> Result<u64>;
+
+    // --- pipeline and maintenance --------------------------------------------
+
+    fn start_pipeline_run(&mut self, batch_id: Option<&str>) -> Result<i64>;
+    fn finish_pipeline_run(&mut self, id: i64, status: &str, steps: &str, summary: &str) -> Result<()>;
+    fn pipeline_runs(&mut self) -> Result<Vec<PipelineRun>>;
+
+    /// VACUUM ANALYZE of the three core tables (the spec's weekly maintenance).
+    fn vacuum(&mut self) -> Result<()>;
+
+    /// Takes the cross-process lock that keeps two pipeline cycles apart;
+    /// `false` if another process holds it. Released by [`Store::unlock_pipeline`]
+    /// or when the process (connection) ends.
+    fn try_lock_pipeline(&mut self) -> Result<bool>;
+    fn unlock_pipeline(&mut self) -> Result<()>;
+
     // --- model registry ---------------------------------------------------
 
-    /// Records a run in `model_metrics` and its artifact, in one transaction;
-    /// the first model ever recorded also becomes the champion.
-    fn insert_model_run(&mut self, run: &NewModelRun, artifact: &ArtifactBlob) -> Result<ModelRun>;
+    /// Records a run in `model_metrics` and its artifact and, in the same
+    /// transaction, what `commit` asks: promotion to champion and the buffer
+    /// merge, so a retrain lands whole or not at all. The first model ever
+    /// recorded becomes the champion regardless. Returns the run and how many
+    /// buffered ratings were merged.
+    fn insert_model_run(
+        &mut self,
+        run: &NewModelRun,
+        artifact: &ArtifactBlob,
+        commit: &RunCommit,
+    ) -> Result<(ModelRun, u64)>;
 
     /// Every run, oldest first.
     fn model_runs(&mut self) -> Result<Vec<ModelRun>>;
@@ -277,6 +406,20 @@ pub(crate) fn rollback_target(promotions: &[(i64, String, bool)]) -> Result<(i64
             ))
         })?;
     Ok((previous.0, current.1.clone(), previous.1.clone()))
+}
+
+pub(crate) fn batch_completed(batch_id: &str) -> Error {
+    Error::Conflict(format!(
+        "batch {batch_id:?} was already ingested (status completed); use a new --batch-id, \
+         or `cinematch buffer clear` / retrain first if you mean to replace it"
+    ))
+}
+
+pub(crate) fn batch_not_open(batch_id: &str, status: Option<&str>) -> Error {
+    Error::Conflict(format!(
+        "batch {batch_id:?} is not being ingested (status {}); another process may have finished or failed it",
+        status.unwrap_or("missing")
+    ))
 }
 
 /// The refusal both backends give when a dataset is already loaded.

@@ -11,8 +11,9 @@ use postgres::Client;
 use super::schema::{self, MIGRATIONS};
 use super::sqlite::{ordered_tables, version_key};
 use super::{
-    pgconn, rollback_target, ArtifactBlob, Backend, LoadSummary, ModelRun, MovieStats, NewModelRun,
-    Promotion, SplitStats, Store, TableCount, TableSize,
+    pgconn, rollback_target, ArtifactBlob, Backend, DriftAlert, Ingestion, LoadSummary, ModelRun,
+    MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion, RunCommit, SplitStats, Store, TableCount,
+    TableSize,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
@@ -23,6 +24,39 @@ const PROGRESS_CHUNK: usize = 50_000;
 
 /// Serializes concurrent `migrate` calls from several processes.
 const MIGRATION_LOCK: i64 = 0x6369_6e65_6d61_0001;
+/// Keeps two pipeline cycles apart across processes (session-level, so a
+/// killed process releases it with its connection).
+const PIPELINE_LOCK: i64 = 0x6369_6e65_6d61_0002;
+
+/// The spec's "option 2" merge as one statement: the rows deleted are exactly
+/// the rows inserted, so a rating that arrives meanwhile is either moved or
+/// stays buffered, never lost or doubled.
+const MERGE_BUFFER: &str =
+    "WITH moved AS (DELETE FROM ratings_buffer RETURNING userid, movieid, rating, timestamp)
+     INSERT INTO ratings (userid, movieid, rating, timestamp, data_split, loaded_at)
+     SELECT userid, movieid, rating, timestamp, 'train', NOW() FROM moved";
+
+/// Writes ratings into `ratings_buffer` by binary COPY inside `tx`.
+fn copy_into_buffer(
+    tx: &mut postgres::Transaction<'_>,
+    batch_id: &str,
+    ratings: &[Rating],
+) -> Result<u64> {
+    let now = chrono::Utc::now().naive_utc();
+    let sink = tx.copy_in(
+        "COPY ratings_buffer (userid, movieid, rating, timestamp, batch_id, ingested_at) \
+         FROM STDIN (FORMAT binary)",
+    )?;
+    let mut w = BinaryCopyInWriter::new(
+        sink,
+        &[Type::INT4, Type::INT4, Type::FLOAT8, Type::INT8, Type::VARCHAR, Type::TIMESTAMP],
+    );
+    for r in ratings {
+        let rating = r.rating as f64;
+        w.write(&[&r.user_id, &r.movie_id, &rating, &r.timestamp, &batch_id, &now])?;
+    }
+    Ok(w.finish()?)
+}
 
 pub struct PgStore {
     client: Client,
@@ -311,7 +345,259 @@ impl Store for PgStore {
             .collect())
     }
 
-    fn insert_model_run(&mut self, run: &NewModelRun, artifact: &ArtifactBlob) -> Result<ModelRun> {
+    fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>> {
+        Ok(self
+            .client
+            .query("SELECT movieid FROM movies", &[])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn begin_ingestion(&mut self, batch_id: &str) -> Result<()> {
+        let mut tx = self.client.transaction()?;
+        tx.execute(
+            "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
+             VALUES ($1, clock_timestamp(), 'in_progress', 'ingestion started')
+             ON CONFLICT (batch_id) DO NOTHING",
+            &[&batch_id],
+        )?;
+        let status: Option<String> = tx
+            .query_one(
+                "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
+                &[&batch_id],
+            )?
+            .get(0);
+        match status.as_deref() {
+            Some("completed") => return Err(super::batch_completed(batch_id)),
+            Some("in_progress") => {}
+            _ => {
+                tx.execute(
+                    "UPDATE ingestion_metadata SET status = 'in_progress', record_count = NULL,
+                        ingestion_date = clock_timestamp(),
+                        notes = 'retry after: ' || COALESCE(notes, status)
+                      WHERE batch_id = $1",
+                    &[&batch_id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn complete_ingestion(&mut self, batch_id: &str, ratings: &[Rating], notes: &str) -> Result<u64> {
+        let mut tx = self.client.transaction()?;
+        let status: Option<String> = tx
+            .query_opt(
+                "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
+                &[&batch_id],
+            )?
+            .and_then(|r| r.get(0));
+        if status.as_deref() != Some("in_progress") {
+            return Err(super::batch_not_open(batch_id, status.as_deref()));
+        }
+        let n = copy_into_buffer(&mut tx, batch_id, ratings)?;
+        tx.execute(
+            "UPDATE ingestion_metadata SET status = 'completed', record_count = $2,
+                ingestion_date = clock_timestamp(), notes = $3 WHERE batch_id = $1",
+            &[&batch_id, &(n as i32), &notes],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn append_to_batch(&mut self, batch_id: &str, ratings: &[Rating]) -> Result<u64> {
+        let mut tx = self.client.transaction()?;
+        tx.execute(
+            "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
+             VALUES ($1, clock_timestamp(), 0, 'completed', 'ratings received through the API')
+             ON CONFLICT (batch_id) DO NOTHING",
+            &[&batch_id],
+        )?;
+        let n = copy_into_buffer(&mut tx, batch_id, ratings)?;
+        tx.execute(
+            "UPDATE ingestion_metadata SET record_count = COALESCE(record_count, 0) + $2,
+                ingestion_date = clock_timestamp() WHERE batch_id = $1",
+            &[&batch_id, &(n as i32)],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn fail_ingestion(&mut self, batch_id: &str, reason: &str) -> Result<()> {
+        self.client.execute(
+            "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
+             VALUES ($1, clock_timestamp(), 'failed', $2)
+             ON CONFLICT (batch_id) DO UPDATE SET status = 'failed', notes = EXCLUDED.notes,
+                ingestion_date = EXCLUDED.ingestion_date, record_count = NULL
+              WHERE ingestion_metadata.status IS DISTINCT FROM 'completed'",
+            &[&batch_id, &reason],
+        )?;
+        Ok(())
+    }
+
+    fn ingestions(&mut self) -> Result<Vec<Ingestion>> {
+        let rows = self.client.query(
+            "SELECT id::int8, batch_id::text, ingestion_date, record_count::int8, status::text, notes
+               FROM ingestion_metadata ORDER BY ingestion_date DESC NULLS LAST, id DESC",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Ingestion {
+                id: r.get(0),
+                batch_id: r.get(1),
+                ingestion_date: r.get(2),
+                record_count: r.get(3),
+                status: r.get(4),
+                notes: r.get(5),
+            })
+            .collect())
+    }
+
+    fn buffer_counts(&mut self) -> Result<Vec<(Option<String>, i64)>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT batch_id::text, COUNT(*) FROM ratings_buffer GROUP BY batch_id ORDER BY batch_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn merge_buffer(&mut self) -> Result<u64> {
+        // One statement: the rows deleted are exactly the rows inserted, so a
+        // rating that arrives meanwhile is either moved or stays buffered.
+        Ok(self.client.execute(MERGE_BUFFER, &[])?)
+    }
+
+    fn clear_buffer(&mut self) -> Result<u64> {
+        Ok(self.client.execute("DELETE FROM ratings_buffer", &[])?)
+    }
+
+    fn insert_drift_alerts(&mut self, alerts: &[NewDriftAlert]) -> Result<()> {
+        let mut tx = self.client.transaction()?;
+        let stmt = tx.prepare(
+            "INSERT INTO drift_alerts (alert_date, feature_name, drift_score, threshold, alert_triggered, notes)
+             VALUES (NOW(), $1, $2, $3, $4, $5)",
+        )?;
+        for a in alerts {
+            tx.execute(
+                &stmt,
+                &[&a.feature_name, &a.drift_score, &a.threshold, &a.alert_triggered, &a.notes],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn drift_alerts(&mut self, within_secs: Option<i64>) -> Result<Vec<DriftAlert>> {
+        let rows = self.client.query(
+            "SELECT id::int8, alert_date, feature_name::text, drift_score, threshold, alert_triggered, notes
+               FROM drift_alerts
+              WHERE $1::int8 IS NULL OR alert_date > NOW() - make_interval(secs => $1::int8)
+              ORDER BY alert_date DESC, id DESC",
+            &[&within_secs],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| DriftAlert {
+                id: r.get(0),
+                alert_date: r.get(1),
+                feature_name: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                drift_score: r.get(3),
+                threshold: r.get(4),
+                alert_triggered: r.get::<_, Option<bool>>(5).unwrap_or(false),
+                notes: r.get(6),
+            })
+            .collect())
+    }
+
+    fn archive_drift_alerts(&mut self, older_than_secs: i64) -> Result<u64> {
+        let mut tx = self.client.transaction()?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS drift_alerts_archive (LIKE drift_alerts INCLUDING DEFAULTS)",
+        )?;
+        let n = tx.execute(
+            "WITH moved AS (
+                DELETE FROM drift_alerts WHERE alert_date < NOW() - make_interval(secs => $1::int8)
+                RETURNING *)
+             INSERT INTO drift_alerts_archive SELECT * FROM moved",
+            &[&older_than_secs],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn start_pipeline_run(&mut self, batch_id: Option<&str>) -> Result<i64> {
+        Ok(self
+            .client
+            .query_one(
+                "INSERT INTO pipeline_runs (started_at, status, batch_id)
+                 VALUES (clock_timestamp(), 'running', $1) RETURNING id::int8",
+                &[&batch_id],
+            )?
+            .get(0))
+    }
+
+    fn finish_pipeline_run(&mut self, id: i64, status: &str, steps: &str, summary: &str) -> Result<()> {
+        self.client.execute(
+            "UPDATE pipeline_runs SET finished_at = clock_timestamp(), status = $2, steps = $3, summary = $4
+              WHERE id = $1::int8",
+            &[&id, &status, &steps, &summary],
+        )?;
+        Ok(())
+    }
+
+    fn pipeline_runs(&mut self) -> Result<Vec<PipelineRun>> {
+        let rows = self.client.query(
+            "SELECT id::int8, started_at, finished_at, status::text, batch_id::text, steps, summary
+               FROM pipeline_runs ORDER BY id DESC",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| PipelineRun {
+                id: r.get(0),
+                started_at: r.get(1),
+                finished_at: r.get(2),
+                status: r.get(3),
+                batch_id: r.get(4),
+                steps: r.get(5),
+                summary: r.get(6),
+            })
+            .collect())
+    }
+
+    fn vacuum(&mut self) -> Result<()> {
+        // VACUUM cannot run inside a transaction block; each is its own statement.
+        for t in ["ratings", "ratings_buffer", "movies"] {
+            self.client.batch_execute(&format!("VACUUM ANALYZE {t}"))?;
+        }
+        Ok(())
+    }
+
+    fn try_lock_pipeline(&mut self) -> Result<bool> {
+        Ok(self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&PIPELINE_LOCK])?
+            .get(0))
+    }
+
+    fn unlock_pipeline(&mut self) -> Result<()> {
+        self.client
+            .execute("SELECT pg_advisory_unlock($1)", &[&PIPELINE_LOCK])?;
+        Ok(())
+    }
+
+    fn insert_model_run(
+        &mut self,
+        run: &NewModelRun,
+        artifact: &ArtifactBlob,
+        commit: &RunCommit,
+    ) -> Result<(ModelRun, u64)> {
         let mut tx = self.client.transaction()?;
         // Serializes version numbering across concurrent trainers.
         tx.batch_execute("LOCK TABLE model_metrics IN SHARE ROW EXCLUSIVE MODE")?;
@@ -341,14 +627,26 @@ impl Store for PgStore {
                 &artifact.bytes,
             ],
         )?;
-        tx.execute(
-            "INSERT INTO model_champions (model_version, promoted_at, reason)
-             SELECT $1, clock_timestamp(), 'first model'
-              WHERE NOT EXISTS (SELECT 1 FROM model_champions WHERE rolled_back_at IS NULL)",
-            &[&version],
-        )?;
+        match &commit.promote_reason {
+            Some(reason) => tx.execute(
+                "INSERT INTO model_champions (model_version, promoted_at, reason)
+                 VALUES ($1, clock_timestamp(), $2)",
+                &[&version, reason],
+            )?,
+            None => tx.execute(
+                "INSERT INTO model_champions (model_version, promoted_at, reason)
+                 SELECT $1, clock_timestamp(), 'first model'
+                  WHERE NOT EXISTS (SELECT 1 FROM model_champions WHERE rolled_back_at IS NULL)",
+                &[&version],
+            )?,
+        };
+        let merged = if commit.merge_buffer {
+            tx.execute(MERGE_BUFFER, &[])?
+        } else {
+            0
+        };
         tx.commit()?;
-        Ok(model_run_row(&row))
+        Ok((model_run_row(&row), merged))
     }
 
     fn model_runs(&mut self) -> Result<Vec<ModelRun>> {

@@ -247,6 +247,32 @@ CREATE TABLE IF NOT EXISTS model_champions (
 );
 "#,
     },
+    Migration {
+        version: "1.3",
+        description: "pipeline runs: one row per monitoring cycle with each step's outcome",
+        postgres: r#"
+CREATE TABLE IF NOT EXISTS pipeline_runs (
+    id SERIAL PRIMARY KEY,
+    started_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    finished_at TIMESTAMP,
+    status VARCHAR(20) NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+    batch_id VARCHAR(50),
+    steps TEXT,
+    summary TEXT
+);
+"#,
+        sqlite: r#"
+CREATE TABLE IF NOT EXISTS pipeline_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    finished_at TIMESTAMP,
+    status VARCHAR(20) NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+    batch_id VARCHAR(50),
+    steps TEXT,
+    summary TEXT
+);
+"#,
+    },
 ];
 
 /// The version a fully migrated database reports.

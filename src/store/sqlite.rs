@@ -4,8 +4,9 @@ use rusqlite::{params, Connection, Transaction};
 
 use super::schema::{self, MIGRATIONS};
 use super::{
-    rollback_target, sample_std, ArtifactBlob, Backend, LoadSummary, ModelRun, MovieStats,
-    NewModelRun, Promotion, SplitStats, Store, TableCount, TableSize,
+    rollback_target, sample_std, ArtifactBlob, Backend, DriftAlert, Ingestion, LoadSummary,
+    ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion, RunCommit, SplitStats, Store,
+    TableCount, TableSize,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
@@ -17,7 +18,12 @@ const PROGRESS_CHUNK: usize = 50_000;
 pub struct SqliteStore {
     conn: Connection,
     path: String,
+    /// Held while this process runs a pipeline cycle (see `try_lock_pipeline`).
+    pipeline_lock: Option<std::fs::File>,
 }
+
+/// SQLite's "now" with milliseconds, in UTC like PostgreSQL's sessions here.
+const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file. `:memory:` gives a
@@ -50,6 +56,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             path: path.to_string(),
+            pipeline_lock: None,
         })
     }
 
@@ -339,7 +346,335 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn insert_model_run(&mut self, run: &NewModelRun, artifact: &ArtifactBlob) -> Result<ModelRun> {
+    fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>> {
+        let mut stmt = self.conn.prepare("SELECT movieId FROM movies")?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, i32>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids)
+    }
+
+    fn begin_ingestion(&mut self, batch_id: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let status: Option<Option<String>> = tx
+            .query_row(
+                "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
+                [batch_id],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        match status {
+            Some(Some(s)) if s == "completed" => {
+                return Err(super::batch_completed(batch_id));
+            }
+            Some(_) => {
+                // A failed or interrupted attempt: nothing of it is in the
+                // buffer (batches land in one transaction), so retry afresh.
+                tx.execute(
+                    &format!(
+                        "UPDATE ingestion_metadata SET status = 'in_progress', record_count = NULL,
+                            ingestion_date = {NOW}, notes = 'retry after: ' || COALESCE(notes, status)
+                          WHERE batch_id = ?1"
+                    ),
+                    [batch_id],
+                )?;
+            }
+            None => {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
+                         VALUES (?1, {NOW}, 'in_progress', 'ingestion started')"
+                    ),
+                    [batch_id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn complete_ingestion(&mut self, batch_id: &str, ratings: &[Rating], notes: &str) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let status: Option<String> = tx
+            .query_row(
+                "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
+                [batch_id],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        if status.as_deref() != Some("in_progress") {
+            return Err(super::batch_not_open(batch_id, status.as_deref()));
+        }
+        {
+            let mut stmt = tx.prepare(&format!(
+                "INSERT INTO ratings_buffer (userId, movieId, rating, timestamp, batch_id, ingested_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"
+            ))?;
+            for r in ratings {
+                stmt.execute(params![r.user_id, r.movie_id, r.rating as f64, r.timestamp, batch_id])?;
+            }
+        }
+        tx.execute(
+            &format!(
+                "UPDATE ingestion_metadata SET status = 'completed', record_count = ?2,
+                    ingestion_date = {NOW}, notes = ?3 WHERE batch_id = ?1"
+            ),
+            params![batch_id, ratings.len() as i64, notes],
+        )?;
+        tx.commit()?;
+        Ok(ratings.len() as u64)
+    }
+
+    fn append_to_batch(&mut self, batch_id: &str, ratings: &[Rating]) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
+                 VALUES (?1, {NOW}, 0, 'completed', 'ratings received through the API')
+                 ON CONFLICT (batch_id) DO NOTHING"
+            ),
+            [batch_id],
+        )?;
+        {
+            let mut stmt = tx.prepare(&format!(
+                "INSERT INTO ratings_buffer (userId, movieId, rating, timestamp, batch_id, ingested_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"
+            ))?;
+            for r in ratings {
+                stmt.execute(params![r.user_id, r.movie_id, r.rating as f64, r.timestamp, batch_id])?;
+            }
+        }
+        tx.execute(
+            &format!(
+                "UPDATE ingestion_metadata SET record_count = COALESCE(record_count, 0) + ?2,
+                    ingestion_date = {NOW} WHERE batch_id = ?1"
+            ),
+            params![batch_id, ratings.len() as i64],
+        )?;
+        tx.commit()?;
+        Ok(ratings.len() as u64)
+    }
+
+    fn fail_ingestion(&mut self, batch_id: &str, reason: &str) -> Result<()> {
+        self.conn.execute(
+            &format!(
+                "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
+                 VALUES (?1, {NOW}, 'failed', ?2)
+                 ON CONFLICT (batch_id) DO UPDATE SET status = 'failed', notes = excluded.notes,
+                    ingestion_date = excluded.ingestion_date, record_count = NULL
+                 WHERE ingestion_metadata.status <> 'completed'"
+            ),
+            [batch_id, reason],
+        )?;
+        Ok(())
+    }
+
+    fn ingestions(&mut self) -> Result<Vec<Ingestion>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, batch_id, ingestion_date, record_count, status, notes
+               FROM ingestion_metadata ORDER BY ingestion_date DESC, id DESC",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Ingestion {
+                    id: r.get(0)?,
+                    batch_id: r.get(1)?,
+                    ingestion_date: r.get::<_, Option<String>>(2)?.map(|s| parse_ts(&s)),
+                    record_count: r.get(3)?,
+                    status: r.get(4)?,
+                    notes: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn buffer_counts(&mut self) -> Result<Vec<(Option<String>, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT batch_id, COUNT(*) FROM ratings_buffer GROUP BY batch_id ORDER BY batch_id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn merge_buffer(&mut self) -> Result<u64> {
+        // One writer at a time in SQLite: between BEGIN IMMEDIATE and COMMIT
+        // nobody can add to the buffer, so copy-then-delete moves exactly once.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let moved = merge_buffer_in(&tx)?;
+        tx.commit()?;
+        Ok(moved)
+    }
+
+    fn clear_buffer(&mut self) -> Result<u64> {
+        Ok(self.conn.execute("DELETE FROM ratings_buffer", [])? as u64)
+    }
+
+    fn insert_drift_alerts(&mut self, alerts: &[NewDriftAlert]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let now: String = tx.query_row(&format!("SELECT {NOW}"), [], |r| r.get(0))?;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO drift_alerts (alert_date, feature_name, drift_score, threshold, alert_triggered, notes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for a in alerts {
+                stmt.execute(params![
+                    now,
+                    a.feature_name,
+                    a.drift_score,
+                    a.threshold,
+                    a.alert_triggered,
+                    a.notes
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn drift_alerts(&mut self, within_secs: Option<i64>) -> Result<Vec<DriftAlert>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, alert_date, feature_name, drift_score, threshold, alert_triggered, notes
+               FROM drift_alerts
+              WHERE ?1 IS NULL OR alert_date > strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ?1 || ' seconds')
+              ORDER BY alert_date DESC, id DESC",
+        )?;
+        let rows = stmt
+            .query_map([within_secs], |r| {
+                Ok(DriftAlert {
+                    id: r.get(0)?,
+                    alert_date: parse_ts(&r.get::<_, String>(1)?),
+                    feature_name: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    drift_score: r.get(3)?,
+                    threshold: r.get(4)?,
+                    alert_triggered: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
+                    notes: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn archive_drift_alerts(&mut self, older_than_secs: i64) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS drift_alerts_archive AS SELECT * FROM drift_alerts WHERE 0",
+        )?;
+        let cutoff = "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ?1 || ' seconds')";
+        let moved = tx.execute(
+            &format!("INSERT INTO drift_alerts_archive SELECT * FROM drift_alerts WHERE alert_date < {cutoff}"),
+            [older_than_secs],
+        )?;
+        let deleted = tx.execute(
+            &format!("DELETE FROM drift_alerts WHERE alert_date < {cutoff}"),
+            [older_than_secs],
+        )?;
+        debug_assert_eq!(moved, deleted);
+        tx.commit()?;
+        Ok(moved as u64)
+    }
+
+    fn start_pipeline_run(&mut self, batch_id: Option<&str>) -> Result<i64> {
+        self.conn.execute(
+            &format!("INSERT INTO pipeline_runs (started_at, status, batch_id) VALUES ({NOW}, 'running', ?1)"),
+            [batch_id],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn finish_pipeline_run(&mut self, id: i64, status: &str, steps: &str, summary: &str) -> Result<()> {
+        self.conn.execute(
+            &format!(
+                "UPDATE pipeline_runs SET finished_at = {NOW}, status = ?2, steps = ?3, summary = ?4 WHERE id = ?1"
+            ),
+            params![id, status, steps, summary],
+        )?;
+        Ok(())
+    }
+
+    fn pipeline_runs(&mut self) -> Result<Vec<PipelineRun>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, started_at, finished_at, status, batch_id, steps, summary
+               FROM pipeline_runs ORDER BY id DESC",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(PipelineRun {
+                    id: r.get(0)?,
+                    started_at: parse_ts(&r.get::<_, String>(1)?),
+                    finished_at: r.get::<_, Option<String>>(2)?.map(|s| parse_ts(&s)),
+                    status: r.get(3)?,
+                    batch_id: r.get(4)?,
+                    steps: r.get(5)?,
+                    summary: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn vacuum(&mut self) -> Result<()> {
+        // SQLite vacuums the whole file; ANALYZE the core tables as the spec asks.
+        self.conn
+            .execute_batch("VACUUM; ANALYZE ratings; ANALYZE ratings_buffer; ANALYZE movies;")?;
+        Ok(())
+    }
+
+    fn try_lock_pipeline(&mut self) -> Result<bool> {
+        if self.pipeline_lock.is_some() {
+            return Ok(true);
+        }
+        if self.path == ":memory:" {
+            return Ok(true);
+        }
+        let lock_path = format!("{}.pipeline-lock", self.path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                self.pipeline_lock = Some(file);
+                Ok(true)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&lock_path, e)),
+        }
+    }
+
+    fn unlock_pipeline(&mut self) -> Result<()> {
+        self.pipeline_lock = None; // closing the file releases the lock
+        Ok(())
+    }
+
+    fn insert_model_run(
+        &mut self,
+        run: &NewModelRun,
+        artifact: &ArtifactBlob,
+        commit: &RunCommit,
+    ) -> Result<(ModelRun, u64)> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -372,13 +707,23 @@ impl Store for SqliteStore {
             [],
             |r| r.get(0),
         )?;
-        if !has_champion {
+        let reason = match (&commit.promote_reason, has_champion) {
+            (Some(r), _) => Some(r.as_str()),
+            (None, false) => Some("first model"),
+            (None, true) => None,
+        };
+        if let Some(reason) = reason {
             tx.execute(
                 "INSERT INTO model_champions (model_version, promoted_at, reason)
-                 VALUES (?1, strftime('%Y-%m-%d %H:%M:%f', 'now'), 'first model')",
-                [&version],
+                 VALUES (?1, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?2)",
+                [&version, reason],
             )?;
         }
+        let merged = if commit.merge_buffer {
+            merge_buffer_in(&tx)?
+        } else {
+            0
+        };
         let row = tx.query_row(
             "SELECT id, model_version, training_date, rmse, mae, precision_at_10, data_size, notes
                FROM model_metrics WHERE id = ?1",
@@ -386,7 +731,7 @@ impl Store for SqliteStore {
             model_run_row,
         )?;
         tx.commit()?;
-        Ok(row)
+        Ok((row, merged))
     }
 
     fn model_runs(&mut self) -> Result<Vec<ModelRun>> {
@@ -525,6 +870,26 @@ pub(crate) fn ordered_tables(mut names: Vec<String>) -> Vec<String> {
         )
     });
     names
+}
+
+/// The spec's "option 2" merge inside an IMMEDIATE transaction: SQLite has
+/// one writer at a time, so nothing can enter the buffer between the copy and
+/// the delete and each rating moves exactly once.
+fn merge_buffer_in(tx: &Transaction<'_>) -> Result<u64> {
+    let moved = tx.execute(
+        &format!(
+            "INSERT INTO ratings (userId, movieId, rating, timestamp, data_split, loaded_at)
+             SELECT userId, movieId, rating, timestamp, 'train', {NOW} FROM ratings_buffer"
+        ),
+        [],
+    )?;
+    let deleted = tx.execute("DELETE FROM ratings_buffer", [])?;
+    if moved != deleted {
+        return Err(Error::Conflict(format!(
+            "buffer changed during the merge ({moved} copied, {deleted} deleted); nothing was merged"
+        )));
+    }
+    Ok(moved as u64)
 }
 
 pub(crate) fn parse_ts(s: &str) -> chrono::NaiveDateTime {

@@ -1,0 +1,175 @@
+//! One monitoring cycle: ingest (when a batch is given), drift check,
+//! retrain if drift; each step's outcome recorded in `pipeline_runs`.
+//!
+//! Steps are idempotent, so a failed cycle is simply run again: a batch that
+//! already landed is skipped, the drift check runs again, and retraining
+//! commits atomically or not at all. Cycles never overlap, also across
+//! processes (an advisory lock on PostgreSQL, a lock file on SQLite).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::drift_check::{self, Thresholds};
+use super::ingest;
+use super::retrain::{self, RetrainOptions, RetrainOutcome};
+use crate::data::ReadOptions;
+use crate::progress::Progress;
+use crate::store::Store;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct CycleOptions {
+    /// A batch file to ingest first, with its batch id.
+    pub batch: Option<(PathBuf, String)>,
+    pub read: ReadOptions,
+    pub thresholds: Thresholds,
+    pub retrain: RetrainOptions,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: &'static str,
+    /// "ok", "skipped" or "failed".
+    pub status: &'static str,
+    pub detail: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CycleReport {
+    pub run_id: i64,
+    pub succeeded: bool,
+    pub steps: Vec<Step>,
+    /// Whether drift was detected in this cycle.
+    pub drift: bool,
+    pub retrain: Option<RetrainOutcome>,
+}
+
+impl CycleReport {
+    pub fn summary(&self) -> String {
+        self.steps
+            .iter()
+            .map(|s| format!("{}: {}", s.name, s.status))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Runs one cycle. Refuses with [`Error::Conflict`] when another cycle holds
+/// the pipeline lock.
+pub fn run_cycle(
+    store: &mut dyn Store,
+    opts: &CycleOptions,
+    progress: &dyn Progress,
+) -> Result<CycleReport> {
+    if !store.try_lock_pipeline()? {
+        return Err(Error::Conflict(
+            "another pipeline cycle is running against this database; try again when it finishes"
+                .into(),
+        ));
+    }
+    let result = run_locked(store, opts, progress);
+    let _ = store.unlock_pipeline();
+    result
+}
+
+fn run_locked(
+    store: &mut dyn Store,
+    opts: &CycleOptions,
+    progress: &dyn Progress,
+) -> Result<CycleReport> {
+    let batch_id = opts.batch.as_ref().map(|(_, id)| id.as_str());
+    let run_id = store.start_pipeline_run(batch_id)?;
+    let mut steps = Vec::new();
+    let mut drift = false;
+    let mut retrained = None;
+    let mut failed = false;
+
+    if let Some((path, id)) = &opts.batch {
+        let t = Instant::now();
+        let (status, detail) = match ingest::ingest_file(store, path, id, opts.read) {
+            Ok(r) => ("ok", format!("{} ratings ingested as {id}", r.records)),
+            Err(Error::Conflict(msg)) if msg.contains("already ingested") => {
+                ("skipped", format!("{id} was already ingested"))
+            }
+            Err(e) => {
+                failed = true;
+                ("failed", e.to_string())
+            }
+        };
+        steps.push(step("ingest", status, detail, t));
+    }
+
+    if !failed {
+        let t = Instant::now();
+        match drift_check::check(store, batch_id, &opts.thresholds) {
+            Ok(report) => {
+                drift = report.any_triggered();
+                let fired: Vec<&str> = report.triggered().map(|a| a.feature_name.as_str()).collect();
+                let detail = if fired.is_empty() {
+                    format!("{} tests, no drift", report.alerts.len())
+                } else {
+                    format!("drift in {}", fired.join(", "))
+                };
+                steps.push(step("drift_check", "ok", detail, t));
+            }
+            Err(Error::NotFound(msg)) => steps.push(step("drift_check", "skipped", msg, t)),
+            Err(e) => {
+                failed = true;
+                steps.push(step("drift_check", "failed", e.to_string(), t));
+            }
+        }
+    }
+
+    if !failed {
+        let t = Instant::now();
+        if drift {
+            match retrain::retrain_now(store, "drift detected by the pipeline", &opts.retrain, progress) {
+                Ok(outcome) => {
+                    let detail = match &outcome {
+                        RetrainOutcome::Retrained { run, decision, merged, .. } => format!(
+                            "{}: {decision}; {merged} buffered ratings merged into ratings",
+                            run.model_version
+                        ),
+                        RetrainOutcome::Skipped { reason } => reason.clone(),
+                    };
+                    steps.push(step("retrain", "ok", detail, t));
+                    retrained = Some(outcome);
+                }
+                Err(e) => {
+                    failed = true;
+                    steps.push(step("retrain", "failed", e.to_string(), t));
+                }
+            }
+        } else {
+            steps.push(step("retrain", "skipped", "no drift".into(), t));
+        }
+    }
+
+    let report = CycleReport {
+        run_id,
+        succeeded: !failed,
+        steps,
+        drift,
+        retrain: retrained,
+    };
+    let steps_json = serde_json::to_string(&report.steps).unwrap_or_default();
+    store.finish_pipeline_run(
+        run_id,
+        if failed { "failed" } else { "succeeded" },
+        &steps_json,
+        &report.summary(),
+    )?;
+    Ok(report)
+}
+
+fn step(name: &'static str, status: &'static str, detail: String, t: Instant) -> Step {
+    Step {
+        name,
+        status,
+        detail,
+        seconds: (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    }
+}
