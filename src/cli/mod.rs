@@ -84,6 +84,8 @@ enum Command {
     /// The rating buffer: merge into ratings or clear.
     #[command(subcommand)]
     Buffer(BufferCommand),
+    /// The whole story on the embedded store: synthetic data, first model, three weekly batches, drift, retraining.
+    Demo(DemoArgs),
 }
 
 #[derive(Args)]
@@ -269,6 +271,18 @@ enum DbCommand {
 enum DataCommand {
     /// Write a synthetic MovieLens-format directory (ratings.csv, movies.csv).
     Synth(SynthArgs),
+    /// Turn a MovieLens release into a replay: history (ratings.csv, movies.csv) + weekly batch files.
+    Stream {
+        /// The MovieLens release directory.
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        weeks: u32,
+        /// Share of ratings (earliest first) that form the history.
+        #[arg(long, default_value_t = 0.8)]
+        history_fraction: f64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -319,6 +333,39 @@ struct SynthArgs {
     #[arg(long, default_value_t = SynthOptions::default().ratings)]
     ratings: u64,
     #[arg(long, default_value_t = SynthOptions::default().seed)]
+    seed: u64,
+    /// Also write N weekly batch files (OUT/batches/batch_w1.csv ...) after the history.
+    #[arg(long)]
+    weeks: Option<u32>,
+    /// Ratings per weekly batch.
+    #[arg(long, default_value_t = 10_000)]
+    weekly_ratings: u64,
+    /// The week that carries --drift (repeat the pair for several weeks is not supported; use one).
+    #[arg(long, requires = "drift")]
+    drift_week: Option<u32>,
+    /// Injected drift, e.g. mean:+0.4,genre:Comedy:+0.3,new-movies:0.2,spread:1.5
+    #[arg(long, requires = "drift_week")]
+    drift: Option<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// A real MovieLens release to replay instead of synthetic data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Empty the database first (its data is lost).
+    #[arg(long)]
+    fresh: bool,
+    /// History size of the synthetic data.
+    #[arg(long, default_value_t = 100_000)]
+    ratings: u64,
+    /// Ratings per weekly batch.
+    #[arg(long, default_value_t = 10_000)]
+    weekly_ratings: u64,
+    /// Drift injected into week 3.
+    #[arg(long, default_value = "mean:+0.6,genre:Comedy:+0.5")]
+    drift: String,
+    #[arg(long, default_value_t = 42)]
     seed: u64,
 }
 
@@ -412,6 +459,32 @@ fn run(cli: Cli) -> Result<()> {
             let report = load::load(store.as_mut(), &source, &opts, &progress)?;
             print_load_report(&report, store.location());
         }
+        Command::Data(DataCommand::Stream { dir, out, weeks, history_fraction }) => {
+            let opts = cinematch::data::stream::StreamOptions {
+                weeks,
+                history_fraction,
+                ..Default::default()
+            };
+            let r = cinematch::data::stream::stream(&dir, &out, &opts, &progress)?;
+            println!(
+                "wrote the history ({} ratings) and {} weekly batches to {}",
+                table::thousands(r.history.ratings as i64),
+                r.batches.len(),
+                out.display()
+            );
+            for b in &r.batches {
+                println!(
+                    "  {}  {} ratings, mean {:.3}, {} by users and {} for movies unseen in the history",
+                    b.path.display(),
+                    table::thousands(b.ratings as i64),
+                    b.mean_rating,
+                    b.unseen_users,
+                    b.unseen_movies
+                );
+            }
+            println!("load with `cinematch load {}`, then `cinematch ingest FILE --batch-id batch_wN`", out.display());
+        }
+        Command::Demo(args) => demo(cli.db.as_deref(), args, &progress)?,
         Command::Data(DataCommand::Synth(args)) => {
             let opts = SynthOptions {
                 users: args.users,
@@ -420,6 +493,35 @@ fn run(cli: Cli) -> Result<()> {
                 seed: args.seed,
                 ..SynthOptions::default()
             };
+            if let Some(weeks) = args.weeks {
+                let drift = match (args.drift_week, args.drift.as_deref()) {
+                    (Some(week), Some(d)) => vec![synth::DriftSpec { week, kinds: synth::parse_drift(d)? }],
+                    _ => Vec::new(),
+                };
+                let weekly = synth::WeeklyOptions { weeks, ratings_per_week: args.weekly_ratings, drift };
+                let r = synth::generate_weekly(&args.out, &opts, &weekly, &progress)?;
+                println!(
+                    "wrote {} history ratings and {} weekly batches to {}",
+                    table::thousands(r.history.ratings as i64),
+                    r.weeks.len(),
+                    args.out.display()
+                );
+                for w in &r.weeks {
+                    println!(
+                        "  {}  {} ratings, mean {:.3}, std {:.3}{}",
+                        w.path.display(),
+                        table::thousands(w.ratings as i64),
+                        w.mean_rating,
+                        w.std_rating,
+                        if w.drift.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  drift: {}", w.drift.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+                        }
+                    );
+                }
+                return Ok(());
+            }
             let report = synth::generate(&args.out, &opts, &progress)?;
             println!(
                 "wrote {} ratings by {} users of {} movies to {} (mean rating {:.3})",
@@ -617,6 +719,121 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// The README's main command: the story on a demo database of its own
+/// (recreated each run) unless --db names one.
+fn demo(db: Option<&str>, args: DemoArgs, progress: &Console) -> Result<()> {
+    let drift = synth::parse_drift(&args.drift)?;
+    let url = match db {
+        Some(u) => u.to_string(),
+        None => {
+            let path = "cinematch-demo.db";
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+            format!("sqlite://{path}")
+        }
+    };
+    let mut store = store::open(&url).with_context(|| format!("opening {}", store::redact(&url)))?;
+    if args.fresh {
+        store.reset()?;
+    }
+    let work = std::env::temp_dir().join(format!("cinematch-demo-{}", std::process::id()));
+    let mut opts = cinematch::pipeline::demo::DemoOptions::new(work.clone());
+    opts.data = args.data;
+    opts.history_ratings = args.ratings;
+    opts.ratings_per_week = args.weekly_ratings;
+    opts.drift = drift;
+    opts.seed = args.seed;
+    println!("CineMatch demo on {}", store.location());
+    let started = std::time::Instant::now();
+    let result = cinematch::pipeline::demo::run(store.as_mut(), &opts, progress, &mut |line| println!("{line}"));
+    let _ = std::fs::remove_dir_all(&work);
+    result?;
+    println!();
+    println!("SELECT * FROM ingestion_metadata ORDER BY ingestion_date DESC;");
+    let rows: Vec<Vec<String>> = store
+        .ingestions()?
+        .into_iter()
+        .map(|i| {
+            vec![
+                i.id.to_string(),
+                i.batch_id,
+                i.ingestion_date.map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+                i.record_count.map(table::thousands).unwrap_or_default(),
+                i.status.unwrap_or_default(),
+                i.notes.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::print(&["id", "batch_id", "ingestion_date", "record_count", "status", "notes"], &rows);
+    println!();
+    println!("SELECT * FROM model_metrics ORDER BY training_date DESC;  -- with rmse - LAG(rmse)");
+    let rows: Vec<Vec<String>> = registry::runs_with_change(store.as_mut())?
+        .into_iter()
+        .rev()
+        .map(|r| {
+            let notes = r
+                .run
+                .notes
+                .as_deref()
+                .and_then(|n| serde_json::from_str::<serde_json::Value>(n).ok());
+            let what = notes
+                .as_ref()
+                .map(|n| {
+                    let kind = n.get("kind").and_then(|k| k.as_str()).unwrap_or("initial");
+                    let decision = n.get("decision").and_then(|k| k.as_str()).unwrap_or("");
+                    format!("{} {}{}", n.get("algorithm").and_then(|a| a.as_str()).unwrap_or(""), kind, if decision.is_empty() { String::new() } else { format!("; {decision}") })
+                })
+                .unwrap_or_default();
+            vec![
+                r.run.id.to_string(),
+                format!("{}{}", r.run.model_version, if r.is_champion { " *" } else { "" }),
+                r.run.training_date.format("%Y-%m-%d %H:%M:%S").to_string(),
+                r.run.rmse.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                r.run.mae.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                r.run.precision_at_10.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                r.run.data_size.map(table::thousands).unwrap_or_default(),
+                r.rmse_improvement.map(|v| format!("{v:+.4}")).unwrap_or_default(),
+                what,
+            ]
+        })
+        .collect();
+    table::print(
+        &["id", "model_version", "training_date", "rmse", "mae", "precision_at_10", "data_size", "rmse_change", "notes"],
+        &rows,
+    );
+    println!();
+    println!("SELECT * FROM drift_alerts ORDER BY alert_date DESC;");
+    let rows: Vec<Vec<String>> = store
+        .drift_alerts(None)?
+        .into_iter()
+        .map(|a| {
+            vec![
+                a.id.to_string(),
+                a.alert_date.format("%Y-%m-%d %H:%M:%S").to_string(),
+                a.feature_name,
+                a.drift_score.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                a.threshold.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                a.alert_triggered.to_string(),
+                a.notes.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::print(&["id", "alert_date", "feature_name", "drift_score", "threshold", "alert_triggered", "notes"], &rows);
+    println!();
+    let fired = retrain::retraining_needed(store.as_mut(), 86400)?;
+    println!(
+        "Is retraining needed? {}",
+        if fired.is_empty() {
+            "NO ACTION REQUIRED".to_string()
+        } else {
+            format!("RETRAINING NEEDED (alerts in the last day: {}); the pipeline already retrained on them", fired.join(", "))
+        }
+    );
+    println!("demo finished in {:.1}s; explore it with `cinematch --db {} models list`, `recommend --user 1`, `serve`", started.elapsed().as_secs_f64(), store.location());
     Ok(())
 }
 

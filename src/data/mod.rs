@@ -6,6 +6,7 @@ pub mod formats;
 pub mod load;
 pub mod pca;
 pub mod split;
+pub mod stream;
 pub mod synth;
 
 use std::collections::BTreeMap;
@@ -135,7 +136,7 @@ impl fmt::Display for Format {
 }
 
 /// How strictly to read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Drop invalid rows (and count them) instead of failing on the first.
     pub skip_invalid: bool,

@@ -8,3 +8,4 @@ pub mod drift_check;
 pub mod ingest;
 pub mod cycle;
 pub mod retrain;
+pub mod demo;

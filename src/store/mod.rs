@@ -287,6 +287,10 @@ pub trait Store: Send {
     fn finish_pipeline_run(&mut self, id: i64, status: &str, steps: &str, summary: &str) -> Result<()>;
     fn pipeline_runs(&mut self) -> Result<Vec<PipelineRun>>;
 
+    /// Empties every CineMatch table (ids restart), keeping the schema: for
+    /// `demo --fresh` and tests, never called implicitly.
+    fn reset(&mut self) -> Result<()>;
+
     /// VACUUM ANALYZE of the three core tables (the spec's weekly maintenance).
     fn vacuum(&mut self) -> Result<()>;
 

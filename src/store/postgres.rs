@@ -571,6 +571,18 @@ impl Store for PgStore {
             .collect())
     }
 
+    fn reset(&mut self) -> Result<()> {
+        let tables: Vec<String> = self
+            .user_tables()?
+            .into_iter()
+            .filter(|t| t != "cinematch_schema")
+            .map(|t| format!("\"{t}\""))
+            .collect();
+        self.client
+            .batch_execute(&format!("TRUNCATE {} RESTART IDENTITY", tables.join(", ")))?;
+        Ok(())
+    }
+
     fn vacuum(&mut self) -> Result<()> {
         // VACUUM cannot run inside a transaction block; each is its own statement.
         for t in ["ratings", "ratings_buffer", "movies"] {

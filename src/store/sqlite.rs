@@ -633,6 +633,21 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn reset(&mut self) -> Result<()> {
+        let tables: Vec<String> = self
+            .user_tables()?
+            .into_iter()
+            .filter(|t| t != "cinematch_schema")
+            .collect();
+        let tx = self.conn.transaction()?;
+        for t in &tables {
+            tx.execute(&format!("DELETE FROM \"{t}\""), [])?;
+        }
+        tx.execute_batch("DELETE FROM sqlite_sequence")?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn vacuum(&mut self) -> Result<()> {
         // SQLite vacuums the whole file; ANALYZE the core tables as the spec asks.
         self.conn
