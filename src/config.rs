@@ -40,11 +40,18 @@ mod tests {
             _ => None,
         };
         assert_eq!(resolve_with(Some("sqlite://x.db"), env).0, "sqlite://x.db");
-        assert_eq!(resolve_with(None, env), ("postgres://a@h/db".into(), "DATABASE_URL"));
-        let neon_only = |k: &str| (k == "NEON_CONNECTION_STRING").then(|| "postgres://n@h/d".to_string());
+        assert_eq!(
+            resolve_with(None, env),
+            ("postgres://a@h/db".into(), "DATABASE_URL")
+        );
+        let neon_only =
+            |k: &str| (k == "NEON_CONNECTION_STRING").then(|| "postgres://n@h/d".to_string());
         assert_eq!(resolve_with(None, neon_only).1, "NEON_CONNECTION_STRING");
         let cm = |k: &str| Some(format!("sqlite://{k}.db"));
         assert_eq!(resolve_with(None, cm).0, "sqlite://CINEMATCH_DB.db");
-        assert_eq!(resolve_with(Some("  "), |_| None), (DEFAULT_DB_URL.into(), "default"));
+        assert_eq!(
+            resolve_with(Some("  "), |_| None),
+            (DEFAULT_DB_URL.into(), "default")
+        );
     }
 }

@@ -1,0 +1,348 @@
+//! Offline evaluation of recommender models on a train/test split.
+//!
+//! Evaluation knows models only through the small [`Scorer`] trait, so every
+//! model type (and a test's lookup table) is measured by the same code and
+//! the numbers are comparable across model versions.
+//!
+//! Two protocols are reported, because they answer different questions:
+//!
+//! * **Accuracy and the rated-items protocol** (`rmse`, `mae`,
+//!   `precision_at_10`): how well the model predicts and orders the movies a
+//!   user actually rated. `precision_at_10` reproduces Surprise's FAQ
+//!   `precision_recall_at_k`, so it can be compared with published Surprise
+//!   numbers, but it never asks the model to find anything.
+//! * **Full-catalogue ranking** (`rank_precision_at_10`, `recall_at_10`,
+//!   `ndcg_at_10`, `coverage`): what a user would be shown, every movie they
+//!   have not rated in train competing for the top k. This is the protocol
+//!   that reflects serving, and it is much harsher.
+//!
+//! Ties between equal scores are broken by movieId ascending everywhere
+//! ([`ranking_order`]), so results are deterministic and reproducible by
+//! other implementations (`scripts/reference/eval_metrics.py` does).
+
+mod metrics;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::types::Rating;
+
+pub use metrics::{
+    catalogue_coverage, mae, ndcg_at_k, precision_at_k, precision_at_k_rated, ranking_metrics,
+    ranking_order, recall_at_k, rmse, top_k_unrated, Prediction, UserRanking,
+};
+
+/// What evaluation needs from a model, and nothing more, so that this module
+/// does not depend on any model type.
+pub trait Scorer: Sync {
+    /// Predicted rating, clipped to 0.5..=5.0 by the model (evaluation does
+    /// not clip, so an unclipped model is measured as it would serve).
+    /// Called for every test rating, including users and movies the model
+    /// never saw: it should answer with its fallback, not fail.
+    fn predict(&self, user: i32, movie: i32) -> f32;
+
+    /// Scores for every movie of the catalogue, for the full-catalogue
+    /// ranking; returns false if the model cannot rank for this user
+    /// (unknown user), who is then left out of the ranking metrics.
+    ///
+    /// Pushes one `(movieId, score)` per catalogue movie, each movie once,
+    /// onto `out`, which evaluation hands over empty and reuses across the
+    /// users of a thread: implementations should only push (no allocation
+    /// per user), and are free to push in any order. Scores need not be
+    /// clipped; only their order matters. The catalogue is taken to be the
+    /// movies pushed here (its size is the denominator of coverage).
+    fn score_catalogue(&self, user: i32, out: &mut Vec<(i32, f32)>) -> bool;
+}
+
+/// Evaluation results, stored with a model version and compared across
+/// versions. The `_at_10` fields hold the metrics at [`EvalOptions::k`],
+/// which is 10 unless a caller chose otherwise.
+///
+/// Undefined metrics are 0, not NaN (e.g. for an empty test set or with
+/// ranking disabled), so that the record round-trips through JSON, which has
+/// no NaN; `test_ratings` and `users_evaluated` tell a real 0 from an
+/// undefined one. Only a model that predicts NaN gets NaN RMSE/MAE: that is
+/// a model bug worth seeing, not hiding.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Metrics {
+    /// Over all test ratings.
+    pub rmse: f64,
+    pub mae: f64,
+    /// Rated-items protocol (Surprise FAQ), mean over every user with a test
+    /// rating.
+    pub precision_at_10: f64,
+    /// Full-catalogue protocol: hits / k, mean over the ranked users.
+    pub rank_precision_at_10: f64,
+    /// Full-catalogue protocol: hits / #relevant test items.
+    pub recall_at_10: f64,
+    /// Full-catalogue protocol, binary gains.
+    pub ndcg_at_10: f64,
+    /// Distinct movies in the ranked users' top lists / catalogue size.
+    pub coverage: f64,
+    pub test_ratings: u64,
+    /// Users the full-catalogue metrics are averaged over (after sampling,
+    /// and without users the model cannot rank); when ranking is disabled,
+    /// the users the rated precision is averaged over.
+    pub users_evaluated: u64,
+}
+
+/// Knobs of [`evaluate`]; the defaults are the protocol the project reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalOptions {
+    /// Length of the top lists (10).
+    pub k: usize,
+    /// Rated-items protocol: recommended when predicted >= this, relevant
+    /// when actual >= this (3.5, Surprise's FAQ default).
+    pub rated_threshold: f32,
+    /// Full-catalogue protocol: a test rating >= this is relevant (4.0).
+    pub relevance_threshold: f32,
+    /// Whether to compute the full-catalogue metrics, the expensive part
+    /// (users × catalogue scores); `false` leaves them 0.
+    pub ranking: bool,
+    /// Caps the users ranked, for large data sets. The eligible users (with a
+    /// relevant test rating) are sorted by id and every (n / cap)-th one is
+    /// taken, precisely those at indices `i * n / cap` for `i` in `0..cap`:
+    /// deterministic, so versions are compared on the same users, and spread
+    /// over the whole id range rather than biased to early sign-ups.
+    pub max_ranking_users: Option<usize>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            k: 10,
+            rated_threshold: 3.5,
+            relevance_threshold: 4.0,
+            ranking: true,
+            max_ranking_users: None,
+        }
+    }
+}
+
+/// Accuracy and rated-protocol results of one test user.
+struct UserAccuracy {
+    squared_errors: f64,
+    absolute_errors: f64,
+    precision: f64,
+    /// Movies with a test rating >= the relevance threshold, sorted, distinct.
+    relevant: Vec<i32>,
+}
+
+/// Full-catalogue results of one ranked user.
+struct UserRanked {
+    metrics: UserRanking,
+    top: Vec<i32>,
+    catalogue_size: usize,
+}
+
+/// Evaluates `model` on `test`; `train` is only used to exclude the movies
+/// a user already rated from their full-catalogue ranking.
+///
+/// An empty test set gives [`Metrics::default`] (all zeros,
+/// `test_ratings` 0). Never panics on data; runs in parallel over users and
+/// its result does not depend on the thread count.
+pub fn evaluate(
+    model: &dyn Scorer,
+    train: &[Rating],
+    test: &[Rating],
+    opts: &EvalOptions,
+) -> Metrics {
+    if test.is_empty() {
+        return Metrics::default();
+    }
+    let users = accuracy_by_user(model, test, opts);
+
+    let mut squared = 0.0;
+    let mut absolute = 0.0;
+    let mut precision = 0.0;
+    for (_, u) in &users {
+        squared += u.squared_errors;
+        absolute += u.absolute_errors;
+        precision += u.precision;
+    }
+    let n = test.len() as f64;
+    let mut metrics = Metrics {
+        rmse: (squared / n).sqrt(),
+        mae: absolute / n,
+        precision_at_10: precision / users.len() as f64,
+        test_ratings: test.len() as u64,
+        users_evaluated: users.len() as u64,
+        ..Metrics::default()
+    };
+    if opts.ranking && opts.k > 0 {
+        rank_catalogue(model, train, &users, opts, &mut metrics);
+    }
+    metrics
+}
+
+/// Groups the test ratings by user and computes each user's error sums and
+/// rated precision in parallel. Returned in user-id order, so the sums the
+/// caller forms do not depend on scheduling.
+fn accuracy_by_user(
+    model: &dyn Scorer,
+    test: &[Rating],
+    opts: &EvalOptions,
+) -> Vec<(i32, UserAccuracy)> {
+    let mut rows: Vec<(i32, Prediction)> = test
+        .iter()
+        .map(|r| {
+            let p = Prediction {
+                movie_id: r.movie_id,
+                predicted: 0.0,
+                actual: r.rating,
+            };
+            (r.user_id, p)
+        })
+        .collect();
+    // The rating in the key only makes duplicate (user, movie) rows order
+    // deterministically; real splits have none.
+    rows.par_sort_unstable_by_key(|(u, p)| (*u, p.movie_id, p.actual.to_bits()));
+
+    let mut spans: Vec<(i32, usize)> = Vec::new();
+    for (u, _) in &rows {
+        match spans.last_mut() {
+            Some((last, len)) if last == u => *len += 1,
+            _ => spans.push((*u, 1)),
+        }
+    }
+    let mut preds: Vec<Prediction> = rows.into_iter().map(|(_, p)| p).collect();
+    let mut groups: Vec<(i32, &mut [Prediction])> = Vec::with_capacity(spans.len());
+    let mut rest: &mut [Prediction] = &mut preds;
+    for &(user, len) in &spans {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        groups.push((user, head));
+        rest = tail;
+    }
+
+    groups
+        .into_par_iter()
+        .map(|(user, preds)| {
+            for p in preds.iter_mut() {
+                p.predicted = model.predict(user, p.movie_id);
+            }
+            let (squared_errors, absolute_errors) = metrics::error_sums(preds);
+            // Still in movieId order here, so `relevant` comes out sorted.
+            let mut relevant: Vec<i32> = if opts.ranking {
+                preds
+                    .iter()
+                    .filter(|p| p.actual >= opts.relevance_threshold)
+                    .map(|p| p.movie_id)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            relevant.dedup();
+            let precision =
+                metrics::precision_at_k_rated_in_place(preds, opts.k, opts.rated_threshold);
+            (
+                user,
+                UserAccuracy {
+                    squared_errors,
+                    absolute_errors,
+                    precision,
+                    relevant,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Indices of the users to rank among `n` eligible ones (see
+/// [`EvalOptions::max_ranking_users`]).
+fn sampled_indices(n: usize, cap: Option<usize>) -> Vec<usize> {
+    match cap {
+        Some(cap) if cap < n => (0..cap)
+            .map(|i| (i as u128 * n as u128 / cap as u128) as usize)
+            .collect(),
+        _ => (0..n).collect(),
+    }
+}
+
+/// The full-catalogue protocol: fills the ranking fields of `metrics`.
+fn rank_catalogue(
+    model: &dyn Scorer,
+    train: &[Rating],
+    users: &[(i32, UserAccuracy)],
+    opts: &EvalOptions,
+    metrics: &mut Metrics,
+) {
+    let eligible: Vec<(i32, &[i32])> = users
+        .iter()
+        .filter(|(_, u)| !u.relevant.is_empty())
+        .map(|(id, u)| (*id, u.relevant.as_slice()))
+        .collect();
+    let chosen: Vec<(i32, &[i32])> = sampled_indices(eligible.len(), opts.max_ranking_users)
+        .into_iter()
+        .map(|i| eligible[i])
+        .collect();
+
+    // Train movies of the chosen users only: with sampling, most users'
+    // histories are never needed.
+    let slot: HashMap<i32, usize> = chosen
+        .iter()
+        .enumerate()
+        .map(|(i, (u, _))| (*u, i))
+        .collect();
+    let mut rated: Vec<Vec<i32>> = vec![Vec::new(); chosen.len()];
+    for r in train {
+        if let Some(&i) = slot.get(&r.user_id) {
+            rated[i].push(r.movie_id);
+        }
+    }
+    rated.par_iter_mut().for_each(|v| {
+        v.sort_unstable();
+        v.dedup();
+    });
+
+    let k = opts.k;
+    let ranked: Vec<Option<UserRanked>> = chosen
+        .par_iter()
+        .zip(rated.par_iter())
+        .map_init(
+            || {
+                (
+                    Vec::<(i32, f32)>::new(),
+                    Vec::<i32>::with_capacity(k.min(1024)),
+                )
+            },
+            |(scores, top), (&(user, relevant), rated)| {
+                scores.clear();
+                if !model.score_catalogue(user, scores) {
+                    return None;
+                }
+                let catalogue_size = scores.len();
+                top_k_unrated(scores, rated, k, top);
+                Some(UserRanked {
+                    metrics: ranking_metrics(top, relevant, k),
+                    top: top.clone(),
+                    catalogue_size,
+                })
+            },
+        )
+        .collect();
+
+    let mut sum = UserRanking::default();
+    let mut count = 0usize;
+    let mut catalogue_size = 0usize;
+    let mut shown: Vec<i32> = Vec::new();
+    for r in ranked.iter().flatten() {
+        sum.precision += r.metrics.precision;
+        sum.recall += r.metrics.recall;
+        sum.ndcg += r.metrics.ndcg;
+        count += 1;
+        catalogue_size = catalogue_size.max(r.catalogue_size);
+        shown.extend_from_slice(&r.top);
+    }
+    metrics.users_evaluated = count as u64;
+    if count > 0 {
+        let c = count as f64;
+        metrics.rank_precision_at_10 = sum.precision / c;
+        metrics.recall_at_10 = sum.recall / c;
+        metrics.ndcg_at_10 = sum.ndcg / c;
+        metrics.coverage = catalogue_coverage(&shown, catalogue_size);
+    }
+}
