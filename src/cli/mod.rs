@@ -86,6 +86,29 @@ enum Command {
     Buffer(BufferCommand),
     /// The whole story on the embedded store: synthetic data, first model, three weekly batches, drift, retraining.
     Demo(DemoArgs),
+    /// Run a pipeline cycle on a schedule for each new batch file in an inbox directory.
+    Scheduler(SchedulerArgs),
+}
+
+#[derive(Args)]
+struct SchedulerArgs {
+    /// Cron expression (UTC): minute hour day-of-month month day-of-week.
+    #[arg(long, default_value = "0 9 * * MON")]
+    cron: String,
+    /// Directory where batch files (batch_wN.csv) arrive; the file stem is the batch id.
+    #[arg(long)]
+    inbox: PathBuf,
+    /// Process the inbox once now and exit, instead of waiting for the schedule.
+    #[arg(long)]
+    once: bool,
+    /// Attempts per batch before giving up until the next tick.
+    #[arg(long, default_value_t = 3)]
+    attempts: u32,
+    /// First retry delay in seconds (doubles after each failure).
+    #[arg(long, default_value_t = 5)]
+    backoff_secs: u64,
+    #[command(flatten)]
+    thresholds: ThresholdArgs,
 }
 
 #[derive(Args)]
@@ -485,6 +508,34 @@ fn run(cli: Cli) -> Result<()> {
             println!("load with `cinematch load {}`, then `cinematch ingest FILE --batch-id batch_wN`", out.display());
         }
         Command::Demo(args) => demo(cli.db.as_deref(), args, &progress)?,
+        Command::Scheduler(args) => {
+            let (url, _) = resolve_db_url(cli.db.as_deref());
+            let opts = cinematch::pipeline::scheduler::SchedulerOptions {
+                db_url: url,
+                inbox: args.inbox,
+                cron: args.cron,
+                attempts: args.attempts,
+                backoff: std::time::Duration::from_secs(args.backoff_secs),
+                cycle: CycleOptions {
+                    thresholds: thresholds_from(&args.thresholds)?,
+                    ..CycleOptions::default()
+                },
+            };
+            cinematch::pipeline::scheduler::parse_cron(&opts.cron)?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            watch_signals(stop.clone());
+            if args.once {
+                let reports = cinematch::pipeline::scheduler::process_inbox(&opts, &stop, &progress)?;
+                for r in &reports {
+                    print_cycle(r);
+                }
+                if reports.iter().any(|r| !r.succeeded) {
+                    bail!("some batches failed after {} attempts", opts.attempts);
+                }
+            } else {
+                cinematch::pipeline::scheduler::run(&opts, &stop, &progress)?;
+            }
+        }
         Command::Data(DataCommand::Synth(args)) => {
             let opts = SynthOptions {
                 users: args.users,
@@ -835,6 +886,28 @@ fn demo(db: Option<&str>, args: DemoArgs, progress: &Console) -> Result<()> {
     );
     println!("demo finished in {:.1}s; explore it with `cinematch --db {} models list`, `recommend --user 1`, `serve`", started.elapsed().as_secs_f64(), store.location());
     Ok(())
+}
+
+/// Sets `stop` on SIGTERM or Ctrl-C, so long-running commands finish their
+/// current step and exit cleanly.
+fn watch_signals(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("stop requested; finishing the current step");
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    });
 }
 
 fn thresholds_from(args: &ThresholdArgs) -> Result<Thresholds> {

@@ -9,3 +9,4 @@ pub mod ingest;
 pub mod cycle;
 pub mod retrain;
 pub mod demo;
+pub mod scheduler;
