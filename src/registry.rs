@@ -133,9 +133,15 @@ pub fn fit_and_evaluate(
 
     let mut notes = serde_json::Map::new();
     notes.insert("algorithm".into(), json!(opts.params.algo().as_str()));
-    notes.insert("params".into(), serde_json::to_value(&opts.params).unwrap_or_default());
+    notes.insert(
+        "params".into(),
+        serde_json::to_value(&opts.params).unwrap_or_default(),
+    );
     notes.insert("seed".into(), json!(opts.seed));
-    notes.insert("metrics".into(), serde_json::to_value(&metrics).unwrap_or_default());
+    notes.insert(
+        "metrics".into(),
+        serde_json::to_value(&metrics).unwrap_or_default(),
+    );
     notes.insert("train_seconds".into(), json!(round3(train_seconds)));
     notes.insert("eval_seconds".into(), json!(round3(eval_seconds)));
     notes.insert("train_ratings".into(), json!(train.len()));
@@ -277,10 +283,7 @@ pub fn runs_with_change(store: &mut dyn Store) -> Result<Vec<RunWithChange>> {
 
 /// The tuned defaults of `algo` with `key=value` overrides applied, e.g.
 /// `factors=100`, `lr=0.01`. Unknown keys are refused with the valid ones.
-pub fn params_with_overrides(
-    algo: models::Algo,
-    overrides: &[(String, String)],
-) -> Result<Params> {
+pub fn params_with_overrides(algo: models::Algo, overrides: &[(String, String)]) -> Result<Params> {
     let mut value = serde_json::to_value(Params::default_for(algo))
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let obj = value
@@ -298,9 +301,8 @@ pub fn params_with_overrides(
             serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
         obj.insert(key.clone(), v);
     }
-    let params: Params = serde_json::from_value(value).map_err(|e| {
-        Error::InvalidArgument(format!("invalid {algo} parameters: {e}"))
-    })?;
+    let params: Params = serde_json::from_value(value)
+        .map_err(|e| Error::InvalidArgument(format!("invalid {algo} parameters: {e}")))?;
     params.validate()?;
     Ok(params)
 }

@@ -35,8 +35,22 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
+/// Every table's row count plus every rating (user, movie, stars x 2).
+type Snapshot = (Vec<(String, i64)>, Vec<(i32, i32, u32)>);
+
+/// A bad input case: (name, ratings file, movies file, file named in the
+/// error, line, words in the message).
+type BadCase = (
+    &'static str,
+    Vec<u8>,
+    Vec<u8>,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
 /// Every table's row count plus a fingerprint of the ratings, to prove "unchanged".
-fn snapshot(db: &TestDb) -> (Vec<(String, i64)>, Vec<(i32, i32, u32)>) {
+fn snapshot(db: &TestDb) -> Snapshot {
     let mut s = db.store();
     let counts = s
         .table_counts()
@@ -55,15 +69,7 @@ fn snapshot(db: &TestDb) -> (Vec<(String, i64)>, Vec<(i32, i32, u32)>) {
     (counts, r)
 }
 
-/// (name, ratings file, movies file, file named in the error, line, words in the message)
-fn bad_cases() -> Vec<(
-    &'static str,
-    Vec<u8>,
-    Vec<u8>,
-    &'static str,
-    &'static str,
-    &'static str,
-)> {
+fn bad_cases() -> Vec<BadCase> {
     let r = |extra: &str| format!("{RATINGS}{extra}").into_bytes();
     vec![
         (

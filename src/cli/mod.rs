@@ -17,13 +17,13 @@ use cinematch::data::synth::{self, SynthOptions};
 use cinematch::data::ReadOptions;
 use cinematch::eval::{EvalOptions, Metrics};
 use cinematch::models::Algo;
+use cinematch::pipeline::cycle::{self, CycleOptions};
+use cinematch::pipeline::drift_check::{self, Thresholds};
+use cinematch::pipeline::ingest;
+use cinematch::pipeline::retrain::{self, RetrainOptions, RetrainOutcome};
 use cinematch::progress::Console;
 use cinematch::recommend::{Recommender, Strategy};
 use cinematch::registry::{self, TrainOptions};
-use cinematch::pipeline::cycle::{self, CycleOptions};
-use cinematch::pipeline::drift_check::{self, Thresholds};
-use cinematch::pipeline::retrain::{self, RetrainOptions, RetrainOutcome};
-use cinematch::pipeline::ingest;
 use cinematch::store::{self, Store};
 
 #[derive(Parser)]
@@ -88,6 +88,27 @@ enum Command {
     Demo(DemoArgs),
     /// Run a pipeline cycle on a schedule for each new batch file in an inbox directory.
     Scheduler(SchedulerArgs),
+    /// Serve the recommendation API and the monitoring dashboard over HTTP.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Seconds between checks for a new champion.
+    #[arg(long, default_value_t = 10)]
+    reload_secs: u64,
+    /// Seconds a request may take before it is answered 408.
+    #[arg(long, default_value_t = 10)]
+    timeout_secs: u64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body: usize,
+    /// Database connections for non-hot-path requests.
+    #[arg(long, default_value_t = 4)]
+    pool: usize,
 }
 
 #[derive(Args)]
@@ -453,7 +474,9 @@ fn run(cli: Cli) -> Result<()> {
                 DbCommand::ArchiveDrift { older_than } => {
                     let secs = retrain::parse_duration_secs(&older_than)?;
                     let n = store.archive_drift_alerts(secs)?;
-                    println!("moved {n} drift alerts older than {older_than} into drift_alerts_archive");
+                    println!(
+                        "moved {n} drift alerts older than {older_than} into drift_alerts_archive"
+                    );
                 }
                 DbCommand::Stats => db_stats(store.as_mut())?,
             }
@@ -482,7 +505,12 @@ fn run(cli: Cli) -> Result<()> {
             let report = load::load(store.as_mut(), &source, &opts, &progress)?;
             print_load_report(&report, store.location());
         }
-        Command::Data(DataCommand::Stream { dir, out, weeks, history_fraction }) => {
+        Command::Data(DataCommand::Stream {
+            dir,
+            out,
+            weeks,
+            history_fraction,
+        }) => {
             let opts = cinematch::data::stream::StreamOptions {
                 weeks,
                 history_fraction,
@@ -505,9 +533,31 @@ fn run(cli: Cli) -> Result<()> {
                     b.unseen_movies
                 );
             }
-            println!("load with `cinematch load {}`, then `cinematch ingest FILE --batch-id batch_wN`", out.display());
+            println!(
+                "load with `cinematch load {}`, then `cinematch ingest FILE --batch-id batch_wN`",
+                out.display()
+            );
         }
         Command::Demo(args) => demo(cli.db.as_deref(), args, &progress)?,
+        Command::Serve(args) => {
+            let (url, from) = resolve_db_url(cli.db.as_deref());
+            let mut config = cinematch::server::ServerConfig::new(args.addr, url.clone());
+            config.api_token = std::env::var("CINEMATCH_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+            config.reload_interval = std::time::Duration::from_secs(args.reload_secs.max(1));
+            config.request_timeout = std::time::Duration::from_secs(args.timeout_secs.max(1));
+            config.max_body_bytes = args.max_body;
+            config.pool_size = args.pool.max(1);
+            tracing::info!(addr = %args.addr, db = %store::redact(&url), from, "starting the server");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(cinematch::server::serve(config, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }))?;
+        }
         Command::Scheduler(args) => {
             let (url, _) = resolve_db_url(cli.db.as_deref());
             let opts = cinematch::pipeline::scheduler::SchedulerOptions {
@@ -525,7 +575,8 @@ fn run(cli: Cli) -> Result<()> {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             watch_signals(stop.clone());
             if args.once {
-                let reports = cinematch::pipeline::scheduler::process_inbox(&opts, &stop, &progress)?;
+                let reports =
+                    cinematch::pipeline::scheduler::process_inbox(&opts, &stop, &progress)?;
                 for r in &reports {
                     print_cycle(r);
                 }
@@ -546,10 +597,17 @@ fn run(cli: Cli) -> Result<()> {
             };
             if let Some(weeks) = args.weeks {
                 let drift = match (args.drift_week, args.drift.as_deref()) {
-                    (Some(week), Some(d)) => vec![synth::DriftSpec { week, kinds: synth::parse_drift(d)? }],
+                    (Some(week), Some(d)) => vec![synth::DriftSpec {
+                        week,
+                        kinds: synth::parse_drift(d)?,
+                    }],
                     _ => Vec::new(),
                 };
-                let weekly = synth::WeeklyOptions { weeks, ratings_per_week: args.weekly_ratings, drift };
+                let weekly = synth::WeeklyOptions {
+                    weeks,
+                    ratings_per_week: args.weekly_ratings,
+                    drift,
+                };
                 let r = synth::generate_weekly(&args.out, &opts, &weekly, &progress)?;
                 println!(
                     "wrote {} history ratings and {} weekly batches to {}",
@@ -567,7 +625,14 @@ fn run(cli: Cli) -> Result<()> {
                         if w.drift.is_empty() {
                             String::new()
                         } else {
-                            format!("  drift: {}", w.drift.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+                            format!(
+                                "  drift: {}",
+                                w.drift
+                                    .iter()
+                                    .map(|d| d.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            )
                         }
                     );
                 }
@@ -656,7 +721,9 @@ fn run(cli: Cli) -> Result<()> {
                 store.as_mut(),
                 &args.file,
                 &args.batch_id,
-                ReadOptions { skip_invalid: args.skip_invalid },
+                ReadOptions {
+                    skip_invalid: args.skip_invalid,
+                },
             )?;
             println!(
                 "ingested {} ratings into ratings_buffer as batch {}",
@@ -678,7 +745,11 @@ fn run(cli: Cli) -> Result<()> {
             print_alerts(&report.alerts);
             println!(
                 "{}",
-                if report.any_triggered() { "DRIFT DETECTED: RETRAINING NEEDED" } else { "no drift: NO ACTION REQUIRED" }
+                if report.any_triggered() {
+                    "DRIFT DETECTED: RETRAINING NEEDED"
+                } else {
+                    "no drift: NO ACTION REQUIRED"
+                }
             );
         }
         Command::Drift(DriftCommand::Status { window }) => {
@@ -698,11 +769,25 @@ fn run(cli: Cli) -> Result<()> {
                     ]
                 })
                 .collect();
-            table::print(&["alert_date", "feature_name", "drift_score", "threshold", "alert_triggered", "notes"], &rows);
+            table::print(
+                &[
+                    "alert_date",
+                    "feature_name",
+                    "drift_score",
+                    "threshold",
+                    "alert_triggered",
+                    "notes",
+                ],
+                &rows,
+            );
             let fired = retrain::retraining_needed(store.as_mut(), 86400)?;
             println!(
                 "retraining: {}",
-                if fired.is_empty() { "NO ACTION REQUIRED".to_string() } else { format!("RETRAINING NEEDED ({})", fired.join(", ")) }
+                if fired.is_empty() {
+                    "NO ACTION REQUIRED".to_string()
+                } else {
+                    format!("RETRAINING NEEDED ({})", fired.join(", "))
+                }
             );
         }
         Command::Retrain(args) => {
@@ -716,18 +801,29 @@ fn run(cli: Cli) -> Result<()> {
             let outcome = retrain::retrain(store.as_mut(), &opts, &progress)?;
             print_retrain(&outcome);
         }
-        Command::Pipeline(PipelineCommand::Run { batch, batch_id, tolerance, thresholds }) => {
+        Command::Pipeline(PipelineCommand::Run {
+            batch,
+            batch_id,
+            tolerance,
+            thresholds,
+        }) => {
             let opts = CycleOptions {
                 batch: batch.zip(batch_id),
                 thresholds: thresholds_from(&thresholds)?,
-                retrain: RetrainOptions { tolerance, ..RetrainOptions::default() },
+                retrain: RetrainOptions {
+                    tolerance,
+                    ..RetrainOptions::default()
+                },
                 ..CycleOptions::default()
             };
             let mut store = open_store(cli.db.as_deref())?;
             let report = cycle::run_cycle(store.as_mut(), &opts, &progress)?;
             print_cycle(&report);
             if !report.succeeded {
-                bail!("pipeline run {} failed; fix the cause and run it again (steps are idempotent)", report.run_id);
+                bail!(
+                    "pipeline run {} failed; fix the cause and run it again (steps are idempotent)",
+                    report.run_id
+                );
             }
         }
         Command::Pipeline(PipelineCommand::History) => {
@@ -739,21 +835,36 @@ fn run(cli: Cli) -> Result<()> {
                     vec![
                         r.id.to_string(),
                         r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                        r.finished_at.map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
+                        r.finished_at
+                            .map(|t| t.format("%H:%M:%S").to_string())
+                            .unwrap_or_default(),
                         r.status,
                         r.batch_id.unwrap_or_default(),
                         r.summary.unwrap_or_default(),
                     ]
                 })
                 .collect();
-            table::print(&["id", "started_at", "finished", "status", "batch_id", "steps"], &rows);
+            table::print(
+                &[
+                    "id",
+                    "started_at",
+                    "finished",
+                    "status",
+                    "batch_id",
+                    "steps",
+                ],
+                &rows,
+            );
         }
         Command::Buffer(cmd) => {
             let mut store = open_store(cli.db.as_deref())?;
             match cmd {
                 BufferCommand::Merge => {
                     let n = store.merge_buffer()?;
-                    println!("merged {} buffered ratings into ratings (data_split = train)", table::thousands(n as i64));
+                    println!(
+                        "merged {} buffered ratings into ratings (data_split = train)",
+                        table::thousands(n as i64)
+                    );
                 }
                 BufferCommand::Clear => {
                     let n = store.clear_buffer()?;
@@ -787,7 +898,8 @@ fn demo(db: Option<&str>, args: DemoArgs, progress: &Console) -> Result<()> {
             format!("sqlite://{path}")
         }
     };
-    let mut store = store::open(&url).with_context(|| format!("opening {}", store::redact(&url)))?;
+    let mut store =
+        store::open(&url).with_context(|| format!("opening {}", store::redact(&url)))?;
     if args.fresh {
         store.reset()?;
     }
@@ -800,7 +912,9 @@ fn demo(db: Option<&str>, args: DemoArgs, progress: &Console) -> Result<()> {
     opts.seed = args.seed;
     println!("CineMatch demo on {}", store.location());
     let started = std::time::Instant::now();
-    let result = cinematch::pipeline::demo::run(store.as_mut(), &opts, progress, &mut |line| println!("{line}"));
+    let result = cinematch::pipeline::demo::run(store.as_mut(), &opts, progress, &mut |line| {
+        println!("{line}")
+    });
     let _ = std::fs::remove_dir_all(&work);
     result?;
     println!();
@@ -812,14 +926,26 @@ fn demo(db: Option<&str>, args: DemoArgs, progress: &Console) -> Result<()> {
             vec![
                 i.id.to_string(),
                 i.batch_id,
-                i.ingestion_date.map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+                i.ingestion_date
+                    .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default(),
                 i.record_count.map(table::thousands).unwrap_or_default(),
                 i.status.unwrap_or_default(),
                 i.notes.unwrap_or_default(),
             ]
         })
         .collect();
-    table::print(&["id", "batch_id", "ingestion_date", "record_count", "status", "notes"], &rows);
+    table::print(
+        &[
+            "id",
+            "batch_id",
+            "ingestion_date",
+            "record_count",
+            "status",
+            "notes",
+        ],
+        &rows,
+    );
     println!();
     println!("SELECT * FROM model_metrics ORDER BY training_date DESC;  -- with rmse - LAG(rmse)");
     let rows: Vec<Vec<String>> = registry::runs_with_change(store.as_mut())?
@@ -836,24 +962,52 @@ fn demo(db: Option<&str>, args: DemoArgs, progress: &Console) -> Result<()> {
                 .map(|n| {
                     let kind = n.get("kind").and_then(|k| k.as_str()).unwrap_or("initial");
                     let decision = n.get("decision").and_then(|k| k.as_str()).unwrap_or("");
-                    format!("{} {}{}", n.get("algorithm").and_then(|a| a.as_str()).unwrap_or(""), kind, if decision.is_empty() { String::new() } else { format!("; {decision}") })
+                    format!(
+                        "{} {}{}",
+                        n.get("algorithm").and_then(|a| a.as_str()).unwrap_or(""),
+                        kind,
+                        if decision.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {decision}")
+                        }
+                    )
                 })
                 .unwrap_or_default();
             vec![
                 r.run.id.to_string(),
-                format!("{}{}", r.run.model_version, if r.is_champion { " *" } else { "" }),
+                format!(
+                    "{}{}",
+                    r.run.model_version,
+                    if r.is_champion { " *" } else { "" }
+                ),
                 r.run.training_date.format("%Y-%m-%d %H:%M:%S").to_string(),
                 r.run.rmse.map(|v| format!("{v:.4}")).unwrap_or_default(),
                 r.run.mae.map(|v| format!("{v:.4}")).unwrap_or_default(),
-                r.run.precision_at_10.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                r.run
+                    .precision_at_10
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_default(),
                 r.run.data_size.map(table::thousands).unwrap_or_default(),
-                r.rmse_improvement.map(|v| format!("{v:+.4}")).unwrap_or_default(),
+                r.rmse_improvement
+                    .map(|v| format!("{v:+.4}"))
+                    .unwrap_or_default(),
                 what,
             ]
         })
         .collect();
     table::print(
-        &["id", "model_version", "training_date", "rmse", "mae", "precision_at_10", "data_size", "rmse_change", "notes"],
+        &[
+            "id",
+            "model_version",
+            "training_date",
+            "rmse",
+            "mae",
+            "precision_at_10",
+            "data_size",
+            "rmse_change",
+            "notes",
+        ],
         &rows,
     );
     println!();
@@ -873,7 +1027,18 @@ fn demo(db: Option<&str>, args: DemoArgs, progress: &Console) -> Result<()> {
             ]
         })
         .collect();
-    table::print(&["id", "alert_date", "feature_name", "drift_score", "threshold", "alert_triggered", "notes"], &rows);
+    table::print(
+        &[
+            "id",
+            "alert_date",
+            "feature_name",
+            "drift_score",
+            "threshold",
+            "alert_triggered",
+            "notes",
+        ],
+        &rows,
+    );
     println!();
     let fired = retrain::retraining_needed(store.as_mut(), 86400)?;
     println!(
@@ -892,14 +1057,18 @@ fn demo(db: Option<&str>, args: DemoArgs, progress: &Console) -> Result<()> {
 /// current step and exit cleanly.
 fn watch_signals(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
         rt.block_on(async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
@@ -947,40 +1116,79 @@ fn print_alerts(alerts: &[store::NewDriftAlert]) {
                 a.feature_name.clone(),
                 format!("{:.4}", a.drift_score),
                 format!("{:.4}", a.threshold),
-                if a.alert_triggered { "ALERT".into() } else { "ok".into() },
+                if a.alert_triggered {
+                    "ALERT".into()
+                } else {
+                    "ok".into()
+                },
                 a.notes.clone(),
             ]
         })
         .collect();
-    table::print(&["feature_name", "drift_score", "threshold", "alert", "notes"], &rows);
+    table::print(
+        &["feature_name", "drift_score", "threshold", "alert", "notes"],
+        &rows,
+    );
 }
 
 fn print_retrain(outcome: &RetrainOutcome) {
     match outcome {
         RetrainOutcome::Skipped { reason } => println!("retrain skipped: {reason}"),
-        RetrainOutcome::Retrained { run, promoted, decision, champion_before, merged, batches } => {
+        RetrainOutcome::Retrained {
+            run,
+            promoted,
+            decision,
+            champion_before,
+            merged,
+            batches,
+        } => {
             println!(
                 "retrained {} on {} ratings (train + buffer batches {}): RMSE {:.4}",
                 run.model_version,
                 table::thousands(run.data_size.unwrap_or(0)),
-                if batches.is_empty() { "none".to_string() } else { batches.join(", ") },
+                if batches.is_empty() {
+                    "none".to_string()
+                } else {
+                    batches.join(", ")
+                },
                 run.rmse.unwrap_or(f64::NAN)
             );
             println!("{decision}");
             if *promoted {
-                println!("champion: {} -> {}", champion_before.as_deref().unwrap_or("none"), run.model_version);
+                println!(
+                    "champion: {} -> {}",
+                    champion_before.as_deref().unwrap_or("none"),
+                    run.model_version
+                );
             } else {
-                println!("champion stays {}; the challenger is kept in the registry", champion_before.as_deref().unwrap_or("none"));
+                println!(
+                    "champion stays {}; the challenger is kept in the registry",
+                    champion_before.as_deref().unwrap_or("none")
+                );
             }
-            println!("merged {} buffered ratings into ratings; the buffer is empty", table::thousands(*merged as i64));
+            println!(
+                "merged {} buffered ratings into ratings; the buffer is empty",
+                table::thousands(*merged as i64)
+            );
         }
     }
 }
 
 fn print_cycle(report: &cycle::CycleReport) {
-    println!("pipeline run {}: {}", report.run_id, if report.succeeded { "succeeded" } else { "FAILED" });
+    println!(
+        "pipeline run {}: {}",
+        report.run_id,
+        if report.succeeded {
+            "succeeded"
+        } else {
+            "FAILED"
+        }
+    );
     for s in &report.steps {
-        println!("  {:<12} {:<8} {:>7.2}s  {}", s.name, s.status, s.seconds, s.detail);
+        println!(
+            "  {:<12} {:<8} {:>7.2}s  {}",
+            s.name, s.status, s.seconds, s.detail
+        );
     }
 }
 
@@ -988,7 +1196,10 @@ fn print_skipped(skipped: &cinematch::data::SkipReport) {
     if skipped.is_empty() {
         return;
     }
-    println!("skipped {} invalid rows:", table::thousands(skipped.total() as i64));
+    println!(
+        "skipped {} invalid rows:",
+        table::thousands(skipped.total() as i64)
+    );
     for (kind, n) in &skipped.counts {
         println!("  {:>8}  {kind}", table::thousands(*n as i64));
     }
@@ -1008,7 +1219,11 @@ fn train(store: &mut dyn Store, args: TrainArgs, progress: &Console) -> Result<(
     };
     set("factors", args.factors.map(|v| v.to_string()));
     set(
-        if algo == Algo::Als { "iterations" } else { "epochs" },
+        if algo == Algo::Als {
+            "iterations"
+        } else {
+            "epochs"
+        },
         args.epochs.map(|v| v.to_string()),
     );
     set("lr", args.lr.map(|v| v.to_string()));
@@ -1039,7 +1254,10 @@ fn train(store: &mut dyn Store, args: TrainArgs, progress: &Console) -> Result<(
     );
     print_metrics(&out.metrics);
     if out.is_champion {
-        println!("{} is the champion (the first model)", out.run.model_version);
+        println!(
+            "{} is the champion (the first model)",
+            out.run.model_version
+        );
     } else {
         println!(
             "the champion is unchanged; `cinematch models promote {}` to serve this one",
@@ -1095,22 +1313,41 @@ fn models(store: &mut dyn Store, cmd: ModelsCommand) -> Result<()> {
                         .notes
                         .as_deref()
                         .and_then(|n| serde_json::from_str::<serde_json::Value>(n).ok())
-                        .and_then(|v| v.get("algorithm").and_then(|a| a.as_str()).map(String::from))
+                        .and_then(|v| {
+                            v.get("algorithm")
+                                .and_then(|a| a.as_str())
+                                .map(String::from)
+                        })
                         .unwrap_or_default();
                     vec![
-                        format!("{}{}", r.run.model_version, if r.is_champion { " *" } else { "" }),
+                        format!(
+                            "{}{}",
+                            r.run.model_version,
+                            if r.is_champion { " *" } else { "" }
+                        ),
                         algo,
                         r.run.training_date.format("%Y-%m-%d %H:%M:%S").to_string(),
                         f(r.run.rmse),
                         f(r.run.mae),
                         f(r.run.precision_at_10),
                         table::thousands(r.run.data_size.unwrap_or(0)),
-                        r.rmse_improvement.map(|v| format!("{v:+.4}")).unwrap_or_default(),
+                        r.rmse_improvement
+                            .map(|v| format!("{v:+.4}"))
+                            .unwrap_or_default(),
                     ]
                 })
                 .collect();
             table::print(
-                &["model_version", "algo", "training_date", "rmse", "mae", "precision_at_10", "data_size", "rmse_change"],
+                &[
+                    "model_version",
+                    "algo",
+                    "training_date",
+                    "rmse",
+                    "mae",
+                    "precision_at_10",
+                    "data_size",
+                    "rmse_change",
+                ],
                 &rows,
             );
             println!("* champion. rmse_change = rmse - LAG(rmse): negative is better.");
@@ -1120,16 +1357,27 @@ fn models(store: &mut dyn Store, cmd: ModelsCommand) -> Result<()> {
                 .model_runs()?
                 .into_iter()
                 .find(|r| r.model_version == version)
-                .with_context(|| format!("no model {version:?}; `cinematch models list` shows the versions"))?;
+                .with_context(|| {
+                    format!("no model {version:?}; `cinematch models list` shows the versions")
+                })?;
             let champion = store.champion()?;
             println!("model_version    {}", run.model_version);
-            println!("champion         {}", champion.as_deref() == Some(version.as_str()));
-            println!("training_date    {}", run.training_date.format("%Y-%m-%d %H:%M:%S"));
+            println!(
+                "champion         {}",
+                champion.as_deref() == Some(version.as_str())
+            );
+            println!(
+                "training_date    {}",
+                run.training_date.format("%Y-%m-%d %H:%M:%S")
+            );
             let f = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_default();
             println!("rmse             {}", f(run.rmse));
             println!("mae              {}", f(run.mae));
             println!("precision_at_10  {}", f(run.precision_at_10));
-            println!("data_size        {}", table::thousands(run.data_size.unwrap_or(0)));
+            println!(
+                "data_size        {}",
+                table::thousands(run.data_size.unwrap_or(0))
+            );
             if let Some(a) = store.artifact(&version)? {
                 println!(
                     "artifact         {} bytes, {} format v{}, crc32 {:08x}",

@@ -278,7 +278,7 @@ fn reference_example() -> (TableScorer, Vec<Rating>, Vec<Rating>) {
             preds.insert((u, mid), 0.5 + (rng.next() % 19) as f32 * 0.25);
             if rng.next() % 100 < 45 {
                 let rating = (rng.next() % 10 + 1) as f32 * 0.5;
-                if rng.next() % 4 == 0 {
+                if rng.next().is_multiple_of(4) {
                     test.push(r(u, mid, rating));
                 } else {
                     train.push(r(u, mid, rating));

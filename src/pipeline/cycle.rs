@@ -107,7 +107,10 @@ fn run_locked(
         match drift_check::check(store, batch_id, &opts.thresholds) {
             Ok(report) => {
                 drift = report.any_triggered();
-                let fired: Vec<&str> = report.triggered().map(|a| a.feature_name.as_str()).collect();
+                let fired: Vec<&str> = report
+                    .triggered()
+                    .map(|a| a.feature_name.as_str())
+                    .collect();
                 let detail = if fired.is_empty() {
                     format!("{} tests, no drift", report.alerts.len())
                 } else {
@@ -126,10 +129,20 @@ fn run_locked(
     if !failed {
         let t = Instant::now();
         if drift {
-            match retrain::retrain_now(store, "drift detected by the pipeline", &opts.retrain, progress) {
+            match retrain::retrain_now(
+                store,
+                "drift detected by the pipeline",
+                &opts.retrain,
+                progress,
+            ) {
                 Ok(outcome) => {
                     let detail = match &outcome {
-                        RetrainOutcome::Retrained { run, decision, merged, .. } => format!(
+                        RetrainOutcome::Retrained {
+                            run,
+                            decision,
+                            merged,
+                            ..
+                        } => format!(
                             "{}: {decision}; {merged} buffered ratings merged into ratings",
                             run.model_version
                         ),

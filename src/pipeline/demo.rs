@@ -180,7 +180,10 @@ pub fn run(
     let first = registry::train(store, &topts, progress)?;
     say(&format!(
         "   {}: RMSE {:.4}, MAE {:.4}, precision@10 {:.4}",
-        first.run.model_version, first.metrics.rmse, first.metrics.mae, first.metrics.precision_at_10
+        first.run.model_version,
+        first.metrics.rmse,
+        first.metrics.mae,
+        first.metrics.precision_at_10
     ));
 
     let mut weeks = Vec::new();
@@ -232,7 +235,10 @@ fn shift_ratings(path: &Path, delta: f32) -> Result<()> {
         .collect();
     let mut out = String::from("userId,movieId,rating,timestamp\n");
     for r in &shifted {
-        out.push_str(&format!("{},{},{:.1},{}\n", r.user_id, r.movie_id, r.rating, r.timestamp));
+        out.push_str(&format!(
+            "{},{},{:.1},{}\n",
+            r.user_id, r.movie_id, r.rating, r.timestamp
+        ));
     }
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
 }

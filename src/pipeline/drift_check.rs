@@ -69,9 +69,8 @@ impl Thresholds {
     /// Reads the `[drift]` table of a TOML file; missing keys keep their defaults.
     pub fn from_file(path: &Path) -> Result<Thresholds> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: ConfigFile = toml::from_str(&text).map_err(|e| {
-            Error::InvalidArgument(format!("{}: {e}", path.display()))
-        })?;
+        let cfg: ConfigFile = toml::from_str(&text)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
         Ok(cfg.drift.unwrap_or_default())
     }
 }
@@ -160,7 +159,13 @@ pub fn compute(
     let (bm, bs) = stats::mean_std_counts(&levels, &base_counts).unwrap_or((0.0, 0.0));
     let (nm, ns) = stats::mean_std_counts(&levels, &new_counts).unwrap_or((0.0, 0.0));
 
-    let rel = |new: f64, base: f64| if base == 0.0 { 0.0 } else { (new - base).abs() / base.abs() };
+    let rel = |new: f64, base: f64| {
+        if base == 0.0 {
+            0.0
+        } else {
+            (new - base).abs() / base.abs()
+        }
+    };
     let mut push = |name: &str, score: f64, threshold: f64, notes: String| {
         let score = if score.is_finite() { score } else { 0.0 };
         out.push(NewDriftAlert {
@@ -266,19 +271,31 @@ pub fn compute(
     let base_users: HashSet<i32> = baseline.iter().map(|r| r.user_id).collect();
     let base_movies: HashSet<i32> = baseline.iter().map(|r| r.movie_id).collect();
     let n = new.len() as f64;
-    let unseen_u = new.iter().filter(|r| !base_users.contains(&r.user_id)).count();
-    let unseen_m = new.iter().filter(|r| !base_movies.contains(&r.movie_id)).count();
+    let unseen_u = new
+        .iter()
+        .filter(|r| !base_users.contains(&r.user_id))
+        .count();
+    let unseen_m = new
+        .iter()
+        .filter(|r| !base_movies.contains(&r.movie_id))
+        .count();
     push(
         "unseen_users_share",
         unseen_u as f64 / n,
         t.unseen_users_share,
-        format!("{unseen_u} of {} new ratings are by users not in training", new.len()),
+        format!(
+            "{unseen_u} of {} new ratings are by users not in training",
+            new.len()
+        ),
     );
     push(
         "unseen_movies_share",
         unseen_m as f64 / n,
         t.unseen_movies_share,
-        format!("{unseen_m} of {} new ratings are for movies not in training", new.len()),
+        format!(
+            "{unseen_m} of {} new ratings are for movies not in training",
+            new.len()
+        ),
     );
 
     if let Some((version, model, test_rmse)) = champion {
@@ -292,7 +309,11 @@ pub fn compute(
         let buffer_rmse = (sse / n).sqrt();
         push(
             "performance_rmse",
-            if test_rmse > 0.0 { (buffer_rmse - test_rmse) / test_rmse } else { 0.0 },
+            if test_rmse > 0.0 {
+                (buffer_rmse - test_rmse) / test_rmse
+            } else {
+                0.0
+            },
             t.performance_rmse,
             format!("Champion {version}: test RMSE {test_rmse:.3}, buffer RMSE {buffer_rmse:.3}"),
         );

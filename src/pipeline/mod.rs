@@ -4,9 +4,9 @@
 //! ([`retrain`]); [`cycle`] runs the three as one recorded pipeline run and
 //! [`scheduler`] runs cycles on a schedule.
 
+pub mod cycle;
+pub mod demo;
 pub mod drift_check;
 pub mod ingest;
-pub mod cycle;
 pub mod retrain;
-pub mod demo;
 pub mod scheduler;

@@ -123,9 +123,15 @@ pub fn retrain_now(
     train_opts.seed = seed;
     train_opts.include_buffer = true;
     train_opts.eval = opts.eval.clone();
-    train_opts.extra_notes.insert("kind".into(), json!("retrain"));
-    train_opts.extra_notes.insert("trigger".into(), json!(trigger));
-    train_opts.extra_notes.insert("batches".into(), json!(batches));
+    train_opts
+        .extra_notes
+        .insert("kind".into(), json!("retrain"));
+    train_opts
+        .extra_notes
+        .insert("trigger".into(), json!(trigger));
+    train_opts
+        .extra_notes
+        .insert("batches".into(), json!(batches));
     train_opts
         .extra_notes
         .insert("champion_before".into(), json!(champion));
@@ -133,7 +139,10 @@ pub fn retrain_now(
 
     let new_rmse = trained.metrics.rmse;
     let (promoted, decision) = match champion_run.and_then(|r| r.rmse) {
-        None => (true, format!("promoted: no champion to compare with (RMSE {new_rmse:.4})")),
+        None => (
+            true,
+            format!("promoted: no champion to compare with (RMSE {new_rmse:.4})"),
+        ),
         Some(old) if new_rmse <= old * (1.0 + opts.tolerance) => (
             true,
             format!(

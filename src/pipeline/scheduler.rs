@@ -98,7 +98,8 @@ pub fn process_inbox(
             let mut cycle = opts.cycle.clone();
             cycle.batch = Some((path.clone(), batch_id.clone()));
             // A fresh connection per attempt: the failure may have been the connection.
-            let result = store::open(&opts.db_url).and_then(|mut s| run_cycle(s.as_mut(), &cycle, progress));
+            let result =
+                store::open(&opts.db_url).and_then(|mut s| run_cycle(s.as_mut(), &cycle, progress));
             match result {
                 Ok(r) if r.succeeded => {
                     tracing::info!(batch = %batch_id, run = r.run_id, drift = r.drift, steps = %r.summary(), "cycle succeeded");
@@ -111,7 +112,9 @@ pub fn process_inbox(
                         reports.push(r);
                     }
                 }
-                Err(e) => tracing::warn!(batch = %batch_id, attempt, error = %e, "cycle could not run"),
+                Err(e) => {
+                    tracing::warn!(batch = %batch_id, attempt, error = %e, "cycle could not run")
+                }
             }
             if attempt < opts.attempts.max(1) {
                 sleep_unless(stop, delay);

@@ -245,7 +245,12 @@ pub trait Store: Send {
     /// Writes a batch into `ratings_buffer` and marks its audit row
     /// 'completed' with the count, in one transaction: the batch lands whole
     /// or not at all.
-    fn complete_ingestion(&mut self, batch_id: &str, ratings: &[Rating], notes: &str) -> Result<u64>;
+    fn complete_ingestion(
+        &mut self,
+        batch_id: &str,
+        ratings: &[Rating],
+        notes: &str,
+    ) -> Result<u64>;
 
     /// Appends ratings to an open batch in its own transaction (the API's
     /// daily batch), creating the batch's audit row if needed and keeping its
@@ -284,7 +289,13 @@ pub trait Store: Send {
     // --- pipeline and maintenance --------------------------------------------
 
     fn start_pipeline_run(&mut self, batch_id: Option<&str>) -> Result<i64>;
-    fn finish_pipeline_run(&mut self, id: i64, status: &str, steps: &str, summary: &str) -> Result<()>;
+    fn finish_pipeline_run(
+        &mut self,
+        id: i64,
+        status: &str,
+        steps: &str,
+        summary: &str,
+    ) -> Result<()>;
     fn pipeline_runs(&mut self) -> Result<Vec<PipelineRun>>;
 
     /// Empties every CineMatch table (ids restart), keeping the schema: for

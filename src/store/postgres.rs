@@ -12,8 +12,8 @@ use super::schema::{self, MIGRATIONS};
 use super::sqlite::{ordered_tables, version_key};
 use super::{
     pgconn, rollback_target, ArtifactBlob, Backend, DriftAlert, Ingestion, LoadSummary, ModelRun,
-    MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion, RunCommit, SplitStats, Store, TableCount,
-    TableSize,
+    MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion, RunCommit, SplitStats, Store,
+    TableCount, TableSize,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
@@ -49,11 +49,25 @@ fn copy_into_buffer(
     )?;
     let mut w = BinaryCopyInWriter::new(
         sink,
-        &[Type::INT4, Type::INT4, Type::FLOAT8, Type::INT8, Type::VARCHAR, Type::TIMESTAMP],
+        &[
+            Type::INT4,
+            Type::INT4,
+            Type::FLOAT8,
+            Type::INT8,
+            Type::VARCHAR,
+            Type::TIMESTAMP,
+        ],
     );
     for r in ratings {
         let rating = r.rating as f64;
-        w.write(&[&r.user_id, &r.movie_id, &rating, &r.timestamp, &batch_id, &now])?;
+        w.write(&[
+            &r.user_id,
+            &r.movie_id,
+            &rating,
+            &r.timestamp,
+            &batch_id,
+            &now,
+        ])?;
     }
     Ok(w.finish()?)
 }
@@ -385,7 +399,12 @@ impl Store for PgStore {
         Ok(())
     }
 
-    fn complete_ingestion(&mut self, batch_id: &str, ratings: &[Rating], notes: &str) -> Result<u64> {
+    fn complete_ingestion(
+        &mut self,
+        batch_id: &str,
+        ratings: &[Rating],
+        notes: &str,
+    ) -> Result<u64> {
         let mut tx = self.client.transaction()?;
         let status: Option<String> = tx
             .query_opt(
@@ -486,7 +505,13 @@ impl Store for PgStore {
         for a in alerts {
             tx.execute(
                 &stmt,
-                &[&a.feature_name, &a.drift_score, &a.threshold, &a.alert_triggered, &a.notes],
+                &[
+                    &a.feature_name,
+                    &a.drift_score,
+                    &a.threshold,
+                    &a.alert_triggered,
+                    &a.notes,
+                ],
             )?;
         }
         tx.commit()?;
@@ -542,7 +567,13 @@ impl Store for PgStore {
             .get(0))
     }
 
-    fn finish_pipeline_run(&mut self, id: i64, status: &str, steps: &str, summary: &str) -> Result<()> {
+    fn finish_pipeline_run(
+        &mut self,
+        id: i64,
+        status: &str,
+        steps: &str,
+        summary: &str,
+    ) -> Result<()> {
         self.client.execute(
             "UPDATE pipeline_runs SET finished_at = clock_timestamp(), status = $2, steps = $3, summary = $4
               WHERE id = $1::int8",

@@ -5,8 +5,8 @@ use rusqlite::{params, Connection, Transaction};
 use super::schema::{self, MIGRATIONS};
 use super::{
     rollback_target, sample_std, ArtifactBlob, Backend, DriftAlert, Ingestion, LoadSummary,
-    ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion, RunCommit, SplitStats, Store,
-    TableCount, TableSize,
+    ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion, RunCommit,
+    SplitStats, Store, TableCount, TableSize,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
@@ -399,7 +399,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn complete_ingestion(&mut self, batch_id: &str, ratings: &[Rating], notes: &str) -> Result<u64> {
+    fn complete_ingestion(
+        &mut self,
+        batch_id: &str,
+        ratings: &[Rating],
+        notes: &str,
+    ) -> Result<u64> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -422,7 +427,13 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"
             ))?;
             for r in ratings {
-                stmt.execute(params![r.user_id, r.movie_id, r.rating as f64, r.timestamp, batch_id])?;
+                stmt.execute(params![
+                    r.user_id,
+                    r.movie_id,
+                    r.rating as f64,
+                    r.timestamp,
+                    batch_id
+                ])?;
             }
         }
         tx.execute(
@@ -454,7 +465,13 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"
             ))?;
             for r in ratings {
-                stmt.execute(params![r.user_id, r.movie_id, r.rating as f64, r.timestamp, batch_id])?;
+                stmt.execute(params![
+                    r.user_id,
+                    r.movie_id,
+                    r.rating as f64,
+                    r.timestamp,
+                    batch_id
+                ])?;
             }
         }
         tx.execute(
@@ -503,9 +520,9 @@ impl Store for SqliteStore {
     }
 
     fn buffer_counts(&mut self) -> Result<Vec<(Option<String>, i64)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT batch_id, COUNT(*) FROM ratings_buffer GROUP BY batch_id ORDER BY batch_id")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT batch_id, COUNT(*) FROM ratings_buffer GROUP BY batch_id ORDER BY batch_id",
+        )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -602,7 +619,13 @@ impl Store for SqliteStore {
         Ok(self.conn.last_insert_rowid())
     }
 
-    fn finish_pipeline_run(&mut self, id: i64, status: &str, steps: &str, summary: &str) -> Result<()> {
+    fn finish_pipeline_run(
+        &mut self,
+        id: i64,
+        status: &str,
+        steps: &str,
+        summary: &str,
+    ) -> Result<()> {
         self.conn.execute(
             &format!(
                 "UPDATE pipeline_runs SET finished_at = {NOW}, status = ?2, steps = ?3, summary = ?4 WHERE id = ?1"

@@ -1,0 +1,533 @@
+//! Replay of a real MovieLens release as a training history followed by
+//! "weekly" batches, so that drift monitoring can be exercised on real data
+//! and not only on the synthetic generator.
+//!
+//! MovieLens is sparse in time (ml-latest-small spans 22 years, some weeks
+//! have no ratings at all, others thousands from one user), so calendar
+//! weeks would give wildly uneven and often empty batches. A "week" here is
+//! instead a consecutive, equal-count slice of the most recent ratings: the
+//! release is sorted by time, the earliest `history_fraction` becomes the
+//! history, and the rest is cut into `weeks` chunks of equal size (the first
+//! chunks take one extra rating when the division is not exact). Each
+//! chunk's real time span is reported, so a reader knows what a "week"
+//! covered.
+//!
+//! The output is a CSV release (`OUT/ratings.csv`, `OUT/movies.csv`) that
+//! `load` reads like any other, plus `OUT/batches/batch_w1.csv ..=
+//! batch_wN.csv` in the same ratings format that batch ingestion reads.
+//! Nothing is lost or invented: the history and the batches together are
+//! exactly the input ratings, and `movies.csv` is the whole input catalogue
+//! (so a batch never meets an unknown movie), titles quoted as needed so
+//! they read back byte for byte. Tags and links are not copied: nothing
+//! downstream of `load` uses them.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::formats::{detect_format, read_dir};
+use super::synth::{remove_stale_batches, write_ratings_file};
+use super::{Format, ReadOptions, SkipReport};
+use crate::progress::Progress;
+use crate::types::{Movie, Rating};
+use crate::{Error, Result};
+
+/// How to cut a release into history and batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamOptions {
+    /// Number of batch files.
+    pub weeks: u32,
+    /// Share of the ratings, earliest first, that form the history; the
+    /// rest is split into the batches. A share of ratings rather than a
+    /// cut-off date, because the density of MovieLens ratings over time
+    /// varies by orders of magnitude and a date would have to be re-chosen
+    /// for every release.
+    pub history_fraction: f64,
+    /// Drop invalid rows of the release (counted in the report) instead of
+    /// failing on the first, as `load --skip-invalid` does.
+    pub skip_invalid: bool,
+}
+
+impl Default for StreamOptions {
+    /// The usual 80/20 train/serve proportion, served over a month.
+    fn default() -> Self {
+        StreamOptions {
+            weeks: 4,
+            history_fraction: 0.8,
+            skip_invalid: false,
+        }
+    }
+}
+
+/// The time span and content of a run of ratings (the history or a batch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkReport {
+    /// 0 for the history, K for `batch_wK.csv`.
+    pub week: u32,
+    pub path: PathBuf,
+    pub ratings: u64,
+    /// Earliest and latest timestamp (unix seconds, inclusive); 0 when empty.
+    pub first_timestamp: i64,
+    pub last_timestamp: i64,
+    pub users: u64,
+    pub movies: u64,
+    /// Users and movies without a rating in the history: what a model
+    /// trained on the history has never seen (always 0 for the history).
+    pub unseen_users: u64,
+    pub unseen_movies: u64,
+    pub mean_rating: f64,
+}
+
+/// What [`stream`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamReport {
+    pub format: Format,
+    /// Rows of `OUT/movies.csv`.
+    pub movies: u64,
+    pub history: ChunkReport,
+    pub batches: Vec<ChunkReport>,
+    /// Rows `--skip-invalid` dropped while reading the release.
+    pub skipped: SkipReport,
+}
+
+/// Reads the MovieLens release in `dir` (any format [`read_dir`] knows),
+/// sorts its ratings by time and writes `out/ratings.csv` (the earliest
+/// `history_fraction` of them), `out/movies.csv` (every movie) and
+/// `out/batches/batch_w1.csv ..= batch_wN.csv` (the rest, in N consecutive
+/// equal-count chunks).
+///
+/// Ties in time are broken by user then movie, so the cut is deterministic;
+/// ratings sharing a timestamp may land on both sides of a boundary (a
+/// chunk's last second can be the next chunk's first). Within each file rows
+/// are sorted by user then movie, like MovieLens's own files. Stale
+/// `batch_w*.csv` files from an earlier, longer replay are removed. `out`
+/// must not be `dir`: the replay would overwrite the release it came from.
+pub fn stream(
+    dir: &Path,
+    out: &Path,
+    opts: &StreamOptions,
+    progress: &dyn Progress,
+) -> Result<StreamReport> {
+    validate(opts)?;
+    if same_dir(dir, out) {
+        return Err(Error::InvalidArgument(format!(
+            "the output directory {} is the release itself; writing there would overwrite \
+             its ratings.csv, so choose another directory",
+            out.display()
+        )));
+    }
+    let (format, _, _) = detect_format(dir)?;
+    let data = read_dir(
+        dir,
+        ReadOptions {
+            skip_invalid: opts.skip_invalid,
+        },
+    )?;
+    let mut ratings = data.ratings;
+    let weeks = opts.weeks as usize;
+    let n = ratings.len();
+    let history_len = ((n as f64 * opts.history_fraction).round() as usize).min(n);
+    let tail = n - history_len;
+    if tail < weeks {
+        return Err(Error::InvalidArgument(format!(
+            "{} has {n} ratings; with a history fraction of {} only {tail} are left for \
+             {weeks} batches, and every batch needs at least one: lower the history \
+             fraction or the number of weeks",
+            dir.display(),
+            opts.history_fraction
+        )));
+    }
+    // (user, movie) is unique in a validated release, so this order is total.
+    ratings.par_sort_unstable_by_key(|r| (r.timestamp, r.user_id, r.movie_id));
+
+    progress.stage("stream", Some(opts.weeks as u64 + 1));
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let movies_path = out.join("movies.csv");
+    write_movies(&movies_path, &data.movies)?;
+
+    let (history, rest) = ratings.split_at_mut(history_len);
+    let history_path = out.join("ratings.csv");
+    let history_report = write_chunk(&history_path, 0, history, None)?;
+    progress.advance(1);
+    let seen_users: HashSet<i32> = history.iter().map(|r| r.user_id).collect();
+    let seen_movies: HashSet<i32> = history.iter().map(|r| r.movie_id).collect();
+    let seen = (&seen_users, &seen_movies);
+
+    let batch_dir = out.join("batches");
+    std::fs::create_dir_all(&batch_dir).map_err(|e| Error::io(&batch_dir, e))?;
+    remove_stale_batches(&batch_dir)?;
+    let (size, extra) = (tail / weeks, tail % weeks);
+    let mut batches = Vec::with_capacity(weeks);
+    let mut rest = rest;
+    for k in 0..weeks {
+        let len = size + usize::from(k < extra);
+        let (chunk, after) = rest.split_at_mut(len);
+        rest = after;
+        let week = k as u32 + 1;
+        let path = batch_dir.join(format!("batch_w{week}.csv"));
+        batches.push(write_chunk(&path, week, chunk, Some(seen))?);
+        progress.advance(1);
+    }
+    progress.finish();
+    Ok(StreamReport {
+        format,
+        movies: data.movies.len() as u64,
+        history: history_report,
+        batches,
+        skipped: data.skipped,
+    })
+}
+
+fn validate(opts: &StreamOptions) -> Result<()> {
+    if opts.weeks == 0 {
+        return Err(Error::InvalidArgument(
+            "weeks must be at least 1: there is nothing to replay otherwise".into(),
+        ));
+    }
+    let f = opts.history_fraction;
+    if !(f.is_finite() && f > 0.0 && f < 1.0) {
+        return Err(Error::InvalidArgument(format!(
+            "history fraction must be strictly between 0 and 1 (e.g. 0.8 for the earliest \
+             80% of ratings), got {f}"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same directory, even when spelled
+/// differently; a path that does not exist yet cannot be the release.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The catalogue in MovieLens CSV, in the order read. The csv writer quotes
+/// only fields that need it (commas, quotes), which is how MovieLens quotes,
+/// so titles read back identically.
+fn write_movies(path: &Path, movies: &[Movie]) -> Result<()> {
+    let io = |e: std::io::Error| Error::io(path, e);
+    let file = File::create(path).map_err(io)?;
+    let mut w = csv::Writer::from_writer(BufWriter::new(file));
+    let csv_err = |e: csv::Error| Error::io(path, e.into());
+    w.write_record(["movieId", "title", "genres"])
+        .map_err(csv_err)?;
+    for m in movies {
+        w.write_record([m.movie_id.to_string().as_str(), &m.title, &m.genres])
+            .map_err(csv_err)?;
+    }
+    w.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .flush()
+        .map_err(io)
+}
+
+/// Summarises a time-sorted chunk, then writes it sorted by user and movie.
+fn write_chunk(
+    path: &Path,
+    week: u32,
+    chunk: &mut [Rating],
+    seen: Option<(&HashSet<i32>, &HashSet<i32>)>,
+) -> Result<ChunkReport> {
+    let first_timestamp = chunk.first().map_or(0, |r| r.timestamp);
+    let last_timestamp = chunk.last().map_or(0, |r| r.timestamp);
+    let users: HashSet<i32> = chunk.iter().map(|r| r.user_id).collect();
+    let movies: HashSet<i32> = chunk.iter().map(|r| r.movie_id).collect();
+    let (unseen_users, unseen_movies) = match seen {
+        Some((su, sm)) => (
+            users.iter().filter(|u| !su.contains(u)).count() as u64,
+            movies.iter().filter(|m| !sm.contains(m)).count() as u64,
+        ),
+        None => (0, 0),
+    };
+    let sum: f64 = chunk.iter().map(|r| f64::from(r.rating)).sum();
+    chunk.par_sort_unstable_by_key(|r| (r.user_id, r.movie_id));
+    write_ratings_file(path, chunk)?;
+    Ok(ChunkReport {
+        week,
+        path: path.to_path_buf(),
+        ratings: chunk.len() as u64,
+        first_timestamp,
+        last_timestamp,
+        users: users.len() as u64,
+        movies: movies.len() as u64,
+        unseen_users,
+        unseen_movies,
+        mean_rating: if chunk.is_empty() {
+            0.0
+        } else {
+            sum / chunk.len() as f64
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::formats::read_ratings;
+    use crate::progress::Silent;
+
+    const ML_SMALL: &str = "/work/shared/data/ml-latest-small";
+
+    fn key(r: &Rating) -> (i32, i32, i64, u32) {
+        (r.user_id, r.movie_id, r.timestamp, (r.rating * 2.0) as u32)
+    }
+
+    /// Reads a replay back the way `load` and batch ingestion would, and
+    /// checks it against the release it came from.
+    fn check_round_trip(src: &Path, out: &Path, opts: &StreamOptions, report: &StreamReport) {
+        let original = read_dir(src, ReadOptions::default()).unwrap();
+        let replay = read_dir(out, ReadOptions::default()).unwrap();
+        assert_eq!(replay.movies, original.movies, "catalogue changed");
+        let known: HashSet<i32> = replay.movies.iter().map(|m| m.movie_id).collect();
+
+        let history = replay.ratings;
+        let n = original.ratings.len();
+        let expected_history = (n as f64 * opts.history_fraction).round() as usize;
+        assert_eq!(history.len(), expected_history);
+        assert_eq!(report.history.ratings as usize, expected_history);
+        let mut all: Vec<Rating> = history.clone();
+        let mut last = history.iter().map(|r| r.timestamp).max().unwrap();
+        assert_eq!(last, report.history.last_timestamp);
+        let tail = n - expected_history;
+        assert_eq!(report.batches.len(), opts.weeks as usize);
+        for (k, b) in report.batches.iter().enumerate() {
+            assert_eq!(b.week, k as u32 + 1);
+            let path = out.join("batches").join(format!("batch_w{}.csv", k + 1));
+            assert_eq!(b.path, path);
+            let mut skipped = SkipReport::default();
+            let batch =
+                read_ratings(&path, ReadOptions::default(), Some(&known), &mut skipped).unwrap();
+            assert!(skipped.is_empty());
+            assert_eq!(batch.len() as u64, b.ratings);
+            let size = batch.len();
+            assert!(
+                size == tail / opts.weeks as usize || size == tail / opts.weeks as usize + 1,
+                "batch {} has {size} of {tail}",
+                k + 1
+            );
+            let first = batch.iter().map(|r| r.timestamp).min().unwrap();
+            let end = batch.iter().map(|r| r.timestamp).max().unwrap();
+            assert_eq!((first, end), (b.first_timestamp, b.last_timestamp));
+            assert!(
+                first >= last,
+                "batch {} starts before what precedes it",
+                k + 1
+            );
+            last = end;
+            let mean = batch.iter().map(|r| f64::from(r.rating)).sum::<f64>() / size as f64;
+            assert!((mean - b.mean_rating).abs() < 1e-9);
+            all.extend(batch);
+        }
+        let mut got: Vec<_> = all.iter().map(key).collect();
+        let mut want: Vec<_> = original.ratings.iter().map(key).collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "history + batches differ from the release");
+    }
+
+    #[test]
+    fn replays_ml_latest_small_exactly() {
+        let src = Path::new(ML_SMALL);
+        if !src.join("ratings.csv").is_file() {
+            eprintln!("skipping: {ML_SMALL} is not available");
+            return;
+        }
+        let out = tempfile::tempdir().unwrap();
+        let opts = StreamOptions {
+            weeks: 3,
+            ..StreamOptions::default()
+        };
+        let report = stream(src, out.path(), &opts, &Silent).unwrap();
+        assert_eq!(report.format, Format::Csv);
+        assert_eq!(report.movies, 9_742);
+        check_round_trip(src, out.path(), &opts, &report);
+        // Late MovieLens ratings include users who joined after the cut:
+        // the replay must surface them as unseen.
+        assert!(report.batches.iter().any(|b| b.unseen_users > 0));
+        // Titles with commas and quotes survive (these are in the release).
+        let movies = std::fs::read_to_string(out.path().join("movies.csv")).unwrap();
+        assert!(movies.contains("11,\"American President, The (1995)\",Comedy|Drama|Romance\n"));
+        assert!(movies.contains("\"11'09\"\"01 - September 11 (2002)\""));
+    }
+
+    fn fixture(dir: &Path, files: &[(&str, &str)]) {
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    }
+
+    const MOVIES_CSV: &str = "movieId,title,genres\n\
+        1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n\
+        11,\"American President, The (1995)\",Comedy|Drama|Romance\n\
+        7789,\"11'09\"\"01 - September 11 (2002)\",Drama\n\
+        114,Café au lait (Métisse) (1993),Comedy\n\
+        5,Nothing Here (2001),(no genres listed)\n";
+
+    #[test]
+    fn csv_fixture_round_trips_with_quoted_titles() {
+        let src = tempfile::tempdir().unwrap();
+        let mut ratings = String::from("userId,movieId,rating,timestamp\n");
+        // Out of time order, with ties, across users.
+        let rows = [
+            (1, 1, "4.0", 50),
+            (1, 11, "3.5", 10),
+            (2, 1, "5.0", 10),
+            (2, 7789, "0.5", 70),
+            (3, 114, "2.0", 30),
+            (3, 5, "1.0", 30),
+            (4, 1, "4.5", 90),
+            (4, 11, "3.0", 80),
+            (5, 7789, "2.5", 60),
+            (5, 114, "4.0", 20),
+        ];
+        for (u, m, r, t) in rows {
+            ratings.push_str(&format!("{u},{m},{r},{t}\n"));
+        }
+        fixture(
+            src.path(),
+            &[("movies.csv", MOVIES_CSV), ("ratings.csv", &ratings)],
+        );
+        let out = tempfile::tempdir().unwrap();
+        let opts = StreamOptions {
+            weeks: 3,
+            history_fraction: 0.5,
+            ..StreamOptions::default()
+        };
+        let report = stream(src.path(), out.path(), &opts, &Silent).unwrap();
+        check_round_trip(src.path(), out.path(), &opts, &report);
+        // 10 ratings: 5 history (times 10,10,20,30,30), then 2+2+1.
+        let sizes: Vec<u64> = report.batches.iter().map(|b| b.ratings).collect();
+        assert_eq!(sizes, vec![2, 2, 1]);
+        assert_eq!(
+            (
+                report.history.first_timestamp,
+                report.history.last_timestamp
+            ),
+            (10, 30)
+        );
+        let spans: Vec<(i64, i64)> = report
+            .batches
+            .iter()
+            .map(|b| (b.first_timestamp, b.last_timestamp))
+            .collect();
+        assert_eq!(spans, vec![(50, 60), (70, 80), (90, 90)]);
+        // User 4 first rates in week 2 (t=80); movie 7789 first in week 1.
+        assert_eq!(report.batches[1].unseen_users, 1);
+        assert_eq!(report.batches[0].unseen_movies, 1);
+        let text = std::fs::read_to_string(out.path().join("movies.csv")).unwrap();
+        assert!(text.contains("7789,\"11'09\"\"01 - September 11 (2002)\",Drama\n"));
+        assert!(text.contains("5,Nothing Here (2001),(no genres listed)\n"));
+    }
+
+    #[test]
+    fn dat_release_becomes_csv() {
+        let src = tempfile::tempdir().unwrap();
+        fixture(
+            src.path(),
+            &[
+                (
+                    "movies.dat",
+                    "1::Toy Story (1995)::Animation|Children's|Comedy\n\
+                     2::American President, The (1995)::Comedy|Drama|Romance\n",
+                ),
+                (
+                    "ratings.dat",
+                    "1::1::5::978300760\n1::2::3::978302109\n2::1::4::978301968\n2::2::2::978300275\n",
+                ),
+            ],
+        );
+        let out = tempfile::tempdir().unwrap();
+        let opts = StreamOptions {
+            weeks: 2,
+            history_fraction: 0.5,
+            ..StreamOptions::default()
+        };
+        let report = stream(src.path(), out.path(), &opts, &Silent).unwrap();
+        assert_eq!(report.format, Format::Dat);
+        check_round_trip(src.path(), out.path(), &opts, &report);
+        assert!(out.path().join("ratings.csv").is_file());
+        let text = std::fs::read_to_string(out.path().join("ratings.csv")).unwrap();
+        assert_eq!(
+            text,
+            "userId,movieId,rating,timestamp\n1,1,5.0,978300760\n2,2,2.0,978300275\n"
+        );
+    }
+
+    #[test]
+    fn stale_batches_are_removed() {
+        let src = tempfile::tempdir().unwrap();
+        let ratings =
+            "userId,movieId,rating,timestamp\n1,1,4.0,1\n1,11,3.0,2\n2,1,2.0,3\n2,11,5.0,4\n";
+        fixture(
+            src.path(),
+            &[("movies.csv", MOVIES_CSV), ("ratings.csv", ratings)],
+        );
+        let out = tempfile::tempdir().unwrap();
+        let batches = out.path().join("batches");
+        std::fs::create_dir_all(&batches).unwrap();
+        std::fs::write(batches.join("batch_w9.csv"), "stale").unwrap();
+        std::fs::write(batches.join("notes.txt"), "keep").unwrap();
+        let opts = StreamOptions {
+            weeks: 1,
+            history_fraction: 0.5,
+            ..StreamOptions::default()
+        };
+        stream(src.path(), out.path(), &opts, &Silent).unwrap();
+        assert!(!batches.join("batch_w9.csv").exists());
+        assert!(batches.join("notes.txt").exists());
+        assert!(batches.join("batch_w1.csv").exists());
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        let src = tempfile::tempdir().unwrap();
+        let ratings = "userId,movieId,rating,timestamp\n1,1,4.0,1\n1,11,3.0,2\n2,1,2.0,3\n";
+        fixture(
+            src.path(),
+            &[("movies.csv", MOVIES_CSV), ("ratings.csv", ratings)],
+        );
+        let out = tempfile::tempdir().unwrap();
+        let err = |opts: StreamOptions, out: &Path| {
+            stream(src.path(), out, &opts, &Silent)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(
+            StreamOptions {
+                weeks: 0,
+                ..StreamOptions::default()
+            },
+            out.path(),
+        );
+        assert!(e.contains("weeks must be at least 1"), "{e}");
+        for f in [0.0, 1.0, -0.5, f64::NAN] {
+            let e = err(
+                StreamOptions {
+                    history_fraction: f,
+                    ..StreamOptions::default()
+                },
+                out.path(),
+            );
+            assert!(e.contains("strictly between 0 and 1"), "{e}");
+        }
+        // 3 ratings, 0.8 history: 1 left for 2 batches.
+        let e = err(
+            StreamOptions {
+                weeks: 2,
+                ..StreamOptions::default()
+            },
+            out.path(),
+        );
+        assert!(e.contains("only 1 are left for 2 batches"), "{e}");
+        let e = err(StreamOptions::default(), src.path());
+        assert!(e.contains("is the release itself"), "{e}");
+        assert!(src.path().join("ratings.csv").is_file());
+        // Nothing was written for the failures.
+        assert!(!out.path().join("ratings.csv").exists());
+    }
+}

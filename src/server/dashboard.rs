@@ -1,0 +1,860 @@
+//! The dashboard at `/`: one self-contained HTML page a person opens every
+//! morning. The server draws the charts as inline SVG, so the page needs no
+//! network beyond this server and no chart library; the only script is the
+//! explorer's few lines calling the JSON API.
+//!
+//! Every chart point carries `class="point"` (drift: `drift-point`) and a
+//! `data-version` (drift: `data-feature`, `data-alert`) so tests and people
+//! with devtools can find them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::errors::ApiError;
+use super::state::AppState;
+use crate::registry::{self, RunWithChange};
+use crate::store::{DriftAlert, Ingestion, TableCount, TableSize};
+
+struct Data {
+    runs: Vec<RunWithChange>,
+    champion: Option<String>,
+    /// Newest first.
+    alerts: Vec<DriftAlert>,
+    /// Triggered in the last day: the spec's retraining check.
+    recent: Vec<DriftAlert>,
+    ingestions: Vec<Ingestion>,
+    sizes: Vec<TableSize>,
+    counts: Vec<TableCount>,
+    buffer: i64,
+}
+
+/// The monitoring dashboard.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The dashboard (HTML, self-contained)", content_type = "text/html", body = String),
+        (status = 503, description = "Database unavailable", body = super::errors::ErrorBody)
+    )
+)]
+pub async fn page(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let data = state
+        .pool
+        .run(|store| {
+            Ok(Data {
+                runs: registry::runs_with_change(store)?,
+                champion: store.champion()?,
+                alerts: store.drift_alerts(None)?,
+                recent: store
+                    .drift_alerts(Some(86_400))?
+                    .into_iter()
+                    .filter(|a| a.alert_triggered)
+                    .collect(),
+                ingestions: store.ingestions()?,
+                sizes: store.table_sizes()?,
+                counts: store.table_counts()?,
+                buffer: store.buffer_counts()?.iter().map(|(_, n)| n).sum(),
+            })
+        })
+        .await?;
+    let serving = state
+        .snapshot
+        .load()
+        .as_ref()
+        .and_then(|s| s.model_version().map(str::to_string));
+    let html = render(&data, serving.as_deref(), state.backend);
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+/// Escapes text for HTML content and attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// "run_abc123_v7" → "v7": what fits under a chart axis.
+fn short_version(v: &str) -> String {
+    match v.rfind("_v") {
+        Some(i) if v[i + 2..].chars().all(|c| c.is_ascii_digit()) && i + 2 < v.len() => {
+            v[i + 1..].to_string()
+        }
+        _ => v.to_string(),
+    }
+}
+
+fn fmt_num(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
+}
+
+fn fmt_bytes(b: i64) -> String {
+    let b = b as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} GiB", b / (1024.0 * 1024.0 * 1024.0))
+    } else if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.0} KiB", b / 1024.0)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+fn thousands(n: i64) -> String {
+    let s = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// One plotted value.
+struct Point {
+    y: f64,
+    /// Extra classes after the base class.
+    class: &'static str,
+    /// Pre-escaped `data-*` attributes.
+    attrs: String,
+    tip: String,
+}
+
+/// A small line chart: `points[i]` sits at x-slot `i` (one per version or
+/// check, evenly spaced, so versions trained minutes apart stay readable),
+/// with an optional dashed `threshold` line through the same slots.
+fn chart(
+    title: &str,
+    base_class: &str,
+    x_labels: &[String],
+    points: &[Point],
+    threshold: Option<&[Option<f64>]>,
+    lower_is_better: Option<bool>,
+) -> String {
+    const W: f64 = 440.0;
+    const H: f64 = 210.0;
+    const ML: f64 = 54.0;
+    const MR: f64 = 16.0;
+    const MT: f64 = 16.0;
+    const MB: f64 = 36.0;
+    let (pw, ph) = (W - ML - MR, H - MT - MB);
+    let n = points.len();
+    let mut svg = String::new();
+    let hint = match lower_is_better {
+        Some(true) => " <span class=\"hint\">lower is better</span>",
+        Some(false) => " <span class=\"hint\">higher is better</span>",
+        None => "",
+    };
+    let _ = write!(
+        svg,
+        "<figure class=\"chart\"><figcaption>{}{hint}</figcaption>\
+         <svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">",
+        esc(title),
+        esc(title)
+    );
+    let values: Vec<f64> = points
+        .iter()
+        .map(|p| p.y)
+        .chain(threshold.into_iter().flatten().flatten().copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    if values.is_empty() {
+        svg.push_str("<text x=\"50%\" y=\"50%\" text-anchor=\"middle\" class=\"empty\">no data yet</text></svg></figure>");
+        return svg;
+    }
+    let (min, max) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let pad = if max - min < 1e-12 {
+        (max.abs() * 0.05).max(0.01)
+    } else {
+        (max - min) * 0.12
+    };
+    let mut lo = min - pad;
+    let hi = max + pad;
+    if min >= 0.0 && lo < 0.0 {
+        lo = 0.0;
+    }
+    let x = |i: usize| {
+        if n <= 1 {
+            ML + pw / 2.0
+        } else {
+            ML + pw * i as f64 / (n - 1) as f64
+        }
+    };
+    let y = |v: f64| MT + ph * (1.0 - (v - lo) / (hi - lo));
+    // Grid and y labels.
+    let span = hi - lo;
+    let decimals = if span >= 10.0 {
+        0
+    } else if span >= 1.0 {
+        1
+    } else if span >= 0.1 {
+        2
+    } else if span >= 0.01 {
+        3
+    } else {
+        4
+    };
+    for g in 0..=4 {
+        let v = lo + span * g as f64 / 4.0;
+        let gy = y(v);
+        let _ = write!(
+            svg,
+            "<line class=\"grid\" x1=\"{ML}\" x2=\"{}\" y1=\"{gy:.1}\" y2=\"{gy:.1}\"/>\
+             <text class=\"tick\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.decimals$}</text>",
+            W - MR,
+            ML - 6.0,
+            gy + 4.0
+        );
+    }
+    // X labels, thinned to about eight.
+    let step = n.div_ceil(8).max(1);
+    for (i, label) in x_labels.iter().enumerate() {
+        if i % step == 0 || i + 1 == n {
+            let _ = write!(
+                svg,
+                "<text class=\"tick\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                x(i),
+                H - MB + 18.0,
+                esc(label)
+            );
+        }
+    }
+    if let Some(th) = threshold {
+        let pts: Vec<String> = th
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| format!("{:.1},{:.1}", x(i), y(t))))
+            .collect();
+        if pts.len() == 1 {
+            let ty = y(th.iter().flatten().next().copied().unwrap_or(lo));
+            let _ = write!(
+                svg,
+                "<line class=\"threshold\" x1=\"{ML}\" x2=\"{}\" y1=\"{ty:.1}\" y2=\"{ty:.1}\"/>",
+                W - MR
+            );
+        } else if !pts.is_empty() {
+            let _ = write!(
+                svg,
+                "<polyline class=\"threshold\" points=\"{}\"/>",
+                pts.join(" ")
+            );
+        }
+    }
+    if n > 1 {
+        let line: Vec<String> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p.y)))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline class=\"line\" points=\"{}\"/>",
+            line.join(" ")
+        );
+    }
+    for (i, p) in points.iter().enumerate() {
+        let _ = write!(
+            svg,
+            "<circle class=\"{base_class}{}{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"4.5\" {}><title>{}</title></circle>",
+            if p.class.is_empty() { "" } else { " " },
+            p.class,
+            x(i),
+            y(p.y),
+            p.attrs,
+            esc(&p.tip)
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+fn model_charts(runs: &[RunWithChange]) -> String {
+    let labels: Vec<String> = runs
+        .iter()
+        .map(|r| short_version(&r.run.model_version))
+        .collect();
+    type Metric = (
+        &'static str,
+        &'static str,
+        fn(&RunWithChange) -> Option<f64>,
+        bool,
+    );
+    let metrics: [Metric; 3] = [
+        ("RMSE", "rmse", |r| r.run.rmse, true),
+        ("MAE", "mae", |r| r.run.mae, true),
+        (
+            "Precision@10",
+            "precision_at_10",
+            |r| r.run.precision_at_10,
+            false,
+        ),
+    ];
+    let mut out = String::new();
+    for (title, key, get, lower) in metrics {
+        // A version without this metric gets no point, and no slot, so the
+        // line is not broken by gaps.
+        let (labels, points): (Vec<String>, Vec<Point>) = runs
+            .iter()
+            .zip(&labels)
+            .filter_map(|(r, label)| {
+                get(r).filter(|v| v.is_finite()).map(|v| {
+                    (
+                        label.clone(),
+                        Point {
+                            y: v,
+                            class: if r.is_champion { "champion" } else { "" },
+                            attrs: format!(
+                                "data-version=\"{}\" data-metric=\"{key}\" data-value=\"{v}\"",
+                                esc(&r.run.model_version)
+                            ),
+                            tip: format!(
+                                "{} · {} · {title} {v:.4}{}",
+                                r.run.model_version,
+                                r.run.training_date.format("%Y-%m-%d %H:%M"),
+                                if r.is_champion { " · champion" } else { "" }
+                            ),
+                        },
+                    )
+                })
+            })
+            .unzip();
+        out.push_str(&chart(title, "point", &labels, &points, None, Some(lower)));
+    }
+    out
+}
+
+fn drift_charts(alerts: &[DriftAlert]) -> String {
+    let mut by_feature: BTreeMap<&str, Vec<&DriftAlert>> = BTreeMap::new();
+    for a in alerts.iter().rev() {
+        by_feature
+            .entry(a.feature_name.as_str())
+            .or_default()
+            .push(a);
+    }
+    let mut out = String::new();
+    for (feature, checks) in by_feature {
+        let checks: Vec<&DriftAlert> = checks
+            .into_iter()
+            .filter(|a| a.drift_score.is_some())
+            .collect();
+        let labels: Vec<String> = checks
+            .iter()
+            .map(|a| a.alert_date.format("%m-%d").to_string())
+            .collect();
+        let points: Vec<Point> = checks
+            .iter()
+            .map(|a| {
+                let score = a.drift_score.unwrap_or(0.0);
+                Point {
+                    y: score,
+                    class: if a.alert_triggered { "alert" } else { "" },
+                    attrs: format!(
+                        "data-feature=\"{}\" data-alert=\"{}\" data-date=\"{}\"",
+                        esc(feature),
+                        a.alert_triggered,
+                        a.alert_date.format("%Y-%m-%dT%H:%M:%S")
+                    ),
+                    tip: format!(
+                        "{} · score {score:.4} · threshold {}{}{}",
+                        a.alert_date.format("%Y-%m-%d %H:%M"),
+                        fmt_num(a.threshold, 4),
+                        if a.alert_triggered { " · ALERT" } else { "" },
+                        a.notes
+                            .as_deref()
+                            .map(|n| format!(" · {n}"))
+                            .unwrap_or_default()
+                    ),
+                }
+            })
+            .collect();
+        let thresholds: Vec<Option<f64>> = checks.iter().map(|a| a.threshold).collect();
+        out.push_str(&chart(
+            feature,
+            "drift-point",
+            &labels,
+            &points,
+            Some(&thresholds),
+            None,
+        ));
+    }
+    out
+}
+
+fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
+    let mut h = String::with_capacity(64 * 1024);
+    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <link rel=\"icon\" href=\"data:,\">\
+         <title>CineMatch dashboard</title><style>{CSS}</style></head><body>\
+         <header><h1>CineMatch</h1><span class=\"sub\">{} · generated {now}</span>\
+         <nav><a href=\"/api/status\">status</a><a href=\"/api/openapi.json\">API</a><a href=\"/metrics\">metrics</a></nav></header><main>",
+        esc(backend)
+    );
+
+    // Verdict and champion.
+    h.push_str("<div class=\"row\">");
+    if d.recent.is_empty() {
+        h.push_str(
+            "<section class=\"card verdict ok\" id=\"verdict\" data-retraining-needed=\"false\">\
+             <h2>Retraining needed?</h2><p class=\"big\">No</p>\
+             <p class=\"note\">No drift alert was triggered in the last day.</p>",
+        );
+    } else {
+        h.push_str(
+            "<section class=\"card verdict bad\" id=\"verdict\" data-retraining-needed=\"true\">\
+             <h2>Retraining needed?</h2><p class=\"big\">Yes</p><ul class=\"alerts\">",
+        );
+        for a in &d.recent {
+            let _ = write!(
+                h,
+                "<li><b>{}</b> {} &gt; {} <span class=\"note\">{}</span></li>",
+                esc(&a.feature_name),
+                fmt_num(a.drift_score, 4),
+                fmt_num(a.threshold, 4),
+                a.alert_date.format("%Y-%m-%d %H:%M")
+            );
+        }
+        h.push_str("</ul>");
+    }
+    let _ = write!(
+        h,
+        "<p class=\"note\">{} ratings waiting in ratings_buffer.</p></section>",
+        thousands(d.buffer)
+    );
+
+    h.push_str("<section class=\"card champion\" id=\"champion\"><h2>Champion</h2>");
+    match d
+        .champion
+        .as_deref()
+        .and_then(|v| d.runs.iter().find(|r| r.run.model_version == v))
+    {
+        Some(r) => {
+            let notes: Option<serde_json::Value> = r
+                .run
+                .notes
+                .as_deref()
+                .and_then(|n| serde_json::from_str(n).ok());
+            let algo = notes
+                .as_ref()
+                .and_then(|n| n.get("algorithm"))
+                .and_then(|a| a.as_str())
+                .unwrap_or("?");
+            let factors = notes
+                .as_ref()
+                .and_then(|n| n.get("params"))
+                .and_then(|p| p.get("factors"))
+                .and_then(|f| f.as_u64());
+            let _ = write!(
+                h,
+                "<p class=\"big mono\">{}</p><p class=\"note\">{}{} · trained {} on {} ratings</p>\
+                 <div class=\"stats\"><div><span>RMSE</span><b>{}</b></div><div><span>MAE</span><b>{}</b></div>\
+                 <div><span>Precision@10</span><b>{}</b></div></div>",
+                esc(&r.run.model_version),
+                esc(algo),
+                factors.map(|f| format!(", {f} factors")).unwrap_or_default(),
+                r.run.training_date.format("%Y-%m-%d %H:%M"),
+                r.run.data_size.map(thousands).unwrap_or_else(|| "?".into()),
+                fmt_num(r.run.rmse, 4),
+                fmt_num(r.run.mae, 4),
+                fmt_num(r.run.precision_at_10, 4),
+            );
+            match serving {
+                Some(s) if s == r.run.model_version => {
+                    h.push_str("<p class=\"note ok-text\">This server is serving it.</p>")
+                }
+                Some(s) => {
+                    let _ = write!(
+                        h,
+                        "<p class=\"note warn-text\">This server still serves {}; it switches at the next reload check.</p>",
+                        esc(s)
+                    );
+                }
+                None => h.push_str(
+                    "<p class=\"note warn-text\">This server has not loaded it yet.</p>",
+                ),
+            }
+        }
+        None => h.push_str(
+            "<p class=\"big\">None yet</p><p class=\"note\">Train one with <code>cinematch train --algo svd</code>.</p>",
+        ),
+    }
+    h.push_str("</section></div>");
+
+    // Model history.
+    let _ = write!(
+        h,
+        "<section class=\"card\" id=\"models\"><h2>Model versions <span class=\"count\">{}</span></h2>",
+        d.runs.len()
+    );
+    if d.runs.is_empty() {
+        h.push_str("<p class=\"note\">No model has been trained yet.</p>");
+    } else {
+        let _ = write!(h, "<div class=\"charts\">{}</div>", model_charts(&d.runs));
+        h.push_str(
+            "<table><thead><tr><th>Version</th><th>Trained</th><th>Algorithm</th><th class=\"num\">RMSE</th>\
+             <th class=\"num\">Δ RMSE</th><th class=\"num\">MAE</th><th class=\"num\">P@10</th><th class=\"num\">Ratings</th></tr></thead><tbody>",
+        );
+        for r in d.runs.iter().rev().take(30) {
+            let algo = r
+                .run
+                .notes
+                .as_deref()
+                .and_then(|n| serde_json::from_str::<serde_json::Value>(n).ok())
+                .and_then(|n| {
+                    n.get("algorithm")
+                        .and_then(|a| a.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            let delta_class = match r.rmse_improvement {
+                Some(d) if d < 0.0 => "ok-text",
+                Some(d) if d > 0.0 => "warn-text",
+                _ => "",
+            };
+            let _ = write!(
+                h,
+                "<tr{}><td class=\"mono\">{}{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num {delta_class}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                if r.is_champion { " class=\"is-champion\"" } else { "" },
+                esc(&r.run.model_version),
+                if r.is_champion { " <span class=\"badge\">champion</span>" } else { "" },
+                r.run.training_date.format("%Y-%m-%d %H:%M"),
+                esc(&algo),
+                fmt_num(r.run.rmse, 4),
+                r.rmse_improvement.map_or_else(|| "–".into(), |d| format!("{d:+.4}")),
+                fmt_num(r.run.mae, 4),
+                fmt_num(r.run.precision_at_10, 4),
+                r.run.data_size.map(thousands).unwrap_or_default()
+            );
+        }
+        h.push_str("</tbody></table>");
+        if d.runs.len() > 30 {
+            let _ = write!(
+                h,
+                "<p class=\"note\">The 30 newest of {} versions; /api/models lists all.</p>",
+                d.runs.len()
+            );
+        }
+    }
+    h.push_str("</section>");
+
+    // Drift.
+    let checks = {
+        let mut dates: Vec<_> = d.alerts.iter().map(|a| a.alert_date).collect();
+        dates.dedup();
+        dates.len()
+    };
+    let _ = write!(
+        h,
+        "<section class=\"card\" id=\"drift\"><h2>Drift <span class=\"count\">{checks} checks</span></h2>\
+         <p class=\"note\">Each test's score per check against its threshold (dashed); \
+         <span class=\"alert-dot\"></span> triggered an alert.</p>"
+    );
+    if d.alerts.is_empty() {
+        h.push_str("<p class=\"note\">No drift check has been recorded yet.</p>");
+    } else {
+        let _ = write!(h, "<div class=\"charts\">{}</div>", drift_charts(&d.alerts));
+    }
+    h.push_str("</section>");
+
+    // Ingestion and storage side by side.
+    h.push_str(
+        "<div class=\"row\"><section class=\"card\" id=\"ingestions\"><h2>Ingestion history</h2>",
+    );
+    if d.ingestions.is_empty() {
+        h.push_str("<p class=\"note\">No batch has been ingested yet.</p>");
+    } else {
+        h.push_str(
+            "<table><thead><tr><th>Batch</th><th>Date</th><th class=\"num\">Ratings</th><th>Status</th><th>Notes</th></tr></thead><tbody>",
+        );
+        for i in d.ingestions.iter().take(50) {
+            let status = i.status.as_deref().unwrap_or("?");
+            let _ = write!(
+                h,
+                "<tr><td class=\"mono\">{}</td><td>{}</td><td class=\"num\">{}</td>\
+                 <td><span class=\"status status-{}\">{}</span></td><td class=\"notes\">{}</td></tr>",
+                esc(&i.batch_id),
+                i.ingestion_date
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
+                i.record_count.map(thousands).unwrap_or_default(),
+                esc(&status.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
+                esc(status),
+                esc(i.notes.as_deref().unwrap_or(""))
+            );
+        }
+        h.push_str("</tbody></table>");
+        if d.ingestions.len() > 50 {
+            let _ = write!(
+                h,
+                "<p class=\"note\">The 50 newest of {}; /api/ingestions lists all.</p>",
+                d.ingestions.len()
+            );
+        }
+    }
+    h.push_str("</section><section class=\"card\" id=\"tables\"><h2>Tables</h2>");
+    let rows: BTreeMap<&str, i64> = d
+        .counts
+        .iter()
+        .map(|c| (c.table.as_str(), c.rows))
+        .collect();
+    let largest = d.sizes.iter().map(|s| s.bytes).max().unwrap_or(0).max(1);
+    h.push_str(
+        "<table><thead><tr><th>Table</th><th class=\"num\">Rows</th><th class=\"num\">Size</th><th></th></tr></thead><tbody>",
+    );
+    for s in &d.sizes {
+        let _ = write!(
+            h,
+            "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"barcell\"><div class=\"bar\" style=\"width:{:.1}%\"></div></td></tr>",
+            esc(&s.table),
+            rows.get(s.table.as_str())
+                .map(|r| thousands(*r))
+                .unwrap_or_default(),
+            fmt_bytes(s.bytes),
+            100.0 * s.bytes as f64 / largest as f64
+        );
+    }
+    h.push_str("</tbody></table></section></div>");
+
+    h.push_str(EXPLORER);
+    let _ = write!(h, "</main><script>{SCRIPT}</script></body></html>");
+    h
+}
+
+const CSS: &str = r#"
+:root{--bg:#f5f6f8;--card:#fff;--ink:#1d2330;--muted:#6b7385;--line:#e3e6ec;--accent:#2f6fde;--ok:#1f8a4c;--bad:#c8322b;--warn:#b7791f}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+header{display:flex;align-items:baseline;gap:16px;padding:18px 28px;background:#1d2330;color:#fff}
+header h1{margin:0;font-size:20px;letter-spacing:.3px}
+header .sub{color:#aab2c5;font-size:13px}
+header nav{margin-left:auto;display:flex;gap:14px}
+header a{color:#cfd8ee;text-decoration:none;font-size:13px}
+main{max-width:1360px;margin:0 auto;padding:20px 28px 40px}
+.row{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:18px;margin-bottom:18px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 20px;margin-bottom:18px;box-shadow:0 1px 2px rgba(0,0,0,.03)}
+.row>.card{margin-bottom:0}
+h2{margin:0 0 10px;font-size:15px;font-weight:600}
+h3{margin:14px 0 6px;font-size:13px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.4px}
+.count{color:var(--muted);font-weight:400;font-size:13px;margin-left:6px}
+.note{color:var(--muted);font-size:13px;margin:6px 0}
+.big{font-size:26px;font-weight:650;margin:4px 0}
+.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px}
+.big.mono{font-size:20px}
+.verdict.ok{border-left:5px solid var(--ok)}.verdict.ok .big{color:var(--ok)}
+.verdict.bad{border-left:5px solid var(--bad)}.verdict.bad .big{color:var(--bad)}
+.alerts{margin:6px 0;padding-left:18px}
+.ok-text{color:var(--ok)}.warn-text{color:var(--warn)}
+.stats{display:flex;gap:26px;margin:10px 0}
+.stats span{display:block;color:var(--muted);font-size:12px}
+.stats b{font-size:20px;font-variant-numeric:tabular-nums}
+.charts{display:flex;flex-wrap:wrap;gap:12px}
+figure.chart{margin:0;padding:8px 6px 2px;border:1px solid var(--line);border-radius:8px;background:#fcfcfd}
+figcaption{font-weight:600;font-size:13px;padding:0 8px}
+figcaption .hint{font-weight:400;color:var(--muted);font-size:12px;margin-left:6px}
+svg .grid{stroke:#eceef2;stroke-width:1}
+svg .tick{fill:var(--muted);font-size:11px}
+svg .empty{fill:var(--muted);font-size:13px}
+svg .line{fill:none;stroke:var(--accent);stroke-width:2}
+svg .threshold{fill:none;stroke:var(--bad);stroke-width:1.5;stroke-dasharray:5 4;opacity:.8}
+svg circle.point,svg circle.drift-point{fill:#fff;stroke:var(--accent);stroke-width:2}
+svg circle.point.champion{fill:var(--accent);stroke:#0d3a8a;r:6}
+svg circle.drift-point.alert{fill:var(--bad);stroke:#7d1712;r:6}
+svg circle:hover{stroke-width:3}
+.alert-dot{display:inline-block;width:10px;height:10px;border-radius:50%;background:var(--bad);vertical-align:middle}
+table{width:100%;border-collapse:collapse;margin-top:10px;font-size:13px}
+th{text-align:left;color:var(--muted);font-weight:600;border-bottom:1px solid var(--line);padding:6px 8px}
+td{border-bottom:1px solid #f0f1f4;padding:6px 8px;vertical-align:top}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.notes{color:var(--muted);max-width:280px}
+tr.is-champion td{background:#f2f6fe}
+.badge{background:var(--accent);color:#fff;border-radius:9px;padding:1px 7px;font-size:11px;margin-left:4px;font-family:system-ui,sans-serif}
+.status{border-radius:9px;padding:1px 8px;font-size:12px;background:#eef0f4}
+.status-completed{background:#e3f4ea;color:var(--ok)}.status-failed{background:#fbe6e5;color:var(--bad)}.status-in_progress{background:#fdf3df;color:var(--warn)}
+.barcell{width:40%}.bar{height:10px;border-radius:5px;background:var(--accent);opacity:.75;min-width:2px}
+form{display:flex;gap:8px;align-items:end;flex-wrap:wrap}
+label{display:flex;flex-direction:column;font-size:12px;color:var(--muted);gap:3px}
+input{font:inherit;padding:6px 9px;border:1px solid #cfd4de;border-radius:6px;min-width:200px}
+button{font:inherit;padding:7px 14px;border:0;border-radius:6px;background:var(--accent);color:#fff;cursor:pointer}
+button.link{background:none;color:var(--accent);padding:0;border:0;text-align:left}
+.results{margin:0;padding-left:22px}
+.results li{padding:2px 0}
+.results .meta{color:var(--muted);font-size:12px;margin-left:6px}
+.error-text{color:var(--bad)}
+"#;
+
+const EXPLORER: &str = r#"
+<section class="card" id="explorer"><h2>Explorer</h2>
+<div class="row">
+<div>
+<form id="user-form"><label>User id<input id="user-input" name="user" type="number" min="1" required placeholder="e.g. 1"></label><button type="submit">Recommend</button></form>
+<p class="note" id="user-status">A user id gives that user's recommendations and the movies they rated.</p>
+<h3>Recommended</h3><ol class="results" id="user-recs"></ol>
+<h3>Rated</h3><ol class="results" id="user-rated"></ol>
+</div>
+<div>
+<form id="movie-form"><label>Movie title<input id="movie-input" name="movie" type="search" required placeholder="e.g. toy story"></label><button type="submit">Find similar</button></form>
+<p class="note" id="movie-status">A title finds the movie and the movies most like it.</p>
+<h3>Matches</h3><ol class="results" id="movie-matches"></ol>
+<h3 id="similar-title">Similar</h3><ol class="results" id="movie-similar"></ol>
+</div>
+</div>
+</section>
+<div id="js-errors" hidden></div>
+"#;
+
+/// The explorer: fetches the JSON API and fills the lists with textContent
+/// only (titles never become markup). `/?user=1&movie=toy` runs it on load.
+const SCRIPT: &str = r#"
+(function () {
+  "use strict";
+  var errors = document.getElementById("js-errors");
+  window.addEventListener("error", function (e) {
+    var p = document.createElement("p");
+    p.textContent = String(e.message || e);
+    errors.appendChild(p);
+    errors.hidden = false;
+  });
+  function $(id) { return document.getElementById(id); }
+  async function getJSON(url) {
+    var r = await fetch(url, { headers: { Accept: "application/json" } });
+    var body = await r.json();
+    if (!r.ok) { throw new Error(body.error || r.statusText); }
+    return body;
+  }
+  function fill(list, items, render) {
+    list.replaceChildren.apply(list, items.map(function (it) {
+      var li = document.createElement("li");
+      render(li, it);
+      return li;
+    }));
+  }
+  function line(li, text, meta) {
+    li.appendChild(document.createTextNode(text));
+    var s = document.createElement("span");
+    s.className = "meta";
+    s.textContent = meta;
+    li.appendChild(s);
+  }
+  function status(id, text, isError) {
+    var el = $(id);
+    el.textContent = text;
+    el.className = isError ? "note error-text" : "note";
+  }
+  async function showUser(user) {
+    var recs = $("user-recs"), rated = $("user-rated");
+    status("user-status", "Loading…");
+    try {
+      var id = encodeURIComponent(user);
+      var r = await getJSON("/api/users/" + id + "/recommendations?k=10");
+      var h = await getJSON("/api/users/" + id + "/ratings?limit=15");
+      fill(recs, r.items, function (li, it) {
+        line(li, it.title, it.predictedRating.toFixed(2) + " · " + it.genres.join(", "));
+      });
+      fill(rated, h.items, function (li, it) {
+        line(li, it.title || ("movie " + it.movieId), "rated " + it.rating.toFixed(1));
+      });
+      status("user-status", "User " + r.userId + ": " + (r.strategy === "model"
+        ? "personalized by " + r.modelVersion
+        : "not known to the model, so the most popular movies") +
+        "; " + h.total + " ratings.");
+      recs.dataset.state = "done";
+    } catch (e) {
+      recs.replaceChildren(); rated.replaceChildren();
+      status("user-status", e.message, true);
+      recs.dataset.state = "error";
+    }
+  }
+  async function showSimilar(movie) {
+    var list = $("movie-similar");
+    var s = await getJSON("/api/movies/" + movie.movieId + "/similar?k=10");
+    $("similar-title").textContent = "Similar to " + movie.title;
+    fill(list, s.items, function (li, it) {
+      line(li, it.title, "similarity " + it.similarity.toFixed(2));
+    });
+    list.dataset.state = "done";
+  }
+  async function showMovie(q) {
+    var matches = $("movie-matches"), similar = $("movie-similar");
+    status("movie-status", "Loading…");
+    try {
+      var found = await getJSON("/api/movies?limit=5&q=" + encodeURIComponent(q));
+      fill(matches, found.movies, function (li, m) {
+        var b = document.createElement("button");
+        b.className = "link";
+        b.type = "button";
+        b.textContent = m.title;
+        b.addEventListener("click", function () {
+          showSimilar(m).catch(function (e) { status("movie-status", e.message, true); });
+        });
+        li.appendChild(b);
+        var meta = document.createElement("span");
+        meta.className = "meta";
+        meta.textContent = m.ratingCount + " ratings" +
+          (m.meanRating === null ? "" : ", mean " + m.meanRating.toFixed(2));
+        li.appendChild(meta);
+      });
+      if (found.movies.length === 0) {
+        similar.replaceChildren();
+        status("movie-status", "No movie title matches \u201c" + q + "\u201d.", true);
+        similar.dataset.state = "empty";
+        return;
+      }
+      status("movie-status", found.count + " matches; similar movies of the first, click another to switch.");
+      await showSimilar(found.movies[0]);
+    } catch (e) {
+      similar.replaceChildren();
+      status("movie-status", e.message, true);
+      similar.dataset.state = "error";
+    }
+  }
+  function remember(key, value) {
+    var p = new URLSearchParams(location.search);
+    p.set(key, value);
+    history.replaceState(null, "", "?" + p.toString());
+  }
+  $("user-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var v = $("user-input").value.trim();
+    remember("user", v);
+    showUser(v);
+  });
+  $("movie-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var v = $("movie-input").value.trim();
+    remember("movie", v);
+    showMovie(v);
+  });
+  var params = new URLSearchParams(location.search);
+  if (params.get("user")) { $("user-input").value = params.get("user"); showUser(params.get("user")); }
+  if (params.get("movie")) { $("movie-input").value = params.get("movie"); showMovie(params.get("movie")); }
+})();
+"#;

@@ -1,0 +1,95 @@
+//! A few store connections shared by the handlers.
+//!
+//! [`Store`] is synchronous and one connection per value (the `postgres`
+//! crate's blocking client panics if called on a runtime thread), so every
+//! database call runs on tokio's blocking pool with a connection taken from
+//! here. A semaphore caps the connections; a connection that failed is
+//! dropped and a fresh one opened on next use, which is how the server
+//! recovers from a database restart.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use crate::store::{self, Store};
+use crate::{Error, Result};
+
+pub(crate) struct StorePool {
+    url: String,
+    idle: Mutex<Vec<Box<dyn Store>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Drop for StorePool {
+    /// The pool is usually dropped by a runtime thread when the server
+    /// stops, and closing a `postgres` client blocks on its own runtime,
+    /// which panics there: the idle connections are closed on a plain thread.
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("cinematch-db-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+impl StorePool {
+    pub fn new(url: String, size: usize) -> StorePool {
+        StorePool {
+            url,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(size.max(1))),
+        }
+    }
+
+    /// Runs `f` with a connection on a blocking thread. The connection and
+    /// the permit travel with the blocking task, so a request that times out
+    /// does not lose the connection or let the pool exceed its size.
+    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Store) -> Result<T> + Send + 'static,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Config("the connection pool is closed".into()))?;
+        let pool = Arc::clone(self);
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut store = match idle {
+                Some(s) => s,
+                None => store::open(&pool.url)?,
+            };
+            let out = f(store.as_mut());
+            // A database error may mean a broken connection: do not hand it
+            // to the next request. Logical errors keep the connection.
+            let broken = matches!(
+                out,
+                Err(Error::Postgres(_) | Error::Sqlite(_) | Error::Config(_) | Error::Io { .. })
+            );
+            if !broken {
+                pool.idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(store);
+            }
+            out
+        });
+        match task.await {
+            Ok(out) => out,
+            Err(e) => Err(Error::Config(format!(
+                "a database task failed ({})",
+                if e.is_panic() {
+                    "panicked"
+                } else {
+                    "cancelled"
+                }
+            ))),
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! What requests are answered from, and how it follows the database.
+//!
+//! A [`Snapshot`] holds the champion's [`Recommender`], the catalogue with
+//! its search tokens and rating statistics, and every user's rated movies,
+//! all in memory: a recommendation touches no database. The snapshot sits
+//! in an [`ArcSwapOption`]; a background task checks the champion every
+//! `reload_interval` and, when another process promoted a new one, loads a
+//! fresh snapshot on a blocking thread and swaps it in. Requests in flight
+//! keep the snapshot they started with, so none waits for a reload or is
+//! dropped by one.
+//!
+//! Ratings that reach `ratings_buffer` after a snapshot was taken (through
+//! this server's API at once, from other processes on the next check) are
+//! kept in a separate, only-growing map, so a movie a user just rated is
+//! never recommended back to them, even after the buffer is merged into the
+//! train split and before the next model is promoted.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+
+use super::metrics::Metrics;
+use super::pool::StorePool;
+use super::ServerConfig;
+use crate::recommend::Recommender;
+use crate::registry;
+use crate::store::{self, MovieStats, Store};
+use crate::types::{Movie, Rating, Split};
+use crate::{Error, Result};
+
+/// The catalogue as the API shows it, with what search and the movie page need.
+pub struct Catalogue {
+    /// Sorted by movie id.
+    movies: Vec<Movie>,
+    /// Lower-cased title words of `movies[i]`.
+    tokens: Vec<Box<[Box<str>]>>,
+    stats: HashMap<i32, MovieStats>,
+    /// Every genre in the catalogue, as spelled there.
+    genres: BTreeSet<String>,
+}
+
+impl Catalogue {
+    fn new(mut movies: Vec<Movie>, stats: &[MovieStats]) -> Catalogue {
+        movies.sort_by_key(|m| m.movie_id);
+        let tokens = movies
+            .iter()
+            .map(|m| tokenize(&m.title).map(Box::from).collect())
+            .collect();
+        let genres = movies
+            .iter()
+            .flat_map(|m| m.genre_list().map(str::to_string))
+            .collect();
+        Catalogue {
+            movies,
+            tokens,
+            stats: stats.iter().map(|s| (s.movie_id, *s)).collect(),
+            genres,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.movies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.movies.is_empty()
+    }
+
+    pub fn get(&self, movie_id: i32) -> Option<&Movie> {
+        self.movies
+            .binary_search_by_key(&movie_id, |m| m.movie_id)
+            .ok()
+            .map(|i| &self.movies[i])
+    }
+
+    /// Training-split rating count and mean, `None` for a movie nobody rated.
+    pub fn stats(&self, movie_id: i32) -> Option<MovieStats> {
+        self.stats.get(&movie_id).copied()
+    }
+
+    pub fn genres(&self) -> impl Iterator<Item = &str> {
+        self.genres.iter().map(String::as_str)
+    }
+
+    /// The catalogue's spelling of a genre typed in any case, `None` if no
+    /// movie has it (so a typo is an error, not an empty list).
+    pub fn canonical_genre(&self, genre: &str) -> Option<&str> {
+        let genre = genre.trim();
+        self.genres().find(|g| g.eq_ignore_ascii_case(genre))
+    }
+
+    /// Title search: every word of `query` must start a word of the title
+    /// ("toy stor" finds "Toy Story (1995)"); whole-word matches rank first,
+    /// then the movies with more ratings. An empty query lists a genre by
+    /// rating count. The ranking is done here rather than through the
+    /// stores' full-text indexes because the catalogue is in memory already
+    /// and both backends then rank alike.
+    pub fn search(&self, query: &str, genre: Option<&str>, limit: usize) -> Vec<&Movie> {
+        let words: Vec<String> = tokenize(query).collect();
+        let mut hits: Vec<(u32, i64, usize)> = Vec::new();
+        'movies: for (i, m) in self.movies.iter().enumerate() {
+            if let Some(g) = genre {
+                if !m.genre_list().any(|x| x.eq_ignore_ascii_case(g)) {
+                    continue;
+                }
+            }
+            let mut score = 0u32;
+            for w in &words {
+                let mut best = 0;
+                for t in self.tokens[i].iter() {
+                    if **t == **w {
+                        best = 2;
+                        break;
+                    }
+                    if t.starts_with(w.as_str()) {
+                        best = 1;
+                    }
+                }
+                if best == 0 {
+                    continue 'movies;
+                }
+                score += best;
+            }
+            let count = self.stats.get(&m.movie_id).map_or(0, |s| s.count);
+            hits.push((score, count, i));
+        }
+        hits.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then(b.1.cmp(&a.1))
+                .then(self.movies[a.2].movie_id.cmp(&self.movies[b.2].movie_id))
+        });
+        hits.into_iter()
+            .take(limit)
+            .map(|(_, _, i)| &self.movies[i])
+            .collect()
+    }
+}
+
+/// Lower-cased alphanumeric words.
+fn tokenize(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// Everything requests read, loaded together so it is always consistent.
+pub struct Snapshot {
+    /// `None` while the database holds no champion yet.
+    pub recommender: Option<Recommender>,
+    pub catalogue: Catalogue,
+    /// Movies each user had rated (train, test and buffer) when this was loaded.
+    rated: HashMap<i32, Box<[i32]>>,
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
+    pub load_seconds: f64,
+}
+
+impl Snapshot {
+    pub fn model_version(&self) -> Option<&str> {
+        self.recommender.as_ref().map(|r| r.model_version.as_str())
+    }
+
+    pub fn users_with_ratings(&self) -> usize {
+        self.rated.len()
+    }
+
+    /// Reads the champion, the catalogue and every rating's (user, movie).
+    fn load(store: &mut dyn Store) -> Result<Snapshot> {
+        let t0 = std::time::Instant::now();
+        let champion = match registry::load_champion(store) {
+            Ok(found) => Some(found),
+            Err(Error::NotFound(why)) => {
+                tracing::debug!("no champion to serve: {why}");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let movies = store.movies()?;
+        let stats = store.movie_stats()?;
+        let mut rated: HashMap<i32, Vec<i32>> = HashMap::new();
+        for split in [Split::Train, Split::Test] {
+            add_rated(&mut rated, &store.ratings(split)?);
+        }
+        add_rated(&mut rated, &store.buffer_ratings(None)?);
+        let rated = rated
+            .into_iter()
+            .map(|(u, mut v)| {
+                v.sort_unstable();
+                v.dedup();
+                (u, v.into_boxed_slice())
+            })
+            .collect();
+        let recommender = champion
+            .map(|(version, model)| Recommender::new(version, model, movies.clone(), &stats));
+        Ok(Snapshot {
+            recommender,
+            catalogue: Catalogue::new(movies, &stats),
+            rated,
+            loaded_at: chrono::Utc::now(),
+            load_seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn add_rated(into: &mut HashMap<i32, Vec<i32>>, ratings: &[Rating]) {
+    for r in ratings {
+        into.entry(r.user_id).or_default().push(r.movie_id);
+    }
+}
+
+/// Limits the router's layers need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The state behind [`AppState`]; its fields are the server's own.
+pub struct Shared {
+    pub(crate) pool: Arc<StorePool>,
+    pub(crate) snapshot: ArcSwapOption<Snapshot>,
+    /// Ratings buffered after the snapshot was taken, by user (only grows).
+    extra_rated: RwLock<HashMap<i32, Vec<i32>>>,
+    /// Buffer size when it was last read, -1 before the first read.
+    buffer_seen: AtomicI64,
+    pub(crate) metrics: Metrics,
+    pub(crate) api_token: Option<String>,
+    pub(crate) backend: &'static str,
+    pub(crate) limits: Limits,
+    reload_interval: Duration,
+    pub(crate) reloads: AtomicU64,
+    pub(crate) reload_failures: AtomicU64,
+    pub(crate) last_reload_error: Mutex<Option<String>>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Checks the configuration without touching the database; the first
+    /// snapshot is loaded by [`AppState::refresh`] (the reloader's first tick).
+    pub fn new(config: &ServerConfig) -> Result<AppState> {
+        let url = config.db_url.trim();
+        let backend = if url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains("host=")
+        {
+            "PostgreSQL"
+        } else if store::sqlite_path(url).is_some() {
+            "SQLite"
+        } else {
+            return Err(Error::Config(format!(
+                "unrecognised database URL {:?}: use postgres://user@host/db or sqlite://path/to/file.db",
+                store::redact(url)
+            )));
+        };
+        if config.reload_interval.is_zero() || config.request_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "the reload interval and the request timeout must be longer than zero".into(),
+            ));
+        }
+        Ok(AppState(Arc::new(Shared {
+            pool: Arc::new(StorePool::new(url.to_string(), config.pool_size)),
+            snapshot: ArcSwapOption::empty(),
+            extra_rated: RwLock::new(HashMap::new()),
+            buffer_seen: AtomicI64::new(-1),
+            metrics: Metrics::default(),
+            api_token: config.api_token.clone().filter(|t| !t.trim().is_empty()),
+            backend,
+            limits: Limits {
+                request_timeout: config.request_timeout,
+                max_body_bytes: config.max_body_bytes,
+            },
+            reload_interval: config.reload_interval,
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            last_reload_error: Mutex::new(None),
+        })))
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Runs [`AppState::refresh`] now and then every `reload_interval`.
+    pub fn spawn_reloader(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.reload_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                state.refresh().await;
+            }
+        })
+    }
+
+    /// One check: loads a new snapshot if the champion changed (or none is
+    /// loaded yet), else picks up ratings other processes buffered. Returns
+    /// whether a new snapshot was installed. Failures are logged and retried
+    /// on the next tick; the current snapshot keeps serving.
+    pub async fn refresh(&self) -> bool {
+        let current = self.snapshot.load_full();
+        let loaded: Option<Option<String>> = current
+            .as_ref()
+            .map(|s| s.model_version().map(str::to_string));
+        let catalogue_empty = current.as_ref().is_none_or(|s| s.catalogue.is_empty());
+        let seen = self.buffer_seen.load(Ordering::Acquire);
+        let outcome = self
+            .pool
+            .run(move |store| {
+                let champion = store.champion()?;
+                let stale = match &loaded {
+                    None => true,
+                    Some(v) => *v != champion || (champion.is_none() && catalogue_empty),
+                };
+                let total: i64 = store.buffer_counts()?.iter().map(|(_, n)| n).sum();
+                if stale {
+                    return Ok(Refresh::Snapshot(Box::new(Snapshot::load(store)?), total));
+                }
+                if total != seen {
+                    return Ok(Refresh::Buffer(store.buffer_ratings(None)?, total));
+                }
+                Ok(Refresh::Unchanged)
+            })
+            .await;
+        match outcome {
+            Ok(r) => {
+                *self
+                    .last_reload_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+                match r {
+                    Refresh::Unchanged => false,
+                    Refresh::Buffer(ratings, total) => {
+                        self.add_rated(&ratings);
+                        self.buffer_seen.store(total, Ordering::Release);
+                        false
+                    }
+                    Refresh::Snapshot(snap, total) => {
+                        let from = current
+                            .as_ref()
+                            .and_then(|s| s.model_version().map(str::to_string));
+                        tracing::info!(
+                            from = from.as_deref().unwrap_or("none"),
+                            to = snap.model_version().unwrap_or("none"),
+                            movies = snap.catalogue.len(),
+                            users = snap.users_with_ratings(),
+                            seconds = snap.load_seconds,
+                            "serving a new snapshot"
+                        );
+                        self.buffer_seen.store(total, Ordering::Release);
+                        self.snapshot.store(Some(Arc::from(snap)));
+                        self.reloads.fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                }
+            }
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    error = %store::redact(&e.to_string()),
+                    "champion check failed; still serving the loaded model"
+                );
+                *self
+                    .last_reload_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(super::errors::public_message(&e).1);
+                false
+            }
+        }
+    }
+
+    /// Remembers ratings that reached the buffer after the snapshot.
+    pub(crate) fn add_rated(&self, ratings: &[Rating]) {
+        if ratings.is_empty() {
+            return;
+        }
+        let mut extra = self.extra_rated.write().unwrap_or_else(|e| e.into_inner());
+        for r in ratings {
+            let v = extra.entry(r.user_id).or_default();
+            if !v.contains(&r.movie_id) {
+                v.push(r.movie_id);
+            }
+        }
+    }
+
+    /// Every movie `user` has rated, as far as this server knows.
+    pub(crate) fn rated(&self, snap: &Snapshot, user: i32) -> HashSet<i32> {
+        let mut set: HashSet<i32> = snap
+            .rated
+            .get(&user)
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default();
+        let extra = self.extra_rated.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = extra.get(&user) {
+            set.extend(v.iter().copied());
+        }
+        set
+    }
+}
+
+enum Refresh {
+    Unchanged,
+    Buffer(Vec<Rating>, i64),
+    Snapshot(Box<Snapshot>, i64),
+}
