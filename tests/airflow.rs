@@ -28,7 +28,11 @@ print(json.dumps({"dag": dag.dag_id, "schedule": dag.kwargs.get("schedule"),
         .env("PYTHONPATH", format!("{root}/tests/airflow_stub"))
         .output()
         .expect("python3 must be installed (scripts/test.sh installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["dag"], "cinematch_weekly");
     assert_eq!(v["schedule"], "0 9 * * MON");
@@ -50,7 +54,11 @@ print(json.dumps({"dag": dag.dag_id, "schedule": dag.kwargs.get("schedule"),
             .arg("--help")
             .output()
             .unwrap();
-        assert!(help.status.success(), "{task}: `cinematch {}` is not a command", sub.join(" "));
+        assert!(
+            help.status.success(),
+            "{task}: `cinematch {}` is not a command",
+            sub.join(" ")
+        );
         for flag in words.iter().filter(|w| w.starts_with("--")) {
             let flag = flag.split('=').next().unwrap();
             assert!(

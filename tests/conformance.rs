@@ -276,13 +276,19 @@ fn registry_versions_champion_and_rollback(db: TestDb) {
     let mut s = db.store();
     assert_eq!(s.champion().unwrap(), None);
     assert!(matches!(s.rollback(), Err(Error::NotFound(_))));
-    let a = s.insert_model_run(&run(0.9), &blob(1), &RunCommit::default()).unwrap().0;
+    let a = s
+        .insert_model_run(&run(0.9), &blob(1), &RunCommit::default())
+        .unwrap()
+        .0;
     assert_eq!(a.model_version, "run_abc123_v1");
     assert_eq!(a.rmse, Some(0.9));
     assert_eq!(a.data_size, Some(70_000));
     // The first model becomes the champion; later ones do not by themselves.
     assert_eq!(s.champion().unwrap().as_deref(), Some("run_abc123_v1"));
-    let b = s.insert_model_run(&run(0.85), &blob(2), &RunCommit::default()).unwrap().0;
+    let b = s
+        .insert_model_run(&run(0.85), &blob(2), &RunCommit::default())
+        .unwrap()
+        .0;
     assert_eq!(b.model_version, "run_abc123_v2");
     assert_eq!(s.champion().unwrap().as_deref(), Some("run_abc123_v1"));
     assert_eq!(s.artifact(&b.model_version).unwrap(), Some(blob(2)));
@@ -302,7 +308,10 @@ fn registry_versions_champion_and_rollback(db: TestDb) {
     ));
     s.promote(&b.model_version, "better rmse").unwrap();
     assert_eq!(s.champion().unwrap().as_deref(), Some("run_abc123_v2"));
-    let c = s.insert_model_run(&run(0.8), &blob(3), &RunCommit::default()).unwrap().0;
+    let c = s
+        .insert_model_run(&run(0.8), &blob(3), &RunCommit::default())
+        .unwrap()
+        .0;
     s.promote(&c.model_version, "better").unwrap();
     s.promote(&c.model_version, "again").unwrap();
     // Rollback walks back through distinct champions, one step at a time.

@@ -14,12 +14,20 @@ fn demo_story_alerts_only_in_the_drifted_week(db: TestDb) {
     let mut store = db.store();
     let opts = DemoOptions::new(work.path().to_path_buf());
     let mut lines = Vec::new();
-    let report = demo::run(store.as_mut(), &opts, &Silent, &mut |l| lines.push(l.to_string())).unwrap();
+    let report = demo::run(store.as_mut(), &opts, &Silent, &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
     assert_eq!(report.weeks.len(), 3);
     for (i, (batch, cycle)) in report.weeks.iter().enumerate() {
         assert_eq!(batch, &format!("batch_w{}", i + 1));
         assert!(cycle.succeeded);
-        assert_eq!(cycle.drift, i == 2, "drift detected in {batch}: {:?}", cycle.steps);
+        assert_eq!(
+            cycle.drift,
+            i == 2,
+            "drift detected in {batch}: {:?}",
+            cycle.steps
+        );
     }
     // drift_alerts: 9 tests per week; the third week's rows are the newest.
     let alerts = store.drift_alerts(None).unwrap();
@@ -39,8 +47,16 @@ fn demo_story_alerts_only_in_the_drifted_week(db: TestDb) {
         .map(|a| a.feature_name.as_str())
         .collect();
     // The injected kinds: a mean shift (+0.6) and a Comedy shift with more Comedy.
-    for expected in ["rating_mean", "rating_distribution_ks", "rating_psi", "genre_mix_js"] {
-        assert!(fired.contains(&expected), "{expected} did not fire: {fired:?}");
+    for expected in [
+        "rating_mean",
+        "rating_distribution_ks",
+        "rating_psi",
+        "genre_mix_js",
+    ] {
+        assert!(
+            fired.contains(&expected),
+            "{expected} did not fire: {fired:?}"
+        );
     }
     // Nothing about new users or movies was injected.
     assert!(!fired.contains(&"unseen_users_share"), "{fired:?}");
@@ -49,7 +65,9 @@ fn demo_story_alerts_only_in_the_drifted_week(db: TestDb) {
     // ingestion_metadata: three completed batches of 10,000.
     let ing = store.ingestions().unwrap();
     assert_eq!(ing.len(), 3);
-    assert!(ing.iter().all(|i| i.status.as_deref() == Some("completed") && i.record_count == Some(10_000)));
+    assert!(ing
+        .iter()
+        .all(|i| i.status.as_deref() == Some("completed") && i.record_count == Some(10_000)));
     // model_metrics: the first model and the drift-triggered retrain on train + 3 batches.
     let runs = store.model_runs().unwrap();
     assert_eq!(runs.len(), 2);
@@ -57,7 +75,10 @@ fn demo_story_alerts_only_in_the_drifted_week(db: TestDb) {
     assert_eq!(runs[1].data_size, Some(100_000));
     let notes: serde_json::Value = serde_json::from_str(runs[1].notes.as_deref().unwrap()).unwrap();
     assert_eq!(notes["kind"], "retrain");
-    assert_eq!(notes["batches"], serde_json::json!(["batch_w1", "batch_w2", "batch_w3"]));
+    assert_eq!(
+        notes["batches"],
+        serde_json::json!(["batch_w1", "batch_w2", "batch_w3"])
+    );
     // The buffer was merged: nothing lost, nothing doubled.
     assert!(store.buffer_ratings(None).unwrap().is_empty());
     assert_eq!(store.ratings(Split::Train).unwrap().len(), 70_000 + 30_000);
@@ -65,7 +86,9 @@ fn demo_story_alerts_only_in_the_drifted_week(db: TestDb) {
     assert!(lines.iter().any(|l| l.contains("Week 3")));
 
     // Running it again on the same database is a clear refusal.
-    let err = demo::run(store.as_mut(), &opts, &Silent, &mut |_| {}).err().unwrap();
+    let err = demo::run(store.as_mut(), &opts, &Silent, &mut |_| {})
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("already holds data"), "{err}");
 }
 
