@@ -969,14 +969,17 @@ enum IntError {
 
 /// Integer parsing straight from bytes: the hot loop of every ratings read.
 fn parse_int(field: &[u8]) -> Result<i64, IntError> {
-    // Fast path: plain digits, too few to overflow.
+    // Fast path: plain digits, too few to overflow. The loop has no branch;
+    // a non-digit byte adds up to 255 per place, which can overflow i64
+    // (and panic where overflow checks are on), so it wraps: the value is
+    // discarded unless every byte was a digit.
     if !field.is_empty() && field.len() <= 18 {
         let mut v: i64 = 0;
         let mut all_digits = true;
         for &c in field {
             let d = c.wrapping_sub(b'0');
             all_digits &= d < 10;
-            v = v * 10 + i64::from(d);
+            v = v.wrapping_mul(10).wrapping_add(i64::from(d));
         }
         if all_digits {
             return Ok(v);
@@ -1150,6 +1153,14 @@ impl MovieSink<'_> {
         let title = title.trim();
         if title.is_empty() {
             return Err((IssueKind::Malformed, "title is empty".into()));
+        }
+        // PostgreSQL text cannot hold NUL; refuse it here, with the line,
+        // rather than fail the whole load at COPY time.
+        if title.contains('\0') || genres.contains('\0') {
+            return Err((
+                IssueKind::Malformed,
+                "NUL byte in the title or genres".into(),
+            ));
         }
         let chars = title.chars().count();
         if chars > TITLE_MAX_CHARS {
@@ -1689,6 +1700,14 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_an_encoding_issue_on_its_line() {
+        // NUL is valid UTF-8 but PostgreSQL text cannot hold it.
+        let e = strict_movies_err(
+            b"movieId,title,genres\n1,Toy Story (1995),Comedy\n2,Heat\0 (1995),Drama\n",
+        );
+        check(&e, IssueKind::Malformed, 3, "movies.csv");
+        assert!(e.detail.contains("NUL"), "{}", e.detail);
+        let e = strict_movies_err(b"movieId,title,genres\n7,Heat (1995),Dra\0ma\n");
+        check(&e, IssueKind::Malformed, 2, "movies.csv");
         let e = strict_movies_err(
             b"movieId,title,genres\n1,Toy Story (1995),Comedy\n2,Caf\xe9 (2000),Drama\n",
         );
