@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Issue 6's "fill the buffer with 1,000,000 ratings through the API under
+# load while a retrain merges", at full size: tests/faults.rs's API test
+# (CI runs it with 60,000) with CINEMATCH_FAULTS_API_RATINGS=N.
+#
+#   scripts/bench/faults_1m.sh [N=1000000] [sqlite|postgres|both]
+#
+# `cinematch serve` (a child process, CINEMATCH_API_TOKEN set) takes
+# POST /api/ratings from 4 client threads on loopback, 1,000 ratings per
+# request, while `cinematch retrain` and `cinematch buffer merge` run one
+# after the other in a loop. Afterwards every accepted (201) rating must be
+# in exactly one of `ratings` (train) or `ratings_buffer`, with the values
+# sent. The test prints the figures (throughput, slowest request, merges).
+#
+# PostgreSQL is a throwaway cluster (scripts/pg-cluster.sh) with default
+# durability (fsync on); SQLite is a file in a temporary directory.
+# PROFILE=release builds with the release profile (slow to build); by
+# default the test profile CI uses.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-1000000}
+WHICH=${2:-both}
+source scripts/pg-cluster.sh
+trap pg_cluster_stop_all EXIT
+
+profile=()
+[ "${PROFILE:-}" = release ] && profile=(--release)
+
+tests=()
+case "$WHICH" in
+  sqlite) tests=(sqlite::api_ratings_under_load_survive_concurrent_merges) ;;
+  postgres) tests=(postgres::api_ratings_under_load_survive_concurrent_merges) ;;
+  both) tests=(sqlite::api_ratings_under_load_survive_concurrent_merges
+               postgres::api_ratings_under_load_survive_concurrent_merges) ;;
+  *) echo "usage: $0 [N] [sqlite|postgres|both]" >&2; exit 2 ;;
+esac
+
+echo "==> building"
+cargo test "${profile[@]}" --test faults --no-run --quiet
+
+if [ "$WHICH" != sqlite ]; then
+  echo "==> starting a throwaway PostgreSQL"
+  pg_cluster_start bench max_wal_size=4GB
+  export CINEMATCH_TEST_PG="$PG_URL_bench"
+fi
+
+export CINEMATCH_FAULTS_API_RATINGS="$N"
+for t in "${tests[@]}"; do
+  echo "==> $t with $N ratings"
+  start=$(date +%s)
+  cargo test "${profile[@]}" --quiet --test faults -- --exact "$t" --nocapture --test-threads=1
+  echo "    $(( $(date +%s) - start )) s including setup and verification"
+done
