@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Benchmark: the recommendation endpoint under load (issue 5).
+#
+#   scripts/bench/serve.sh [DURATION=30] [CONNECTIONS=16]
+#
+# Two scenarios, each on its own throwaway SQLite database:
+#
+#   ml-latest-small   ../shared/data/ml-latest-small, `train --algo svd
+#                     --factors 100` (default epochs). Bar: at least 5,000
+#                     requests/s with p99 under 5 ms and no errors.
+#   synthetic 62k     `data synth --movies 62000 --ratings 1000000 --users
+#                     6000`, `train --algo svd --factors 128 --epochs 5
+#                     --no-ranking`: few epochs, since serving cost depends
+#                     on the catalogue and the factor count, not on how well
+#                     the model fits. Bar: p99 under 20 ms.
+#
+# For each: load, train (the first model is the champion), start
+# `cinematch serve` on a free loopback port, wait for /readyz, warm up for
+# 5 s, then run `wrk` for DURATION seconds against
+# GET /api/users/{id}/recommendations?k=10, every request for a user drawn at
+# random from the users the model knows (those with train-split ratings). A
+# Lua `done` hook reports requests/s, p50, p90, p99, max, non-2xx responses
+# and socket errors; the server's own CPU time per request comes from
+# /proc. wrk runs with one thread: the load generator and the server share
+# the machine's cores (2 on CI), so wrk keeps to one and the server has the
+# rest; the figures therefore include wrk's CPU competing with the server.
+#
+# Needs wrk (Debian's package, installed with apt-get when missing and run as
+# root; otherwise an error says so), curl, and sqlite3 or python3 to list the
+# users. Environment: SERVE_BENCH_STRICT=1 exits 1 when a bar is missed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${1:-30}
+CONNECTIONS=${2:-16}
+WARMUP=5
+ROOT=$PWD
+DATA=$ROOT/../shared/data/ml-latest-small
+
+need_wrk() {
+  command -v wrk >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing wrk with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null ||
+      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
+  fi
+  command -v wrk >/dev/null || {
+    echo "error: wrk is not installed; install it (Debian: apt-get install wrk, as root) and run again" >&2
+    exit 1
+  }
+}
+need_wrk
+command -v curl >/dev/null || { echo "error: curl is needed to probe /readyz" >&2; exit 1; }
+[ -d "$DATA" ] || { echo "error: $DATA is missing (the shared MovieLens data)" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/cinematch-serve-bench.XXXXXX)
+SERVER_PID=
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "building the release binary"
+cargo build --release --quiet --bin cinematch
+BIN=$ROOT/target/release/cinematch
+
+# Users with train-split ratings, i.e. the users the model knows, one a line.
+known_users() {
+  local db=$1 out=$2 sql="SELECT DISTINCT userId FROM ratings WHERE data_split = 'train' ORDER BY 1"
+  if command -v sqlite3 >/dev/null; then
+    sqlite3 "$db" "$sql" >"$out"
+  elif command -v python3 >/dev/null; then
+    python3 -c 'import sqlite3, sys
+for (u,) in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print(u)' "$db" "$sql" >"$out"
+  else
+    echo "error: sqlite3 or python3 is needed to list the users" >&2
+    exit 1
+  fi
+}
+
+# A loopback port nothing listens on.
+free_port() {
+  local p
+  for _ in $(seq 100); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return
+    fi
+  done
+  echo "error: no free loopback port found" >&2
+  exit 1
+}
+
+cat >"$WORK/random_user.lua" <<'LUA'
+-- One random known user per request; the summary as one parsable line.
+local ids = {}
+for line in io.lines(os.getenv("BENCH_USERS")) do ids[#ids + 1] = line end
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/api/users/" .. ids[math.random(#ids)] .. "/recommendations?k=10")
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT requests=%d seconds=%.2f rps=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f non2xx=%d socket_errors=%d\n",
+    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, e.status, e.connect + e.read + e.write + e.timeout))
+end
+LUA
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+SUMMARY=()
+FAILED=0
+
+# run NAME DB_FILE MIN_RPS MAX_P99_MS
+run() {
+  local name=$1 db=$2 min_rps=$3 max_p99=$4
+  known_users "$db" "$WORK/users.txt"
+  local users port
+  users=$(wc -l <"$WORK/users.txt")
+  port=$(free_port)
+  CINEMATCH_LOG=warn "$BIN" -q --db "sqlite://$db" serve --addr "127.0.0.1:$port" >"$WORK/serve.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; echo "error: the server exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "error: the server never became ready" >&2; exit 1; }
+  local sample
+  sample=$(curl -sf "http://127.0.0.1:$port/api/users/$(head -1 "$WORK/users.txt")/recommendations?k=10")
+  grep -q '"strategy":"model"' <<<"$sample" || { echo "error: not a model answer: $sample" >&2; exit 1; }
+  local cmd=(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/random_user.lua" "http://127.0.0.1:$port")
+  echo
+  echo "== $name: $users known users, server pid $SERVER_PID on 127.0.0.1:$port"
+  echo "   warm-up ${WARMUP}s, then: BENCH_USERS=users.txt ${cmd[*]/#$WORK\//}"
+  BENCH_USERS=$WORK/users.txt wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/random_user.lua" \
+    "http://127.0.0.1:$port" >/dev/null
+  echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+  local t0 t1 out result
+  t0=$(cpu_ticks "$SERVER_PID")
+  out=$(BENCH_USERS=$WORK/users.txt "${cmd[@]}")
+  t1=$(cpu_ticks "$SERVER_PID")
+  result=$(grep '^RESULT' <<<"$out")
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+  local rps p50 p99 non2xx sockerr requests cpu_us verdict
+  rps=$(field rps "$result")
+  p50=$(field p50_ms "$result")
+  p99=$(field p99_ms "$result")
+  non2xx=$(field non2xx "$result")
+  sockerr=$(field socket_errors "$result")
+  requests=$(field requests "$result")
+  cpu_us=$(awk -v t=$((t1 - t0)) -v n="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", t / hz / n * 1e6 }')
+  echo "   $result"
+  echo "   server CPU: ${cpu_us} us per request"
+  verdict=pass
+  if [ "$min_rps" -gt 0 ] && awk -v a="$rps" -v b="$min_rps" 'BEGIN { exit !(a < b) }'; then verdict=FAIL; fi
+  if awk -v a="$p99" -v b="$max_p99" 'BEGIN { exit !(a >= b) }'; then verdict=FAIL; fi
+  if [ "$non2xx" != 0 ] || [ "$sockerr" != 0 ]; then verdict=FAIL; fi
+  [ "$verdict" = pass ] || FAILED=1
+  local bar="p99 < ${max_p99} ms, no errors"
+  [ "$min_rps" -gt 0 ] && bar=">= $min_rps req/s, $bar"
+  SUMMARY+=("$(printf '%-18s %9s %9s %9s %8s %8s %7s  %-34s %s' \
+    "$name" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$cpu_us" "$bar" "$verdict")")
+}
+
+echo "== ml-latest-small: load and train svd, 100 factors"
+"$BIN" -q --db "sqlite://$WORK/small.db" load "$DATA" >/dev/null
+"$BIN" -q --db "sqlite://$WORK/small.db" train --algo svd --factors 100 >/dev/null
+run "ml-latest-small" "$WORK/small.db" 5000 5
+
+echo
+echo "== synthetic: 62,000 movies, 1,000,000 ratings, 6,000 users; svd, 128 factors, 5 epochs"
+"$BIN" -q data synth --out "$WORK/synth" --movies 62000 --ratings 1000000 --users 6000 >/dev/null
+"$BIN" -q --db "sqlite://$WORK/synth.db" load "$WORK/synth" >/dev/null
+"$BIN" -q --db "sqlite://$WORK/synth.db" train --algo svd --factors 128 --epochs 5 --no-ranking >/dev/null
+run "synthetic 62k/128" "$WORK/synth.db" 0 20
+
+echo
+echo "GET /api/users/{random known user}/recommendations?k=10, wrk 1 thread, $CONNECTIONS connections, ${DURATION}s"
+echo "(wrk and the server share the same $(nproc) cores; $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
+printf '%-18s %9s %9s %9s %8s %8s %7s  %-34s %s\n' scenario "req/s" "p50 ms" "p99 ms" non-2xx "sock err" "CPU us" bar verdict
+for line in "${SUMMARY[@]}"; do echo "$line"; done
+if [ "$FAILED" = 1 ] && [ "${SERVE_BENCH_STRICT:-0}" = 1 ]; then
+  exit 1
+fi
