@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg-cluster.sh
-trap pg_cluster_stop_all EXIT
+source scripts/mlflow-server.sh
+trap 'mlflow_server_stop; pg_cluster_stop_all' EXIT
 
 # Tools the tests drive for real: python3 (the Airflow DAG import test) and
 # Debian's chromium (the dashboard test in a headless browser).
@@ -30,6 +31,38 @@ pg_cluster_start main fsync=off synchronous_commit=off full_page_writes=off
 export CINEMATCH_TEST_PG="$PG_URL_main"
 echo "    $CINEMATCH_TEST_PG"
 
+# TLS: a second cluster with ssl=on, certificates from a CA generated now
+# (server certificate for DNS:localhost only) and password logins, for
+# tests/tls.rs and tests/roles.rs; the main cluster above has no TLS.
+echo "==> starting a throwaway PostgreSQL with TLS (self-signed test CA)"
+pg_cluster_start_tls tls fsync=off synchronous_commit=off full_page_writes=off
+export CINEMATCH_TEST_PG_TLS="$PG_URL_tls" # postgres://postgres:PASSWORD@localhost:PORT/postgres
+export CINEMATCH_TEST_CA="$PG_TLS_CA_tls" CINEMATCH_TEST_WRONG_CA="$PG_TLS_WRONG_CA_tls"
+export CINEMATCH_TEST_CLIENT_CERT="$PG_TLS_CLIENT_CERT_tls" CINEMATCH_TEST_CLIENT_KEY="$PG_TLS_CLIENT_KEY_tls"
+echo "    $(sed -E 's#(//[^:/@]*:)[^@]*@#\1***@#' <<<"$CINEMATCH_TEST_PG_TLS") (CA $CINEMATCH_TEST_CA)"
+
+# Faults: tests/faults.rs stops and restarts this cluster under a running
+# pipeline cycle, so it gets one of its own. As root pg_ctl must run as the
+# cluster owner, like every pg-cluster.sh command.
+echo "==> starting a throwaway PostgreSQL for the fault tests"
+pg_cluster_start faults fsync=off synchronous_commit=off full_page_writes=off
+faults_dir=${PG_CLUSTER_DIRS[${#PG_CLUSTER_DIRS[@]}-1]}
+faults_ctl="$(pg_bindir)/pg_ctl -D $faults_dir/data -l $faults_dir/server.log -w -t 60"
+[ "$(id -u)" -eq 0 ] && faults_ctl="runuser -u $PG_CLUSTER_USER -- $faults_ctl"
+export CINEMATCH_TEST_PG_FAULTS_URL="$PG_URL_faults"
+export CINEMATCH_TEST_PG_FAULTS_STOP="$faults_ctl -m fast stop"
+export CINEMATCH_TEST_PG_FAULTS_START="$faults_ctl restart" # restart reuses the start options
+echo "    $CINEMATCH_TEST_PG_FAULTS_URL"
+
+# MLflow: a real tracking server on loopback for tests/mlflow.rs, pip-installed
+# once into target/mlflow-venv. It starts in the background and is awaited
+# just before the tests. Tests get it as MLFLOW_TEST_URI only: a developer's
+# own MLFLOW_TRACKING_URI must never receive test runs.
+unset MLFLOW_TRACKING_URI MLFLOW_EXPERIMENT_NAME MLFLOW_TRACKING_TOKEN \
+  MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD MLFLOW_TRACKING_SERVER_CERT_PATH
+echo "==> starting a throwaway MLflow tracking server"
+mlflow_server_start
+
 if cargo fmt --version >/dev/null 2>&1; then
   echo "==> cargo fmt --check"
   cargo fmt --all -- --check
@@ -38,6 +71,10 @@ if cargo clippy --version >/dev/null 2>&1; then
   echo "==> cargo clippy"
   cargo clippy --all-targets --quiet -- -D warnings
 fi
+
+mlflow_server_wait
+export MLFLOW_TEST_URI="$MLFLOW_SERVER_URI"
+echo "==> MLflow at $MLFLOW_TEST_URI"
 
 echo "==> cargo test"
 cargo test --lib --bins --tests "$@"

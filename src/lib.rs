@@ -15,6 +15,7 @@ pub mod data;
 pub mod drift;
 pub mod error;
 pub mod eval;
+pub mod failpoint;
 pub mod models;
 pub mod pipeline;
 pub mod progress;
@@ -22,6 +23,7 @@ pub mod recommend;
 pub mod registry;
 pub mod server;
 pub mod store;
+pub mod tracking;
 pub mod types;
 
 pub use error::{Error, Result};

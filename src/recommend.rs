@@ -4,7 +4,22 @@
 //! [`Recommender`] holds everything a request needs in memory (the model,
 //! the catalogue, the popularity ranking), so the CLI builds one per command
 //! and the server keeps one and swaps it when the champion changes.
+//!
+//! **The serving scan.** Ranking a known user scores every movie, which
+//! streams the whole movie-factor matrix through the CPU per request; that
+//! read is most of what a request costs. On CPUs with AVX2, FMA and F16C the
+//! [`Recommender`] keeps a compact copy of the movie factors (half
+//! precision, or 8-bit integers with a scale per movie for catalogues whose
+//! scan is limited by memory bandwidth), scores every movie approximately
+//! from it with a proven per-movie error bound, and re-scores exactly, with
+//! the model's own f32 arithmetic, only the movies whose bounds reach the
+//! k-th best lower bound. The answer is therefore exactly
+//! [`FactorModel::top_k`]'s (same scores, same order, same tie-breaks),
+//! which the tests check on random models in both formats. Other CPUs use
+//! `top_k` itself. Buffers are per thread and reused, so a request
+//! allocates only its answer.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -77,6 +92,14 @@ pub struct Recommender {
     movies: HashMap<i32, Movie>,
     /// Movie ids by damped mean, best first, with the damped mean.
     popular: Vec<(i32, f64)>,
+    /// Genres of the model's movies, by dense movie index.
+    genres: GenreIndex,
+    /// The compact copy of the movie factors the serving scan reads, when
+    /// the CPU has the kernels.
+    approx: Option<scan::ApproxFactors>,
+    /// Dense model index by movie id, for excluding rated movies without
+    /// hashing; empty when ids are too sparse for a table.
+    index_by_id: Vec<u32>,
 }
 
 impl Recommender {
@@ -94,12 +117,26 @@ impl Recommender {
         movies: Vec<Movie>,
         stats: &[MovieStats],
     ) -> Recommender {
+        let movies: HashMap<i32, Movie> = movies.into_iter().map(|m| (m.movie_id, m)).collect();
         Recommender {
+            genres: GenreIndex::new(&model, &movies),
+            approx: scan::ApproxFactors::new(&model),
+            index_by_id: index_table(model.movie_ids()),
             model_version,
             model: Arc::new(model),
-            movies: movies.into_iter().map(|m| (m.movie_id, m)).collect(),
+            movies,
             popular: popularity(stats),
         }
+    }
+
+    /// How the serving scan stores the movie factors (see the module
+    /// docs): `"f16"`, `"int8"`, or `None` when requests use
+    /// [`FactorModel::top_k`] directly.
+    pub fn scan_format(&self) -> Option<&'static str> {
+        self.approx.as_ref().map(|a| match a.format() {
+            scan::Format::F16 => "f16",
+            scan::Format::I8 => "int8",
+        })
     }
 
     pub fn movie(&self, movie_id: i32) -> Option<&Movie> {
@@ -133,6 +170,28 @@ impl Recommender {
         genre: Option<&str>,
         rated: &HashSet<i32>,
     ) -> Result<Recommendations> {
+        let rated: Vec<i32> = rated.iter().copied().collect();
+        let (strategy, top) = self.recommend_ids(user_id, k, genre, &[&rated])?;
+        Ok(Recommendations {
+            user_id,
+            strategy,
+            model_version: self.model_version.clone(),
+            items: top.into_iter().map(|(id, s)| self.item(id, s)).collect(),
+        })
+    }
+
+    /// [`Recommender::recommend`] as ids and scores (predicted rating, or
+    /// damped mean for the cold-start list), best first, without copying
+    /// titles: the server's hot path. `rated` lists the user's rated movies
+    /// in any number of slices (the server's snapshot and what arrived
+    /// since); duplicates and unknown ids are fine.
+    pub fn recommend_ids(
+        &self,
+        user_id: i32,
+        k: usize,
+        genre: Option<&str>,
+        rated: &[&[i32]],
+    ) -> Result<(Strategy, Vec<(i32, f32)>)> {
         check_k(k)?;
         if user_id <= 0 {
             return Err(Error::InvalidArgument(format!(
@@ -140,6 +199,9 @@ impl Recommender {
             )));
         }
         let genre = genre.map(str::trim).filter(|g| !g.is_empty());
+        if let Some(u) = self.model.user_index(user_id) {
+            return Ok((Strategy::Model, self.top_for_user(u, k, genre, rated)));
+        }
         let in_genre = |id: i32| match genre {
             None => true,
             Some(g) => self
@@ -147,42 +209,105 @@ impl Recommender {
                 .get(&id)
                 .is_some_and(|m| m.genre_list().any(|x| x.eq_ignore_ascii_case(g))),
         };
-        if self.model.knows_user(user_id) {
-            let exclude: Vec<i32> = match genre {
-                None => rated.iter().copied().collect(),
-                Some(_) => self
-                    .model
-                    .movie_ids()
-                    .iter()
-                    .copied()
-                    .filter(|id| rated.contains(id) || !in_genre(*id))
-                    .collect(),
-            };
-            let items = self
-                .model
-                .top_k(user_id, k, &exclude)
-                .into_iter()
-                .map(|(id, score)| self.item(id, score))
-                .collect();
-            return Ok(Recommendations {
-                user_id,
-                strategy: Strategy::Model,
-                model_version: self.model_version.clone(),
-                items,
-            });
-        }
+        let many = rated.iter().map(|r| r.len()).sum::<usize>() > 32;
+        let set: HashSet<i32> = if many {
+            rated.iter().flat_map(|r| r.iter().copied()).collect()
+        } else {
+            HashSet::new()
+        };
+        let is_rated = |id: i32| {
+            if many {
+                set.contains(&id)
+            } else {
+                rated.iter().any(|r| r.contains(&id))
+            }
+        };
         let items = self
             .popular
             .iter()
-            .filter(|(id, _)| !rated.contains(id) && in_genre(*id))
+            .filter(|&&(id, _)| !is_rated(id) && in_genre(id))
             .take(k)
-            .map(|&(id, score)| self.item(id, score as f32))
+            .map(|&(id, score)| (id, score as f32))
             .collect();
-        Ok(Recommendations {
-            user_id,
-            strategy: Strategy::Popular,
-            model_version: self.model_version.clone(),
-            items,
+        Ok((Strategy::Popular, items))
+    }
+
+    /// The model's top `k` for the user at dense index `u`: exactly
+    /// [`FactorModel::top_k`] with the rated movies and, with a genre, every
+    /// movie outside it excluded.
+    fn top_for_user(
+        &self,
+        u: usize,
+        k: usize,
+        genre: Option<&str>,
+        rated: &[&[i32]],
+    ) -> Vec<(i32, f32)> {
+        let model = &*self.model;
+        let Some(approx) = &self.approx else {
+            // The portable path: top_k with an explicit exclusion list.
+            let mut exclude: Vec<i32> = rated.iter().flat_map(|r| r.iter().copied()).collect();
+            if let Some(g) = genre {
+                let allowed = self.genres.allowed(g, model, &self.movies);
+                exclude.extend(
+                    model
+                        .movie_ids()
+                        .iter()
+                        .zip(&allowed)
+                        .filter(|(_, ok)| !**ok)
+                        .map(|(id, _)| *id),
+                );
+            }
+            return model.top_k(model.user_ids()[u], k, &exclude);
+        };
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let Scratch {
+                scores,
+                heap,
+                candidates,
+            } = &mut *scratch;
+            let slack = approx.lower_bounds(model, u, scores);
+            for &id in rated.iter().flat_map(|r| r.iter()) {
+                let m = match usize::try_from(id)
+                    .ok()
+                    .and_then(|i| self.index_by_id.get(i))
+                {
+                    Some(&m) if m != u32::MAX => Some(m as usize),
+                    Some(_) => None,
+                    None if self.index_by_id.is_empty() => model.movie_index(id),
+                    None => None,
+                };
+                if let Some(m) = m {
+                    scores[m] = f32::NEG_INFINITY;
+                }
+            }
+            if let Some(g) = genre {
+                self.genres.exclude_others(g, model, &self.movies, scores);
+            }
+            // L, the k-th largest lower bound: k movies score at least L.
+            scan::select_top(scores, k, heap);
+            let cut = match heap.peek() {
+                Some(worst) if heap.len() == k => worst.0.score,
+                // Fewer than k movies left: every one of them is an answer.
+                _ => f32::MIN,
+            };
+            candidates.clear();
+            approx.collect_candidates(scores, slack, cut, candidates);
+            let user_id = model.user_ids()[u];
+            let ids = model.movie_ids();
+            let mut exact: Vec<scan::Cand> = candidates
+                .iter()
+                .map(|&m| scan::Cand {
+                    score: model.predict_unclipped(user_id, ids[m as usize]),
+                    idx: m,
+                })
+                .collect();
+            exact.sort_unstable_by(|a, b| b.cmp(a));
+            exact.truncate(k);
+            exact
+                .into_iter()
+                .map(|c| (ids[c.idx as usize], clip_rating(c.score)))
+                .collect()
         })
     }
 
@@ -235,6 +360,131 @@ impl Recommender {
     }
 }
 
+/// `table[id]` = dense index of movie `id` (`u32::MAX` for none), when the
+/// largest id is at most 8 per movie or 2²⁰ (MovieLens ids: a few hundred
+/// KB); empty otherwise, and lookups hash instead.
+fn index_table(movie_ids: &[i32]) -> Vec<u32> {
+    let Some(&max) = movie_ids.last() else {
+        return Vec::new();
+    };
+    let len = usize::try_from(max).map_or(usize::MAX, |m| m + 1);
+    if movie_ids[0] < 0 || len > (8 * movie_ids.len()).max(1 << 20) {
+        return Vec::new();
+    }
+    let mut table = vec![u32::MAX; len];
+    for (i, &id) in movie_ids.iter().enumerate() {
+        table[id as usize] = i as u32;
+    }
+    table
+}
+
+/// The clipping [`FactorModel::predict`] applies to what it reports.
+fn clip_rating(x: f32) -> f32 {
+    x.clamp(crate::models::MIN_RATING, crate::models::MAX_RATING)
+}
+
+/// Per-thread buffers of the serving scan, reused by every request the
+/// thread answers (the server's worker threads, or the CLI's one).
+#[derive(Default)]
+struct Scratch {
+    /// One lower bound per model movie.
+    scores: Vec<f32>,
+    /// The running top k of the lower bounds.
+    heap: scan::TopHeap,
+    /// Dense indices of the movies to re-score exactly.
+    candidates: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Each model movie's genres as bits, for genre-filtered recommendations
+/// without string comparisons per movie.
+struct GenreIndex {
+    /// Distinct genres of the model's movies, as spelled in the catalogue
+    /// (at most 64; `bits` is empty when there are more).
+    names: Vec<String>,
+    /// By dense movie index: bit `i` set when the movie has `names[i]`.
+    bits: Vec<u64>,
+}
+
+impl GenreIndex {
+    fn new(model: &FactorModel, movies: &HashMap<i32, Movie>) -> GenreIndex {
+        let mut names: Vec<String> = Vec::new();
+        let mut bits = Vec::with_capacity(model.n_movies());
+        for id in model.movie_ids() {
+            let mut b = 0u64;
+            for g in movies.get(id).into_iter().flat_map(Movie::genre_list) {
+                let i = match names.iter().position(|n| n.eq_ignore_ascii_case(g)) {
+                    Some(i) => i,
+                    None => {
+                        names.push(g.to_string());
+                        names.len() - 1
+                    }
+                };
+                if i < 64 {
+                    b |= 1 << i;
+                }
+            }
+            bits.push(b);
+        }
+        if names.len() > 64 {
+            bits.clear();
+        }
+        GenreIndex { names, bits }
+    }
+
+    /// Whether each model movie (by dense index) has genre `g`, any case.
+    fn allowed(&self, g: &str, model: &FactorModel, movies: &HashMap<i32, Movie>) -> Vec<bool> {
+        if !self.bits.is_empty() {
+            let bit = self
+                .names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(g))
+                .map_or(0, |i| 1u64 << i);
+            return self.bits.iter().map(|b| b & bit != 0).collect();
+        }
+        model
+            .movie_ids()
+            .iter()
+            .map(|id| {
+                movies
+                    .get(id)
+                    .is_some_and(|m| m.genre_list().any(|x| x.eq_ignore_ascii_case(g)))
+            })
+            .collect()
+    }
+
+    /// Sets the score of every movie outside genre `g` to −∞.
+    fn exclude_others(
+        &self,
+        g: &str,
+        model: &FactorModel,
+        movies: &HashMap<i32, Movie>,
+        scores: &mut [f32],
+    ) {
+        if self.bits.is_empty() {
+            for (s, ok) in scores.iter_mut().zip(self.allowed(g, model, movies)) {
+                if !ok {
+                    *s = f32::NEG_INFINITY;
+                }
+            }
+            return;
+        }
+        let bit = self
+            .names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(g))
+            .map_or(0, |i| 1u64 << i);
+        for (s, b) in scores.iter_mut().zip(&self.bits) {
+            if b & bit == 0 {
+                *s = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
 fn check_k(k: usize) -> Result<()> {
     if k == 0 || k > MAX_K {
         return Err(Error::InvalidArgument(format!(
@@ -267,9 +517,854 @@ pub fn popularity(stats: &[MovieStats]) -> Vec<(i32, f64)> {
     ranked
 }
 
+/// The approximate serving scan and its exact re-ranking bounds.
+mod scan {
+    use std::cmp::{Ordering, Reverse};
+    use std::collections::BinaryHeap;
+
+    use crate::models::FactorModel;
+
+    /// A scored movie; greater is better: higher score, then lower dense
+    /// index (= lower movie id), as [`FactorModel::top_k`] ranks.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Cand {
+        pub score: f32,
+        pub idx: u32,
+    }
+
+    impl Ord for Cand {
+        fn cmp(&self, o: &Self) -> Ordering {
+            self.score
+                .total_cmp(&o.score)
+                .then_with(|| o.idx.cmp(&self.idx))
+        }
+    }
+    impl PartialOrd for Cand {
+        fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl PartialEq for Cand {
+        fn eq(&self, o: &Self) -> bool {
+            self.cmp(o) == Ordering::Equal
+        }
+    }
+    impl Eq for Cand {}
+
+    /// The running top k: a min-heap, so the worst kept is on top.
+    pub(super) type TopHeap = BinaryHeap<Reverse<Cand>>;
+
+    /// How the movie factors are stored for the scan.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Format {
+        /// IEEE half precision: 2 bytes a factor, relative error ≤ 2⁻¹¹.
+        F16,
+        /// 8-bit integers with one scale per movie: 1 byte a factor.
+        I8,
+    }
+
+    /// Above this many factors in all (8 MB as f32) the scan is limited by
+    /// memory bandwidth rather than arithmetic, and int8 codes, half the
+    /// bytes of f16 at a little more arithmetic, are faster; below it f16's
+    /// cheaper conversion wins and its smaller error leaves fewer movies to
+    /// re-score.
+    const I8_FROM_VALUES: usize = 1 << 21;
+
+    /// Rows of more factors than this would loosen the rounding terms of
+    /// the bound (they assume `(k + 3) · 2⁻²⁴ ≤ 2⁻¹²`); such models use `top_k`.
+    const MAX_FACTORS: usize = 4000;
+
+    enum Codes {
+        F16(Vec<u16>),
+        I8 { codes: Vec<i8>, scale: Vec<f32> },
+    }
+
+    /// The movie factors in a compact approximate form, in blocks of 8
+    /// movies stored factor by factor (`[f][movie]`), so one FMA scores 8
+    /// movies and no horizontal sums are needed; the last block is padded
+    /// with zero movies. Only built when the CPU has AVX2, FMA and F16C, so
+    /// holding one proves the kernels below may run.
+    ///
+    /// **The bound.** For movie i, with `δ_i` the difference between its
+    /// f32 factors and their approximation and `s_i` what
+    /// [`FactorModel::score_all`] / [`FactorModel::predict_unclipped`]
+    /// compute, the approximate score `a_i` satisfies
+    /// `|a_i − s_i| ≤ ‖p‖₂ e_i + c` with `e_i = ‖δ_i‖₂ (1 + 2⁻¹⁰) + 2⁻⁹ ‖q_i‖₂`
+    /// and `c = 2⁻²⁰ (‖p‖₁ + |μ + b_u| + max|b_i| + 1)`:
+    ///
+    /// * `|p · δ_i| ≤ ‖p‖₂ ‖δ_i‖₂` (Cauchy–Schwarz), where `‖δ_i‖` is
+    ///   measured exactly when the codes are made (f16 rounding, subnormals
+    ///   included, or int8 rounding);
+    /// * either f32 dot product (any order, with or without FMA, plus the
+    ///   int8 scale's one product) is off the real one by at most
+    ///   `γ_{k+3} Σ|p q| ≤ 2⁻¹² ‖p‖₂ (‖q_i‖₂ + ‖δ_i‖₂)`, so both together
+    ///   under the `2⁻⁹` and `2⁻¹⁰` terms, which leave room to spare;
+    /// * both add their dot product to the same `(μ + b_u) + b_i`, so the
+    ///   last roundings differ by at most `2⁻²³ (|μ + b_u| + |b_i| + |dot|)`,
+    ///   inside `c` and the spare room, as are the roundings of the bounds'
+    ///   own arithmetic.
+    ///
+    /// The scan writes the lower bounds `a_i − (‖p‖ e_i + c)`; the k-th
+    /// largest of them, L, is below the exact scores of k movies, so a
+    /// movie whose upper bound is under L cannot make the top k, and only
+    /// the others are re-scored exactly.
+    pub(super) struct ApproxFactors {
+        n: usize,
+        k: usize,
+        codes: Codes,
+        /// Item biases, zero-padded to whole blocks.
+        bias: Vec<f32>,
+        /// `e_i` of the bound, zero-padded.
+        err: Vec<f32>,
+        /// Largest |item bias|.
+        bias_max: f64,
+    }
+
+    /// What the collect step needs of one scan: `‖p‖₂` and `c`.
+    #[derive(Clone, Copy)]
+    pub(super) struct Slack {
+        norm: f32,
+        c: f32,
+    }
+
+    impl ApproxFactors {
+        /// The format that suits the model's size, or `None` when the CPU
+        /// lacks the kernels or the model cannot be approximated safely.
+        pub fn new(model: &FactorModel) -> Option<ApproxFactors> {
+            let format = if model.q().len() >= I8_FROM_VALUES {
+                Format::I8
+            } else {
+                Format::F16
+            };
+            ApproxFactors::with_format(model, format)
+        }
+
+        pub fn with_format(model: &FactorModel, format: Format) -> Option<ApproxFactors> {
+            let (n, k) = (model.n_movies(), model.k());
+            if k == 0 || k > MAX_FACTORS || n == 0 || !cpu_has_kernels() {
+                return None;
+            }
+            // Beyond f16's range (65504) a factor would become infinite.
+            if format == Format::F16 && model.q().iter().any(|x| x.abs() >= 65_000.0) {
+                return None;
+            }
+            let q = model.q();
+            let padded = n.div_ceil(8) * 8;
+            let mut err = vec![0f32; padded];
+            // Per movie: its approximation, and ‖δ‖ and ‖q‖ in f64.
+            let mut approx = vec![0f32; k];
+            let mut codes = match format {
+                Format::F16 => Codes::F16(vec![0u16; padded * k]),
+                Format::I8 => Codes::I8 {
+                    codes: vec![0i8; padded * k],
+                    scale: vec![0f32; padded],
+                },
+            };
+            let mut halves = vec![0u16; k.div_ceil(8) * 8];
+            let mut padded_row = vec![0f32; halves.len()];
+            for m in 0..n {
+                let row = &q[m * k..(m + 1) * k];
+                let (b, j) = (m / 8, m % 8);
+                match &mut codes {
+                    Codes::F16(blocks) => {
+                        padded_row[..k].copy_from_slice(row);
+                        // SAFETY: the CPU has F16C (checked above); both
+                        // buffers are a multiple of 8 long.
+                        unsafe { x86::to_half(&padded_row, &mut halves) };
+                        for f in 0..k {
+                            blocks[b * 8 * k + 8 * f + j] = halves[f];
+                        }
+                        // SAFETY: as above.
+                        unsafe { x86::from_half(&halves, &mut padded_row) };
+                        approx.copy_from_slice(&padded_row[..k]);
+                    }
+                    Codes::I8 { codes, scale } => {
+                        let max = row.iter().fold(0f32, |a, x| a.max(x.abs()));
+                        let s = max / 127.0;
+                        scale[m] = s;
+                        for f in 0..k {
+                            let c = if s > 0.0 {
+                                (row[f] / s).round().clamp(-127.0, 127.0) as i8
+                            } else {
+                                0
+                            };
+                            codes[b * 8 * k + 8 * f + j] = c;
+                            approx[f] = s * f32::from(c);
+                        }
+                    }
+                }
+                let (mut d2, mut q2) = (0f64, 0f64);
+                for (&x, &y) in row.iter().zip(&approx) {
+                    let d = f64::from(x) - f64::from(y);
+                    d2 += d * d;
+                    q2 += f64::from(x) * f64::from(x);
+                }
+                let e = d2.sqrt() * (1.0 + 2f64.powi(-10)) + 2f64.powi(-9) * q2.sqrt();
+                err[m] = f32_at_least(e);
+                if !err[m].is_finite() {
+                    return None;
+                }
+            }
+            let mut bias = model.item_bias().to_vec();
+            bias.resize(padded, 0.0);
+            let bias_max = bias.iter().map(|b| f64::from(b.abs())).fold(0.0, f64::max);
+            Some(ApproxFactors {
+                n,
+                k,
+                codes,
+                bias,
+                err,
+                bias_max,
+            })
+        }
+
+        pub fn format(&self) -> Format {
+            match self.codes {
+                Codes::F16(_) => Format::F16,
+                Codes::I8 { .. } => Format::I8,
+            }
+        }
+
+        /// Lower bounds of the exact scores of every movie for the user at
+        /// dense index `u`, into `scores` (one per movie; see the type's
+        /// docs); returns what [`collect_candidates`] needs to make the
+        /// upper bounds.
+        pub fn lower_bounds(&self, model: &FactorModel, u: usize, scores: &mut Vec<f32>) -> Slack {
+            let k = self.k;
+            let p = &model.p()[u * k..(u + 1) * k];
+            let base = model.global_mean() + model.user_bias()[u];
+            let l2 = p
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt();
+            let l1 = p.iter().map(|&x| f64::from(x.abs())).sum::<f64>();
+            let slack = Slack {
+                norm: f32_at_least(l2 * (1.0 + 2f64.powi(-20))),
+                c: f32_at_least(
+                    2f64.powi(-20) * (l1 + f64::from(base.abs()) + self.bias_max + 1.0),
+                ),
+            };
+            scores.clear();
+            scores.resize(self.bias.len(), 0.0);
+            // SAFETY: `self` exists only on CPUs with AVX2, FMA and F16C; the
+            // lengths agree by construction (asserted inside).
+            unsafe {
+                match &self.codes {
+                    Codes::F16(blocks) => {
+                        x86::scan_f16(p, blocks, base, &self.bias, &self.err, slack, scores)
+                    }
+                    Codes::I8 { codes, scale } => {
+                        x86::scan_i8(p, codes, scale, base, &self.bias, &self.err, slack, scores)
+                    }
+                }
+            };
+            scores.truncate(self.n);
+            slack
+        }
+
+        /// Appends the index of every movie whose upper bound
+        /// `lower + 2 (‖p‖ e_i + c)` reaches `cut` (never one at −∞).
+        pub fn collect_candidates(
+            &self,
+            lower: &[f32],
+            slack: Slack,
+            cut: f32,
+            out: &mut Vec<u32>,
+        ) {
+            // SAFETY: as in `lower_bounds`; `err` covers every movie.
+            unsafe { x86::collect(lower, &self.err[..lower.len()], slack, cut, out) }
+        }
+    }
+
+    /// The smallest f32 not below `x`.
+    fn f32_at_least(x: f64) -> f32 {
+        let f = x as f32;
+        if f64::from(f) < x {
+            f.next_up()
+        } else {
+            f
+        }
+    }
+
+    /// Fills `heap` with the `k` best finite scores (fewer if there are not
+    /// that many).
+    pub(super) fn select_top(scores: &[f32], k: usize, heap: &mut TopHeap) {
+        heap.clear();
+        // SAFETY: only called with an `ApproxFactors`, i.e. on an AVX2 CPU.
+        unsafe { x86::select_top(scores, k, heap) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn cpu_has_kernels() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn cpu_has_kernels() -> bool {
+        false
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use std::arch::x86_64::*;
+        use std::cmp::Reverse;
+
+        use super::{Cand, Slack, TopHeap};
+
+        /// Rounds `src` to half precision (to nearest, ties to even).
+        #[target_feature(enable = "avx,f16c")]
+        pub unsafe fn to_half(src: &[f32], dst: &mut [u16]) {
+            assert!(src.len() == dst.len() && src.len().is_multiple_of(8));
+            for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
+                // SAFETY: 8 floats in, 8 halves out, unaligned accesses.
+                unsafe {
+                    let h =
+                        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.as_ptr()));
+                    _mm_storeu_si128(d.as_mut_ptr().cast(), h);
+                }
+            }
+        }
+
+        /// The f32 values of half-precision `src` (exact).
+        #[target_feature(enable = "avx,f16c")]
+        pub unsafe fn from_half(src: &[u16], dst: &mut [f32]) {
+            assert!(src.len() == dst.len() && src.len().is_multiple_of(8));
+            for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
+                // SAFETY: 8 halves in, 8 floats out, unaligned accesses.
+                unsafe {
+                    let v = _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast()));
+                    _mm256_storeu_ps(d.as_mut_ptr(), v);
+                }
+            }
+        }
+
+        /// Writes the lower bounds of 8 movies of block `b`: `(base +
+        /// bias) + dot − (‖p‖ e + c)`.
+        #[inline(always)]
+        unsafe fn finish(
+            b: usize,
+            dot: __m256,
+            base: f32,
+            bias: &[f32],
+            err: &[f32],
+            slack: Slack,
+            out: &mut [f32],
+        ) {
+            // SAFETY: the callers pass b < len / 8 for all three slices,
+            // which have the same length; the caller has AVX2 and FMA.
+            unsafe {
+                let t = _mm256_add_ps(
+                    _mm256_set1_ps(base),
+                    _mm256_loadu_ps(bias.as_ptr().add(8 * b)),
+                );
+                let margin = _mm256_fmadd_ps(
+                    _mm256_set1_ps(slack.norm),
+                    _mm256_loadu_ps(err.as_ptr().add(8 * b)),
+                    _mm256_set1_ps(slack.c),
+                );
+                _mm256_storeu_ps(
+                    out.as_mut_ptr().add(8 * b),
+                    _mm256_sub_ps(_mm256_add_ps(t, dot), margin),
+                );
+            }
+        }
+
+        /// Lower bounds over f16 blocks: four blocks (32 movies) at a time
+        /// with two accumulators each, so eight independent FMA chains hide
+        /// the FMA latency and every broadcast user factor serves 32 movies.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[allow(clippy::needless_range_loop)] // `r` picks a block and its accumulators
+        pub unsafe fn scan_f16(
+            p: &[f32],
+            blocks: &[u16],
+            base: f32,
+            bias: &[f32],
+            err: &[f32],
+            slack: Slack,
+            out: &mut [f32],
+        ) {
+            let k = p.len();
+            let n = out.len();
+            assert!(k > 0 && n.is_multiple_of(8) && bias.len() == n && err.len() == n);
+            assert!(blocks.len() == n * k);
+            let (nb, stride, pp) = (n / 8, 8 * k, p.as_ptr());
+            // SAFETY (all pointer arithmetic below): factor f of block b is
+            // the 8 codes at b·stride + 8f, with b < nb and f < k.
+            unsafe {
+                let code = |b: usize, f: usize| {
+                    _mm256_cvtph_ps(_mm_loadu_si128(
+                        blocks.as_ptr().add(b * stride + 8 * f).cast(),
+                    ))
+                };
+                let mut b = 0;
+                while b + 4 <= nb {
+                    let mut a = [_mm256_setzero_ps(); 4];
+                    let mut c = [_mm256_setzero_ps(); 4];
+                    let mut f = 0;
+                    while f + 2 <= k {
+                        let x0 = _mm256_broadcast_ss(&*pp.add(f));
+                        let x1 = _mm256_broadcast_ss(&*pp.add(f + 1));
+                        for r in 0..4 {
+                            a[r] = _mm256_fmadd_ps(x0, code(b + r, f), a[r]);
+                            c[r] = _mm256_fmadd_ps(x1, code(b + r, f + 1), c[r]);
+                        }
+                        f += 2;
+                    }
+                    if f < k {
+                        let x0 = _mm256_broadcast_ss(&*pp.add(f));
+                        for r in 0..4 {
+                            a[r] = _mm256_fmadd_ps(x0, code(b + r, f), a[r]);
+                        }
+                    }
+                    for r in 0..4 {
+                        finish(
+                            b + r,
+                            _mm256_add_ps(a[r], c[r]),
+                            base,
+                            bias,
+                            err,
+                            slack,
+                            out,
+                        );
+                    }
+                    b += 4;
+                }
+                while b < nb {
+                    let mut a = _mm256_setzero_ps();
+                    for f in 0..k {
+                        a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*pp.add(f)), code(b, f), a);
+                    }
+                    finish(b, a, base, bias, err, slack, out);
+                    b += 1;
+                }
+            }
+        }
+
+        /// Lower bounds over int8 blocks, as [`scan_f16`]; each movie's
+        /// sum is multiplied by its scale at the end.
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+        pub unsafe fn scan_i8(
+            p: &[f32],
+            codes: &[i8],
+            scale: &[f32],
+            base: f32,
+            bias: &[f32],
+            err: &[f32],
+            slack: Slack,
+            out: &mut [f32],
+        ) {
+            let k = p.len();
+            let n = out.len();
+            assert!(k > 0 && n.is_multiple_of(8) && bias.len() == n && err.len() == n);
+            assert!(codes.len() == n * k && scale.len() == n);
+            let (nb, stride, pp) = (n / 8, 8 * k, p.as_ptr());
+            // SAFETY: as in `scan_f16`, with 8 one-byte codes per factor.
+            unsafe {
+                let code = |b: usize, f: usize| {
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        codes.as_ptr().add(b * stride + 8 * f).cast(),
+                    )))
+                };
+                let scaled = |b: usize, dot: __m256| {
+                    _mm256_mul_ps(_mm256_loadu_ps(scale.as_ptr().add(8 * b)), dot)
+                };
+                let mut b = 0;
+                while b + 4 <= nb {
+                    let mut a = [_mm256_setzero_ps(); 4];
+                    let mut c = [_mm256_setzero_ps(); 4];
+                    let mut f = 0;
+                    while f + 2 <= k {
+                        let x0 = _mm256_broadcast_ss(&*pp.add(f));
+                        let x1 = _mm256_broadcast_ss(&*pp.add(f + 1));
+                        for r in 0..4 {
+                            a[r] = _mm256_fmadd_ps(x0, code(b + r, f), a[r]);
+                            c[r] = _mm256_fmadd_ps(x1, code(b + r, f + 1), c[r]);
+                        }
+                        f += 2;
+                    }
+                    if f < k {
+                        let x0 = _mm256_broadcast_ss(&*pp.add(f));
+                        for r in 0..4 {
+                            a[r] = _mm256_fmadd_ps(x0, code(b + r, f), a[r]);
+                        }
+                    }
+                    for r in 0..4 {
+                        let dot = scaled(b + r, _mm256_add_ps(a[r], c[r]));
+                        finish(b + r, dot, base, bias, err, slack, out);
+                    }
+                    b += 4;
+                }
+                while b < nb {
+                    let mut a = _mm256_setzero_ps();
+                    for f in 0..k {
+                        a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*pp.add(f)), code(b, f), a);
+                    }
+                    finish(b, scaled(b, a), base, bias, err, slack, out);
+                    b += 1;
+                }
+            }
+        }
+
+        /// Pushes `c` if it beats the worst kept of a heap of `k`.
+        #[inline(always)]
+        fn offer(heap: &mut TopHeap, k: usize, c: Cand) {
+            if heap.len() < k {
+                heap.push(Reverse(c));
+            } else if let Some(mut worst) = heap.peek_mut() {
+                if c > worst.0 {
+                    *worst = Reverse(c);
+                }
+            }
+        }
+
+        /// The k best finite scores. Eight scores are compared with the
+        /// current k-th best at once; nearly every block has none better,
+        /// so the heap is touched a few dozen times per catalogue.
+        #[target_feature(enable = "avx2")]
+        pub unsafe fn select_top(scores: &[f32], k: usize, heap: &mut TopHeap) {
+            if k == 0 {
+                return;
+            }
+            let blocks = scores.len() / 8;
+            for blk in 0..blocks {
+                let thr = if heap.len() < k {
+                    f32::NEG_INFINITY
+                } else {
+                    heap.peek().map_or(f32::NEG_INFINITY, |w| w.0.score)
+                };
+                // SAFETY: block blk covers [8·blk, 8·blk + 8) ⊂ scores.
+                let mask = unsafe {
+                    let v = _mm256_loadu_ps(scores.as_ptr().add(blk * 8));
+                    _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, _mm256_set1_ps(thr)))
+                };
+                let mut m = mask as u32;
+                while m != 0 {
+                    let i = blk * 8 + m.trailing_zeros() as usize;
+                    m &= m - 1;
+                    offer(
+                        heap,
+                        k,
+                        Cand {
+                            score: scores[i],
+                            idx: i as u32,
+                        },
+                    );
+                }
+            }
+            for (i, &s) in scores.iter().enumerate().skip(blocks * 8) {
+                if s > f32::NEG_INFINITY {
+                    offer(
+                        heap,
+                        k,
+                        Cand {
+                            score: s,
+                            idx: i as u32,
+                        },
+                    );
+                }
+            }
+        }
+
+        /// Indices whose `lower + 2 (norm · err + c)` is at least `cut`.
+        #[target_feature(enable = "avx2,fma")]
+        pub unsafe fn collect(
+            lower: &[f32],
+            err: &[f32],
+            slack: Slack,
+            cut: f32,
+            out: &mut Vec<u32>,
+        ) {
+            assert_eq!(lower.len(), err.len());
+            // −∞ never passes: the cut is at least f32::MIN.
+            let cut = cut.max(f32::MIN);
+            let blocks = lower.len() / 8;
+            // SAFETY: block blk covers [8·blk, 8·blk + 8) of both slices.
+            unsafe {
+                let norm2 = _mm256_set1_ps(2.0 * slack.norm);
+                let c2 = _mm256_set1_ps(2.0 * slack.c);
+                let cutv = _mm256_set1_ps(cut);
+                for blk in 0..blocks {
+                    let lo = _mm256_loadu_ps(lower.as_ptr().add(blk * 8));
+                    let e = _mm256_loadu_ps(err.as_ptr().add(blk * 8));
+                    let up = _mm256_add_ps(lo, _mm256_fmadd_ps(norm2, e, c2));
+                    let mut m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(up, cutv)) as u32;
+                    while m != 0 {
+                        out.push((blk * 8) as u32 + m.trailing_zeros());
+                        m &= m - 1;
+                    }
+                }
+            }
+            for i in blocks * 8..lower.len() {
+                let up = lower[i] + 2.0 * (slack.norm * err[i] + slack.c);
+                if up >= cut {
+                    out.push(i as u32);
+                }
+            }
+        }
+    }
+
+    /// Never called: `ApproxFactors` cannot be built off x86_64.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[allow(clippy::too_many_arguments)]
+    mod x86 {
+        use super::{Slack, TopHeap};
+        pub unsafe fn to_half(_: &[f32], _: &mut [u16]) {
+            unreachable!()
+        }
+        pub unsafe fn from_half(_: &[u16], _: &mut [f32]) {
+            unreachable!()
+        }
+        pub unsafe fn scan_f16(
+            _: &[f32],
+            _: &[u16],
+            _: f32,
+            _: &[f32],
+            _: &[f32],
+            _: Slack,
+            _: &mut [f32],
+        ) {
+            unreachable!()
+        }
+        pub unsafe fn scan_i8(
+            _: &[f32],
+            _: &[i8],
+            _: &[f32],
+            _: f32,
+            _: &[f32],
+            _: &[f32],
+            _: Slack,
+            _: &mut [f32],
+        ) {
+            unreachable!()
+        }
+        pub unsafe fn select_top(_: &[f32], _: usize, _: &mut TopHeap) {
+            unreachable!()
+        }
+        pub unsafe fn collect(_: &[f32], _: &[f32], _: Slack, _: f32, _: &mut Vec<u32>) {
+            unreachable!()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Algo;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    const GENRES: [&str; 4] = ["Comedy", "Drama", "Horror", "Sci-Fi"];
+
+    /// A random model of `movies` movies (ids 10, 13, 16, ...) and 12 users;
+    /// `kind` shapes the factors: 0 normal, 1 many exact ties (duplicate
+    /// rows and biases), 2 tiny factors (f16's subnormal range), large
+    /// biases and sparse ids, 3 a few huge factors, 4 near ties.
+    fn random_model(seed: u64, movies: usize, k: usize, kind: u8) -> (FactorModel, Vec<Movie>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let users = 12;
+        let mut g = |scale: f32| (rng.random::<f32>() - 0.5) * 2.0 * scale;
+        let scale = match kind {
+            2 => 1e-6,
+            _ => 0.3,
+        };
+        let p: Vec<f32> = (0..users * k).map(|_| g(0.5)).collect();
+        let mut q: Vec<f32> = (0..movies * k).map(|_| g(scale)).collect();
+        let mut item_bias: Vec<f32> = (0..movies)
+            .map(|_| g(if kind == 2 { 3.0 } else { 0.5 }))
+            .collect();
+        if kind == 1 {
+            for m in (0..movies).step_by(3) {
+                let src = (m / 9) * 9;
+                let row: Vec<f32> = q[src * k..(src + 1) * k].to_vec();
+                q[m * k..(m + 1) * k].copy_from_slice(&row);
+                item_bias[m] = item_bias[src];
+            }
+        }
+        if kind == 3 {
+            for m in (0..movies).step_by(97) {
+                q[m * k] = 3000.0;
+            }
+        }
+        if kind == 4 {
+            // Near ties: groups of 16 movies a hair apart (far below the
+            // f16 and int8 errors), so only exact re-scoring orders them.
+            for m in 0..movies {
+                let src = (m / 16) * 16;
+                for f in 0..k {
+                    q[m * k + f] = q[src * k + f] + g(1e-4);
+                }
+                item_bias[m] = item_bias[src] + g(1e-5);
+            }
+        }
+        let user_bias: Vec<f32> = (0..users).map(|_| g(0.3)).collect();
+        // Sparse ids (kind 2) take the hashed id lookup instead of the table.
+        let spread = if kind == 2 { 1000 } else { 1 };
+        let movie_ids: Vec<i32> = (0..movies as i32).map(|i| (10 + 3 * i) * spread).collect();
+        let catalogue = movie_ids
+            .iter()
+            .map(|&id| Movie {
+                movie_id: id,
+                title: format!("Movie {id}"),
+                genres: format!("{}|{}", GENRES[id as usize % 4], GENRES[id as usize % 3]),
+                pca_features: None,
+            })
+            .collect();
+        let model = FactorModel::from_parts(
+            Algo::Svd,
+            3.5,
+            (1..=users as i32).collect(),
+            movie_ids,
+            user_bias,
+            item_bias,
+            k,
+            p,
+            q,
+        )
+        .unwrap();
+        (model, catalogue)
+    }
+
+    /// The serving scan gives exactly `FactorModel::top_k`'s answer: same
+    /// movies, same order, same (clipped) ratings, with exclusions, genre
+    /// filters, ties, tiny and huge factors, any k, any width.
+    #[test]
+    fn serving_scan_equals_top_k() {
+        let mut seed = 0;
+        for (movies, k) in [(1, 1), (7, 3), (50, 8), (1003, 13), (517, 100), (2000, 128)] {
+            for kind in 0..5u8 {
+                seed += 1;
+                let (model, catalogue) = random_model(seed, movies, k, kind);
+                let mut rec = Recommender::new("v1".into(), model.clone(), catalogue.clone(), &[]);
+                for format in [scan::Format::F16, scan::Format::I8] {
+                    rec.approx = scan::ApproxFactors::with_format(&model, format);
+                    #[cfg(target_arch = "x86_64")]
+                    if std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                        && std::arch::is_x86_feature_detected!("f16c")
+                    {
+                        assert!(rec.approx.is_some(), "the fast path is what is tested");
+                    }
+                    let what = format!("movies {movies} k {k} kind {kind} {format:?}");
+                    check_against_top_k(&rec, &model, &catalogue, seed, &what);
+                }
+            }
+        }
+    }
+
+    fn check_against_top_k(
+        rec: &Recommender,
+        model: &FactorModel,
+        catalogue: &[Movie],
+        seed: u64,
+        what: &str,
+    ) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 7);
+        for user in 1..=12 {
+            let rated: Vec<i32> = model
+                .movie_ids()
+                .iter()
+                .copied()
+                .filter(|_| rng.random::<f32>() < 0.2)
+                .chain([99_999, -4, i32::MAX])
+                .collect();
+            let (half_rated, rest) = rated.split_at(rated.len() / 2);
+            for top in [1, 3, 10, 100] {
+                let want = model.top_k(user, top, &rated);
+                let (strategy, got) = rec
+                    .recommend_ids(user, top, None, &[half_rated, rest, &[]])
+                    .unwrap();
+                assert_eq!(strategy, Strategy::Model);
+                assert_eq!(got, want, "{what} user {user} top {top}");
+                // A genre filter is an exclusion of every other movie.
+                let genre = GENRES[(user as usize) % 4];
+                let mut exclude = rated.clone();
+                exclude.extend(
+                    catalogue
+                        .iter()
+                        .filter(|m| !m.genres.contains(genre))
+                        .map(|m| m.movie_id),
+                );
+                let want = model.top_k(user, top, &exclude);
+                let (_, got) = rec
+                    .recommend_ids(user, top, Some(&genre.to_lowercase()), &[&rated])
+                    .unwrap();
+                assert_eq!(got, want, "{what} genre {genre} user {user} top {top}");
+            }
+        }
+        // Unknown genre: nothing; everything rated: nothing.
+        let (_, none) = rec.recommend_ids(1, 10, Some("Polka"), &[]).unwrap();
+        assert!(none.is_empty());
+        let (_, none) = rec
+            .recommend_ids(2, 10, None, &[model.movie_ids()])
+            .unwrap();
+        assert!(none.is_empty());
+    }
+
+    /// The automatic format: f16 for small catalogues, int8 for large ones.
+    #[test]
+    fn scan_format_follows_size() {
+        let (small, movies) = random_model(5, 100, 16, 0);
+        let (large, large_movies) = random_model(6, 20_000, 128, 0);
+        let small = Recommender::new("v".into(), small, movies, &[]);
+        let large = Recommender::new("v".into(), large, large_movies, &[]);
+        if small.approx.is_some() {
+            assert_eq!(small.scan_format(), Some("f16"));
+            assert_eq!(large.scan_format(), Some("int8"));
+        }
+    }
+
+    /// The HashSet form (the CLI's) and the slices form agree, items carry
+    /// titles, and unknown users get the cold-start list without rated movies.
+    #[test]
+    fn recommend_and_cold_start() {
+        let (model, catalogue) = random_model(99, 40, 8, 0);
+        let stats: Vec<MovieStats> = model
+            .movie_ids()
+            .iter()
+            .map(|&id| MovieStats {
+                movie_id: id,
+                count: 10 + i64::from(id),
+                mean: 3.0 + f64::from(id % 5) / 4.0,
+            })
+            .collect();
+        let rec = Recommender::new("v1".into(), model.clone(), catalogue, &stats);
+        let rated: HashSet<i32> = [10, 13, 16].into();
+        let r = rec.recommend(3, 5, None, &rated).unwrap();
+        assert_eq!(r.strategy, Strategy::Model);
+        let want = model.top_k(3, 5, &rated);
+        assert_eq!(
+            r.items
+                .iter()
+                .map(|i| (i.movie_id, i.score))
+                .collect::<Vec<_>>(),
+            want
+        );
+        assert_eq!(r.items[0].title, format!("Movie {}", want[0].0));
+        let cold = rec.recommend(777, 4, None, &rated).unwrap();
+        assert_eq!(cold.strategy, Strategy::Popular);
+        let ranked: Vec<i32> = popularity(&stats)
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !rated.contains(id))
+            .take(4)
+            .collect();
+        assert_eq!(
+            cold.items.iter().map(|i| i.movie_id).collect::<Vec<_>>(),
+            ranked
+        );
+        let many: Vec<i32> = (0..100).map(|i| 10 + 3 * i).collect();
+        let (_, cold) = rec
+            .recommend_ids(777, 4, None, &[&many[..50], &many[50..]])
+            .unwrap();
+        assert!(cold.is_empty(), "all 40 movies rated");
+        assert!(rec.recommend_ids(0, 4, None, &[]).is_err());
+        assert!(rec.recommend_ids(1, 0, None, &[]).is_err());
+        assert!(rec.recommend_ids(1, MAX_K + 1, None, &[]).is_err());
+    }
 
     #[test]
     fn popularity_damps_small_counts_by_hand() {

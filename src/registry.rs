@@ -13,6 +13,7 @@ use crate::eval::{self, EvalOptions, Metrics, Scorer};
 use crate::models::{self, FactorModel, Params};
 use crate::progress::Progress;
 use crate::store::{ArtifactBlob, ModelRun, NewModelRun, RunCommit, Store};
+use crate::tracking::{self, MlflowConfig, RunStatus, RunTracker};
 use crate::types::{Rating, Split};
 use crate::{Error, Result};
 
@@ -48,6 +49,10 @@ pub struct TrainOptions {
     pub extra_notes: serde_json::Map<String, serde_json::Value>,
     /// Use this run id (e.g. an MLflow run id) instead of a random one.
     pub run_id: Option<String>,
+    /// Also track the run in MLflow (see [`crate::tracking`]); the model
+    /// version then carries the MLflow run id unless `run_id` is given.
+    /// [`TrainOptions::new`] takes it from `MLFLOW_TRACKING_URI`.
+    pub mlflow: Option<MlflowConfig>,
 }
 
 impl TrainOptions {
@@ -59,6 +64,7 @@ impl TrainOptions {
             eval: EvalOptions::default(),
             extra_notes: Default::default(),
             run_id: None,
+            mlflow: MlflowConfig::from_env(),
         }
     }
 }
@@ -160,15 +166,24 @@ pub fn fit_and_evaluate(
     })
 }
 
-/// Trains, evaluates on the test split and records the run and its artifact.
+/// Trains, evaluates on the test split and records the run and its artifact,
+/// tracked in MLflow when `opts.mlflow` says so.
 pub fn train(
     store: &mut dyn Store,
     opts: &TrainOptions,
     progress: &dyn Progress,
 ) -> Result<TrainOutcome> {
-    let trained = fit_and_evaluate(store, opts, progress)?;
-    let (run, _) = record(store, &trained, opts.run_id.clone(), &RunCommit::default())?;
+    let mut tracker = start_tracking(opts, "train", &[]);
+    let mut trained = fit_and_evaluate(store, opts, progress)?;
+    let run_id = opts.run_id.clone().or_else(|| tracker.run_id_for_version());
+    log_to_tracker(&mut tracker, &mut trained);
+    let (run, _) = record(store, &trained, run_id, &RunCommit::default())?;
     let is_champion = store.champion()?.as_deref() == Some(run.model_version.as_str());
+    finish_tracking(
+        tracker,
+        &run,
+        &[("cinematch.champion", is_champion.to_string())],
+    );
     Ok(TrainOutcome {
         run,
         metrics: trained.metrics,
@@ -177,6 +192,84 @@ pub fn train(
         eval_seconds: trained.eval_seconds,
         is_champion,
     })
+}
+
+/// Starts the MLflow run of a training of `kind` (`train`, `retrain`), when
+/// `opts.mlflow` is set; a tracker that does nothing otherwise or when MLflow
+/// fails (with a warning). Dropping it before [`finish_tracking`] (an error)
+/// ends the MLflow run as failed.
+pub fn start_tracking(opts: &TrainOptions, kind: &str, tags: &[(&str, String)]) -> RunTracker {
+    if opts.mlflow.is_none() {
+        return RunTracker::off();
+    }
+    let mut all: Vec<(&str, String)> = vec![
+        (tracking::TAG_KIND, kind.to_string()),
+        (
+            "cinematch.algorithm",
+            opts.params.algo().as_str().to_string(),
+        ),
+    ];
+    all.extend(tags.iter().cloned());
+    RunTracker::start(opts.mlflow.as_ref(), &all)
+}
+
+/// Logs a trained model's params (hyperparameters and seed, as in the notes)
+/// and metrics (the evaluation, `data_size`, timings) to its MLflow run, and
+/// notes the MLflow run in the notes `model_metrics` will hold.
+pub fn log_to_tracker(tracker: &mut RunTracker, trained: &mut Trained) {
+    let (Some(run_id), Some(experiment_id)) = (tracker.run_id(), tracker.experiment_id()) else {
+        return;
+    };
+    trained.notes.insert("mlflow_run_id".into(), json!(run_id));
+    trained
+        .notes
+        .insert("mlflow_experiment_id".into(), json!(experiment_id));
+    let (params, metrics) = mlflow_params_and_metrics(trained);
+    tracker.log(&params, &metrics, &[]);
+}
+
+/// What a trained model logs to MLflow: every hyperparameter in the notes'
+/// `params` (with `algo`) and the seed as params; every number of the notes'
+/// `metrics`, `data_size`, the timings and the buffer size as metrics.
+pub fn mlflow_params_and_metrics(trained: &Trained) -> (tracking::Params, tracking::Metrics) {
+    let as_param = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut params: Vec<(String, String)> = Vec::new();
+    if let Some(p) = trained.notes.get("params").and_then(|p| p.as_object()) {
+        params.extend(p.iter().map(|(k, v)| (k.clone(), as_param(v))));
+    }
+    if let Some(seed) = trained.notes.get("seed") {
+        params.push(("seed".into(), as_param(seed)));
+    }
+    let mut metrics: Vec<(String, f64)> = Vec::new();
+    if let Some(m) = trained.notes.get("metrics").and_then(|m| m.as_object()) {
+        metrics.extend(
+            m.iter()
+                .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x))),
+        );
+    }
+    metrics.push(("data_size".into(), trained.data_size as f64));
+    metrics.push(("train_seconds".into(), trained.train_seconds));
+    metrics.push(("eval_seconds".into(), trained.eval_seconds));
+    if let Some(b) = trained.notes.get("buffer_ratings").and_then(|b| b.as_f64()) {
+        metrics.push(("buffer_ratings".into(), b));
+    }
+    (params, metrics)
+}
+
+/// Tags the MLflow run with the recorded model version (and `tags`), names
+/// it after it and ends it as finished.
+pub fn finish_tracking(mut tracker: RunTracker, run: &ModelRun, tags: &[(&str, String)]) {
+    if !tracker.is_active() {
+        return;
+    }
+    tracker.set_tag(tracking::TAG_MODEL_VERSION, &run.model_version);
+    if !tags.is_empty() {
+        tracker.log(&[], &[], tags);
+    }
+    tracker.finish(RunStatus::Finished, Some(&run.model_version));
 }
 
 fn round3(x: f64) -> f64 {

@@ -362,7 +362,328 @@ fn user_ratings_and_movie_stats(db: TestDb) {
     assert_eq!(found, vec![movies[1].clone()]);
 }
 
+/// A catalogue to check search by hand. Train-split rating counts:
+/// 1: 1 (plus 2 test ratings, which do not count), 2: 3, 3: 2, 4: 2, 5: 1,
+/// 6: 4, 7: 5, 9: 1, the others 0.
+fn search_catalogue() -> (Vec<Movie>, Vec<Rating>, Vec<Split>) {
+    let m = |id: i32, title: &str, genres: &str| Movie {
+        movie_id: id,
+        title: title.into(),
+        genres: genres.into(),
+        pca_features: None,
+    };
+    let movies = vec![
+        m(
+            1,
+            "Toy Story (1995)",
+            "Adventure|Animation|Children|Comedy|Fantasy",
+        ),
+        m(
+            2,
+            "Toy Story 2 (1999)",
+            "Adventure|Animation|Children|Comedy|Fantasy",
+        ),
+        m(3, "Story of Us, The (1999)", "Comedy|Drama"),
+        m(4, "Toys (1992)", "Comedy|Fantasy"),
+        m(5, "Heat (1995)", "Action|Crime|Thriller"),
+        m(6, "Heathers (1989)", "Comedy"),
+        m(7, "Storytelling (2001)", "Comedy|Drama"),
+        m(8, "Toy Soldiers (1991)", "Action|Drama"),
+        m(9, "Stalker (1979)", "Drama|Mystery|Sci-Fi"),
+        m(10, "Sci-Fi Boys (2006)", "Documentary"),
+        m(11, "Near Dark (1987)", "(no genres listed)"),
+        m(12, "Andrei Rublev (1966)", "Drama|War"),
+    ];
+    let train: &[(i32, i32)] = &[
+        (2, 3),
+        (3, 2),
+        (4, 2),
+        (5, 1),
+        (6, 4),
+        (7, 5),
+        (9, 1),
+        (1, 1),
+    ];
+    let mut ratings = Vec::new();
+    let mut splits = Vec::new();
+    for &(movie, n) in train {
+        for user in 1..=n {
+            ratings.push(Rating {
+                user_id: user,
+                movie_id: movie,
+                rating: 4.0,
+                timestamp: i64::from(movie * 100 + user),
+            });
+            splits.push(Split::Train);
+        }
+    }
+    for user in [7, 8] {
+        ratings.push(Rating {
+            user_id: user,
+            movie_id: 1,
+            rating: 5.0,
+            timestamp: 9_000 + i64::from(user),
+        });
+        splits.push(Split::Test);
+    }
+    (movies, ratings, splits)
+}
+
+fn search_ids(
+    s: &mut dyn cinematch::store::Store,
+    q: &str,
+    genre: Option<&str>,
+    limit: usize,
+) -> Vec<i32> {
+    s.search_movies(q, genre, limit)
+        .unwrap_or_else(|e| panic!("search {q:?} genre {genre:?}: {e}"))
+        .into_iter()
+        .map(|m| m.movie_id)
+        .collect()
+}
+
+fn search_ranks_words_then_train_ratings(db: TestDb) {
+    let (movies, ratings, splits) = search_catalogue();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
+    let s = s.as_mut();
+    // Every word must start a title word: "Story of Us" has no "toy", "Toys"
+    // no "story". Both Toy Storys match both words whole; 2 has 3 train
+    // ratings, 1 only 1 (its 2 test ratings do not count).
+    assert_eq!(search_ids(s, "toy story", None, 20), [2, 1]);
+    assert_eq!(
+        search_ids(s, "TOY   Story!", None, 20),
+        [2, 1],
+        "case and punctuation"
+    );
+    assert_eq!(search_ids(s, "toy stor", None, 20), [2, 1], "prefixes");
+    // Whole-word matches (by train ratings) before prefix-only ones, whatever
+    // their ratings: Storytelling has 5.
+    assert_eq!(search_ids(s, "story", None, 20), [2, 3, 1, 7]);
+    assert_eq!(
+        search_ids(s, "heat", None, 20),
+        [5, 6],
+        "Heat before Heathers (4 ratings)"
+    );
+    assert_eq!(search_ids(s, "toy", None, 20), [2, 1, 8, 4]);
+    assert_eq!(search_ids(s, "1995", None, 20), [1, 5], "years are words");
+    assert!(
+        search_ids(s, "toy heat", None, 20).is_empty(),
+        "all words must match"
+    );
+    assert!(search_ids(s, "zzz", None, 20).is_empty());
+    // Limit.
+    assert_eq!(search_ids(s, "toy", None, 2), [2, 1]);
+    assert_eq!(search_ids(s, "toy", None, 1), [2]);
+    assert!(search_ids(s, "toy", None, 0).is_empty());
+    // Genre: exactly that genre, in any case; alone it lists by train ratings.
+    assert_eq!(search_ids(s, "", Some("drama"), 20), [7, 3, 9, 8, 12]);
+    assert_eq!(search_ids(s, "  ", Some("Drama"), 3), [7, 3, 9]);
+    assert_eq!(search_ids(s, "story", Some("Comedy"), 20), [2, 3, 1, 7]);
+    assert_eq!(search_ids(s, "story", Some("DRAMA"), 20), [3, 7]);
+    assert_eq!(search_ids(s, "toy", Some("Action"), 20), [8]);
+    assert_eq!(
+        search_ids(s, "", Some("sci-fi"), 20),
+        [9],
+        "not Sci-Fi Boys, a documentary"
+    );
+    assert_eq!(search_ids(s, "", Some("(no genres listed)"), 20), [11]);
+    for partial in ["Fi", "Sci", "Drama|War", "Dram", "Comedy|Drama"] {
+        assert!(
+            search_ids(s, "", Some(partial), 20).is_empty(),
+            "genre {partial:?} is not a genre"
+        );
+    }
+    // Neither words nor genre: nothing asked, nothing found.
+    assert!(search_ids(s, "", None, 20).is_empty());
+    assert!(search_ids(s, "", Some("  "), 20).is_empty());
+}
+
+fn search_treats_hostile_input_as_words(db: TestDb) {
+    let (movies, ratings, splits) = search_catalogue();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
+    let before_counts = counts(&db);
+    let s = s.as_mut();
+    // Operators of FTS5 and tsquery are plain words or separators.
+    assert_eq!(
+        search_ids(s, "NEAR(", None, 20),
+        [11],
+        "the word near: Near Dark"
+    );
+    assert_eq!(
+        search_ids(s, "AND", None, 20),
+        [12],
+        "the word and: Andrei Rublev"
+    );
+    for heat in [
+        "heat*", "-heat", "^heat", "heat:*", "\"heat\"", "(heat)", "+heat", "heat'", "'heat",
+    ] {
+        assert_eq!(search_ids(s, heat, None, 20), [5, 6], "{heat:?}");
+    }
+    assert_eq!(search_ids(s, "toy & !story", None, 20), [2, 1]);
+    assert_eq!(search_ids(s, "toy <-> story", None, 20), [2, 1]);
+    assert_eq!(
+        search_ids(s, "toy\u{0}story", None, 20),
+        [2, 1],
+        "NUL separates"
+    );
+    for nothing in [
+        "\"",
+        "*",
+        "\"\"",
+        ":*",
+        "&|!",
+        "<->",
+        "\\",
+        "%",
+        "_",
+        "'",
+        "''",
+        "(",
+        ")",
+        "{title}",
+        "toy\" OR \"heat",
+        "toy | heat",
+        "NOT toy",
+        "title:heat",
+        "genres:comedy",
+        ";DROP TABLE movies;--",
+        "'); DROP TABLE movies; --",
+        "\"); DROP TABLE movies_fts; --",
+        "heat' OR '1'='1",
+        "\u{0}",
+    ] {
+        assert!(
+            search_ids(s, nothing, None, 20).is_empty(),
+            "{nothing:?} found something"
+        );
+        assert!(
+            s.search_movies(nothing, Some("Comedy"), 20).is_ok(),
+            "{nothing:?}"
+        );
+    }
+    // Odd characters and sizes: any answer, never an error.
+    let long = "toy ".repeat(5_000);
+    for odd in [
+        "\u{345}",
+        "\u{345}toy",
+        "½",
+        "Amélie",
+        "ß",
+        "日本",
+        "\u{1F600}",
+        long.as_str(),
+    ] {
+        assert!(s.search_movies(odd, None, 20).is_ok(), "{odd:?}");
+        assert!(s.search_movies(odd, Some(odd), 20).is_ok(), "{odd:?}");
+    }
+    for genre in [
+        "\"",
+        "*",
+        "%",
+        "_",
+        "'",
+        "\\",
+        "Drama' OR '1'='1",
+        "Drama\u{0}",
+        "NEAR(",
+        "Comedy\" OR \"Drama",
+        ";DROP TABLE movies;--",
+    ] {
+        assert!(
+            search_ids(s, "", Some(genre), 20).is_empty(),
+            "genre {genre:?} found something"
+        );
+        assert!(search_ids(s, "toy", Some(genre), 20).is_empty());
+    }
+    assert_eq!(
+        search_ids(s, "toy story", None, usize::MAX),
+        [2, 1],
+        "huge limit"
+    );
+    // Nothing was dropped or changed.
+    assert_eq!(counts(&db), before_counts);
+    assert_eq!(s.movies().unwrap(), movies);
+    assert_eq!(search_ids(s, "toy story", Some("Animation"), 20), [2, 1]);
+}
+
+/// Titles are split into words at every non-alphanumeric character on
+/// both backends (PostgreSQL's parser alone would keep `Sex.com` as a host
+/// name and drop `<b>` as markup).
+fn search_splits_titles_at_punctuation(db: TestDb) {
+    let m = |id: i32, title: &str| Movie {
+        movie_id: id,
+        title: title.into(),
+        genres: "Drama".into(),
+        pca_features: None,
+    };
+    let movies = vec![
+        m(1, "E.T. the Extra-Terrestrial (1982)"),
+        m(2, "<b>Bold</b> Move (2001)"),
+        m(3, "Sex.com (2000)"),
+        m(4, "M*A*S*H (1970)"),
+        m(5, "Spider-Man (2002)"),
+        m(6, "Amélie (2001)"),
+        m(7, "Tora! Tora! Tora! (1970)"),
+    ];
+    let mut s = db.store();
+    s.load_dataset(&movies, &[], &[], false, &Silent).unwrap();
+    let s = s.as_mut();
+    for (q, want) in [
+        ("E.T.", &[1][..]),
+        ("e t", &[1]),
+        ("extra terrestrial", &[1]),
+        ("terrestrial", &[1]),
+        ("bold", &[2]),
+        ("<b>bold</b>", &[2]),
+        ("move", &[2]),
+        ("com", &[3]),
+        ("sex.com", &[3]),
+        ("m a s h", &[4]),
+        ("M*A*S*H", &[4]),
+        ("mash", &[]),
+        ("man", &[5]),
+        ("spider-man", &[5]),
+        ("spiderman", &[]),
+        ("amélie", &[6]),
+        ("tora", &[7]),
+        ("1970", &[4, 7]),
+        ("200", &[2, 3, 5, 6]),
+    ] {
+        assert_eq!(search_ids(s, q, None, 20), want, "{q:?}");
+    }
+}
+
+fn search_follows_the_catalogue(db: TestDb) {
+    let (movies, ratings, splits) = search_catalogue();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
+    assert_eq!(search_ids(s.as_mut(), "toy story", None, 20), [2, 1]);
+    // Replacing the dataset replaces what the indexes find.
+    let heat = vec![Movie {
+        movie_id: 40,
+        title: "Toy Heat (2030)".into(),
+        genres: "Drama".into(),
+        pca_features: None,
+    }];
+    s.load_dataset(&heat, &[], &[], true, &Silent).unwrap();
+    assert!(search_ids(s.as_mut(), "toy story", None, 20).is_empty());
+    assert_eq!(search_ids(s.as_mut(), "toy", None, 20), [40]);
+    assert_eq!(search_ids(s.as_mut(), "", Some("Drama"), 20), [40]);
+    assert!(search_ids(s.as_mut(), "", Some("Comedy"), 20).is_empty());
+    // Another connection sees the same.
+    assert_eq!(search_ids(db.store().as_mut(), "heat", None, 20), [40]);
+}
+
 on_both_backends!(
+    search_ranks_words_then_train_ratings,
+    search_treats_hostile_input_as_words,
+    search_splits_titles_at_punctuation,
+    search_follows_the_catalogue,
     registry_versions_champion_and_rollback,
     user_ratings_and_movie_stats,
     migrate_is_idempotent_and_versioned,

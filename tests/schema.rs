@@ -119,6 +119,12 @@ fn catalog(c: &mut postgres::Client) -> BTreeSet<String> {
     out
 }
 
+/// The index `cinematch` adds to a spec table (schema 1.4), as `catalog` lists it.
+const TITLE_FTS_INDEX: &str = concat!(
+    "index movies idx_movies_title_fts CREATE INDEX idx_movies_title_fts ON public.movies ",
+    r##"USING gin (to_tsvector('simple'::regconfig, translate((title)::text, '!"#$%&''()*+,-./:;<=>?@[\]^_`{|}~'::text, '                                '::text)))"##
+);
+
 #[test]
 fn postgres_schema_is_exactly_the_spec() {
     let ddl = spec_ddl();
@@ -143,7 +149,13 @@ fn postgres_schema_is_exactly_the_spec() {
     let mut oc = ours.client();
 
     let expected = catalog(&mut rc);
-    let actual = catalog(&mut oc);
+    let mut actual = catalog(&mut oc);
+    // The one addition to the spec's tables: schema 1.4's title index for
+    // search, exactly this definition, and nothing else.
+    assert!(
+        actual.remove(TITLE_FTS_INDEX),
+        "schema 1.4's title index is missing or differs: {actual:#?}"
+    );
     let missing: Vec<_> = expected.difference(&actual).collect();
     let extra: Vec<_> = actual.difference(&expected).collect();
     assert!(
@@ -216,6 +228,44 @@ fn spec_example_queries_run_unchanged_on_postgres() {
         .expect("one row");
     assert_eq!(row.get("data_split"), Some("train"));
     assert_eq!(row.get("avg_rating"), Some("4.00"));
+}
+
+/// The store's search statement can use the GIN indexes: the spec's
+/// `idx_movies_genres` for the genre filter (the statement uses the index's
+/// own expression) and 1.4's `idx_movies_title_fts` for title words. With
+/// sequential scans priced out, a plan that could not use them would still
+/// show a Seq Scan.
+#[test]
+fn postgres_search_uses_the_full_text_indexes() {
+    use cinematch::store::postgres::search_sql;
+    use cinematch::store::search_words;
+    let db = common::PgDb::new();
+    drop(db.store());
+    let mut c = db.client();
+    c.batch_execute("SET enable_seqscan = off").unwrap();
+    let plan = |c: &mut postgres::Client, words: &[String], genre: Option<&str>| -> String {
+        let (sql, params) = search_sql(words, genre, 20);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref()).collect();
+        c.query(&format!("EXPLAIN {sql}"), &refs)
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let genre_only = plan(&mut c, &[], Some("Animation"));
+    assert!(genre_only.contains("idx_movies_genres"), "{genre_only}");
+    let title = plan(&mut c, &search_words("toy story"), None);
+    assert!(title.contains("idx_movies_title_fts"), "{title}");
+    let both = plan(&mut c, &search_words("toy"), Some("Animation"));
+    assert!(
+        both.contains("idx_movies_genres") || both.contains("idx_movies_title_fts"),
+        "{both}"
+    );
+    for p in [&genre_only, &title] {
+        assert!(!p.contains("Seq Scan on movies"), "{p}");
+    }
 }
 
 fn sqlite_columns(

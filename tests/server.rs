@@ -198,6 +198,15 @@ fn happy_paths(db: TestDb) {
     assert_eq!(found["count"].as_u64().unwrap() as usize, movies.len());
     let docs = ok_json(server.get("/api/movies?genre=documentary&limit=3"));
     assert_eq!(docs["movies"].as_array().unwrap().len(), 3);
+    // FTS syntax is plain text: `"*;DROP TABLE movies` is four words no title has.
+    let hostile = ok_json(server.get("/api/movies?q=%22%2A%3BDROP+TABLE+movies"));
+    assert_eq!(hostile["count"], 0, "{hostile}");
+    let near = ok_json(server.get("/api/movies?q=NEAR(&limit=100"));
+    assert!(near["count"].as_u64().unwrap() > 0, "{near}");
+    assert_eq!(
+        ok_json(server.get("/api/movies?q=toy+story&limit=1"))["movies"][0]["movieId"],
+        1
+    );
 
     let mine = ok_json(server.get("/api/users/1/ratings?limit=5"));
     assert_eq!(mine["total"].as_u64().unwrap() as usize, rated.len());
@@ -804,9 +813,9 @@ on_both_backends!(
     readyz_503_without_champion,
 );
 
-/// A database that goes away mid-flight: read endpoints that need it say
-/// 503 without naming the database, readiness drops, and recommendations go
-/// on from memory.
+/// A database that goes away mid-flight: read endpoints that need it
+/// (search runs in its full-text indexes) say 503 without naming the
+/// database, readiness drops, and recommendations go on from memory.
 #[test]
 fn postgres_down_gives_503_without_secrets() {
     let db = common::PgDb::new();
@@ -838,6 +847,7 @@ fn postgres_down_gives_503_without_secrets() {
         "/api/drift",
         "/api/ingestions",
         "/api/users/1/ratings",
+        "/api/movies?q=toy+story",
         "/",
     ] {
         let r = server.get(path);

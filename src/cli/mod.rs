@@ -309,6 +309,19 @@ enum DbCommand {
     Status,
     /// The spec's "Database Statistics": record counts and storage per table.
     Stats,
+    /// Create or update the spec's PostgreSQL roles: analyst (read-only) and ml_pipeline (rows read-write, no schema changes).
+    ///
+    /// Passwords come from CINEMATCH_ANALYST_PASSWORD and CINEMATCH_ML_PIPELINE_PASSWORD,
+    /// else they are asked for on the terminal; never from the command line. Run it as the
+    /// database owner or a superuser; tables later migrations add are covered by default privileges.
+    Roles(RolesArgs),
+}
+
+#[derive(Args)]
+struct RolesArgs {
+    /// Keep the current password of a role that already exists when its variable is unset, instead of asking.
+    #[arg(long)]
+    keep_passwords: bool,
 }
 
 #[derive(Subcommand)]
@@ -425,6 +438,9 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    if !matches!(cli.command, Command::Serve(_) | Command::Scheduler(_)) {
+        restore_sigpipe();
+    }
     init_logging(cli.quiet);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -432,6 +448,20 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", cinematch::store::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing to a closed pipe (`cinematch models
+/// list | head`) panics in `println!`. Short commands get the default every
+/// Unix tool has: the process ends quietly when its reader goes away. The
+/// long-running ones (serve, scheduler) keep ignoring it, so a closed log
+/// pipe is an error they survive rather than a silent death.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at startup, before any other thread exists, with
+    // a valid disposition for a valid signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -458,6 +488,7 @@ fn open_store(cli_db: Option<&str>) -> Result<Box<dyn Store>> {
 fn run(cli: Cli) -> Result<()> {
     let progress = Console::new();
     match cli.command {
+        Command::Db(DbCommand::Roles(args)) => db_roles(cli.db.as_deref(), &args)?,
         Command::Db(cmd) => {
             let mut store = open_store(cli.db.as_deref())?;
             match cmd {
@@ -479,6 +510,7 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 DbCommand::Stats => db_stats(store.as_mut())?,
+                DbCommand::Roles(_) => unreachable!("db roles is handled before opening a store"),
             }
         }
         Command::Load(args) => {
@@ -1450,6 +1482,111 @@ fn print_load_report(r: &load::LoadReport, location: String) {
             println!("  {e}");
         }
     }
+}
+
+/// `db roles`: the spec's two roles on PostgreSQL; a clear refusal on SQLite.
+fn db_roles(cli_db: Option<&str>, args: &RolesArgs) -> Result<()> {
+    use cinematch::store::roles::{self, Role};
+    let (url, from) = resolve_db_url(cli_db);
+    let postgres =
+        url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains("host=");
+    if !postgres && store::sqlite_path(&url).is_some() {
+        bail!(
+            "roles are a PostgreSQL feature: the database is the SQLite file {} (from {from}), \
+             which has no users or privileges; protect the file with file permissions \
+             (chmod 600), or point --db at PostgreSQL to create analyst and ml_pipeline",
+            store::redact(&url)
+        );
+    }
+    // Ask for every password before connecting, so nothing changes when one is missing.
+    let mut passwords = Vec::new();
+    for role in Role::ALL {
+        passwords.push((role, role_password(role, args.keep_passwords)?));
+    }
+    let mut pg = store::postgres::PgStore::connect(&url)
+        .with_context(|| format!("opening the database {} (from {from})", store::redact(&url)))?;
+    pg.migrate()?;
+    let report = roles::apply(pg.client(), &passwords)?;
+    for r in &report.roles {
+        let mut what = vec![if r.created { "created" } else { "updated" }.to_string()];
+        what.push(
+            if r.password_set {
+                "password set"
+            } else {
+                "password unchanged"
+            }
+            .into(),
+        );
+        if !r.attributes_fixed.is_empty() {
+            what.push(format!("now {}", r.attributes_fixed.join(" ")));
+        }
+        let mut grants = format!("{} on {} tables", r.role.table_privileges(), r.tables);
+        if let Some(sp) = r.role.sequence_privileges() {
+            grants.push_str(&format!(" and {sp} on {} sequences", r.sequences));
+        }
+        println!(
+            "role {} ({}): {grants} of schema {} in database {}",
+            r.role,
+            what.join(", "),
+            r.schema,
+            r.database
+        );
+    }
+    if let Some(r) = report.roles.first() {
+        println!(
+            "default privileges: tables and sequences that {} {} in schema {} later get the same grants",
+            r.default_privileges_for.join(" or "),
+            if r.default_privileges_for.len() == 1 {
+                "creates"
+            } else {
+                "create"
+            },
+            r.schema
+        );
+    }
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    println!(
+        "neither role can create, alter or drop tables; run `cinematch db migrate` as the owner"
+    );
+    Ok(())
+}
+
+/// A role's password from its environment variable, else from the terminal
+/// (typed twice, not echoed); never from the command line.
+fn role_password(
+    role: cinematch::store::roles::Role,
+    keep: bool,
+) -> Result<cinematch::store::roles::Password> {
+    use cinematch::store::roles::Password;
+    let var = role.password_env();
+    match std::env::var(var) {
+        Ok(p) if !p.is_empty() => return Ok(Password::Set(p)),
+        Ok(_) => bail!("{var} is set but empty; give role {role} a password or unset it"),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{var} is not valid UTF-8"),
+        Err(std::env::VarError::NotPresent) => {}
+    }
+    if keep {
+        return Ok(Password::Keep);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no password for role {role}: set {var}, run on a terminal to be asked, \
+             or pass --keep-passwords to keep the password of a role that already exists"
+        );
+    }
+    let first = rpassword::prompt_password(format!("password for role {role}: "))
+        .context("reading the password from the terminal")?;
+    if first.is_empty() {
+        bail!("no password entered for role {role}");
+    }
+    let again = rpassword::prompt_password(format!("password for role {role} again: "))
+        .context("reading the password from the terminal")?;
+    if first != again {
+        bail!("the two passwords for role {role} differ; nothing was changed");
+    }
+    Ok(Password::Set(first))
 }
 
 fn db_status(store: &mut dyn Store) -> Result<()> {

@@ -59,6 +59,7 @@ pub fn load(
     let pca = fit_genre_pca(&mut dataset.movies);
     let read_secs = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
+    crate::failpoint::hit("load:before_write");
     let summary = store.load_dataset(
         &dataset.movies,
         &dataset.ratings,
@@ -66,6 +67,7 @@ pub fn load(
         opts.replace,
         progress,
     )?;
+    crate::failpoint::hit("load:after_commit");
     Ok(LoadReport {
         summary,
         skipped: dataset.skipped,

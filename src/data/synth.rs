@@ -21,7 +21,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -2589,6 +2589,7 @@ mod weekly_tests {
     use crate::data::{ReadOptions, SkipReport};
     use crate::progress::Silent;
     use std::collections::HashMap;
+    use std::path::PathBuf;
 
     /// Reads a batch the way ingestion does: strict, and with `known` any
     /// rating of a movie missing from movies.csv is an error.

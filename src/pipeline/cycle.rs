@@ -57,8 +57,13 @@ impl CycleReport {
     }
 }
 
+/// The summary of a run found still 'running' by the next cycle.
+pub const INTERRUPTED_RUN: &str = "interrupted: the cycle's process stopped (killed, or lost the \
+     database) before it finished; found by the next cycle";
+
 /// Runs one cycle. Refuses with [`Error::Conflict`] when another cycle holds
-/// the pipeline lock.
+/// the pipeline lock. Runs left 'running' by a cycle that died are marked
+/// failed with [`INTERRUPTED_RUN`] first.
 pub fn run_cycle(
     store: &mut dyn Store,
     opts: &CycleOptions,
@@ -70,6 +75,7 @@ pub fn run_cycle(
                 .into(),
         ));
     }
+    crate::failpoint::hit("pipeline:locked");
     let result = run_locked(store, opts, progress);
     let _ = store.unlock_pipeline();
     result
@@ -81,6 +87,20 @@ fn run_locked(
     progress: &dyn Progress,
 ) -> Result<CycleReport> {
     let batch_id = opts.batch.as_ref().map(|(_, id)| id.as_str());
+    // Cycles never overlap and this one holds the lock, so a run still
+    // 'running' belongs to a process that died or lost the database: say so.
+    for stale in store
+        .pipeline_runs()?
+        .into_iter()
+        .filter(|r| r.status == "running")
+    {
+        store.finish_pipeline_run(
+            stale.id,
+            "failed",
+            stale.steps.as_deref().unwrap_or("[]"),
+            INTERRUPTED_RUN,
+        )?;
+    }
     let run_id = store.start_pipeline_run(batch_id)?;
     let mut steps = Vec::new();
     let mut drift = false;
@@ -169,13 +189,28 @@ fn run_locked(
         retrain: retrained,
     };
     let steps_json = serde_json::to_string(&report.steps).unwrap_or_default();
-    store.finish_pipeline_run(
+    let recorded = store.finish_pipeline_run(
         run_id,
         if failed { "failed" } else { "succeeded" },
         &steps_json,
         &report.summary(),
-    )?;
-    Ok(report)
+    );
+    match recorded {
+        Ok(()) => Ok(report),
+        // Typically the database went away mid-cycle: say where the cycle
+        // stopped and what to do, not only what the driver saw.
+        Err(Error::Postgres(msg)) => {
+            let at = match report.steps.iter().find(|s| s.status == "failed") {
+                Some(s) => format!("stopped at step {}", s.name),
+                None => "finished its steps".to_string(),
+            };
+            Err(Error::Postgres(format!(
+                "{msg}; pipeline run {run_id} {at} but could not record its outcome (each step \
+                 commits whole or not at all): run the cycle again when the database is back"
+            )))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn step(name: &'static str, status: &'static str, detail: String, t: Instant) -> Step {

@@ -2,7 +2,9 @@
 //! `ingestion_metadata`: 'in_progress' when a batch starts (committed at
 //! once, so an interrupted batch is visible), then 'completed' with its count
 //! or 'failed' with the reason. The rows and the 'completed' mark are one
-//! transaction, so a batch lands whole or not at all.
+//! transaction, so a batch lands whole or not at all. A batch whose process
+//! died stays 'in_progress' until the next ingestion sees that no process is
+//! ingesting and marks it 'failed' as interrupted (`tests/faults.rs`).
 
 use std::path::Path;
 
@@ -50,11 +52,13 @@ pub fn ingest_file(
 ) -> Result<IngestReport> {
     validate_batch_id(batch_id)?;
     store.begin_ingestion(batch_id)?;
+    crate::failpoint::hit("ingest:after_metadata_in_progress");
     let result = read_and_write(store, path, batch_id, read);
     if let Err(e) = &result {
         // Best effort: the batch's rows are not in the buffer either way; the
         // audit row should say why. A lost connection may make this fail too,
-        // and the row then stays 'in_progress' (an interrupted batch).
+        // and the row then stays 'in_progress' until the next ingestion marks
+        // it interrupted.
         if !matches!(e, Error::Conflict(_)) {
             let _ = store.fail_ingestion(batch_id, &e.to_string());
         }

@@ -11,6 +11,7 @@ use crate::models::{Algo, Params};
 use crate::progress::Progress;
 use crate::registry::{self, TrainOptions};
 use crate::store::{ModelRun, RunCommit, Store};
+use crate::tracking::MlflowConfig;
 use crate::Result;
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct RetrainOptions {
     /// Promote when `new_rmse <= champion_rmse * (1 + tolerance)`.
     pub tolerance: f64,
     pub eval: EvalOptions,
+    /// Also track the retrain in MLflow (see [`crate::tracking`]); the
+    /// default takes it from `MLFLOW_TRACKING_URI`.
+    pub mlflow: Option<MlflowConfig>,
 }
 
 impl Default for RetrainOptions {
@@ -31,6 +35,7 @@ impl Default for RetrainOptions {
             window_secs: 24 * 3600,
             tolerance: 0.005,
             eval: EvalOptions::default(),
+            mlflow: MlflowConfig::from_env(),
         }
     }
 }
@@ -123,6 +128,7 @@ pub fn retrain_now(
     train_opts.seed = seed;
     train_opts.include_buffer = true;
     train_opts.eval = opts.eval.clone();
+    train_opts.mlflow = opts.mlflow.clone();
     train_opts
         .extra_notes
         .insert("kind".into(), json!("retrain"));
@@ -135,6 +141,17 @@ pub fn retrain_now(
     train_opts
         .extra_notes
         .insert("champion_before".into(), json!(champion));
+    let mut tracker = registry::start_tracking(
+        &train_opts,
+        "retrain",
+        &[
+            ("cinematch.trigger", trigger.to_string()),
+            (
+                "cinematch.champion_before",
+                champion.clone().unwrap_or_default(),
+            ),
+        ],
+    );
     let mut trained = registry::fit_and_evaluate(store, &train_opts, progress)?;
 
     let new_rmse = trained.metrics.rmse;
@@ -159,11 +176,24 @@ pub fn retrain_now(
         ),
     };
     trained.notes.insert("decision".into(), json!(decision));
+    let run_id = tracker.run_id_for_version();
+    registry::log_to_tracker(&mut tracker, &mut trained);
     let commit = RunCommit {
         promote_reason: promoted.then(|| format!("retrain ({trigger}); {decision}")),
         merge_buffer: true,
     };
-    let (run, merged) = registry::record(store, &trained, None, &commit)?;
+    crate::failpoint::hit("retrain:before_record");
+    let (run, merged) = registry::record(store, &trained, run_id, &commit)?;
+    registry::finish_tracking(
+        tracker,
+        &run,
+        &[
+            ("cinematch.champion", promoted.to_string()),
+            ("cinematch.promoted", promoted.to_string()),
+            ("cinematch.decision", decision.clone()),
+            ("cinematch.merged_ratings", merged.to_string()),
+        ],
+    );
     Ok(RetrainOutcome::Retrained {
         run,
         promoted,
@@ -198,7 +228,7 @@ pub fn parse_duration_secs(s: &str) -> Result<i64> {
         _ => (s, 1),
     };
     match num.trim().parse::<i64>() {
-        Ok(n) if n >= 0 => Ok(n * mult),
+        Ok(n) if n >= 0 && n.checked_mul(mult).is_some() => Ok(n * mult),
         _ => Err(crate::Error::InvalidArgument(format!(
             "{s:?} is not a duration: use e.g. 30d, 24h, 15m or 90s"
         ))),

@@ -2,9 +2,9 @@
 //! [`ApiDoc`] lists them all, so `/api/openapi.json` is generated from the
 //! code it describes.
 //!
-//! Recommendations, similar movies, the movie page and search are answered
-//! from the in-memory snapshot; the monitoring endpoints read the store
-//! through the pool on blocking threads.
+//! Recommendations, similar movies and the movie page are answered from the
+//! in-memory snapshot; search (through the full-text indexes) and the
+//! monitoring endpoints read the store through the pool on blocking threads.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -134,24 +134,25 @@ pub enum StrategyName {
     Popular,
 }
 
+/// Borrowed from the snapshot, so answering copies no title or genre.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RecommendedMovie {
+pub struct RecommendedMovie<'a> {
     movie_id: i32,
-    title: String,
-    genres: Vec<String>,
+    title: &'a str,
+    genres: Vec<&'a str>,
     /// Predicted rating (model) or damped mean rating (popular), 0.5..5.
     predicted_rating: f32,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RecommendationsBody {
+pub struct RecommendationsBody<'a> {
     user_id: i32,
     strategy: StrategyName,
-    model_version: String,
-    genre: Option<String>,
-    items: Vec<RecommendedMovie>,
+    model_version: &'a str,
+    genre: Option<&'a str>,
+    items: Vec<RecommendedMovie<'a>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -439,7 +440,8 @@ pub struct SimilarQuery {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// Title words; each must start a word of the title.
+    /// Title words; each must start a word of the title. Only letters and
+    /// digits count: anything else separates words.
     q: Option<String>,
     /// Only movies of this genre (any case).
     genre: Option<String>,
@@ -471,27 +473,31 @@ fn in_range(name: &str, v: Option<usize>, default: usize, max: usize) -> Result<
     Ok(v)
 }
 
+fn not_loaded() -> ApiError {
+    ApiError::unavailable(
+        "the catalogue is not loaded yet: the server is still connecting to the database; see /readyz",
+    )
+}
+
 fn loaded(state: &AppState) -> Result<std::sync::Arc<Snapshot>, ApiError> {
-    state.snapshot.load_full().ok_or_else(|| {
-        ApiError::unavailable(
-            "the catalogue is not loaded yet: the server is still connecting to the database; see /readyz",
-        )
+    state.snapshot.load_full().ok_or_else(not_loaded)
+}
+
+/// The catalogue's spelling of a genre typed in any case; 400 naming the
+/// genres there are when no movie has it.
+fn canonical_genre<'a>(snap: &'a Snapshot, g: &str) -> Result<&'a str, ApiError> {
+    snap.catalogue.canonical_genre(g).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "no movie has genre {g:?}; the catalogue's genres are {}",
+            snap.catalogue.genres().collect::<Vec<_>>().join(", ")
+        ))
     })
 }
 
 fn genre_filter(snap: &Snapshot, genre: Option<&str>) -> Result<Option<String>, ApiError> {
     match genre.map(str::trim).filter(|g| !g.is_empty()) {
         None => Ok(None),
-        Some(g) => snap
-            .catalogue
-            .canonical_genre(g)
-            .map(|c| Some(c.to_string()))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "no movie has genre {g:?}; the catalogue's genres are {}",
-                    snap.catalogue.genres().collect::<Vec<_>>().join(", ")
-                ))
-            }),
+        Some(g) => canonical_genre(snap, g).map(|c| Some(c.to_string())),
     }
 }
 
@@ -516,41 +522,66 @@ pub async fn recommendations(
     State(state): State<AppState>,
     PathId(user_id): PathId,
     ApiQuery(q): ApiQuery<RecommendationsQuery>,
-) -> Result<Json<RecommendationsBody>, ApiError> {
+) -> Result<Response, ApiError> {
     let k = in_range("k", q.k, 10, MAX_K)?;
-    let snap = loaded(&state)?;
+    // The hot path: a guard instead of an Arc clone, no lock unless ratings
+    // arrived since the snapshot, no copy of a title, one buffer for the body.
+    let guard = state.snapshot.load();
+    let snap = guard.as_deref().ok_or_else(not_loaded)?;
     let rec = snap
         .recommender
         .as_ref()
         .ok_or_else(ApiError::no_champion)?;
-    let genre = genre_filter(&snap, q.genre.as_deref())?;
-    let rated = state.rated(&snap, user_id);
-    let recs = rec.recommend(user_id, k, genre.as_deref(), &rated)?;
-    Ok(Json(RecommendationsBody {
+    let genre = match q.genre.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
+        None => None,
+        Some(g) => Some(canonical_genre(snap, g)?),
+    };
+    let since = state.rated_since(user_id);
+    let (strategy, top) =
+        rec.recommend_ids(user_id, k, genre, &[snap.rated_by(user_id), &since])?;
+    let items = top
+        .into_iter()
+        .map(|(movie_id, predicted_rating)| {
+            let m = snap.catalogue.get(movie_id).or_else(|| rec.movie(movie_id));
+            RecommendedMovie {
+                movie_id,
+                title: m.map_or("", |m| m.title.as_str()),
+                genres: m.map(|m| m.genre_list().collect()).unwrap_or_default(),
+                predicted_rating,
+            }
+        })
+        .collect();
+    Ok(json_response(&RecommendationsBody {
         user_id,
-        strategy: match recs.strategy {
+        strategy: match strategy {
             Strategy::Model => StrategyName::Model,
             Strategy::Popular => StrategyName::Popular,
         },
-        model_version: recs.model_version,
+        model_version: &rec.model_version,
         genre,
-        items: recs
-            .items
-            .into_iter()
-            .map(|i| RecommendedMovie {
-                movie_id: i.movie_id,
-                genres: i
-                    .genres
-                    .split('|')
-                    .map(str::trim)
-                    .filter(|g| !g.is_empty() && *g != "(no genres listed)")
-                    .map(str::to_string)
-                    .collect(),
-                title: i.title,
-                predicted_rating: i.score,
-            })
-            .collect(),
+        items,
     }))
+}
+
+/// `body` as an `application/json` response, serialized into one buffer
+/// sized for a typical answer.
+fn json_response<T: Serialize>(body: &T) -> Response {
+    let mut buf = Vec::with_capacity(2048);
+    match serde_json::to_writer(&mut buf, body) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            buf,
+        )
+            .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot serialize the response: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 /// One movie with its rating count and mean over the train split.
@@ -635,7 +666,11 @@ pub async fn similar(
     }))
 }
 
-/// Title and genre search over the catalogue.
+/// Title and genre search through the database's full-text indexes.
+///
+/// Every word of `q` must start a word of the title; movies matching more
+/// words whole come first, then the most rated (train split), then by id.
+/// Without `q` the genre is listed by rating count.
 #[utoipa::path(
     get,
     path = "/api/movies",
@@ -643,7 +678,8 @@ pub async fn similar(
     params(SearchQuery),
     responses(
         (status = 200, description = "Best matches first", body = SearchBody),
-        (status = 400, description = "Neither q nor genre, an unknown genre, or a bad limit", body = ErrorBody)
+        (status = 400, description = "Neither q nor genre, an unknown genre, or a bad limit", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody)
     )
 )]
 pub async fn search_movies(
@@ -659,12 +695,12 @@ pub async fn search_movies(
             "give title words (q=toy+story), a genre (genre=Animation) or both",
         ));
     }
-    let movies: Vec<MovieBody> = snap
-        .catalogue
-        .search(&query, genre.as_deref(), limit)
-        .into_iter()
-        .map(|m| MovieBody::new(m, &snap))
-        .collect();
+    let (text, g) = (query.clone(), genre.clone());
+    let found = state
+        .pool
+        .run(move |store| store.search_movies(&text, g.as_deref(), limit))
+        .await?;
+    let movies: Vec<MovieBody> = found.iter().map(|m| MovieBody::new(m, &snap)).collect();
     Ok(Json(SearchBody {
         query,
         genre,

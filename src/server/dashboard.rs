@@ -717,7 +717,7 @@ const EXPLORER: &str = r#"
 <div>
 <form id="user-form"><label>User id<input id="user-input" name="user" type="number" min="1" required placeholder="e.g. 1"></label><button type="submit">Recommend</button></form>
 <p class="note" id="user-status">A user id gives that user's recommendations and the movies they rated.</p>
-<h3>Recommended</h3><ol class="results" id="user-recs"></ol>
+<h3 id="recs-title">Recommended</h3><ol class="results" id="user-recs"></ol>
 <h3>Rated</h3><ol class="results" id="user-rated"></ol>
 </div>
 <div>
@@ -733,15 +733,24 @@ const EXPLORER: &str = r#"
 
 /// The explorer: fetches the JSON API and fills the lists with textContent
 /// only (titles never become markup). `/?user=1&movie=toy` runs it on load.
+///
+/// For tests and devtools: every result `<li>` carries `data-movie-id`; each
+/// result list's `data-state` is `loading` while a request runs, then
+/// `done`, `empty`, `error` or (rejected by the form's own checks)
+/// `invalid`; `#user-recs` has `data-strategy` (`model` or `popular`).
 const SCRIPT: &str = r#"
 (function () {
   "use strict";
   var errors = document.getElementById("js-errors");
-  window.addEventListener("error", function (e) {
+  function report(text) {
     var p = document.createElement("p");
-    p.textContent = String(e.message || e);
+    p.textContent = text;
     errors.appendChild(p);
     errors.hidden = false;
+  }
+  window.addEventListener("error", function (e) { report(String(e.message || e)); });
+  window.addEventListener("unhandledrejection", function (e) {
+    report(String((e.reason && e.reason.message) || e.reason));
   });
   function $(id) { return document.getElementById(id); }
   async function getJSON(url) {
@@ -753,6 +762,7 @@ const SCRIPT: &str = r#"
   function fill(list, items, render) {
     list.replaceChildren.apply(list, items.map(function (it) {
       var li = document.createElement("li");
+      li.dataset.movieId = it.movieId;
       render(li, it);
       return li;
     }));
@@ -772,6 +782,7 @@ const SCRIPT: &str = r#"
   async function showUser(user) {
     var recs = $("user-recs"), rated = $("user-rated");
     status("user-status", "Loading…");
+    recs.dataset.state = "loading";
     try {
       var id = encodeURIComponent(user);
       var r = await getJSON("/api/users/" + id + "/recommendations?k=10");
@@ -782,19 +793,25 @@ const SCRIPT: &str = r#"
       fill(rated, h.items, function (li, it) {
         line(li, it.title || ("movie " + it.movieId), "rated " + it.rating.toFixed(1));
       });
-      status("user-status", "User " + r.userId + ": " + (r.strategy === "model"
+      var personal = r.strategy === "model";
+      $("recs-title").textContent = personal ? "Recommended" : "Popular (new user)";
+      status("user-status", "User " + r.userId + ": " + (personal
         ? "personalized by " + r.modelVersion
         : "not known to the model, so the most popular movies") +
         "; " + h.total + " ratings.");
+      recs.dataset.strategy = r.strategy;
       recs.dataset.state = "done";
     } catch (e) {
       recs.replaceChildren(); rated.replaceChildren();
+      $("recs-title").textContent = "Recommended";
+      delete recs.dataset.strategy;
       status("user-status", e.message, true);
       recs.dataset.state = "error";
     }
   }
   async function showSimilar(movie) {
     var list = $("movie-similar");
+    list.dataset.state = "loading";
     var s = await getJSON("/api/movies/" + movie.movieId + "/similar?k=10");
     $("similar-title").textContent = "Similar to " + movie.title;
     fill(list, s.items, function (li, it) {
@@ -805,6 +822,7 @@ const SCRIPT: &str = r#"
   async function showMovie(q) {
     var matches = $("movie-matches"), similar = $("movie-similar");
     status("movie-status", "Loading…");
+    similar.dataset.state = "loading";
     try {
       var found = await getJSON("/api/movies?limit=5&q=" + encodeURIComponent(q));
       fill(matches, found.movies, function (li, m) {
@@ -813,7 +831,11 @@ const SCRIPT: &str = r#"
         b.type = "button";
         b.textContent = m.title;
         b.addEventListener("click", function () {
-          showSimilar(m).catch(function (e) { status("movie-status", e.message, true); });
+          showSimilar(m).catch(function (e) {
+            similar.replaceChildren();
+            status("movie-status", e.message, true);
+            similar.dataset.state = "error";
+          });
         });
         li.appendChild(b);
         var meta = document.createElement("span");
@@ -824,6 +846,7 @@ const SCRIPT: &str = r#"
       });
       if (found.movies.length === 0) {
         similar.replaceChildren();
+        $("similar-title").textContent = "Similar";
         status("movie-status", "No movie title matches \u201c" + q + "\u201d.", true);
         similar.dataset.state = "empty";
         return;
@@ -831,7 +854,8 @@ const SCRIPT: &str = r#"
       status("movie-status", found.count + " matches; similar movies of the first, click another to switch.");
       await showSimilar(found.movies[0]);
     } catch (e) {
-      similar.replaceChildren();
+      matches.replaceChildren(); similar.replaceChildren();
+      $("similar-title").textContent = "Similar";
       status("movie-status", e.message, true);
       similar.dataset.state = "error";
     }
@@ -841,6 +865,16 @@ const SCRIPT: &str = r#"
     p.set(key, value);
     history.replaceState(null, "", "?" + p.toString());
   }
+  // The browser refuses a bad value (user 0, an empty title) before submit;
+  // say why next to the form too, where the results would appear.
+  $("user-input").addEventListener("invalid", function () {
+    status("user-status", $("user-input").validationMessage || "Enter a user id.", true);
+    $("user-recs").dataset.state = "invalid";
+  });
+  $("movie-input").addEventListener("invalid", function () {
+    status("movie-status", $("movie-input").validationMessage || "Enter a title.", true);
+    $("movie-similar").dataset.state = "invalid";
+  });
   $("user-form").addEventListener("submit", function (e) {
     e.preventDefault();
     var v = $("user-input").value.trim();

@@ -1,7 +1,7 @@
 //! What requests are answered from, and how it follows the database.
 //!
 //! A [`Snapshot`] holds the champion's [`Recommender`], the catalogue with
-//! its search tokens and rating statistics, and every user's rated movies,
+//! its rating statistics, and every user's rated movies,
 //! all in memory: a recommendation touches no database. The snapshot sits
 //! in an [`ArcSwapOption`]; a background task checks the champion every
 //! `reload_interval` and, when another process promoted a new one, loads a
@@ -15,9 +15,9 @@
 //! never recommended back to them, even after the buffer is merged into the
 //! train split and before the next model is promoted.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -32,12 +32,11 @@ use crate::store::{self, MovieStats, Store};
 use crate::types::{Movie, Rating, Split};
 use crate::{Error, Result};
 
-/// The catalogue as the API shows it, with what search and the movie page need.
+/// The catalogue as the API shows it, with what the movie page and search
+/// results need (search itself runs in the store's full-text indexes).
 pub struct Catalogue {
     /// Sorted by movie id.
     movies: Vec<Movie>,
-    /// Lower-cased title words of `movies[i]`.
-    tokens: Vec<Box<[Box<str>]>>,
     stats: HashMap<i32, MovieStats>,
     /// Every genre in the catalogue, as spelled there.
     genres: BTreeSet<String>,
@@ -46,17 +45,12 @@ pub struct Catalogue {
 impl Catalogue {
     fn new(mut movies: Vec<Movie>, stats: &[MovieStats]) -> Catalogue {
         movies.sort_by_key(|m| m.movie_id);
-        let tokens = movies
-            .iter()
-            .map(|m| tokenize(&m.title).map(Box::from).collect())
-            .collect();
         let genres = movies
             .iter()
             .flat_map(|m| m.genre_list().map(str::to_string))
             .collect();
         Catalogue {
             movies,
-            tokens,
             stats: stats.iter().map(|s| (s.movie_id, *s)).collect(),
             genres,
         }
@@ -92,59 +86,6 @@ impl Catalogue {
         let genre = genre.trim();
         self.genres().find(|g| g.eq_ignore_ascii_case(genre))
     }
-
-    /// Title search: every word of `query` must start a word of the title
-    /// ("toy stor" finds "Toy Story (1995)"); whole-word matches rank first,
-    /// then the movies with more ratings. An empty query lists a genre by
-    /// rating count. The ranking is done here rather than through the
-    /// stores' full-text indexes because the catalogue is in memory already
-    /// and both backends then rank alike.
-    pub fn search(&self, query: &str, genre: Option<&str>, limit: usize) -> Vec<&Movie> {
-        let words: Vec<String> = tokenize(query).collect();
-        let mut hits: Vec<(u32, i64, usize)> = Vec::new();
-        'movies: for (i, m) in self.movies.iter().enumerate() {
-            if let Some(g) = genre {
-                if !m.genre_list().any(|x| x.eq_ignore_ascii_case(g)) {
-                    continue;
-                }
-            }
-            let mut score = 0u32;
-            for w in &words {
-                let mut best = 0;
-                for t in self.tokens[i].iter() {
-                    if **t == **w {
-                        best = 2;
-                        break;
-                    }
-                    if t.starts_with(w.as_str()) {
-                        best = 1;
-                    }
-                }
-                if best == 0 {
-                    continue 'movies;
-                }
-                score += best;
-            }
-            let count = self.stats.get(&m.movie_id).map_or(0, |s| s.count);
-            hits.push((score, count, i));
-        }
-        hits.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then(b.1.cmp(&a.1))
-                .then(self.movies[a.2].movie_id.cmp(&self.movies[b.2].movie_id))
-        });
-        hits.into_iter()
-            .take(limit)
-            .map(|(_, _, i)| &self.movies[i])
-            .collect()
-    }
-}
-
-/// Lower-cased alphanumeric words.
-fn tokenize(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
 }
 
 /// Everything requests read, loaded together so it is always consistent.
@@ -165,6 +106,11 @@ impl Snapshot {
 
     pub fn users_with_ratings(&self) -> usize {
         self.rated.len()
+    }
+
+    /// The movies `user` had rated when this was loaded, ascending.
+    pub fn rated_by(&self, user: i32) -> &[i32] {
+        self.rated.get(&user).map_or(&[], |v| v)
     }
 
     /// Reads the champion, the catalogue and every rating's (user, movie).
@@ -228,6 +174,9 @@ pub struct Shared {
     pub(crate) snapshot: ArcSwapOption<Snapshot>,
     /// Ratings buffered after the snapshot was taken, by user (only grows).
     extra_rated: RwLock<HashMap<i32, Vec<i32>>>,
+    /// Whether `extra_rated` holds anything: until it does, recommendations
+    /// never touch its lock.
+    has_extra: AtomicBool,
     /// Buffer size when it was last read, -1 before the first read.
     buffer_seen: AtomicI64,
     pub(crate) metrics: Metrics,
@@ -274,6 +223,7 @@ impl AppState {
             pool: Arc::new(StorePool::new(url.to_string(), config.pool_size)),
             snapshot: ArcSwapOption::empty(),
             extra_rated: RwLock::new(HashMap::new()),
+            has_extra: AtomicBool::new(false),
             buffer_seen: AtomicI64::new(-1),
             metrics: Metrics::default(),
             api_token: config.api_token.clone().filter(|t| !t.trim().is_empty()),
@@ -394,20 +344,18 @@ impl AppState {
                 v.push(r.movie_id);
             }
         }
+        self.has_extra.store(true, Ordering::Release);
     }
 
-    /// Every movie `user` has rated, as far as this server knows.
-    pub(crate) fn rated(&self, snap: &Snapshot, user: i32) -> HashSet<i32> {
-        let mut set: HashSet<i32> = snap
-            .rated
-            .get(&user)
-            .map(|v| v.iter().copied().collect())
-            .unwrap_or_default();
-        let extra = self.extra_rated.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = extra.get(&user) {
-            set.extend(v.iter().copied());
+    /// Movies `user` rated after the snapshot was taken (possibly some it
+    /// has too); together with [`Snapshot::rated_by`], every movie the user
+    /// has rated as far as this server knows.
+    pub(crate) fn rated_since(&self, user: i32) -> Vec<i32> {
+        if !self.has_extra.load(Ordering::Acquire) {
+            return Vec::new();
         }
-        set
+        let extra = self.extra_rated.read().unwrap_or_else(|e| e.into_inner());
+        extra.get(&user).cloned().unwrap_or_default()
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod pgconn;
 pub mod postgres;
+pub mod roles;
 pub mod schema;
 pub mod sqlite;
 
@@ -135,8 +136,10 @@ pub struct Ingestion {
     pub batch_id: String,
     pub ingestion_date: Option<chrono::NaiveDateTime>,
     pub record_count: Option<i64>,
-    /// 'completed', 'failed' or 'in_progress' (an interrupted batch stays
-    /// 'in_progress' and may be retried).
+    /// 'completed', 'failed' or 'in_progress'. A batch whose process died
+    /// stays 'in_progress' until the next ingestion finds no process
+    /// ingesting and marks it 'failed' with [`INTERRUPTED_NOTE`]; either way
+    /// it may be retried.
     pub status: Option<String>,
     pub notes: Option<String>,
 }
@@ -235,11 +238,35 @@ pub trait Store: Send {
     /// The ids of every movie, for referential checks of new ratings.
     fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>>;
 
+    /// Title and genre search through the full-text indexes (SQLite's
+    /// `movies_fts`, PostgreSQL's GIN indexes), best first, at most `limit`.
+    ///
+    /// `query` is reduced to [`search_words`]: every word must start a word
+    /// of the title ("toy stor" finds "Toy Story (1995)"); FTS syntax in it
+    /// (`"`, `*`, `AND`, `NEAR(`, `:`...) is only ever plain text. `genre`
+    /// keeps movies with exactly that genre in any case (see
+    /// [`GenreFilter`]). Ranking: movies with more query words matching a
+    /// whole title word first, then more train-split ratings, then lower id.
+    /// A query without words lists the genre; without words or genre the
+    /// answer is empty.
+    fn search_movies(
+        &mut self,
+        query: &str,
+        genre: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Movie>>;
+
     // --- batch ingestion ----------------------------------------------------
 
     /// Opens (or reopens, after a failure or an interruption) the audit row of
     /// a batch as 'in_progress', committed at once so an interrupted batch is
     /// visible. [`Error::Conflict`] if the batch already completed.
+    ///
+    /// The store holds a shared "ingesting" lock (an advisory lock on
+    /// PostgreSQL, a lock file on SQLite) from here until the batch is
+    /// completed or failed; a process that dies releases it. First, if no
+    /// other process holds that lock, every batch still 'in_progress' is
+    /// orphaned and is marked 'failed' with [`INTERRUPTED_NOTE`].
     fn begin_ingestion(&mut self, batch_id: &str) -> Result<()>;
 
     /// Writes a batch into `ratings_buffer` and marks its audit row
@@ -392,6 +419,54 @@ pub fn sqlite_path(url: &str) -> Option<String> {
     }
 }
 
+/// Most words a search uses; the rest of a longer query is ignored, which
+/// bounds the cost of one request.
+pub const MAX_SEARCH_WORDS: usize = 8;
+
+/// The words of a search query as both backends match them: lower-cased
+/// runs of alphanumeric characters, first occurrence only, at most
+/// [`MAX_SEARCH_WORDS`]. Everything else (quotes, `*`, `:`, parentheses,
+/// `-`, `^`, `;`) separates words, so no FTS or tsquery syntax survives;
+/// operators spelled as words (`AND`, `NEAR`) are just words.
+pub fn search_words(query: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for w in query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let w = w.to_lowercase();
+        if !words.contains(&w) {
+            words.push(w);
+            if words.len() == MAX_SEARCH_WORDS {
+                break;
+            }
+        }
+    }
+    words
+}
+
+/// A search's genre filter, as both stores apply it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenreFilter<'a> {
+    /// No filter (none given, or blank).
+    Any,
+    /// Exactly this genre (trimmed), in any case.
+    Only(&'a str),
+    /// A value no movie can have (it holds a `|`, which separates genres,
+    /// or a NUL, which PostgreSQL text cannot hold): nothing matches.
+    Nothing,
+}
+
+impl GenreFilter<'_> {
+    pub fn new(genre: Option<&str>) -> GenreFilter<'_> {
+        match genre.map(str::trim).filter(|g| !g.is_empty()) {
+            None => GenreFilter::Any,
+            Some(g) if g.contains(['|', '\0']) => GenreFilter::Nothing,
+            Some(g) => GenreFilter::Only(g),
+        }
+    }
+}
+
 /// Sample standard deviation from running sums, as SQL's STDDEV computes it.
 pub(crate) fn sample_std(n: i64, sum: f64, sum_sq: f64) -> f64 {
     if n < 2 {
@@ -429,6 +504,12 @@ pub(crate) fn batch_completed(batch_id: &str) -> Error {
          or `cinematch buffer clear` / retrain first if you mean to replace it"
     ))
 }
+
+/// The note of a batch found 'in_progress' while no process was ingesting:
+/// its process was killed or lost the database before the commit.
+pub const INTERRUPTED_NOTE: &str = "interrupted: the ingesting process stopped (killed, or lost \
+     the database) before the batch completed, so none of its ratings are in ratings_buffer; \
+     ingest it again with the same batch id";
 
 pub(crate) fn batch_not_open(batch_id: &str, status: Option<&str>) -> Error {
     Error::Conflict(format!(

@@ -27,6 +27,10 @@ const MIGRATION_LOCK: i64 = 0x6369_6e65_6d61_0001;
 /// Keeps two pipeline cycles apart across processes (session-level, so a
 /// killed process releases it with its connection).
 const PIPELINE_LOCK: i64 = 0x6369_6e65_6d61_0002;
+/// Held shared by every session with a batch 'in_progress' (see
+/// [`Store::begin_ingestion`]); whoever can take it exclusively knows that no
+/// ingestion is running anywhere.
+const INGEST_LOCK: i64 = 0x6369_6e65_6d61_0003;
 
 /// The spec's "option 2" merge as one statement: the rows deleted are exactly
 /// the rows inserted, so a rating that arrives meanwhile is either moved or
@@ -75,6 +79,8 @@ fn copy_into_buffer(
 pub struct PgStore {
     client: Client,
     location: String,
+    /// This session holds [`INGEST_LOCK`] shared.
+    ingesting: bool,
 }
 
 impl PgStore {
@@ -83,12 +89,45 @@ impl PgStore {
         Ok(PgStore {
             client,
             location: pgconn::redact(url),
+            ingesting: false,
         })
     }
 
     /// Direct access for backend-specific tests and maintenance.
     pub fn client(&mut self) -> &mut Client {
         &mut self.client
+    }
+
+    /// Takes [`INGEST_LOCK`] shared for a batch about to go 'in_progress',
+    /// after marking orphaned batches interrupted if no session ingests.
+    fn claim_ingestion(&mut self) -> Result<()> {
+        if self.ingesting {
+            return Ok(());
+        }
+        let mut tx = self.client.transaction()?;
+        let alone: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&INGEST_LOCK])?
+            .get(0);
+        if alone {
+            tx.execute(
+                "UPDATE ingestion_metadata SET status = 'failed', record_count = NULL, notes = $1
+                  WHERE status = 'in_progress'",
+                &[&super::INTERRUPTED_NOTE],
+            )?;
+        }
+        tx.commit()?;
+        self.client
+            .execute("SELECT pg_advisory_lock_shared($1)", &[&INGEST_LOCK])?;
+        self.ingesting = true;
+        Ok(())
+    }
+
+    fn release_ingestion(&mut self) {
+        if std::mem::take(&mut self.ingesting) {
+            let _ = self
+                .client
+                .execute("SELECT pg_advisory_unlock_shared($1)", &[&INGEST_LOCK]);
+        }
     }
 
     fn user_tables(&mut self) -> Result<Vec<String>> {
@@ -110,6 +149,13 @@ impl Store for PgStore {
     }
 
     fn migrate(&mut self) -> Result<Vec<&'static str>> {
+        // Up to date: no DDL at all, so roles without CREATE (ml_pipeline, analyst) can open it.
+        if self
+            .schema_version()?
+            .is_some_and(|v| version_key(&v) >= version_key(schema::latest_version()))
+        {
+            return Ok(Vec::new());
+        }
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         tx.batch_execute(schema::VERSION_TABLE_PG)?;
@@ -223,6 +269,7 @@ impl Store for PgStore {
             w.finish()?;
         }
         progress.finish();
+        crate::failpoint::hit("load:after_movies");
 
         progress.stage("ratings", Some(ratings.len() as u64));
         let (mut train, mut test) = (0u64, 0u64);
@@ -254,9 +301,11 @@ impl Store for PgStore {
                     }
                 }
                 progress.advance(chunk_r.len() as u64);
+                crate::failpoint::hit("load:mid_ratings");
             }
             w.finish()?;
         }
+        crate::failpoint::hit("load:after_copy_before_commit");
         tx.commit()?;
         progress.finish();
         Ok(LoadSummary {
@@ -368,7 +417,30 @@ impl Store for PgStore {
             .collect())
     }
 
+    fn search_movies(
+        &mut self,
+        query: &str,
+        genre: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Movie>> {
+        let words = super::search_words(query);
+        let genre = match super::GenreFilter::new(genre) {
+            super::GenreFilter::Any => None,
+            super::GenreFilter::Only(g) => Some(g),
+            super::GenreFilter::Nothing => return Ok(Vec::new()),
+        };
+        if limit == 0 || (words.is_empty() && genre.is_none()) {
+            return Ok(Vec::new());
+        }
+        let (sql, params) = search_sql(&words, genre, limit);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref()).collect();
+        let rows = self.client.query(&sql, &refs)?;
+        Ok(rows.iter().map(movie_row).collect())
+    }
+
     fn begin_ingestion(&mut self, batch_id: &str) -> Result<()> {
+        self.claim_ingestion()?;
         let mut tx = self.client.transaction()?;
         tx.execute(
             "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
@@ -421,7 +493,9 @@ impl Store for PgStore {
                 ingestion_date = clock_timestamp(), notes = $3 WHERE batch_id = $1",
             &[&batch_id, &(n as i32), &notes],
         )?;
+        crate::failpoint::hit("ingest:after_rows_before_commit");
         tx.commit()?;
+        self.release_ingestion();
         Ok(n)
     }
 
@@ -444,14 +518,16 @@ impl Store for PgStore {
     }
 
     fn fail_ingestion(&mut self, batch_id: &str, reason: &str) -> Result<()> {
-        self.client.execute(
+        let failed = self.client.execute(
             "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
              VALUES ($1, clock_timestamp(), 'failed', $2)
              ON CONFLICT (batch_id) DO UPDATE SET status = 'failed', notes = EXCLUDED.notes,
                 ingestion_date = EXCLUDED.ingestion_date, record_count = NULL
               WHERE ingestion_metadata.status IS DISTINCT FROM 'completed'",
             &[&batch_id, &reason],
-        )?;
+        );
+        self.release_ingestion();
+        failed?;
         Ok(())
     }
 
@@ -489,7 +565,11 @@ impl Store for PgStore {
     fn merge_buffer(&mut self) -> Result<u64> {
         // One statement: the rows deleted are exactly the rows inserted, so a
         // rating that arrives meanwhile is either moved or stays buffered.
-        Ok(self.client.execute(MERGE_BUFFER, &[])?)
+        let mut tx = self.client.transaction()?;
+        let n = tx.execute(MERGE_BUFFER, &[])?;
+        crate::failpoint::hit("merge:before_commit");
+        tx.commit()?;
+        Ok(n)
     }
 
     fn clear_buffer(&mut self) -> Result<u64> {
@@ -543,7 +623,8 @@ impl Store for PgStore {
     fn archive_drift_alerts(&mut self, older_than_secs: i64) -> Result<u64> {
         let mut tx = self.client.transaction()?;
         tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS drift_alerts_archive (LIKE drift_alerts INCLUDING DEFAULTS)",
+            // Only when missing: even IF NOT EXISTS needs CREATE on the schema, which ml_pipeline lacks.
+            "DO $$ BEGIN IF to_regclass('drift_alerts_archive') IS NULL THEN CREATE TABLE drift_alerts_archive (LIKE drift_alerts INCLUDING DEFAULTS); END IF; END $$",
         )?;
         let n = tx.execute(
             "WITH moved AS (
@@ -683,8 +764,11 @@ impl Store for PgStore {
                 &[&version],
             )?,
         };
+        crate::failpoint::hit("retrain:after_promote_before_merge");
         let merged = if commit.merge_buffer {
-            tx.execute(MERGE_BUFFER, &[])?
+            let n = tx.execute(MERGE_BUFFER, &[])?;
+            crate::failpoint::hit("merge:before_commit");
+            n
         } else {
             0
         };
@@ -767,6 +851,89 @@ impl Store for PgStore {
         tx.commit()?;
         Ok((from, to))
     }
+}
+
+/// The title side of search: ASCII punctuation to spaces, then the `simple`
+/// configuration. Exactly the expression of schema 1.4's
+/// `idx_movies_title_fts`, so the planner can use that index.
+pub const TITLE_TSVECTOR: &str = r##"to_tsvector('simple', translate(m.title, '!"#$%&''()*+,-./:;<=>?@[\]^_`{|}~', '                                '))"##;
+
+/// A parameter of [`search_sql`]'s statement.
+pub type SearchParam = Box<dyn postgres::types::ToSql + Sync>;
+
+/// The search statement for `words` (from [`super::search_words`]), an
+/// optional genre and a limit, with its parameters in order: the prefix
+/// tsquery of every word (`'toy':* & 'story':*`), the genre, one exact
+/// tsquery per word, the limit. Public so the schema tests can EXPLAIN
+/// exactly what the store runs.
+///
+/// Titles use [`TITLE_TSVECTOR`]: punctuation as spaces and the `simple`
+/// configuration (lower-casing, no stemming or stop words, so "the" and
+/// "stories" mean what they say), which splits titles into the words FTS5
+/// sees on SQLite, through `idx_movies_title_fts` (schema 1.4). Genres use the spec's own
+/// GIN expression, `to_tsvector('english', genres)`, so the planner can use
+/// `idx_movies_genres`; an exact check on the `|`-separated list then keeps
+/// exactly the genre asked for. The words are runs of alphanumerics, quoted
+/// as tsquery lexemes, so no tsquery operator can come from the input, and
+/// every value is a bound parameter.
+#[doc(hidden)]
+pub fn search_sql(
+    words: &[String],
+    genre: Option<&str>,
+    limit: usize,
+) -> (String, Vec<SearchParam>) {
+    let mut params: Vec<SearchParam> = Vec::new();
+    let mut conds: Vec<String> = Vec::new();
+    if !words.is_empty() {
+        let prefix = words
+            .iter()
+            .map(|w| format!("'{w}':*"))
+            .collect::<Vec<_>>()
+            .join(" & ");
+        params.push(Box::new(prefix));
+        conds.push(format!(
+            "{TITLE_TSVECTOR} @@ to_tsquery('simple', ${}::text)",
+            params.len()
+        ));
+    }
+    if let Some(g) = genre {
+        params.push(Box::new(g.to_string()));
+        let n = params.len();
+        conds.push(format!(
+            "to_tsvector('english', m.genres) @@ plainto_tsquery('english', ${n}::text)
+               AND position(lower('|' || ${n}::text || '|') IN lower('|' || COALESCE(m.genres, '') || '|')) > 0"
+        ));
+    }
+    let mut rank: Vec<String> = Vec::new();
+    for w in words {
+        params.push(Box::new(format!("'{w}'")));
+        rank.push(format!(
+            "({TITLE_TSVECTOR} @@ to_tsquery('simple', ${}::text))::int",
+            params.len()
+        ));
+    }
+    let by_words = if rank.is_empty() {
+        String::new()
+    } else {
+        format!("{} DESC,", rank.join(" + "))
+    };
+    params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT m.movieid, m.title::text, m.genres::text, m.pca_features FROM movies m
+          WHERE {}
+          ORDER BY {by_words}
+                   (SELECT count(*) FROM ratings r
+                     WHERE r.movieid = m.movieid AND r.data_split = 'train') DESC,
+                   m.movieid
+          LIMIT ${}::int8",
+        if conds.is_empty() {
+            "TRUE".to_string()
+        } else {
+            conds.join(" AND ")
+        },
+        params.len()
+    );
+    (sql, params)
 }
 
 fn rating_row(r: &postgres::Row) -> Rating {

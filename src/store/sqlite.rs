@@ -20,6 +20,9 @@ pub struct SqliteStore {
     path: String,
     /// Held while this process runs a pipeline cycle (see `try_lock_pipeline`).
     pipeline_lock: Option<std::fs::File>,
+    /// `<db>.ingest-lock`, locked shared while this store has a batch
+    /// 'in_progress' (see [`Store::begin_ingestion`]).
+    ingest_lock: Option<std::fs::File>,
 }
 
 /// SQLite's "now" with milliseconds, in UTC like PostgreSQL's sessions here.
@@ -57,12 +60,40 @@ impl SqliteStore {
             conn,
             path: path.to_string(),
             pipeline_lock: None,
+            ingest_lock: None,
         })
     }
 
     /// Direct access for backend-specific tests and maintenance.
     pub fn connection(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// Locks `<db>.ingest-lock` shared for a batch about to go 'in_progress',
+    /// after marking orphaned batches interrupted if the file could be locked
+    /// exclusively (no process is ingesting). The lock dies with the process.
+    fn claim_ingestion(&mut self) -> Result<()> {
+        if self.ingest_lock.is_some() || self.path == ":memory:" {
+            return Ok(());
+        }
+        let lock_path = format!("{}.ingest-lock", self.path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        if file.try_lock().is_ok() {
+            self.conn.execute(
+                "UPDATE ingestion_metadata SET status = 'failed', record_count = NULL, notes = ?1
+                  WHERE status = 'in_progress'",
+                [super::INTERRUPTED_NOTE],
+            )?;
+        }
+        // Replaces the exclusive lock, if taken, by a shared one.
+        file.lock_shared().map_err(|e| Error::io(&lock_path, e))?;
+        self.ingest_lock = Some(file);
+        Ok(())
     }
 
     fn user_tables(&self) -> Result<Vec<String>> {
@@ -212,6 +243,7 @@ impl Store for SqliteStore {
             }
         }
         progress.finish();
+        crate::failpoint::hit("load:after_movies");
         progress.stage("ratings", Some(ratings.len() as u64));
         let (mut train, mut test) = (0u64, 0u64);
         {
@@ -237,8 +269,10 @@ impl Store for SqliteStore {
                     }
                 }
                 progress.advance(chunk_r.len() as u64);
+                crate::failpoint::hit("load:mid_ratings");
             }
         }
+        crate::failpoint::hit("load:after_copy_before_commit");
         tx.commit()?;
         progress.finish();
         Ok(LoadSummary {
@@ -354,7 +388,81 @@ impl Store for SqliteStore {
         Ok(ids)
     }
 
+    fn search_movies(
+        &mut self,
+        query: &str,
+        genre: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Movie>> {
+        let words = super::search_words(query);
+        let genre = match super::GenreFilter::new(genre) {
+            super::GenreFilter::Any => None,
+            super::GenreFilter::Only(g) => Some(g),
+            super::GenreFilter::Nothing => return Ok(Vec::new()),
+        };
+        if limit == 0 || (words.is_empty() && genre.is_none()) {
+            return Ok(Vec::new());
+        }
+        // Every user value is a bound parameter. The FTS5 expressions are
+        // built from `search_words`, runs of alphanumerics, each inside a
+        // double-quoted FTS5 string, so nothing in them is FTS5 syntax.
+        let mut terms: Vec<String> = words.iter().map(|w| format!("title : \"{w}\" *")).collect();
+        let genre_words = genre.map(super::search_words).unwrap_or_default();
+        if !genre_words.is_empty() {
+            terms.push(format!("genres : \"{}\"", genre_words.join(" ")));
+        }
+        let mut params: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut conds: Vec<String> = Vec::new();
+        if !terms.is_empty() {
+            params.push(Box::new(terms.join(" AND ")));
+            conds.push(format!(
+                "m.movieId IN (SELECT rowid FROM movies_fts WHERE movies_fts MATCH ?{})",
+                params.len()
+            ));
+        }
+        if let Some(g) = genre {
+            // FTS5 matches genre words; this keeps exactly the genre asked
+            // for ("Fi" must not find "Sci-Fi").
+            params.push(Box::new(g.to_string()));
+            conds.push(format!(
+                "instr('|' || lower(COALESCE(m.genres, '')) || '|', '|' || lower(?{}) || '|') > 0",
+                params.len()
+            ));
+        }
+        let mut exact: Vec<String> = Vec::new();
+        for w in &words {
+            params.push(Box::new(format!("title : \"{w}\"")));
+            exact.push(format!(
+                "(m.movieId IN (SELECT rowid FROM movies_fts WHERE movies_fts MATCH ?{}))",
+                params.len()
+            ));
+        }
+        let by_words = if exact.is_empty() {
+            String::new()
+        } else {
+            format!("{} DESC,", exact.join(" + "))
+        };
+        params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let sql = format!(
+            "SELECT m.movieId, m.title, m.genres, m.pca_features FROM movies m
+              WHERE {}
+              ORDER BY {by_words}
+                       (SELECT COUNT(*) FROM ratings r
+                         WHERE r.movieId = m.movieId AND r.data_split = 'train') DESC,
+                       m.movieId
+              LIMIT ?{}",
+            conds.join(" AND "),
+            params.len()
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params.iter()), movie_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     fn begin_ingestion(&mut self, batch_id: &str) -> Result<()> {
+        self.claim_ingestion()?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -443,7 +551,9 @@ impl Store for SqliteStore {
             ),
             params![batch_id, ratings.len() as i64, notes],
         )?;
+        crate::failpoint::hit("ingest:after_rows_before_commit");
         tx.commit()?;
+        self.ingest_lock = None;
         Ok(ratings.len() as u64)
     }
 
@@ -486,7 +596,7 @@ impl Store for SqliteStore {
     }
 
     fn fail_ingestion(&mut self, batch_id: &str, reason: &str) -> Result<()> {
-        self.conn.execute(
+        let failed = self.conn.execute(
             &format!(
                 "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
                  VALUES (?1, {NOW}, 'failed', ?2)
@@ -495,7 +605,9 @@ impl Store for SqliteStore {
                  WHERE ingestion_metadata.status <> 'completed'"
             ),
             [batch_id, reason],
-        )?;
+        );
+        self.ingest_lock = None;
+        failed?;
         Ok(())
     }
 
@@ -536,6 +648,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let moved = merge_buffer_in(&tx)?;
+        crate::failpoint::hit("merge:before_commit");
         tx.commit()?;
         Ok(moved)
     }
@@ -757,8 +870,11 @@ impl Store for SqliteStore {
                 [&version, reason],
             )?;
         }
+        crate::failpoint::hit("retrain:after_promote_before_merge");
         let merged = if commit.merge_buffer {
-            merge_buffer_in(&tx)?
+            let n = merge_buffer_in(&tx)?;
+            crate::failpoint::hit("merge:before_commit");
+            n
         } else {
             0
         };
@@ -921,6 +1037,7 @@ fn merge_buffer_in(tx: &Transaction<'_>) -> Result<u64> {
         ),
         [],
     )?;
+    crate::failpoint::hit("merge:after_insert_before_delete");
     let deleted = tx.execute("DELETE FROM ratings_buffer", [])?;
     if moved != deleted {
         return Err(Error::Conflict(format!(

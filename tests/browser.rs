@@ -1,0 +1,981 @@
+//! The dashboard in a real headless browser: Debian's Chromium, driven over
+//! the DevTools protocol.
+//!
+//! Why: `tests/server.rs` checks the HTML the server sends, which says
+//! nothing about what a person sees: a script error, a chart whose points
+//! are not drawn, or an explorer that never fills in only show up when a
+//! browser runs the page. So this test loads `/` in Chromium and checks the
+//! rendered DOM: no console errors or exceptions, one drawn point per model
+//! version in each metric chart (exactly the versions in `model_metrics`,
+//! placed by their values), the drift chart with alerts highlighted, and the
+//! explorer typed into and submitted as a person would, its lists compared
+//! with what the JSON API answers, for a known user, a new user (the
+//! popular list), a title, and bad input (a message, never a JS error).
+//!
+//! How: [`Chromium`] starts `chromium --headless=new` on a throwaway profile
+//! with `--remote-debugging-port=0`, reads the `DevTools listening on ws://`
+//! line from its stderr and is killed on drop (also when a test panics).
+//! [`Page`] is a small synchronous DevTools client over one `tungstenite`
+//! WebSocket: a tab created with `Target.createTarget`, attached in flat
+//! mode, with `Runtime`, `Log`, `Network` and `Page` events collected so
+//! every console message, exception and request can be asserted on.
+//! Everything stays on loopback: the page's requests are checked to go to
+//! the test server only, and the browser's own background traffic is turned
+//! off by flags.
+//!
+//! Chromium is required: without `/usr/bin/chromium` (or
+//! `$CINEMATCH_CHROMIUM`) the test fails and says to install it;
+//! `./scripts/test.sh` installs it with apt. It runs on both backends (the
+//! PostgreSQL one needs `CINEMATCH_TEST_PG`, like every other test), one
+//! browser each, in about 10 s together.
+
+mod common;
+#[path = "browser/support.rs"]
+mod support;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cinematch::store::{ModelRun, NewDriftAlert};
+use common::TestDb;
+use serde_json::{json, Value};
+use support::{load_small, train, TestServer};
+use tungstenite::{Message, WebSocket};
+
+/// How long any one browser step (a command, a load, a query) may take.
+const STEP: Duration = Duration::from_secs(15);
+
+// --- the browser ---------------------------------------------------------------
+
+fn chromium_path() -> PathBuf {
+    let path = std::env::var_os("CINEMATCH_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.is_file(),
+        "{} not found: the dashboard test needs Debian's chromium. Install it \
+         (apt-get install chromium), run ./scripts/test.sh (which installs it), \
+         or point CINEMATCH_CHROMIUM at a Chromium binary",
+        path.display()
+    );
+    path
+}
+
+/// A headless Chromium on a throwaway profile; killed (with every process
+/// it started) on drop.
+struct Chromium {
+    child: Child,
+    /// `ws://127.0.0.1:PORT/devtools/browser/ID`.
+    ws_url: String,
+    /// The last lines Chromium wrote to stderr, for failure messages.
+    log: Arc<Mutex<VecDeque<String>>>,
+    _profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    fn launch() -> Chromium {
+        let exe = chromium_path();
+        let profile = tempfile::tempdir().expect("tempdir for the browser profile");
+        let dir = profile.path();
+        let mut child = Command::new(&exe)
+            .args([
+                "--headless=new",
+                "--no-sandbox", // CI runs as root
+                "--disable-gpu",
+                "--remote-debugging-port=0",
+                "--remote-debugging-address=127.0.0.1",
+                &format!("--user-data-dir={}", dir.join("profile").display()),
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--metrics-recording-only",
+                "--disable-default-apps",
+                "--disable-extensions",
+                "--disable-crash-reporter",
+                "--disable-breakpad",
+                "--disable-domain-reliability",
+                "--disable-client-side-phishing-detection",
+                "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
+                "--no-pings",
+                "--mute-audio",
+                "--window-size=1400,1000",
+                "about:blank",
+            ])
+            // Nothing of the browser's lands in the real home directory.
+            .env("HOME", dir)
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        // Chromium writes a lot to stderr (D-Bus complaints and the like):
+        // keep reading it so it never blocks, keep the tail for diagnostics.
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (found, url) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let tail = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("DevTools listening on ") {
+                    let _ = found.send(rest.trim().to_string());
+                }
+                let mut tail = tail.lock().unwrap();
+                tail.push_back(line);
+                if tail.len() > 40 {
+                    tail.pop_front();
+                }
+            }
+        });
+        let mut browser = Chromium {
+            child,
+            ws_url: String::new(),
+            log,
+            _profile: profile,
+        };
+        match url.recv_timeout(STEP) {
+            Ok(u) => browser.ws_url = u,
+            Err(_) => panic!(
+                "chromium did not open its DevTools port within {STEP:?}; its stderr:\n{}",
+                browser.stderr_tail()
+            ),
+        }
+        browser
+    }
+
+    fn stderr_tail(&self) -> String {
+        let tail = self.log.lock().unwrap();
+        tail.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        // SIGKILL to the browser process: its renderers, GPU and utility
+        // processes notice at once and exit with it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// --- a DevTools client -------------------------------------------------------------
+
+/// One tab, driven over the browser's DevTools WebSocket (flat session).
+struct Page {
+    ws: WebSocket<TcpStream>,
+    session: String,
+    next_id: u64,
+    /// Every event of the tab since it was opened, in order.
+    events: Vec<Value>,
+}
+
+impl Page {
+    fn open(browser: &Chromium) -> Page {
+        let rest = browser
+            .ws_url
+            .strip_prefix("ws://")
+            .unwrap_or_else(|| panic!("unexpected DevTools address {:?}", browser.ws_url));
+        let host = rest.split('/').next().unwrap();
+        let stream = TcpStream::connect(host).expect("connect to chromium's DevTools port");
+        stream.set_nodelay(true).unwrap();
+        let (ws, _) = tungstenite::client::client(browser.ws_url.as_str(), stream)
+            .unwrap_or_else(|e| panic!("DevTools WebSocket handshake failed: {e}"));
+        let mut page = Page {
+            ws,
+            session: String::new(),
+            next_id: 0,
+            events: Vec::new(),
+        };
+        let target = page.call("Target.createTarget", json!({"url": "about:blank"}));
+        let target_id = target["targetId"].as_str().expect("targetId").to_string();
+        let attached = page.call(
+            "Target.attachToTarget",
+            json!({"targetId": target_id, "flatten": true}),
+        );
+        page.session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_string();
+        for domain in ["Page", "Runtime", "Log", "Network"] {
+            page.call(&format!("{domain}.enable"), json!({}));
+        }
+        page.call("Page.bringToFront", json!({}));
+        page.call(
+            "Emulation.setFocusEmulationEnabled",
+            json!({"enabled": true}),
+        );
+        page
+    }
+
+    /// The next message, or None when nothing came before `deadline`.
+    fn receive(&mut self, deadline: Instant) -> Option<Value> {
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.ws
+                .get_mut()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            match self.ws.read() {
+                Ok(Message::Text(t)) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("DevTools sent bad JSON"))
+                }
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    return None
+                }
+                Err(e) => panic!("the DevTools connection failed: {e}"),
+            }
+        }
+    }
+
+    /// Sends a command to the tab (or, before attaching, the browser) and
+    /// returns its result; events that arrive meanwhile are kept.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if !self.session.is_empty() {
+            msg["sessionId"] = json!(self.session);
+        }
+        self.ws
+            .send(Message::text(msg.to_string()))
+            .unwrap_or_else(|e| panic!("sending {method}: {e}"));
+        let deadline = Instant::now() + STEP;
+        loop {
+            let Some(m) = self.receive(deadline) else {
+                panic!("chromium did not answer {method} within {STEP:?}")
+            };
+            if m["id"].as_u64() == Some(id) {
+                if let Some(err) = m.get("error") {
+                    panic!("{method} failed: {err}");
+                }
+                return m["result"].clone();
+            }
+            if m.get("method").is_some() && m["sessionId"] == json!(self.session) {
+                self.events.push(m);
+            }
+        }
+    }
+
+    /// Waits for an event of the tab after the `from`-th one.
+    fn wait_event(&mut self, method: &str, from: usize) {
+        let deadline = Instant::now() + STEP;
+        loop {
+            if self.events[from.min(self.events.len())..]
+                .iter()
+                .any(|e| e["method"] == method)
+            {
+                return;
+            }
+            match self.receive(deadline) {
+                Some(m) if m.get("method").is_some() && m["sessionId"] == json!(self.session) => {
+                    self.events.push(m)
+                }
+                Some(_) => {}
+                None => panic!("no {method} within {STEP:?}"),
+            }
+        }
+    }
+
+    fn navigate(&mut self, url: &str) {
+        let from = self.events.len();
+        let r = self.call("Page.navigate", json!({"url": url}));
+        assert!(
+            r.get("errorText").is_none(),
+            "navigating to {url} failed: {r}"
+        );
+        self.wait_event("Page.loadEventFired", from);
+    }
+
+    /// Runs `expression` in the page (awaiting a promise) and returns its
+    /// value; an exception fails the test with its message.
+    fn eval(&mut self, expression: &str) -> Value {
+        self.try_eval(expression).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Page::eval`], with an exception returned as the error.
+    fn try_eval(&mut self, expression: &str) -> Result<Value, String> {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({
+                "expression": expression,
+                "awaitPromise": true,
+                "returnByValue": true,
+                "timeout": STEP.as_millis() as u64,
+            }),
+        );
+        if let Some(ex) = r.get("exceptionDetails") {
+            let what = ex["exception"]["description"]
+                .as_str()
+                .or(ex["text"].as_str())
+                .unwrap_or("?");
+            return Err(format!("evaluating {expression:?} threw: {what}"));
+        }
+        Ok(r["result"]["value"].clone())
+    }
+
+    /// Types `text` into the element `#id` as a keyboard would (replacing
+    /// what was there).
+    fn type_into(&mut self, id: &str, text: &str) {
+        self.eval(&format!(
+            "(() => {{ const el = document.getElementById({id:?}); el.value = ''; el.focus(); \
+             return document.activeElement === el; }})()"
+        ));
+        self.call("Input.insertText", json!({"text": text}));
+        let value = self.eval(&format!("document.getElementById({id:?}).value"));
+        assert_eq!(value, json!(text), "typing into #{id}");
+    }
+
+    /// Presses Enter in the focused element: the form's implicit submission.
+    fn press_enter(&mut self) {
+        for kind in ["keyDown", "keyUp"] {
+            let mut p = json!({"type": kind, "key": "Enter", "code": "Enter",
+                               "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13});
+            if kind == "keyDown" {
+                p["text"] = json!("\r");
+            }
+            self.call("Input.dispatchKeyEvent", p);
+        }
+    }
+
+    /// A real mouse click at the centre of the element `selector` matches,
+    /// scrolled into view first; fails if something else is on top of it.
+    fn click(&mut self, selector: &str) {
+        let at = self.eval(&format!(
+            "(() => {{ const el = document.querySelector({selector:?}); \
+             el.scrollIntoView({{block: 'center'}}); const r = el.getBoundingClientRect(); \
+             const x = r.left + r.width / 2, y = r.top + r.height / 2; \
+             const top = document.elementFromPoint(x, y); \
+             return {{x, y, hit: top === el || el.contains(top)}}; }})()"
+        ));
+        assert_eq!(at["hit"], true, "{selector} is covered or not visible");
+        for kind in ["mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": at["x"], "y": at["y"], "button": "left", "clickCount": 1}),
+            );
+        }
+    }
+
+    /// Reads what has arrived so far without waiting.
+    fn drain(&mut self) {
+        while let Some(m) = self.receive(Instant::now() + Duration::from_millis(50)) {
+            if m.get("method").is_some() && m["sessionId"] == json!(self.session) {
+                self.events.push(m);
+            }
+        }
+    }
+
+    /// Console errors and warnings, uncaught exceptions and browser log
+    /// errors (failed loads among them) since the `from`-th event.
+    fn problems(&mut self, from: usize) -> Vec<String> {
+        self.drain();
+        self.events[from..]
+            .iter()
+            .filter_map(|e| {
+                let p = &e["params"];
+                match e["method"].as_str()? {
+                    "Runtime.exceptionThrown" => Some(format!(
+                        "uncaught exception: {}",
+                        p["exceptionDetails"]["exception"]["description"]
+                            .as_str()
+                            .or(p["exceptionDetails"]["text"].as_str())
+                            .unwrap_or("?")
+                    )),
+                    "Runtime.consoleAPICalled"
+                        if ["error", "warning", "assert"].contains(&p["type"].as_str()?) =>
+                    {
+                        let args: Vec<String> = p["args"]
+                            .as_array()?
+                            .iter()
+                            .map(|a| {
+                                a["value"]
+                                    .as_str()
+                                    .map(str::to_string)
+                                    .or(a["description"].as_str().map(str::to_string))
+                                    .unwrap_or_else(|| a.to_string())
+                            })
+                            .collect();
+                        Some(format!(
+                            "console.{}: {}",
+                            p["type"].as_str()?,
+                            args.join(" ")
+                        ))
+                    }
+                    "Log.entryAdded"
+                        if ["error", "warning"].contains(&p["entry"]["level"].as_str()?) =>
+                    {
+                        Some(format!(
+                            "log {} ({}): {} {}",
+                            p["entry"]["level"].as_str()?,
+                            p["entry"]["source"].as_str().unwrap_or("?"),
+                            p["entry"]["text"].as_str().unwrap_or("?"),
+                            p["entry"]["url"].as_str().unwrap_or("")
+                        ))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Every URL the tab requested since the `from`-th event, with the
+    /// HTTP status it got (0: failed without an answer).
+    fn requests(&mut self, from: usize) -> Vec<(String, u64)> {
+        self.drain();
+        let mut urls: Vec<(String, String)> = Vec::new();
+        let mut out = Vec::new();
+        for e in &self.events[from..] {
+            let p = &e["params"];
+            match e["method"].as_str().unwrap_or("") {
+                "Network.requestWillBeSent" => urls.push((
+                    p["requestId"].as_str().unwrap_or("").to_string(),
+                    p["request"]["url"].as_str().unwrap_or("").to_string(),
+                )),
+                "Network.responseReceived" => out.push((
+                    p["response"]["url"].as_str().unwrap_or("").to_string(),
+                    p["response"]["status"].as_u64().unwrap_or(0),
+                )),
+                "Network.loadingFailed" => {
+                    let id = p["requestId"].as_str().unwrap_or("");
+                    let url = urls
+                        .iter()
+                        .find(|(r, _)| r == id)
+                        .map_or("?", |(_, u)| u.as_str());
+                    out.push((format!("{url} ({})", p["errorText"]), 0));
+                }
+                _ => {}
+            }
+        }
+        // Requests that never got an answer count as failed too.
+        for (id, url) in &urls {
+            let answered = self.events[from..].iter().any(|e| {
+                matches!(
+                    e["method"].as_str(),
+                    Some("Network.responseReceived" | "Network.loadingFailed")
+                ) && e["params"]["requestId"] == json!(id)
+            });
+            if !answered && !url.starts_with("data:") {
+                out.push((format!("{url} (no answer)"), 0));
+            }
+        }
+        out
+    }
+}
+
+/// Helpers the test defines in the page once it has loaded.
+const HELPERS: &str = r##"
+window.cmTest = {
+  // Resolves with pred()'s value once it is truthy; polls every 20 ms.
+  waitFor(pred, what, ms) {
+    return new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      (function tick() {
+        let v;
+        try { v = pred(); } catch (e) { return reject(e); }
+        if (v) return resolve(v);
+        if (Date.now() - t0 > ms) return reject(new Error("timed out waiting for " + what));
+        setTimeout(tick, 20);
+      })();
+    });
+  },
+  // Waits for the list's data-state to leave "loading" (after the test
+  // removed it before acting), and returns it.
+  settled(id, ms) {
+    return this.waitFor(() => {
+      const s = document.getElementById(id).dataset.state;
+      return s && s !== "loading" ? s : null;
+    }, "#" + id + " to settle", ms);
+  },
+  // A result list as [{id, title}], title being the item's first node.
+  items(id) {
+    return Array.from(document.querySelectorAll("#" + id + " > li")).map(li => ({
+      id: Number(li.dataset.movieId),
+      title: li.firstChild ? li.firstChild.textContent : "",
+      visible: li.getBoundingClientRect().height > 0,
+    }));
+  },
+  text(id) {
+    const el = document.getElementById(id);
+    return { text: el.textContent, error: el.classList.contains("error-text") };
+  },
+};
+true
+"##;
+
+/// Drawn points of the charts under `section`: per chart its caption and
+/// each circle's data attributes, position and rendered size.
+fn charts(page: &mut Page, section: &str, circle_class: &str) -> Vec<Value> {
+    let v = page.eval(&format!(
+        r##"Array.from(document.querySelectorAll("#{section} figure.chart")).map(f => {{
+             const svg = f.querySelector("svg").getBoundingClientRect();
+             return {{
+               title: f.querySelector("figcaption").firstChild.textContent.trim(),
+               points: Array.from(f.querySelectorAll("circle.{circle_class}")).map(c => {{
+                 const r = c.getBoundingClientRect();
+                 const style = getComputedStyle(c);
+                 return {{
+                   data: Object.assign({{}}, c.dataset),
+                   classes: Array.from(c.classList),
+                   cx: c.cx.baseVal.value, cy: c.cy.baseVal.value,
+                   fill: style.fill,
+                   drawn: r.width > 0 && r.height > 0 && style.display !== "none"
+                     && style.visibility !== "hidden" && Number(style.opacity) > 0
+                     && r.left >= svg.left - 1 && r.right <= svg.right + 1
+                     && r.top >= svg.top - 1 && r.bottom <= svg.bottom + 1,
+                 }};
+               }}),
+             }};
+           }})"##
+    ));
+    v.as_array().expect("charts").clone()
+}
+
+/// `[(id, title)]` of a JSON API list.
+fn api_items(items: &Value) -> Vec<(i64, String)> {
+    items
+        .as_array()
+        .expect("items array")
+        .iter()
+        .map(|i| {
+            (
+                i["movieId"].as_i64().expect("movieId"),
+                i["title"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `[(id, title)]` of a result list on the page, every item visible.
+fn page_items(page: &mut Page, id: &str) -> Vec<(i64, String)> {
+    let v = page.eval(&format!("cmTest.items({id:?})"));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["visible"], true, "#{id} has an invisible item: {i}");
+            (
+                i["id"].as_i64().unwrap_or(-1),
+                i["title"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn get_json(server: &TestServer, path: &str) -> Value {
+    let r = server.get(path);
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    r.json()
+}
+
+/// Removes `#id`'s `data-state`, so waiting for it afterwards waits for the
+/// answer to what the test does next.
+fn reset_state(page: &mut Page, id: &str) {
+    page.eval(&format!(
+        "document.getElementById({id:?}).removeAttribute('data-state')"
+    ));
+}
+
+/// Waits for `#id`'s `data-state` to leave `loading` and returns it; on a
+/// timeout, says what the browser reported meanwhile.
+fn settle(page: &mut Page, id: &str) -> String {
+    match page.try_eval(&format!("cmTest.settled({id:?}, 8000)")) {
+        Ok(v) => v.as_str().unwrap().to_string(),
+        Err(e) => panic!(
+            "{e}\nthe page's status lines: {}\nthe browser reported: {:?}",
+            page.eval("[document.getElementById('user-status').textContent, document.getElementById('movie-status').textContent].join(' | ')"),
+            page.problems(0)
+        ),
+    }
+}
+
+#[track_caller]
+fn assert_no_problems(page: &mut Page, from: usize, when: &str) {
+    let problems = page.problems(from);
+    assert!(
+        problems.is_empty(),
+        "{when}: the browser reported\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+// --- the test ------------------------------------------------------------------
+
+fn dashboard_in_headless_chromium(db: TestDb) {
+    let started = Instant::now();
+    // Start the browser first: it boots while the models train.
+    let browser = Chromium::launch();
+
+    let mut store = db.store();
+    load_small(store.as_mut());
+    let versions: Vec<String> = (1..=3).map(|seed| train(store.as_mut(), seed)).collect();
+    // Two drift checks: the first quiet, the second with one alert.
+    for (score, triggered) in [(0.04, false), (0.121, true)] {
+        store
+            .insert_drift_alerts(&[
+                NewDriftAlert {
+                    feature_name: "rating_mean".into(),
+                    drift_score: score,
+                    threshold: 0.1,
+                    alert_triggered: triggered,
+                    notes: "Baseline: 3.540".into(),
+                },
+                NewDriftAlert {
+                    feature_name: "rating_std".into(),
+                    drift_score: 0.045,
+                    threshold: 0.15,
+                    alert_triggered: false,
+                    notes: "Baseline: 1.070".into(),
+                },
+            ])
+            .unwrap();
+    }
+    let runs = store.model_runs().unwrap();
+    let champion = store.champion().unwrap().expect("a champion");
+    let server = TestServer::start(db.url(), |_| {});
+    server.wait_ready();
+    let origin = format!("http://{}", server.addr);
+
+    let mut page = Page::open(&browser);
+    page.navigate(&format!("{origin}/"));
+    assert_eq!(page.eval(HELPERS), json!(true));
+
+    // --- the page loads cleanly ---------------------------------------------------
+    assert_no_problems(&mut page, 0, "loading the dashboard");
+    let loaded = page.requests(0);
+    assert!(
+        loaded
+            .iter()
+            .any(|(u, s)| *u == format!("{origin}/") && *s == 200),
+        "the page itself was not fetched with 200: {loaded:?}"
+    );
+    for (url, status) in &loaded {
+        assert!(
+            url.starts_with(&origin) && (200..300).contains(status),
+            "the page requested {url} (status {status}): only its own server, successfully"
+        );
+    }
+    assert_eq!(
+        page.eval("document.title"),
+        json!("CineMatch dashboard"),
+        "not the dashboard"
+    );
+
+    // --- one drawn point per model version in each metric chart -----------------------
+    let expected: Vec<&str> = runs.iter().map(|r| r.model_version.as_str()).collect();
+    assert_eq!(
+        expected.iter().copied().collect::<BTreeSet<_>>(),
+        versions.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        "model_metrics does not hold the trained versions"
+    );
+    let model_charts = charts(&mut page, "models", "point");
+    let titles: Vec<&str> = model_charts
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["RMSE", "MAE", "Precision@10"]);
+    type Metric = (&'static str, fn(&ModelRun) -> Option<f64>);
+    let metrics: [Metric; 3] = [
+        ("rmse", |r| r.rmse),
+        ("mae", |r| r.mae),
+        ("precision_at_10", |r| r.precision_at_10),
+    ];
+    for (chart, (metric, value_of)) in model_charts.iter().zip(metrics) {
+        let points = chart["points"].as_array().unwrap();
+        let shown: Vec<&str> = points
+            .iter()
+            .map(|p| p["data"]["version"].as_str().unwrap_or("?"))
+            .collect();
+        // Exactly one point per version, oldest to newest left to right.
+        assert_eq!(shown, expected, "{metric} chart: {chart}");
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[0]["cx"].as_f64() < w[1]["cx"].as_f64()),
+            "{metric} points not left to right: {chart}"
+        );
+        for (p, run) in points.iter().zip(&runs) {
+            assert_eq!(p["drawn"], true, "{metric} point not drawn: {p}");
+            assert_eq!(p["data"]["metric"], metric);
+            let want = value_of(run).unwrap_or_else(|| panic!("{metric} missing for {run:?}"));
+            let got: f64 = p["data"]["value"].as_str().unwrap().parse().unwrap();
+            assert_eq!(got, want, "{metric} of {}", run.model_version);
+            let is_champion = p["classes"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("champion"));
+            assert_eq!(
+                is_champion,
+                run.model_version == champion,
+                "{metric}: champion marking of {}",
+                run.model_version
+            );
+        }
+        // Placed by value: a larger value is drawn higher (smaller y).
+        for a in points {
+            for b in points {
+                let (va, vb) = (value_of_point(a), value_of_point(b));
+                if va < vb {
+                    assert!(
+                        a["cy"].as_f64().unwrap() > b["cy"].as_f64().unwrap(),
+                        "{metric}: {va} is drawn above {vb}: {chart}"
+                    );
+                }
+            }
+        }
+    }
+
+    // --- the drift charts: every check drawn, the alert highlighted --------------------
+    let drift = charts(&mut page, "drift", "drift-point");
+    let by_title = |t: &str| {
+        drift
+            .iter()
+            .find(|c| c["title"] == t)
+            .unwrap_or_else(|| panic!("no {t} drift chart in {drift:?}"))
+    };
+    assert_eq!(drift.len(), 2, "{drift:?}");
+    let mean = by_title("rating_mean")["points"].as_array().unwrap();
+    assert_eq!(mean.len(), 2, "one point per check: {mean:?}");
+    let alerts: Vec<&str> = mean
+        .iter()
+        .map(|p| p["data"]["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(alerts, ["false", "true"], "oldest check first: {mean:?}");
+    assert!(mean.iter().all(|p| p["drawn"] == true), "{mean:?}");
+    assert!(
+        mean[1]["classes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("alert"))
+            && !mean[0]["classes"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("alert")),
+        "{mean:?}"
+    );
+    assert_ne!(
+        mean[0]["fill"], mean[1]["fill"],
+        "the alert is not drawn differently: {mean:?}"
+    );
+    assert!(
+        mean[1]["cy"].as_f64() < mean[0]["cy"].as_f64(),
+        "0.121 drawn below 0.04"
+    );
+    let std = by_title("rating_std")["points"].as_array().unwrap();
+    assert_eq!(std.len(), 2);
+    assert!(std.iter().all(|p| p["data"]["alert"] == "false"));
+    assert_eq!(
+        page.eval("document.getElementById('verdict').dataset.retrainingNeeded"),
+        json!("true")
+    );
+
+    // --- the explorer: a known user -------------------------------------------------------
+    let mark = page.events.len();
+    reset_state(&mut page, "user-recs");
+    page.type_into("user-input", "1");
+    page.press_enter();
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    let api = get_json(&server, "/api/users/1/recommendations");
+    assert_eq!(api["strategy"], "model");
+    let recs = page_items(&mut page, "user-recs");
+    assert_eq!(recs.len(), 10);
+    assert_eq!(recs, api_items(&api["items"]), "user 1's recommendations");
+    let api_rated = get_json(&server, "/api/users/1/ratings?limit=15");
+    let rated = page_items(&mut page, "user-rated");
+    assert_eq!(rated.len(), 15);
+    assert_eq!(rated, api_items(&api_rated["items"]), "user 1's ratings");
+    let status = page.eval("cmTest.text('user-status')");
+    let text = status["text"].as_str().unwrap();
+    assert_eq!(status["error"], false, "{status}");
+    assert!(
+        text.contains(&champion) && text.contains("personalized"),
+        "{text:?}"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('user-recs').dataset.strategy"),
+        json!("model")
+    );
+    assert_no_problems(&mut page, mark, "user 1 in the explorer");
+
+    // --- a user the model does not know: the popular list, labelled so -------------------
+    let mark = page.events.len();
+    reset_state(&mut page, "user-recs");
+    page.type_into("user-input", "999999");
+    page.press_enter();
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    let api = get_json(&server, "/api/users/999999/recommendations");
+    assert_eq!(api["strategy"], "popular");
+    let recs = page_items(&mut page, "user-recs");
+    assert_eq!(recs.len(), 10);
+    assert_eq!(recs, api_items(&api["items"]), "the cold-start list");
+    assert_eq!(page_items(&mut page, "user-rated"), vec![]);
+    assert_eq!(
+        page.eval("document.getElementById('user-recs').dataset.strategy"),
+        json!("popular")
+    );
+    let heading = page.eval("document.getElementById('recs-title').textContent");
+    assert!(
+        heading.as_str().unwrap().to_lowercase().contains("popular"),
+        "{heading}"
+    );
+    let text = page.eval("cmTest.text('user-status')")["text"].clone();
+    assert!(text.as_str().unwrap().contains("popular"), "{text}");
+    assert_no_problems(&mut page, mark, "an unknown user in the explorer");
+
+    // --- a title: its matches and the movies like the first ------------------------------
+    let mark = page.events.len();
+    reset_state(&mut page, "movie-similar");
+    page.type_into("movie-input", "toy story");
+    page.click("#movie-form button[type=submit]");
+    assert_eq!(settle(&mut page, "movie-similar"), "done");
+    let api = get_json(&server, "/api/movies?limit=5&q=toy%20story");
+    let matches = page_items(&mut page, "movie-matches");
+    assert_eq!(
+        matches,
+        api_items(&api["movies"]),
+        "matches of \"toy story\""
+    );
+    assert!(matches.len() >= 2, "{matches:?}");
+    assert_eq!(matches[0].1, "Toy Story (1995)");
+    let similar_api = get_json(&server, &format!("/api/movies/{}/similar", matches[0].0));
+    let similar = page_items(&mut page, "movie-similar");
+    assert_eq!(similar.len(), 10);
+    assert_eq!(
+        similar,
+        api_items(&similar_api["items"]),
+        "similar to Toy Story"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('similar-title').textContent"),
+        json!("Similar to Toy Story (1995)")
+    );
+    // Clicking another match switches the similar list to it.
+    reset_state(&mut page, "movie-similar");
+    page.click("#movie-matches > li:nth-child(2) > button");
+    assert_eq!(settle(&mut page, "movie-similar"), "done");
+    let second = &matches[1];
+    let similar_api = get_json(&server, &format!("/api/movies/{}/similar", second.0));
+    assert_eq!(
+        page_items(&mut page, "movie-similar"),
+        api_items(&similar_api["items"]),
+        "similar to {}",
+        second.1
+    );
+    assert_eq!(
+        page.eval("document.getElementById('similar-title').textContent"),
+        json!(format!("Similar to {}", second.1))
+    );
+    assert_no_problems(&mut page, mark, "\"toy story\" in the explorer");
+    for (url, status) in page.requests(mark) {
+        assert!(
+            url.starts_with(&format!("{origin}/api/")) && status == 200,
+            "the explorer requested {url}: {status}"
+        );
+    }
+
+    // --- bad input: a message next to the form, never a JS error -----------------------------
+    // A title nothing matches.
+    let mark = page.events.len();
+    reset_state(&mut page, "movie-similar");
+    page.type_into("movie-input", "qqzzxx nothing");
+    page.press_enter();
+    assert_eq!(settle(&mut page, "movie-similar"), "empty");
+    let status = page.eval("cmTest.text('movie-status')");
+    assert_eq!(status["error"], true, "{status}");
+    assert!(
+        status["text"]
+            .as_str()
+            .unwrap()
+            .contains("No movie title matches"),
+        "{status}"
+    );
+    assert_eq!(page_items(&mut page, "movie-matches"), vec![]);
+    assert_eq!(page_items(&mut page, "movie-similar"), vec![]);
+    assert_eq!(
+        page.eval("document.getElementById('similar-title').textContent"),
+        json!("Similar"),
+        "the heading still names the last movie"
+    );
+    assert_no_problems(&mut page, mark, "a title with no match");
+
+    // User 0: the form itself refuses it, says why, and asks nothing.
+    let mark = page.events.len();
+    reset_state(&mut page, "user-recs");
+    page.type_into("user-input", "0");
+    page.press_enter();
+    assert_eq!(settle(&mut page, "user-recs"), "invalid");
+    let status = page.eval("cmTest.text('user-status')");
+    assert_eq!(status["error"], true, "{status}");
+    assert!(
+        !status["text"].as_str().unwrap().trim().is_empty(),
+        "{status}"
+    );
+    assert_no_problems(&mut page, mark, "user 0");
+    assert_eq!(page.requests(mark), vec![], "user 0 reached the server");
+
+    // An id the server refuses (too large): its message, and the failed
+    // request is the only thing the browser reports.
+    let mark = page.events.len();
+    reset_state(&mut page, "user-recs");
+    page.type_into("user-input", "99999999999");
+    page.press_enter();
+    assert_eq!(settle(&mut page, "user-recs"), "error");
+    let status = page.eval("cmTest.text('user-status')");
+    assert_eq!(status["error"], true, "{status}");
+    assert!(
+        status["text"].as_str().unwrap().contains("too large"),
+        "{status}"
+    );
+    assert_eq!(page_items(&mut page, "user-recs"), vec![]);
+    assert_eq!(page_items(&mut page, "user-rated"), vec![]);
+    let problems = page.problems(mark);
+    assert!(!problems.is_empty(), "the failed request was not reported");
+    for p in &problems {
+        assert!(
+            p.starts_with("log error (network)") && p.contains("400"),
+            "a bad user id gave more than a failed request: {problems:?}"
+        );
+    }
+
+    // --- the explorer remembers its queries in the URL ------------------------------------
+    let search = page.eval("location.search");
+    assert_eq!(search, json!("?user=99999999999&movie=qqzzxx+nothing"));
+    let mark = page.events.len();
+    page.navigate(&format!("{origin}/?user=1&movie=toy+story"));
+    assert_eq!(page.eval(HELPERS), json!(true));
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_eq!(settle(&mut page, "movie-similar"), "done");
+    let api = get_json(&server, "/api/users/1/recommendations");
+    assert_eq!(page_items(&mut page, "user-recs"), api_items(&api["items"]));
+    assert_eq!(
+        page.eval("document.getElementById('user-input').value"),
+        json!("1")
+    );
+    assert_no_problems(&mut page, mark, "opening /?user=1&movie=toy+story");
+
+    // The page's own error box stayed empty throughout.
+    assert_eq!(
+        page.eval("(() => { const e = document.getElementById('js-errors'); return e.hidden && e.childElementCount === 0; })()"),
+        json!(true)
+    );
+    drop(page);
+    drop(browser);
+    eprintln!("browser test took {:?}", started.elapsed());
+}
+
+fn value_of_point(p: &Value) -> f64 {
+    p["data"]["value"].as_str().unwrap().parse().unwrap()
+}
+
+on_both_backends!(dashboard_in_headless_chromium);
