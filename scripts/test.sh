@@ -77,4 +77,4 @@ export MLFLOW_TEST_URI="$MLFLOW_SERVER_URI"
 echo "==> MLflow at $MLFLOW_TEST_URI"
 
 echo "==> cargo test"
-cargo test --lib --bins --tests "$@"
+cargo test --no-fail-fast --lib --bins --tests "$@"

@@ -101,6 +101,9 @@ pub fn http(
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // A signal (e.g. SIGCHLD from a child process of another test)
+            // interrupted the read; nothing was lost, read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) if !buf.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(e) => panic!("reading the response to {method} {path}: {e}"),
         }
