@@ -7,17 +7,17 @@
 //!
 //! **The serving scan.** Ranking a known user scores every movie, which
 //! streams the whole movie-factor matrix through the CPU per request; that
-//! read is most of what a request costs. On CPUs with AVX2, FMA and F16C the
-//! [`Recommender`] keeps a compact copy of the movie factors (half
-//! precision, or 8-bit integers with a scale per movie for catalogues whose
-//! scan is limited by memory bandwidth), scores every movie approximately
-//! from it with a proven per-movie error bound, and re-scores exactly, with
-//! the model's own f32 arithmetic, only the movies whose bounds reach the
-//! k-th best lower bound. The answer is therefore exactly
-//! [`FactorModel::top_k`]'s (same scores, same order, same tie-breaks),
-//! which the tests check on random models in both formats. Other CPUs use
-//! `top_k` itself. Buffers are per thread and reused, so a request
-//! allocates only its answer.
+//! read is most of what a request costs. On CPUs with AVX2 and FMA the
+//! [`Recommender`] keeps the movie factors as 8-bit integers with a scale
+//! per movie (a quarter of the bytes), scores every movie from them in
+//! exact integer arithmetic with a proven per-movie error bound, and
+//! re-scores exactly, with the model's own f32 arithmetic, only the movies
+//! whose upper bound reaches the k-th best lower bound (for k = 10 on
+//! ml-latest-small and the 62,000-movie benchmark, 11 to 12 on average, at
+//! most 18). The answer is therefore exactly [`FactorModel::top_k`]'s (same
+//! scores, same order, same tie-breaks), which the tests check on random
+//! models built to break it. Other CPUs use `top_k` itself. Buffers are per
+//! thread and reused, so a request allocates only its answer.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -94,9 +94,9 @@ pub struct Recommender {
     popular: Vec<(i32, f64)>,
     /// Genres of the model's movies, by dense movie index.
     genres: GenreIndex,
-    /// The compact copy of the movie factors the serving scan reads, when
-    /// the CPU has the kernels.
-    approx: Option<scan::ApproxFactors>,
+    /// The 8-bit copy of the movie factors the serving scan reads, when the
+    /// CPU has the kernels.
+    quantized: Option<scan::Quantized>,
     /// Dense model index by movie id, for excluding rated movies without
     /// hashing; empty when ids are too sparse for a table.
     index_by_id: Vec<u32>,
@@ -120,7 +120,7 @@ impl Recommender {
         let movies: HashMap<i32, Movie> = movies.into_iter().map(|m| (m.movie_id, m)).collect();
         Recommender {
             genres: GenreIndex::new(&model, &movies),
-            approx: scan::ApproxFactors::new(&model),
+            quantized: scan::Quantized::new(&model),
             index_by_id: index_table(model.movie_ids()),
             model_version,
             model: Arc::new(model),
@@ -129,14 +129,10 @@ impl Recommender {
         }
     }
 
-    /// How the serving scan stores the movie factors (see the module
-    /// docs): `"f16"`, `"int8"`, or `None` when requests use
-    /// [`FactorModel::top_k`] directly.
-    pub fn scan_format(&self) -> Option<&'static str> {
-        self.approx.as_ref().map(|a| match a.format() {
-            scan::Format::F16 => "f16",
-            scan::Format::I8 => "int8",
-        })
+    /// Whether requests use the quantized scan (see the module docs) rather
+    /// than [`FactorModel::top_k`]; both give the same answers.
+    pub fn uses_quantized_scan(&self) -> bool {
+        self.quantized.is_some()
     }
 
     pub fn movie(&self, movie_id: i32) -> Option<&Movie> {
@@ -243,7 +239,7 @@ impl Recommender {
         rated: &[&[i32]],
     ) -> Vec<(i32, f32)> {
         let model = &*self.model;
-        let Some(approx) = &self.approx else {
+        let Some(quantized) = &self.quantized else {
             // The portable path: top_k with an explicit exclusion list.
             let mut exclude: Vec<i32> = rated.iter().flat_map(|r| r.iter().copied()).collect();
             if let Some(g) = genre {
@@ -265,8 +261,9 @@ impl Recommender {
                 scores,
                 heap,
                 candidates,
+                pairs,
             } = &mut *scratch;
-            let slack = approx.lower_bounds(model, u, scores);
+            let slack = quantized.lower_bounds(model, u, scores, pairs);
             for &id in rated.iter().flat_map(|r| r.iter()) {
                 let m = match usize::try_from(id)
                     .ok()
@@ -292,7 +289,7 @@ impl Recommender {
                 _ => f32::MIN,
             };
             candidates.clear();
-            approx.collect_candidates(scores, slack, cut, candidates);
+            quantized.collect_candidates(scores, slack, cut, candidates);
             let user_id = model.user_ids()[u];
             let ids = model.movie_ids();
             let mut exact: Vec<scan::Cand> = candidates
@@ -393,6 +390,8 @@ struct Scratch {
     heap: scan::TopHeap,
     /// Dense indices of the movies to re-score exactly.
     candidates: Vec<u32>,
+    /// The user's factors as packed 16-bit pairs (int8 scan).
+    pairs: Vec<i32>,
 }
 
 thread_local! {
@@ -517,7 +516,7 @@ pub fn popularity(stats: &[MovieStats]) -> Vec<(i32, f64)> {
     ranked
 }
 
-/// The approximate serving scan and its exact re-ranking bounds.
+/// The quantized serving scan and its exact re-ranking bounds.
 mod scan {
     use std::cmp::{Ordering, Reverse};
     use std::collections::BinaryHeap;
@@ -554,153 +553,106 @@ mod scan {
     /// The running top k: a min-heap, so the worst kept is on top.
     pub(super) type TopHeap = BinaryHeap<Reverse<Cand>>;
 
-    /// How the movie factors are stored for the scan.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Format {
-        /// IEEE half precision: 2 bytes a factor, relative error ≤ 2⁻¹¹.
-        F16,
-        /// 8-bit integers with one scale per movie: 1 byte a factor.
-        I8,
-    }
-
-    /// Above this many factors in all (8 MB as f32) the scan is limited by
-    /// memory bandwidth rather than arithmetic, and int8 codes, half the
-    /// bytes of f16 at a little more arithmetic, are faster; below it f16's
-    /// cheaper conversion wins and its smaller error leaves fewer movies to
-    /// re-score.
-    const I8_FROM_VALUES: usize = 1 << 21;
-
-    /// Rows of more factors than this would loosen the rounding terms of
-    /// the bound (they assume `(k + 3) · 2⁻²⁴ ≤ 2⁻¹²`); such models use `top_k`.
+    /// Models with more factors use `top_k`: the bound's rounding terms
+    /// assume `(k + 3) · 2⁻²⁴ ≤ 2⁻¹²`.
     const MAX_FACTORS: usize = 4000;
 
-    enum Codes {
-        F16(Vec<u16>),
-        I8 { codes: Vec<i8>, scale: Vec<f32> },
-    }
-
-    /// The movie factors in a compact approximate form, in blocks of 8
-    /// movies stored factor by factor (`[f][movie]`), so one FMA scores 8
-    /// movies and no horizontal sums are needed; the last block is padded
-    /// with zero movies. Only built when the CPU has AVX2, FMA and F16C, so
-    /// holding one proves the kernels below may run.
+    /// The movie factors as 8-bit integers with one scale per movie
+    /// (`q̃_i = s_i · c_i`, `s_i = max|q_i| / 127`): a quarter of the f32
+    /// bytes, so the scan reads far less memory, and dotted in exact integer
+    /// arithmetic with the user's factors as 16-bit integers. Laid out in
+    /// blocks of 8 movies with the factors in pairs (`kp` = k rounded up to
+    /// even): block b, pair h, movie j, factor 2h + t at
+    /// `8·kp·b + 16h + 2j + t`, so one `vpmaddwd` multiplies 8 movies by a
+    /// broadcast pair of user factors. The last block is padded with zero
+    /// movies. Only built when the CPU has AVX2 and FMA, so holding one
+    /// proves the kernels below may run.
     ///
-    /// **The bound.** For movie i, with `δ_i` the difference between its
-    /// f32 factors and their approximation and `s_i` what
+    /// **The bound.** With the user's factors `p ≈ p̃ = s_p · ip`,
+    /// `δ_i = q_i − q̃_i`, `δ_p = p − p̃` and `s_i` what
     /// [`FactorModel::score_all`] / [`FactorModel::predict_unclipped`]
-    /// compute, the approximate score `a_i` satisfies
-    /// `|a_i − s_i| ≤ ‖p‖₂ e_i + c` with `e_i = ‖δ_i‖₂ (1 + 2⁻¹⁰) + 2⁻⁹ ‖q_i‖₂`
-    /// and `c = 2⁻²⁰ (‖p‖₁ + |μ + b_u| + max|b_i| + 1)`:
+    /// compute, the approximate score `a_i = (μ + b_u + b_i) + s_i s_p (ip · c_i)`
+    /// satisfies `|a_i − s_i| ≤ ‖p‖₂ e_i + c`, where
+    /// `e_i = ‖δ_i‖₂ (1 + 2⁻¹⁰) + 2⁻⁹ ‖q_i‖₂` is fixed per movie and
+    /// `c = 2⁻²⁰ (‖p‖₁ + |μ + b_u| + max|b_i| + 1) + ‖δ_p‖₂ max‖q̃_i‖₂ (1 + 2⁻¹⁰)`
+    /// per request:
     ///
-    /// * `|p · δ_i| ≤ ‖p‖₂ ‖δ_i‖₂` (Cauchy–Schwarz), where `‖δ_i‖` is
-    ///   measured exactly when the codes are made (f16 rounding, subnormals
-    ///   included, or int8 rounding);
-    /// * either f32 dot product (any order, with or without FMA, plus the
-    ///   int8 scale's one product) is off the real one by at most
-    ///   `γ_{k+3} Σ|p q| ≤ 2⁻¹² ‖p‖₂ (‖q_i‖₂ + ‖δ_i‖₂)`, so both together
-    ///   under the `2⁻⁹` and `2⁻¹⁰` terms, which leave room to spare;
+    /// * `p · q_i − p̃ · q̃_i = p · δ_i + δ_p · q̃_i`, at most
+    ///   `‖p‖ ‖δ_i‖ + ‖δ_p‖ ‖q̃_i‖` (Cauchy–Schwarz); `‖δ_i‖` is measured
+    ///   exactly when the codes are made, `‖δ_p‖` per request;
+    /// * the integer dot product is exact (its 32-bit sums cannot overflow,
+    ///   see `quantize_user`); turning it into f32 and scaling it rounds
+    ///   three times, `≤ 2⁻²² |p̃ · q̃_i|`;
+    /// * the model's own f32 dot product is off the real one by at most
+    ///   `γ_{k+3} Σ|p q| ≤ 2⁻¹² ‖p‖ ‖q_i‖`;
     /// * both add their dot product to the same `(μ + b_u) + b_i`, so the
-    ///   last roundings differ by at most `2⁻²³ (|μ + b_u| + |b_i| + |dot|)`,
-    ///   inside `c` and the spare room, as are the roundings of the bounds'
-    ///   own arithmetic.
+    ///   last roundings differ by at most `2⁻²³ (|μ + b_u| + |b_i| + |dot|)`;
+    /// * all of which, and the roundings of the bounds' own arithmetic, fit
+    ///   with room to spare in the `2⁻¹⁰`, `2⁻⁹` and `2⁻²⁰` terms.
     ///
     /// The scan writes the lower bounds `a_i − (‖p‖ e_i + c)`; the k-th
     /// largest of them, L, is below the exact scores of k movies, so a
     /// movie whose upper bound is under L cannot make the top k, and only
     /// the others are re-scored exactly.
-    pub(super) struct ApproxFactors {
+    pub(super) struct Quantized {
         n: usize,
         k: usize,
-        codes: Codes,
-        /// Item biases, zero-padded to whole blocks.
+        codes: Vec<i8>,
+        /// `s_i`, zero-padded to whole blocks.
+        scale: Vec<f32>,
+        /// Item biases, zero-padded.
         bias: Vec<f32>,
         /// `e_i` of the bound, zero-padded.
         err: Vec<f32>,
         /// Largest |item bias|.
         bias_max: f64,
+        /// Largest ‖q̃_i‖₂.
+        approx_norm_max: f64,
     }
 
-    /// What the collect step needs of one scan: `‖p‖₂` and `c`.
+    /// What the collect step needs of one scan: `‖p‖₂` and `c`, rounded up.
     #[derive(Clone, Copy)]
     pub(super) struct Slack {
         norm: f32,
         c: f32,
     }
 
-    impl ApproxFactors {
-        /// The format that suits the model's size, or `None` when the CPU
-        /// lacks the kernels or the model cannot be approximated safely.
-        pub fn new(model: &FactorModel) -> Option<ApproxFactors> {
-            let format = if model.q().len() >= I8_FROM_VALUES {
-                Format::I8
-            } else {
-                Format::F16
-            };
-            ApproxFactors::with_format(model, format)
-        }
-
-        pub fn with_format(model: &FactorModel, format: Format) -> Option<ApproxFactors> {
+    impl Quantized {
+        /// `None` when the CPU lacks the kernels or the model has no
+        /// factors (or too many).
+        pub fn new(model: &FactorModel) -> Option<Quantized> {
             let (n, k) = (model.n_movies(), model.k());
             if k == 0 || k > MAX_FACTORS || n == 0 || !cpu_has_kernels() {
                 return None;
             }
-            // Beyond f16's range (65504) a factor would become infinite.
-            if format == Format::F16 && model.q().iter().any(|x| x.abs() >= 65_000.0) {
-                return None;
-            }
-            let q = model.q();
+            let kp = k.div_ceil(2) * 2;
             let padded = n.div_ceil(8) * 8;
+            let mut codes = vec![0i8; padded * kp];
+            let mut scale = vec![0f32; padded];
             let mut err = vec![0f32; padded];
-            // Per movie: its approximation, and ‖δ‖ and ‖q‖ in f64.
-            let mut approx = vec![0f32; k];
-            let mut codes = match format {
-                Format::F16 => Codes::F16(vec![0u16; padded * k]),
-                Format::I8 => Codes::I8 {
-                    codes: vec![0i8; padded * k],
-                    scale: vec![0f32; padded],
-                },
-            };
-            let mut halves = vec![0u16; k.div_ceil(8) * 8];
-            let mut padded_row = vec![0f32; halves.len()];
-            for m in 0..n {
-                let row = &q[m * k..(m + 1) * k];
+            let mut approx_norm_max = 0f64;
+            for (m, row) in model.q().chunks_exact(k).enumerate() {
                 let (b, j) = (m / 8, m % 8);
-                match &mut codes {
-                    Codes::F16(blocks) => {
-                        padded_row[..k].copy_from_slice(row);
-                        // SAFETY: the CPU has F16C (checked above); both
-                        // buffers are a multiple of 8 long.
-                        unsafe { x86::to_half(&padded_row, &mut halves) };
-                        for f in 0..k {
-                            blocks[b * 8 * k + 8 * f + j] = halves[f];
-                        }
-                        // SAFETY: as above.
-                        unsafe { x86::from_half(&halves, &mut padded_row) };
-                        approx.copy_from_slice(&padded_row[..k]);
-                    }
-                    Codes::I8 { codes, scale } => {
-                        let max = row.iter().fold(0f32, |a, x| a.max(x.abs()));
-                        let s = max / 127.0;
-                        scale[m] = s;
-                        for f in 0..k {
-                            let c = if s > 0.0 {
-                                (row[f] / s).round().clamp(-127.0, 127.0) as i8
-                            } else {
-                                0
-                            };
-                            codes[b * 8 * k + 8 * f + j] = c;
-                            approx[f] = s * f32::from(c);
-                        }
-                    }
-                }
-                let (mut d2, mut q2) = (0f64, 0f64);
-                for (&x, &y) in row.iter().zip(&approx) {
-                    let d = f64::from(x) - f64::from(y);
+                let s = row.iter().fold(0f32, |a, x| a.max(x.abs())) / 127.0;
+                scale[m] = s;
+                // ‖δ‖², ‖q‖², ‖q̃‖² in f64, where each product is exact.
+                let (mut d2, mut q2, mut a2) = (0f64, 0f64, 0f64);
+                for (f, &x) in row.iter().enumerate() {
+                    let c = if s > 0.0 {
+                        (x / s).round().clamp(-127.0, 127.0) as i8
+                    } else {
+                        0
+                    };
+                    codes[b * 8 * kp + 16 * (f / 2) + 2 * j + f % 2] = c;
+                    let v = f64::from(s) * f64::from(c);
+                    let d = f64::from(x) - v;
                     d2 += d * d;
                     q2 += f64::from(x) * f64::from(x);
+                    a2 += v * v;
                 }
-                let e = d2.sqrt() * (1.0 + 2f64.powi(-10)) + 2f64.powi(-9) * q2.sqrt();
-                err[m] = f32_at_least(e);
+                approx_norm_max = approx_norm_max.max(a2.sqrt());
+                err[m] =
+                    f32_at_least(d2.sqrt() * (1.0 + 2f64.powi(-10)) + 2f64.powi(-9) * q2.sqrt());
                 if !err[m].is_finite() {
                     return None;
                 }
@@ -708,31 +660,33 @@ mod scan {
             let mut bias = model.item_bias().to_vec();
             bias.resize(padded, 0.0);
             let bias_max = bias.iter().map(|b| f64::from(b.abs())).fold(0.0, f64::max);
-            Some(ApproxFactors {
+            Some(Quantized {
                 n,
                 k,
                 codes,
+                scale,
                 bias,
                 err,
                 bias_max,
+                approx_norm_max,
             })
-        }
-
-        pub fn format(&self) -> Format {
-            match self.codes {
-                Codes::F16(_) => Format::F16,
-                Codes::I8 { .. } => Format::I8,
-            }
         }
 
         /// Lower bounds of the exact scores of every movie for the user at
         /// dense index `u`, into `scores` (one per movie; see the type's
-        /// docs); returns what [`collect_candidates`] needs to make the
-        /// upper bounds.
-        pub fn lower_bounds(&self, model: &FactorModel, u: usize, scores: &mut Vec<f32>) -> Slack {
+        /// docs); `pairs` is scratch. Returns what
+        /// [`Quantized::collect_candidates`] needs for the upper bounds.
+        pub fn lower_bounds(
+            &self,
+            model: &FactorModel,
+            u: usize,
+            scores: &mut Vec<f32>,
+            pairs: &mut Vec<i32>,
+        ) -> Slack {
             let k = self.k;
             let p = &model.p()[u * k..(u + 1) * k];
             let base = model.global_mean() + model.user_bias()[u];
+            let (user_scale, user_err) = quantize_user(p, pairs);
             let l2 = p
                 .iter()
                 .map(|&x| f64::from(x) * f64::from(x))
@@ -742,22 +696,26 @@ mod scan {
             let slack = Slack {
                 norm: f32_at_least(l2 * (1.0 + 2f64.powi(-20))),
                 c: f32_at_least(
-                    2f64.powi(-20) * (l1 + f64::from(base.abs()) + self.bias_max + 1.0),
+                    2f64.powi(-20) * (l1 + f64::from(base.abs()) + self.bias_max + 1.0)
+                        + user_err * self.approx_norm_max * (1.0 + 2f64.powi(-10)),
                 ),
             };
             scores.clear();
             scores.resize(self.bias.len(), 0.0);
-            // SAFETY: `self` exists only on CPUs with AVX2, FMA and F16C; the
+            // SAFETY: `self` exists only on CPUs with AVX2 and FMA; the
             // lengths agree by construction (asserted inside).
             unsafe {
-                match &self.codes {
-                    Codes::F16(blocks) => {
-                        x86::scan_f16(p, blocks, base, &self.bias, &self.err, slack, scores)
-                    }
-                    Codes::I8 { codes, scale } => {
-                        x86::scan_i8(p, codes, scale, base, &self.bias, &self.err, slack, scores)
-                    }
-                }
+                x86::scan(
+                    pairs,
+                    &self.codes,
+                    &self.scale,
+                    user_scale,
+                    base,
+                    &self.bias,
+                    &self.err,
+                    slack,
+                    scores,
+                )
             };
             scores.truncate(self.n);
             slack
@@ -777,6 +735,35 @@ mod scan {
         }
     }
 
+    /// The user's factors as integers for the kernel, `p ≈ s_p · ip`, with
+    /// |ip| small enough that no 32-bit sum of k products with int8 codes
+    /// can overflow (`kp · 127 · limit < 2³¹`), packed in pairs (`ip[2h]`
+    /// low, `ip[2h + 1]` high, a zero appended for odd k) into `pairs`.
+    /// Returns `s_p` and `‖p − s_p · ip‖₂`, rounded up.
+    fn quantize_user(p: &[f32], pairs: &mut Vec<i32>) -> (f32, f64) {
+        let kp = p.len().div_ceil(2) * 2;
+        let limit = (i32::MAX as usize / (127 * kp)).clamp(1, 32_767) as f32;
+        let sp = p.iter().fold(0f32, |a, x| a.max(x.abs())) / limit;
+        let mut err2 = 0f64;
+        let mut int = |f: usize| -> i32 {
+            let Some(&x) = p.get(f) else { return 0 };
+            let q = if sp > 0.0 {
+                (x / sp).round().clamp(-limit, limit) as i32
+            } else {
+                0
+            };
+            let d = f64::from(x) - f64::from(sp) * f64::from(q);
+            err2 += d * d;
+            q
+        };
+        pairs.clear();
+        for h in 0..kp / 2 {
+            let (lo, hi) = (int(2 * h), int(2 * h + 1));
+            pairs.push((u32::from(lo as u16) | (u32::from(hi as u16) << 16)) as i32);
+        }
+        (sp, err2.sqrt() * (1.0 + 2f64.powi(-20)))
+    }
+
     /// The smallest f32 not below `x`.
     fn f32_at_least(x: f64) -> f32 {
         let f = x as f32;
@@ -791,15 +778,13 @@ mod scan {
     /// that many).
     pub(super) fn select_top(scores: &[f32], k: usize, heap: &mut TopHeap) {
         heap.clear();
-        // SAFETY: only called with an `ApproxFactors`, i.e. on an AVX2 CPU.
+        // SAFETY: only called with a `Quantized`, i.e. on an AVX2 CPU.
         unsafe { x86::select_top(scores, k, heap) }
     }
 
     #[cfg(target_arch = "x86_64")]
     fn cpu_has_kernels() -> bool {
-        std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
 
     #[cfg(not(target_arch = "x86_64"))]
@@ -814,196 +799,71 @@ mod scan {
 
         use super::{Cand, Slack, TopHeap};
 
-        /// Rounds `src` to half precision (to nearest, ties to even).
-        #[target_feature(enable = "avx,f16c")]
-        pub unsafe fn to_half(src: &[f32], dst: &mut [u16]) {
-            assert!(src.len() == dst.len() && src.len().is_multiple_of(8));
-            for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
-                // SAFETY: 8 floats in, 8 halves out, unaligned accesses.
-                unsafe {
-                    let h =
-                        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.as_ptr()));
-                    _mm_storeu_si128(d.as_mut_ptr().cast(), h);
-                }
-            }
-        }
-
-        /// The f32 values of half-precision `src` (exact).
-        #[target_feature(enable = "avx,f16c")]
-        pub unsafe fn from_half(src: &[u16], dst: &mut [f32]) {
-            assert!(src.len() == dst.len() && src.len().is_multiple_of(8));
-            for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
-                // SAFETY: 8 halves in, 8 floats out, unaligned accesses.
-                unsafe {
-                    let v = _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast()));
-                    _mm256_storeu_ps(d.as_mut_ptr(), v);
-                }
-            }
-        }
-
-        /// Writes the lower bounds of 8 movies of block `b`: `(base +
-        /// bias) + dot − (‖p‖ e + c)`.
-        #[inline(always)]
-        unsafe fn finish(
-            b: usize,
-            dot: __m256,
-            base: f32,
-            bias: &[f32],
-            err: &[f32],
-            slack: Slack,
-            out: &mut [f32],
-        ) {
-            // SAFETY: the callers pass b < len / 8 for all three slices,
-            // which have the same length; the caller has AVX2 and FMA.
-            unsafe {
-                let t = _mm256_add_ps(
-                    _mm256_set1_ps(base),
-                    _mm256_loadu_ps(bias.as_ptr().add(8 * b)),
-                );
-                let margin = _mm256_fmadd_ps(
-                    _mm256_set1_ps(slack.norm),
-                    _mm256_loadu_ps(err.as_ptr().add(8 * b)),
-                    _mm256_set1_ps(slack.c),
-                );
-                _mm256_storeu_ps(
-                    out.as_mut_ptr().add(8 * b),
-                    _mm256_sub_ps(_mm256_add_ps(t, dot), margin),
-                );
-            }
-        }
-
-        /// Lower bounds over f16 blocks: four blocks (32 movies) at a time
-        /// with two accumulators each, so eight independent FMA chains hide
-        /// the FMA latency and every broadcast user factor serves 32 movies.
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[allow(clippy::needless_range_loop)] // `r` picks a block and its accumulators
-        pub unsafe fn scan_f16(
-            p: &[f32],
-            blocks: &[u16],
-            base: f32,
-            bias: &[f32],
-            err: &[f32],
-            slack: Slack,
-            out: &mut [f32],
-        ) {
-            let k = p.len();
-            let n = out.len();
-            assert!(k > 0 && n.is_multiple_of(8) && bias.len() == n && err.len() == n);
-            assert!(blocks.len() == n * k);
-            let (nb, stride, pp) = (n / 8, 8 * k, p.as_ptr());
-            // SAFETY (all pointer arithmetic below): factor f of block b is
-            // the 8 codes at b·stride + 8f, with b < nb and f < k.
-            unsafe {
-                let code = |b: usize, f: usize| {
-                    _mm256_cvtph_ps(_mm_loadu_si128(
-                        blocks.as_ptr().add(b * stride + 8 * f).cast(),
-                    ))
-                };
-                let mut b = 0;
-                while b + 4 <= nb {
-                    let mut a = [_mm256_setzero_ps(); 4];
-                    let mut c = [_mm256_setzero_ps(); 4];
-                    let mut f = 0;
-                    while f + 2 <= k {
-                        let x0 = _mm256_broadcast_ss(&*pp.add(f));
-                        let x1 = _mm256_broadcast_ss(&*pp.add(f + 1));
-                        for r in 0..4 {
-                            a[r] = _mm256_fmadd_ps(x0, code(b + r, f), a[r]);
-                            c[r] = _mm256_fmadd_ps(x1, code(b + r, f + 1), c[r]);
-                        }
-                        f += 2;
-                    }
-                    if f < k {
-                        let x0 = _mm256_broadcast_ss(&*pp.add(f));
-                        for r in 0..4 {
-                            a[r] = _mm256_fmadd_ps(x0, code(b + r, f), a[r]);
-                        }
-                    }
-                    for r in 0..4 {
-                        finish(
-                            b + r,
-                            _mm256_add_ps(a[r], c[r]),
-                            base,
-                            bias,
-                            err,
-                            slack,
-                            out,
-                        );
-                    }
-                    b += 4;
-                }
-                while b < nb {
-                    let mut a = _mm256_setzero_ps();
-                    for f in 0..k {
-                        a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*pp.add(f)), code(b, f), a);
-                    }
-                    finish(b, a, base, bias, err, slack, out);
-                    b += 1;
-                }
-            }
-        }
-
-        /// Lower bounds over int8 blocks, as [`scan_f16`]; each movie's
-        /// sum is multiplied by its scale at the end.
+        /// Lower bounds of all movies: each `vpmaddwd` multiplies 8 movies'
+        /// codes for two factors by the user's broadcast pair and adds the
+        /// two products, exactly; four blocks (32 movies) at a time, so
+        /// every broadcast serves 32 movies. At the end each sum is scaled
+        /// by the movie's and the user's scale and the bias and the margin
+        /// `‖p‖ e_i + c` are applied.
         #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
-        pub unsafe fn scan_i8(
-            p: &[f32],
+        pub unsafe fn scan(
+            pairs: &[i32],
             codes: &[i8],
             scale: &[f32],
+            user_scale: f32,
             base: f32,
             bias: &[f32],
             err: &[f32],
             slack: Slack,
             out: &mut [f32],
         ) {
-            let k = p.len();
+            let h = pairs.len();
             let n = out.len();
-            assert!(k > 0 && n.is_multiple_of(8) && bias.len() == n && err.len() == n);
-            assert!(codes.len() == n * k && scale.len() == n);
-            let (nb, stride, pp) = (n / 8, 8 * k, p.as_ptr());
-            // SAFETY: as in `scan_f16`, with 8 one-byte codes per factor.
+            assert!(h > 0 && n.is_multiple_of(8) && codes.len() == n * 2 * h);
+            assert!(scale.len() == n && bias.len() == n && err.len() == n);
+            let (nb, stride) = (n / 8, 16 * h);
+            // SAFETY (all pointer arithmetic below): pair i of block b is
+            // the 16 codes at b·stride + 16i, with b < nb and i < h; scales,
+            // biases, bounds and scores of block b are [8b, 8b + 8) ⊂ [0, n).
             unsafe {
-                let code = |b: usize, f: usize| {
-                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                        codes.as_ptr().add(b * stride + 8 * f).cast(),
-                    )))
+                let code = |b: usize, i: usize| {
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                        codes.as_ptr().add(b * stride + 16 * i).cast(),
+                    ))
                 };
-                let scaled = |b: usize, dot: __m256| {
-                    _mm256_mul_ps(_mm256_loadu_ps(scale.as_ptr().add(8 * b)), dot)
+                let (us, base) = (_mm256_set1_ps(user_scale), _mm256_set1_ps(base));
+                let (norm, c) = (_mm256_set1_ps(slack.norm), _mm256_set1_ps(slack.c));
+                let o = out.as_mut_ptr();
+                let finish = |b: usize, acc: __m256i| {
+                    let s = _mm256_mul_ps(_mm256_loadu_ps(scale.as_ptr().add(8 * b)), us);
+                    let dot = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), s);
+                    let t = _mm256_add_ps(base, _mm256_loadu_ps(bias.as_ptr().add(8 * b)));
+                    let margin = _mm256_fmadd_ps(norm, _mm256_loadu_ps(err.as_ptr().add(8 * b)), c);
+                    _mm256_storeu_ps(o.add(8 * b), _mm256_sub_ps(_mm256_add_ps(t, dot), margin));
                 };
                 let mut b = 0;
                 while b + 4 <= nb {
-                    let mut a = [_mm256_setzero_ps(); 4];
-                    let mut c = [_mm256_setzero_ps(); 4];
-                    let mut f = 0;
-                    while f + 2 <= k {
-                        let x0 = _mm256_broadcast_ss(&*pp.add(f));
-                        let x1 = _mm256_broadcast_ss(&*pp.add(f + 1));
+                    let mut acc = [_mm256_setzero_si256(); 4];
+                    for (i, &pair) in pairs.iter().enumerate() {
+                        let pv = _mm256_set1_epi32(pair);
                         for r in 0..4 {
-                            a[r] = _mm256_fmadd_ps(x0, code(b + r, f), a[r]);
-                            c[r] = _mm256_fmadd_ps(x1, code(b + r, f + 1), c[r]);
-                        }
-                        f += 2;
-                    }
-                    if f < k {
-                        let x0 = _mm256_broadcast_ss(&*pp.add(f));
-                        for r in 0..4 {
-                            a[r] = _mm256_fmadd_ps(x0, code(b + r, f), a[r]);
+                            acc[r] =
+                                _mm256_add_epi32(acc[r], _mm256_madd_epi16(code(b + r, i), pv));
                         }
                     }
                     for r in 0..4 {
-                        let dot = scaled(b + r, _mm256_add_ps(a[r], c[r]));
-                        finish(b + r, dot, base, bias, err, slack, out);
+                        finish(b + r, acc[r]);
                     }
                     b += 4;
                 }
                 while b < nb {
-                    let mut a = _mm256_setzero_ps();
-                    for f in 0..k {
-                        a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*pp.add(f)), code(b, f), a);
+                    let mut acc = _mm256_setzero_si256();
+                    for (i, &pair) in pairs.iter().enumerate() {
+                        let pv = _mm256_set1_epi32(pair);
+                        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(code(b, i), pv));
                     }
-                    finish(b, scaled(b, a), base, bias, err, slack, out);
+                    finish(b, acc);
                     b += 1;
                 }
             }
@@ -1107,32 +967,16 @@ mod scan {
         }
     }
 
-    /// Never called: `ApproxFactors` cannot be built off x86_64.
+    /// Never called: `Quantized` cannot be built off x86_64.
     #[cfg(not(target_arch = "x86_64"))]
-    #[allow(clippy::too_many_arguments)]
     mod x86 {
         use super::{Slack, TopHeap};
-        pub unsafe fn to_half(_: &[f32], _: &mut [u16]) {
-            unreachable!()
-        }
-        pub unsafe fn from_half(_: &[u16], _: &mut [f32]) {
-            unreachable!()
-        }
-        pub unsafe fn scan_f16(
-            _: &[f32],
-            _: &[u16],
-            _: f32,
-            _: &[f32],
-            _: &[f32],
-            _: Slack,
-            _: &mut [f32],
-        ) {
-            unreachable!()
-        }
-        pub unsafe fn scan_i8(
-            _: &[f32],
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn scan(
+            _: &[i32],
             _: &[i8],
             _: &[f32],
+            _: f32,
             _: f32,
             _: &[f32],
             _: &[f32],
@@ -1161,8 +1005,8 @@ mod tests {
 
     /// A random model of `movies` movies (ids 10, 13, 16, ...) and 12 users;
     /// `kind` shapes the factors: 0 normal, 1 many exact ties (duplicate
-    /// rows and biases), 2 tiny factors (f16's subnormal range), large
-    /// biases and sparse ids, 3 a few huge factors, 4 near ties.
+    /// rows and biases), 2 tiny, subnormal and zero factors, large biases
+    /// and sparse ids, 3 a few huge factors, 4 near ties.
     fn random_model(seed: u64, movies: usize, k: usize, kind: u8) -> (FactorModel, Vec<Movie>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let users = 12;
@@ -1184,6 +1028,17 @@ mod tests {
                 item_bias[m] = item_bias[src];
             }
         }
+        if kind == 2 {
+            // Some rows subnormal (so is their scale), some all zero.
+            for m in (0..movies).step_by(5) {
+                for x in &mut q[m * k..(m + 1) * k] {
+                    *x *= 1e-33;
+                }
+            }
+            for m in (0..movies).step_by(7) {
+                q[m * k..(m + 1) * k].fill(0.0);
+            }
+        }
         if kind == 3 {
             for m in (0..movies).step_by(97) {
                 q[m * k] = 3000.0;
@@ -1191,7 +1046,7 @@ mod tests {
         }
         if kind == 4 {
             // Near ties: groups of 16 movies a hair apart (far below the
-            // f16 and int8 errors), so only exact re-scoring orders them.
+            // int8 error), so only exact re-scoring orders them.
             for m in 0..movies {
                 let src = (m / 16) * 16;
                 for f in 0..k {
@@ -1238,19 +1093,15 @@ mod tests {
             for kind in 0..5u8 {
                 seed += 1;
                 let (model, catalogue) = random_model(seed, movies, k, kind);
-                let mut rec = Recommender::new("v1".into(), model.clone(), catalogue.clone(), &[]);
-                for format in [scan::Format::F16, scan::Format::I8] {
-                    rec.approx = scan::ApproxFactors::with_format(&model, format);
-                    #[cfg(target_arch = "x86_64")]
-                    if std::arch::is_x86_feature_detected!("avx2")
-                        && std::arch::is_x86_feature_detected!("fma")
-                        && std::arch::is_x86_feature_detected!("f16c")
-                    {
-                        assert!(rec.approx.is_some(), "the fast path is what is tested");
-                    }
-                    let what = format!("movies {movies} k {k} kind {kind} {format:?}");
-                    check_against_top_k(&rec, &model, &catalogue, seed, &what);
+                let rec = Recommender::new("v1".into(), model.clone(), catalogue.clone(), &[]);
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    assert!(rec.uses_quantized_scan(), "the fast path is what is tested");
                 }
+                let what = format!("movies {movies} k {k} kind {kind}");
+                check_against_top_k(&rec, &model, &catalogue, seed, &what);
             }
         }
     }
@@ -1302,19 +1153,6 @@ mod tests {
             .recommend_ids(2, 10, None, &[model.movie_ids()])
             .unwrap();
         assert!(none.is_empty());
-    }
-
-    /// The automatic format: f16 for small catalogues, int8 for large ones.
-    #[test]
-    fn scan_format_follows_size() {
-        let (small, movies) = random_model(5, 100, 16, 0);
-        let (large, large_movies) = random_model(6, 20_000, 128, 0);
-        let small = Recommender::new("v".into(), small, movies, &[]);
-        let large = Recommender::new("v".into(), large, large_movies, &[]);
-        if small.approx.is_some() {
-            assert_eq!(small.scan_format(), Some("f16"));
-            assert_eq!(large.scan_format(), Some("int8"));
-        }
     }
 
     /// The HashSet form (the CLI's) and the slices form agree, items carry

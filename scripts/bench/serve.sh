@@ -64,16 +64,15 @@ echo "building the release binary"
 cargo build --release --quiet --bin cinematch
 BIN=$ROOT/target/release/cinematch
 
-# Users with train-split ratings, i.e. the users the model knows, one a line.
-known_users() {
-  local db=$1 out=$2 sql="SELECT DISTINCT userId FROM ratings WHERE data_split = 'train' ORDER BY 1"
+# query DB SQL: one value a line (sqlite3, else Python's sqlite3 module).
+query() {
   if command -v sqlite3 >/dev/null; then
-    sqlite3 "$db" "$sql" >"$out"
+    sqlite3 "$1" "$2"
   elif command -v python3 >/dev/null; then
     python3 -c 'import sqlite3, sys
-for (u,) in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print(u)' "$db" "$sql" >"$out"
+for (v,) in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print(v)' "$1" "$2"
   else
-    echo "error: sqlite3 or python3 is needed to list the users" >&2
+    echo "error: sqlite3 or python3 is needed to read the benchmark database" >&2
     exit 1
   fi
 }
@@ -119,9 +118,11 @@ FAILED=0
 # run NAME DB_FILE MIN_RPS MAX_P99_MS
 run() {
   local name=$1 db=$2 min_rps=$3 max_p99=$4
-  known_users "$db" "$WORK/users.txt"
-  local users port
+  # The users the model knows (train-split ratings), and its movies.
+  query "$db" "SELECT DISTINCT userId FROM ratings WHERE data_split = 'train' ORDER BY 1" >"$WORK/users.txt"
+  local users movies port
   users=$(wc -l <"$WORK/users.txt")
+  movies=$(query "$db" "SELECT COUNT(DISTINCT movieId) FROM ratings WHERE data_split = 'train'")
   port=$(free_port)
   CINEMATCH_LOG=warn "$BIN" -q --db "sqlite://$db" serve --addr "127.0.0.1:$port" >"$WORK/serve.log" 2>&1 &
   SERVER_PID=$!
@@ -136,7 +137,7 @@ run() {
   grep -q '"strategy":"model"' <<<"$sample" || { echo "error: not a model answer: $sample" >&2; exit 1; }
   local cmd=(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/random_user.lua" "http://127.0.0.1:$port")
   echo
-  echo "== $name: $users known users, server pid $SERVER_PID on 127.0.0.1:$port"
+  echo "== $name: model of $users users and $movies movies, server pid $SERVER_PID on 127.0.0.1:$port"
   echo "   warm-up ${WARMUP}s, then: BENCH_USERS=users.txt ${cmd[*]/#$WORK\//}"
   BENCH_USERS=$WORK/users.txt wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/random_user.lua" \
     "http://127.0.0.1:$port" >/dev/null

@@ -307,6 +307,10 @@ impl AppState {
                             to = snap.model_version().unwrap_or("none"),
                             movies = snap.catalogue.len(),
                             users = snap.users_with_ratings(),
+                            quantized_scan = snap
+                                .recommender
+                                .as_ref()
+                                .is_some_and(Recommender::uses_quantized_scan),
                             seconds = snap.load_seconds,
                             "serving a new snapshot"
                         );
