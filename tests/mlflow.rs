@@ -20,7 +20,6 @@ use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 use cinematch::store::{ModelRun, Store};
 use cinematch::tracking::MlflowConfig;
-use cinematch::{Movie, Rating, Split};
 use common::TestDb;
 
 /// The server `scripts/test.sh` starts. Tests refuse to run without it
@@ -187,52 +186,6 @@ fn metrics(run: &Value) -> BTreeMap<String, f64> {
 }
 
 // ---- data and checks ----
-
-/// 40 users x 30 movies with a clear low-rank structure, 70/30 split.
-fn seed_dataset(store: &mut dyn Store) {
-    let movies: Vec<Movie> = (1..=30)
-        .map(|m| Movie {
-            movie_id: m,
-            title: format!("Movie {m} (2000)"),
-            genres: if m % 2 == 0 {
-                "Comedy".into()
-            } else {
-                "Drama".into()
-            },
-            pca_features: None,
-        })
-        .collect();
-    let mut ratings = Vec::new();
-    for u in 1..=40 {
-        for m in 1..=30 {
-            if (u * 7 + m * 3) % 4 == 0 {
-                continue;
-            }
-            ratings.push(Rating {
-                user_id: u,
-                movie_id: m,
-                rating: if (u % 2 == 0) == (m % 2 == 0) {
-                    4.5
-                } else {
-                    2.0
-                },
-                timestamp: (u * 100 + m) as i64,
-            });
-        }
-    }
-    let splits: Vec<Split> = (0..ratings.len())
-        .map(|i| {
-            if i % 10 < 7 {
-                Split::Train
-            } else {
-                Split::Test
-            }
-        })
-        .collect();
-    store
-        .load_dataset(&movies, &ratings, &splits, false, &Silent)
-        .unwrap();
-}
 
 fn small_svd() -> Params {
     registry::params_with_overrides(
@@ -404,7 +357,7 @@ fn closed_port() -> u16 {
 
 fn train_creates_a_matching_mlflow_run(db: TestDb) {
     let mut s = db.store();
-    seed_dataset(s.as_mut());
+    common::seed_low_rank(s.as_mut());
     let mut opts = TrainOptions::new(small_svd());
     opts.mlflow = tracked();
     let out = registry::train(s.as_mut(), &opts, &Silent).unwrap();
@@ -429,7 +382,7 @@ fn train_creates_a_matching_mlflow_run(db: TestDb) {
 
 fn retrain_creates_a_matching_mlflow_run(db: TestDb) {
     let mut s = db.store();
-    seed_dataset(s.as_mut());
+    common::seed_low_rank(s.as_mut());
     // The champion, untracked.
     let mut opts = TrainOptions::new(small_svd());
     opts.mlflow = None;
@@ -493,7 +446,7 @@ on_both_backends!(
 fn an_unreachable_server_is_a_warning_and_training_succeeds() {
     let db = common::SqliteDb::new();
     let mut s = db.store();
-    seed_dataset(s.as_mut());
+    common::seed_low_rank(s.as_mut());
     let port = closed_port();
     let mut opts = TrainOptions::new(small_svd());
     // Credentials in the URI must not reach the log.
@@ -535,7 +488,7 @@ fn an_unreachable_server_is_a_warning_and_training_succeeds() {
 fn an_mlflow_error_answer_or_a_tls_failure_is_a_warning_too() {
     let db = common::SqliteDb::new();
     let mut s = db.store();
-    seed_dataset(s.as_mut());
+    common::seed_low_rank(s.as_mut());
     let uri = mlflow_uri();
     for (bad, expect) in [
         // Reachable, but not MLflow's API under this prefix: an HTTP error.
@@ -624,7 +577,7 @@ fn unique(prefix: &str) -> String {
 #[test]
 fn cli_train_and_retrain_track_when_mlflow_tracking_uri_is_set() {
     let db = common::SqliteDb::new();
-    seed_dataset(db.store().as_mut());
+    common::seed_low_rank(db.store().as_mut());
     let exp = unique("cinematch-cli");
     let env = [
         ("MLFLOW_TRACKING_URI", mlflow_uri()),
@@ -651,7 +604,7 @@ fn cli_train_and_retrain_track_when_mlflow_tracking_uri_is_set() {
 #[test]
 fn cli_without_mlflow_tracking_uri_changes_nothing() {
     let db = common::SqliteDb::new();
-    seed_dataset(db.store().as_mut());
+    common::seed_low_rank(db.store().as_mut());
     // Everything MLflow reads, except the URI that turns it on.
     let exp = unique("cinematch-off");
     let env = [

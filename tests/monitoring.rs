@@ -14,55 +14,8 @@ use cinematch::pipeline::retrain::{retrain, RetrainOptions, RetrainOutcome};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 use cinematch::store::Store;
-use cinematch::{Error, Movie, Rating, Split};
+use cinematch::{Error, Split};
 use common::TestDb;
-
-/// 40 users x 30 movies with a clear low-rank structure, 70/30 split.
-fn seed_dataset(store: &mut dyn Store) {
-    let movies: Vec<Movie> = (1..=30)
-        .map(|m| Movie {
-            movie_id: m,
-            title: format!("Movie {m} (2000)"),
-            genres: if m % 2 == 0 {
-                "Comedy".into()
-            } else {
-                "Drama|Thriller".into()
-            },
-            pca_features: None,
-        })
-        .collect();
-    let mut ratings = Vec::new();
-    for u in 1..=40 {
-        for m in 1..=30 {
-            if (u * 7 + m * 3) % 4 == 0 {
-                continue;
-            }
-            let taste = if (u % 2 == 0) == (m % 2 == 0) {
-                4.5
-            } else {
-                2.0
-            };
-            ratings.push(Rating {
-                user_id: u,
-                movie_id: m,
-                rating: taste,
-                timestamp: (u * 100 + m) as i64,
-            });
-        }
-    }
-    let splits: Vec<Split> = (0..ratings.len())
-        .map(|i| {
-            if i % 10 < 7 {
-                Split::Train
-            } else {
-                Split::Test
-            }
-        })
-        .collect();
-    store
-        .load_dataset(&movies, &ratings, &splits, false, &Silent)
-        .unwrap();
-}
 
 fn batch_file(dir: &std::path::Path, name: &str, rows: &[(i32, i32, f32)]) -> PathBuf {
     let mut s = String::from("userId,movieId,rating,timestamp\n");
@@ -86,7 +39,7 @@ fn count(store: &mut dyn Store, table: &str) -> i64 {
 
 fn ingestion_is_atomic_audited_and_retryable(db: TestDb) {
     let mut s = db.store();
-    seed_dataset(s.as_mut());
+    common::seed_low_rank(s.as_mut());
     let tmp = tempfile::tempdir().unwrap();
     // A bad row at the end: nothing of the batch may land.
     let bad = batch_file(
@@ -141,7 +94,7 @@ fn ingestion_is_atomic_audited_and_retryable(db: TestDb) {
 
 fn drift_check_on_empty_buffer_writes_nothing(db: TestDb) {
     let mut s = db.store();
-    seed_dataset(s.as_mut());
+    common::seed_low_rank(s.as_mut());
     let err = check(s.as_mut(), None, &Thresholds::default()).unwrap_err();
     assert!(err.to_string().contains("nothing to compare"), "{err}");
     assert_eq!(count(s.as_mut(), "drift_alerts"), 0);
@@ -149,7 +102,7 @@ fn drift_check_on_empty_buffer_writes_nothing(db: TestDb) {
 
 fn drift_check_records_every_test(db: TestDb) {
     let mut s = db.store();
-    seed_dataset(s.as_mut());
+    common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
         &TrainOptions::new(Params::default_for(Algo::Baseline)),
@@ -211,7 +164,7 @@ fn drift_check_records_every_test(db: TestDb) {
 
 fn retrain_merges_exactly_once_and_keeps_rejected(db: TestDb) {
     let mut s = db.store();
-    seed_dataset(s.as_mut());
+    common::seed_low_rank(s.as_mut());
     let first = registry::train(
         s.as_mut(),
         &TrainOptions::new(Params::default_for(Algo::Baseline)),
@@ -280,7 +233,7 @@ fn retrain_merges_exactly_once_and_keeps_rejected(db: TestDb) {
 
 fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
     let mut s = db.store();
-    seed_dataset(s.as_mut());
+    common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
         &TrainOptions::new(Params::default_for(Algo::Baseline)),

@@ -467,6 +467,27 @@ impl GenreFilter<'_> {
     }
 }
 
+/// What a search asks of a store once the shared rules are applied: the
+/// words and the genre, or `None` when nothing can match (no words and no
+/// genre, a zero limit, or an impossible genre), so both backends skip the
+/// query alike.
+pub(crate) fn search_plan<'a>(
+    query: &str,
+    genre: Option<&'a str>,
+    limit: usize,
+) -> Option<(Vec<String>, Option<&'a str>)> {
+    let words = search_words(query);
+    let genre = match GenreFilter::new(genre) {
+        GenreFilter::Any => None,
+        GenreFilter::Only(g) => Some(g),
+        GenreFilter::Nothing => return None,
+    };
+    if limit == 0 || (words.is_empty() && genre.is_none()) {
+        return None;
+    }
+    Some((words, genre))
+}
+
 /// Sample standard deviation from running sums, as SQL's STDDEV computes it.
 pub(crate) fn sample_std(n: i64, sum: f64, sum_sq: f64) -> f64 {
     if n < 2 {

@@ -423,15 +423,9 @@ impl Store for PgStore {
         genre: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Movie>> {
-        let words = super::search_words(query);
-        let genre = match super::GenreFilter::new(genre) {
-            super::GenreFilter::Any => None,
-            super::GenreFilter::Only(g) => Some(g),
-            super::GenreFilter::Nothing => return Ok(Vec::new()),
-        };
-        if limit == 0 || (words.is_empty() && genre.is_none()) {
+        let Some((words, genre)) = super::search_plan(query, genre, limit) else {
             return Ok(Vec::new());
-        }
+        };
         let (sql, params) = search_sql(&words, genre, limit);
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
             params.iter().map(|p| p.as_ref()).collect();

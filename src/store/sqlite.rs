@@ -394,15 +394,9 @@ impl Store for SqliteStore {
         genre: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Movie>> {
-        let words = super::search_words(query);
-        let genre = match super::GenreFilter::new(genre) {
-            super::GenreFilter::Any => None,
-            super::GenreFilter::Only(g) => Some(g),
-            super::GenreFilter::Nothing => return Ok(Vec::new()),
-        };
-        if limit == 0 || (words.is_empty() && genre.is_none()) {
+        let Some((words, genre)) = super::search_plan(query, genre, limit) else {
             return Ok(Vec::new());
-        }
+        };
         // Every user value is a bound parameter. The FTS5 expressions are
         // built from `search_words`, runs of alphanumerics, each inside a
         // double-quoted FTS5 string, so nothing in them is FTS5 syntax.

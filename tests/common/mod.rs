@@ -141,3 +141,57 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// 40 users x 30 movies with a clear low-rank structure (even users like
+/// even movies), 70/30 split: enough for a model to learn in milliseconds.
+pub fn seed_low_rank(store: &mut dyn Store) {
+    let movies: Vec<cinematch::Movie> = (1..=30)
+        .map(|m| cinematch::Movie {
+            movie_id: m,
+            title: format!("cinematch::Movie {m} (2000)"),
+            genres: if m % 2 == 0 {
+                "Comedy".into()
+            } else {
+                "Drama|Thriller".into()
+            },
+            pca_features: None,
+        })
+        .collect();
+    let mut ratings = Vec::new();
+    for u in 1..=40 {
+        for m in 1..=30 {
+            if (u * 7 + m * 3) % 4 == 0 {
+                continue;
+            }
+            let taste = if (u % 2 == 0) == (m % 2 == 0) {
+                4.5
+            } else {
+                2.0
+            };
+            ratings.push(cinematch::Rating {
+                user_id: u,
+                movie_id: m,
+                rating: taste,
+                timestamp: (u * 100 + m) as i64,
+            });
+        }
+    }
+    let splits: Vec<cinematch::Split> = (0..ratings.len())
+        .map(|i| {
+            if i % 10 < 7 {
+                cinematch::Split::Train
+            } else {
+                cinematch::Split::Test
+            }
+        })
+        .collect();
+    store
+        .load_dataset(
+            &movies,
+            &ratings,
+            &splits,
+            false,
+            &cinematch::progress::Silent,
+        )
+        .unwrap();
+}
