@@ -483,6 +483,15 @@ fn loaded(state: &AppState) -> Result<std::sync::Arc<Snapshot>, ApiError> {
     state.snapshot.load_full().ok_or_else(not_loaded)
 }
 
+/// A movie of the catalogue, or the 404 that says how to find one.
+fn catalogue_movie(snap: &Snapshot, movie_id: i32) -> Result<&Movie, ApiError> {
+    snap.catalogue.get(movie_id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "movie {movie_id} is not in the catalogue; /api/movies?q=... searches it"
+        ))
+    })
+}
+
 /// The catalogue's spelling of a genre typed in any case; 400 naming the
 /// genres there are when no movie has it.
 fn canonical_genre<'a>(snap: &'a Snapshot, g: &str) -> Result<&'a str, ApiError> {
@@ -601,11 +610,7 @@ pub async fn movie(
     PathId(movie_id): PathId,
 ) -> Result<Json<MovieBody>, ApiError> {
     let snap = loaded(&state)?;
-    let m = snap.catalogue.get(movie_id).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "movie {movie_id} is not in the catalogue; /api/movies?q=... searches it"
-        ))
-    })?;
+    let m = catalogue_movie(&snap, movie_id)?;
     Ok(Json(MovieBody::new(m, &snap)))
 }
 
@@ -630,11 +635,7 @@ pub async fn similar(
 ) -> Result<Json<SimilarBody>, ApiError> {
     let k = in_range("k", q.k, 10, MAX_K)?;
     let snap = loaded(&state)?;
-    let m = snap.catalogue.get(movie_id).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "movie {movie_id} is not in the catalogue; /api/movies?q=... searches it"
-        ))
-    })?;
+    let m = catalogue_movie(&snap, movie_id)?;
     let rec = snap
         .recommender
         .as_ref()
