@@ -9,6 +9,7 @@
 //! * [`data`]: MovieLens readers for every published format, validation,
 //!   train/test splitting, PCA genre features and the synthetic generator.
 //! * [`progress`]: progress reporting that works on a terminal and in logs.
+//! * [`format`]: counts, sizes and metrics as the CLI and the dashboard print them.
 
 pub mod config;
 pub mod data;
@@ -16,6 +17,7 @@ pub mod drift;
 pub mod error;
 pub mod eval;
 pub mod failpoint;
+pub mod format;
 pub mod models;
 pub mod pipeline;
 pub mod progress;

@@ -16,6 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::errors::ApiError;
 use super::state::AppState;
+use crate::format;
 use crate::registry::{self, RunWithChange};
 use crate::store::{DriftAlert, Ingestion, TableCount, TableSize};
 
@@ -98,36 +99,7 @@ fn short_version(v: &str) -> String {
 }
 
 fn fmt_num(x: Option<f64>, digits: usize) -> String {
-    x.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
-}
-
-fn fmt_bytes(b: i64) -> String {
-    let b = b as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.1} GiB", b / (1024.0 * 1024.0 * 1024.0))
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / (1024.0 * 1024.0))
-    } else if b >= 1024.0 {
-        format!("{:.0} KiB", b / 1024.0)
-    } else {
-        format!("{b:.0} B")
-    }
-}
-
-fn thousands(n: i64) -> String {
-    let s = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
+    x.map_or_else(|| "–".to_string(), |v| format::decimals(Some(v), digits))
 }
 
 /// One plotted value.
@@ -446,7 +418,7 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
     let _ = write!(
         h,
         "<p class=\"note\">{} ratings waiting in ratings_buffer.</p></section>",
-        thousands(d.buffer)
+        format::thousands(d.buffer)
     );
 
     h.push_str("<section class=\"card champion\" id=\"champion\"><h2>Champion</h2>");
@@ -480,7 +452,7 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
                 esc(algo),
                 factors.map(|f| format!(", {f} factors")).unwrap_or_default(),
                 r.run.training_date.format("%Y-%m-%d %H:%M"),
-                r.run.data_size.map(thousands).unwrap_or_else(|| "?".into()),
+                r.run.data_size.map(format::thousands).unwrap_or_else(|| "?".into()),
                 fmt_num(r.run.rmse, 4),
                 fmt_num(r.run.mae, 4),
                 fmt_num(r.run.precision_at_10, 4),
@@ -551,7 +523,7 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
                 r.rmse_improvement.map_or_else(|| "–".into(), |d| format!("{d:+.4}")),
                 fmt_num(r.run.mae, 4),
                 fmt_num(r.run.precision_at_10, 4),
-                r.run.data_size.map(thousands).unwrap_or_default()
+                r.run.data_size.map(format::thousands).unwrap_or_default()
             );
         }
         h.push_str("</tbody></table>");
@@ -604,7 +576,7 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
                 i.ingestion_date
                     .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                     .unwrap_or_default(),
-                i.record_count.map(thousands).unwrap_or_default(),
+                i.record_count.map(format::thousands).unwrap_or_default(),
                 esc(&status.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
                 esc(status),
                 esc(i.notes.as_deref().unwrap_or(""))
@@ -636,9 +608,9 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
              <td class=\"barcell\"><div class=\"bar\" style=\"width:{:.1}%\"></div></td></tr>",
             esc(&s.table),
             rows.get(s.table.as_str())
-                .map(|r| thousands(*r))
+                .map(|r| format::thousands(*r))
                 .unwrap_or_default(),
-            fmt_bytes(s.bytes),
+            format::bytes(s.bytes),
             100.0 * s.bytes as f64 / largest as f64
         );
     }
