@@ -10,6 +10,7 @@
 //!   train/test splitting, PCA genre features and the synthetic generator.
 //! * [`progress`]: progress reporting that works on a terminal and in logs.
 //! * [`format`]: counts, sizes and metrics as the CLI and the dashboard print them.
+//! * [`shutdown`]: SIGINT/SIGTERM as one stop request for the server and the scheduler.
 
 pub mod config;
 pub mod data;
@@ -24,6 +25,7 @@ pub mod progress;
 pub mod recommend;
 pub mod registry;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod tracking;
 pub mod types;

@@ -34,6 +34,7 @@ use axum::Router;
 pub use api::ApiDoc;
 pub use state::AppState;
 
+use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
 /// Everything `serve` needs; [`ServerConfig::new`] fills in defaults that
@@ -55,6 +56,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Database connections; the hot path uses none, so a few are enough.
     pub pool_size: usize,
+    /// After a stop request, how long requests in flight may take to
+    /// finish before the server stops anyway. Keep it under the time the
+    /// process manager waits before SIGKILL (`docker stop`: 10 s,
+    /// Kubernetes: 30 s).
+    pub shutdown_grace: Duration,
 }
 
 impl ServerConfig {
@@ -67,6 +73,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             pool_size: 4,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -122,8 +129,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Binds `config.addr` and serves until `shutdown` resolves, then finishes
-/// the requests in flight. Returns an error for an unusable address or
+/// Binds `config.addr` and serves until `shutdown` resolves, then stops
+/// accepting connections and finishes the requests in flight, for at most
+/// `config.shutdown_grace`. Returns an error for an unusable address or
 /// database URL; a database that is merely down is retried in the
 /// background (`/readyz` says 503 meanwhile).
 pub async fn serve(
@@ -153,46 +161,71 @@ pub async fn serve_on(
         writes = if config.api_token.is_some() { "enabled" } else { "disabled (no CINEMATCH_API_TOKEN)" },
         "serving"
     );
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // axum stops accepting when `shutdown` resolves and then waits for every
+    // connection without a limit; the grace period starts at the same moment.
+    let grace = config.shutdown_grace;
+    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!(
+            grace = ?grace,
+            "no longer accepting connections; finishing the requests in flight"
+        );
+        let _ = begun_tx.send(());
+    });
+    let grace_over = async move {
+        if begun_rx.await.is_err() {
+            // The server ended on its own; this branch must not win.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        r = server => {
+            tracing::info!("every request finished; the server stopped");
+            r
+        }
+        () = grace_over => {
+            tracing::warn!(
+                grace = ?grace,
+                "the grace period is over; stopping with requests still in flight"
+            );
+            Ok(())
+        }
+    };
     reloader.abort();
     result.map_err(|e| Error::InvalidArgument(format!("the HTTP server stopped: {e}")))
 }
 
-/// Resolves on Ctrl-C or SIGTERM, the signals a terminal and a service
-/// manager send, so `serve` can finish the requests in flight.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
-}
-
-/// [`serve`] on its own multi-threaded runtime until Ctrl-C or SIGTERM: what
-/// the CLI calls, so it needs no async code of its own.
+/// [`serve`] on its own multi-threaded runtime until SIGINT or SIGTERM
+/// (see [`crate::shutdown`]): what the CLI calls, so it needs no async code
+/// of its own. A second signal during the grace period stops at once.
 pub fn run(config: ServerConfig) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cinematch-http")
         .build()
         .map_err(|e| Error::InvalidArgument(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(config, shutdown_signal()))
+    let result = runtime.block_on(async {
+        // Before binding: once the port answers, a signal is a stop request.
+        let shutdown = Shutdown::install().map_err(|e| {
+            Error::InvalidArgument(format!("cannot install the signal handlers: {e}"))
+        })?;
+        let first = shutdown.clone();
+        let stop = async move {
+            let signal = first.requested().await;
+            tracing::info!(%signal, "stop requested");
+        };
+        tokio::select! {
+            r = serve(config, stop) => r,
+            signal = shutdown.repeated() => {
+                tracing::warn!(%signal, "second stop request; stopping with requests still in flight");
+                Ok(())
+            }
+        }
+    });
+    // Requests abandoned above may still hold a blocking database call;
+    // the process is ending, so do not wait for them.
+    runtime.shutdown_background();
+    result
 }
