@@ -1,4 +1,5 @@
-//! Aligned plain-text tables for terminal output, in the style of `psql`.
+//! Aligned plain-text tables for terminal output, in the style of `psql`;
+//! the cells come formatted (see `cinematch::format`).
 
 /// Prints `rows` under `headers`; columns whose cells all look numeric are
 /// right-aligned so figures line up.
@@ -57,54 +58,9 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `1234567` -> `1,234,567`, as the spec's tables print counts.
-pub fn thousands(n: i64) -> String {
-    let s = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-/// Bytes as `pg_size_pretty` prints them.
-pub fn pretty_bytes(b: i64) -> String {
-    const UNITS: &[&str] = &["bytes", "kB", "MB", "GB", "TB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v.abs() >= 10.0 * 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{} {}", v.round() as i64, UNITS[u])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(100836), "100,836");
-        assert_eq!(thousands(-1234567), "-1,234,567");
-    }
-
-    #[test]
-    fn pretty_bytes_matches_pg_size_pretty() {
-        // pg_size_pretty(8192) = '8192 bytes', (49152) = '48 kB', (262144000) = '250 MB'
-        assert_eq!(pretty_bytes(8192), "8192 bytes");
-        assert_eq!(pretty_bytes(49152), "48 kB");
-        assert_eq!(pretty_bytes(262_144_000), "250 MB");
-    }
 
     #[test]
     fn numbers_right_aligned() {

@@ -1,0 +1,285 @@
+//! The monitoring commands: `ingest`, `drift`, `retrain`, `pipeline`,
+//! `buffer` and `scheduler`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+use cinematch::data::ReadOptions;
+use cinematch::pipeline::cycle::{self, CycleOptions};
+use cinematch::pipeline::drift_check::{self, Thresholds};
+use cinematch::pipeline::retrain::{self, RetrainOptions};
+use cinematch::pipeline::{ingest, scheduler};
+
+use super::{print, Ctx};
+
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Ratings file (MovieLens CSV, .dat or u.data).
+    file: PathBuf,
+    /// Batch identifier, e.g. batch_w1 (at most 50 characters).
+    #[arg(long)]
+    batch_id: String,
+    /// Ingest the valid rows and report the invalid ones instead of refusing the batch.
+    #[arg(long)]
+    skip_invalid: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct ThresholdArgs {
+    /// TOML file with a [drift] table of thresholds (see README).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override a threshold, e.g. --threshold rating_mean=0.05 (repeatable).
+    #[arg(long = "threshold", value_name = "TEST=VALUE")]
+    thresholds: Vec<String>,
+}
+
+impl ThresholdArgs {
+    /// The file's thresholds (or the defaults) with every `--threshold` applied.
+    pub fn thresholds(&self) -> Result<Thresholds> {
+        let t = match &self.config {
+            Some(path) => Thresholds::from_file(path)?,
+            None => Thresholds::default(),
+        };
+        if self.thresholds.is_empty() {
+            return Ok(t);
+        }
+        let mut v = serde_json::to_value(&t)?;
+        let obj = v.as_object_mut().context("thresholds")?;
+        for kv in &self.thresholds {
+            let (k, val) = kv
+                .split_once('=')
+                .with_context(|| format!("--threshold {kv:?} is not TEST=VALUE"))?;
+            let num: f64 = val
+                .trim()
+                .parse()
+                .with_context(|| format!("--threshold {kv:?}: {val:?} is not a number"))?;
+            if !obj.contains_key(k.trim()) {
+                bail!(
+                    "--threshold {kv:?}: unknown test {k:?}; tests are {}",
+                    obj.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            obj.insert(k.trim().to_string(), serde_json::json!(num));
+        }
+        Ok(serde_json::from_value(v)?)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum DriftCommand {
+    /// Compare the buffer (or one batch) with the train split; one drift_alerts row per test.
+    Check {
+        /// Only this batch of the buffer.
+        #[arg(long)]
+        batch: Option<String>,
+        #[command(flatten)]
+        thresholds: ThresholdArgs,
+    },
+    /// Recent drift results and the retraining verdict.
+    Status {
+        /// How far back, e.g. 1d, 30d.
+        #[arg(long, default_value = "1d")]
+        window: String,
+    },
+}
+
+#[derive(Args)]
+pub struct RetrainArgs {
+    /// Only retrain if a drift alert triggered within --window.
+    #[arg(long)]
+    if_drift: bool,
+    /// The window of --if-drift, e.g. 24h, 7d.
+    #[arg(long, default_value = "24h")]
+    window: String,
+    /// Promote the challenger if its RMSE is at most this much (relative) worse than the champion's.
+    #[arg(long, default_value_t = 0.005)]
+    tolerance: f64,
+}
+
+impl RetrainArgs {
+    pub fn options(&self) -> Result<RetrainOptions> {
+        Ok(RetrainOptions {
+            if_drift: self.if_drift,
+            window_secs: retrain::parse_duration_secs(&self.window)?,
+            tolerance: self.tolerance,
+            ..RetrainOptions::default()
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PipelineCommand {
+    /// One cycle: ingest (with --batch), drift check, retrain if drift.
+    Run(PipelineRunArgs),
+    /// Past pipeline runs and their steps.
+    History,
+}
+
+#[derive(Args)]
+pub struct PipelineRunArgs {
+    /// A batch file to ingest first (needs --batch-id).
+    #[arg(long, requires = "batch_id")]
+    batch: Option<PathBuf>,
+    #[arg(long, requires = "batch")]
+    batch_id: Option<String>,
+    #[arg(long, default_value_t = 0.005)]
+    tolerance: f64,
+    #[command(flatten)]
+    thresholds: ThresholdArgs,
+}
+
+impl PipelineRunArgs {
+    pub fn options(self) -> Result<CycleOptions> {
+        Ok(CycleOptions {
+            thresholds: self.thresholds.thresholds()?,
+            batch: self.batch.zip(self.batch_id),
+            retrain: RetrainOptions {
+                tolerance: self.tolerance,
+                ..RetrainOptions::default()
+            },
+            ..CycleOptions::default()
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum BufferCommand {
+    /// Move every buffered rating into ratings as train data (the spec's option 2).
+    Merge,
+    /// Delete every buffered rating (the spec's option 1).
+    Clear,
+    /// Buffered ratings per batch.
+    Status,
+}
+
+#[derive(Args)]
+pub struct SchedulerArgs {
+    /// Cron expression (UTC): minute hour day-of-month month day-of-week.
+    #[arg(long, default_value = "0 9 * * MON")]
+    cron: String,
+    /// Directory where batch files (batch_wN.csv) arrive; the file stem is the batch id.
+    #[arg(long)]
+    inbox: PathBuf,
+    /// Process the inbox once now and exit, instead of waiting for the schedule.
+    #[arg(long)]
+    once: bool,
+    /// Attempts per batch before giving up until the next tick.
+    #[arg(long, default_value_t = 3)]
+    attempts: u32,
+    /// First retry delay in seconds (doubles after each failure).
+    #[arg(long, default_value_t = 5)]
+    backoff_secs: u64,
+    #[command(flatten)]
+    thresholds: ThresholdArgs,
+}
+
+impl SchedulerArgs {
+    /// The scheduler's options on `db_url`, the cron expression checked.
+    pub fn options(&self, db_url: String) -> Result<scheduler::SchedulerOptions> {
+        let opts = scheduler::SchedulerOptions {
+            db_url,
+            inbox: self.inbox.clone(),
+            cron: self.cron.clone(),
+            attempts: self.attempts,
+            backoff: Duration::from_secs(self.backoff_secs),
+            cycle: CycleOptions {
+                thresholds: self.thresholds.thresholds()?,
+                ..CycleOptions::default()
+            },
+        };
+        scheduler::parse_cron(&opts.cron)?;
+        Ok(opts)
+    }
+}
+
+pub fn ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
+    let mut store = ctx.open_store()?;
+    let read = ReadOptions {
+        skip_invalid: args.skip_invalid,
+    };
+    let r = ingest::ingest_file(store.as_mut(), &args.file, &args.batch_id, read)?;
+    print::ingested(&r);
+    Ok(())
+}
+
+pub fn drift(cmd: DriftCommand, ctx: &Ctx) -> Result<()> {
+    match cmd {
+        DriftCommand::Check { batch, thresholds } => {
+            let t = thresholds.thresholds()?;
+            let mut store = ctx.open_store()?;
+            let report = drift_check::check(store.as_mut(), batch.as_deref(), &t)?;
+            print::drift_check(&report, batch.as_deref());
+        }
+        DriftCommand::Status { window } => {
+            let secs = retrain::parse_duration_secs(&window)?;
+            let mut store = ctx.open_store()?;
+            let alerts = store.drift_alerts(Some(secs))?;
+            let fired = retrain::retraining_needed(store.as_mut(), 86400)?;
+            print::drift_status(&alerts, &fired);
+        }
+    }
+    Ok(())
+}
+
+pub fn retrain(args: RetrainArgs, ctx: &Ctx) -> Result<()> {
+    let opts = args.options()?;
+    let mut store = ctx.open_store()?;
+    print::retrain(&retrain::retrain(store.as_mut(), &opts, &ctx.progress)?);
+    Ok(())
+}
+
+pub fn pipeline(cmd: PipelineCommand, ctx: &Ctx) -> Result<()> {
+    match cmd {
+        PipelineCommand::Run(args) => {
+            let opts = args.options()?;
+            let mut store = ctx.open_store()?;
+            let report = cycle::run_cycle(store.as_mut(), &opts, &ctx.progress)?;
+            print::cycle(&report);
+            if !report.succeeded {
+                bail!(
+                    "pipeline run {} failed; fix the cause and run it again (steps are idempotent)",
+                    report.run_id
+                );
+            }
+        }
+        PipelineCommand::History => {
+            let mut store = ctx.open_store()?;
+            print::pipeline_history(store.pipeline_runs()?);
+        }
+    }
+    Ok(())
+}
+
+pub fn buffer(cmd: BufferCommand, ctx: &Ctx) -> Result<()> {
+    let mut store = ctx.open_store()?;
+    match cmd {
+        BufferCommand::Merge => print::buffer_merged(store.merge_buffer()?),
+        BufferCommand::Clear => print::buffer_cleared(store.clear_buffer()?),
+        BufferCommand::Status => print::buffer_status(store.buffer_counts()?),
+    }
+    Ok(())
+}
+
+/// `scheduler`: until SIGINT or SIGTERM (which let the current cycle
+/// finish), or one pass over the inbox with `--once`.
+pub fn scheduler(args: SchedulerArgs, ctx: &Ctx) -> Result<()> {
+    let (url, _) = ctx.db_url();
+    let opts = args.options(url)?;
+    let stop = cinematch::shutdown::stop_flag().context("installing the signal handlers")?;
+    if !args.once {
+        scheduler::run(&opts, &stop, &ctx.progress)?;
+        return Ok(());
+    }
+    let reports = scheduler::process_inbox(&opts, &stop, &ctx.progress)?;
+    for r in &reports {
+        print::cycle(r);
+    }
+    if reports.iter().any(|r| !r.succeeded) {
+        bail!("some batches failed after {} attempts", opts.attempts);
+    }
+    Ok(())
+}
