@@ -9,7 +9,7 @@
 //! * [`data`]: MovieLens readers for every published format, validation,
 //!   train/test splitting, PCA genre features and the synthetic generator.
 //! * [`progress`]: progress reporting that works on a terminal and in logs.
-//! * [`format`]: counts, sizes and metrics as the CLI and the dashboard print them.
+//! * [`format`](mod@format): counts, sizes and metrics as the CLI and the dashboard print them.
 //! * [`shutdown`]: SIGINT/SIGTERM as one stop request for the server and the scheduler.
 
 pub mod config;

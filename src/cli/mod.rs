@@ -1,7 +1,7 @@
 //! Command-line parsing and dispatch, in two stages (as ripgrep does): clap
 //! parses the arguments into the structs of each command file, which turn
 //! themselves into the library's validated options; the command calls the
-//! library and hands the result to [`print`]. Errors get context here and
+//! library and hands the result to [`print`](mod@print). Errors get context here and
 //! are printed once, by [`main`].
 //!
 //! * `db`: schema, statistics, maintenance, roles.
