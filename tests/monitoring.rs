@@ -10,6 +10,7 @@ use cinematch::models::{Algo, Params};
 use cinematch::pipeline::cycle::{run_cycle, CycleOptions};
 use cinematch::pipeline::drift_check::{check, Thresholds};
 use cinematch::pipeline::ingest::ingest_file;
+use cinematch::pipeline::lease::{PipelineLease, DEFAULT_LEASE, PIPELINE_LEASE};
 use cinematch::pipeline::retrain::{retrain, RetrainOptions, RetrainOutcome};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
@@ -250,13 +251,24 @@ fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
         ..CycleOptions::default()
     };
 
-    // Another process holding the lock: the cycle refuses and records nothing.
+    // Another holder of the pipeline lease (alive: this process): the cycle
+    // refuses and records nothing.
     let mut other = db.store();
-    assert!(other.try_lock_pipeline().unwrap());
+    let held = PipelineLease::acquire(other.as_mut(), DEFAULT_LEASE).unwrap();
     let err = run_cycle(s.as_mut(), &opts, &Silent).unwrap_err();
+    assert!(matches!(err, Error::Busy(_)), "{err}");
     assert!(err.to_string().contains("another pipeline cycle"), "{err}");
+    assert!(
+        err.to_string().contains(held.holder()),
+        "names the holder: {err}"
+    );
     assert!(s.pipeline_runs().unwrap().is_empty());
-    other.unlock_pipeline().unwrap();
+    // So does a retrain: it takes the same lease.
+    let err = retrain(s.as_mut(), &RetrainOptions::default(), &Silent).unwrap_err();
+    assert!(matches!(err, Error::Busy(_)), "{err}");
+    assert_eq!(s.model_runs().unwrap().len(), 1);
+    held.release(other.as_mut());
+    assert_eq!(other.lease(PIPELINE_LEASE).unwrap(), None, "released");
     drop(other);
 
     let report = run_cycle(s.as_mut(), &opts, &Silent).unwrap();
@@ -285,11 +297,93 @@ fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
     assert_eq!(s.ratings(Split::Train).unwrap().len(), train_after);
     let runs = s.pipeline_runs().unwrap();
     assert_eq!(runs.len(), 2);
+    assert_eq!(
+        s.lease(PIPELINE_LEASE).unwrap(),
+        None,
+        "each cycle released it"
+    );
     assert!(runs
         .iter()
         .all(|r| r.status == "succeeded" && r.finished_at.is_some()));
     let steps: serde_json::Value = serde_json::from_str(runs[1].steps.as_deref().unwrap()).unwrap();
     assert_eq!(steps.as_array().unwrap().len(), 3);
+}
+
+/// Issue 10, item 12: right after a cycle that retrained on its alerts the
+/// verdict is "no retraining needed" (it said "yes" before); an alert raised
+/// after that retrain makes it "yes" again.
+fn verdict_accounts_for_the_retrain_that_handled_the_alerts(db: TestDb) {
+    use cinematch::pipeline::retrain::{retraining_needed, retraining_verdict};
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<(i32, i32, f32)> = (1..=20)
+        .flat_map(|u| (1..=5).map(move |m| (u, m, 5.0)))
+        .collect();
+    let f = batch_file(tmp.path(), "w.csv", &rows);
+    let opts = CycleOptions {
+        batch: Some((f, "batch_w1".into())),
+        ..CycleOptions::default()
+    };
+    let report = run_cycle(s.as_mut(), &opts, &Silent).unwrap();
+    assert!(report.drift && report.succeeded);
+    let Some(RetrainOutcome::Retrained { run, .. }) = &report.retrain else {
+        panic!("the cycle did not retrain: {:?}", report.steps)
+    };
+    let fired = s
+        .drift_alerts(Some(86_400))
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.alert_triggered)
+        .count();
+    assert!(fired > 0, "the cycle's drift check raised alerts");
+    let v = retraining_verdict(s.as_mut(), 86_400).unwrap();
+    assert!(
+        !v.needed(),
+        "still 'needed' after the retrain: {:?}",
+        v.alerts
+    );
+    assert_eq!(v.handled.len(), fired);
+    assert_eq!(v.handled_by.as_deref(), Some(run.model_version.as_str()));
+    assert!(retraining_needed(s.as_mut(), 86_400).unwrap().is_empty());
+    // `retrain --if-drift` agrees: nothing to do.
+    let again = cinematch::pipeline::retrain::retrain(
+        s.as_mut(),
+        &RetrainOptions {
+            if_drift: true,
+            ..RetrainOptions::default()
+        },
+        &Silent,
+    )
+    .unwrap();
+    let RetrainOutcome::Skipped { reason } = again else {
+        panic!("retrain --if-drift ran again on handled alerts")
+    };
+    assert!(reason.contains("already handled by retrain"), "{reason}");
+
+    // A later alert (a new batch drifted after the retrain) counts again.
+    s.insert_drift_alerts(&[cinematch::store::NewDriftAlert {
+        feature_name: "rating_mean".into(),
+        drift_score: 0.3,
+        threshold: 0.1,
+        alert_triggered: true,
+        notes: "Baseline: 3.5, New: 4.6".into(),
+    }])
+    .unwrap();
+    let v = retraining_verdict(s.as_mut(), 86_400).unwrap();
+    assert!(v.needed());
+    assert_eq!(v.alerts.len(), 1);
+    assert_eq!(v.alerts[0].feature_name, "rating_mean");
+    assert_eq!(
+        retraining_needed(s.as_mut(), 86_400).unwrap(),
+        ["rating_mean"]
+    );
 }
 
 fn archive_moves_old_alerts_in_one_go(db: TestDb) {
@@ -321,4 +415,5 @@ on_both_backends!(
     retrain_merges_exactly_once_and_keeps_rejected,
     pipeline_cycles_are_recorded_idempotent_and_exclusive,
     archive_moves_old_alerts_in_one_go,
+    verdict_accounts_for_the_retrain_that_handled_the_alerts,
 );

@@ -8,5 +8,6 @@ pub mod cycle;
 pub mod demo;
 pub mod drift_check;
 pub mod ingest;
+pub mod lease;
 pub mod retrain;
 pub mod scheduler;

@@ -4,15 +4,19 @@
 //! point leaves either everything or nothing, so no rating is lost or
 //! doubled.
 
+use std::time::Duration;
+
 use serde_json::json;
+
+use super::lease::{PipelineLease, DEFAULT_LEASE};
 
 use crate::eval::EvalOptions;
 use crate::models::{Algo, Params};
 use crate::progress::Progress;
 use crate::registry::{self, TrainOptions};
-use crate::store::{ModelRun, RunCommit, Store};
+use crate::store::{DriftAlert, ModelRun, RunCommit, Store};
 use crate::tracking::MlflowConfig;
-use crate::Result;
+use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct RetrainOptions {
@@ -26,6 +30,9 @@ pub struct RetrainOptions {
     /// Also track the retrain in MLflow (see [`crate::tracking`]); the
     /// default takes it from `MLFLOW_TRACKING_URI`.
     pub mlflow: Option<MlflowConfig>,
+    /// Length of the pipeline lease [`retrain`] holds (a cycle's retrain
+    /// runs under the cycle's lease).
+    pub lease: Duration,
 }
 
 impl Default for RetrainOptions {
@@ -36,6 +43,7 @@ impl Default for RetrainOptions {
             tolerance: 0.005,
             eval: EvalOptions::default(),
             mlflow: MlflowConfig::from_env(),
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -53,38 +61,123 @@ pub enum RetrainOutcome {
         /// Ratings moved from the buffer into `ratings`.
         merged: u64,
         batches: Vec<String>,
+        /// The run was good enough to promote, but the champion changed
+        /// while it trained (a rollback or another promotion): this is the
+        /// champion that stays. `decision` says so too.
+        champion_changed: Option<String>,
     },
 }
 
-/// The spec's "Is retraining needed?": any alert triggered within the window.
-pub fn retraining_needed(store: &mut dyn Store, window_secs: i64) -> Result<Vec<String>> {
-    let mut names: Vec<String> = store
+/// The key of a retrain's notes holding the id of the newest drift alert
+/// when it started: every alert up to that id was computed on data that the
+/// retrain trained on and merged, so it no longer asks for a retrain.
+pub const ALERTS_THROUGH: &str = "alerts_through";
+
+/// The answer to the spec's "Is retraining needed?", for every place that
+/// shows it (`drift status`, `retrain --if-drift`, `/api/status`, the
+/// dashboard).
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    /// Triggered alerts within the window that no retrain has acted on yet,
+    /// newest first: retraining is needed when there is any.
+    pub alerts: Vec<DriftAlert>,
+    /// Triggered alerts within the window that the latest retrain already
+    /// acted on (raised before it started).
+    pub handled: Vec<DriftAlert>,
+    /// That retrain's model version, when it handled any.
+    pub handled_by: Option<String>,
+}
+
+impl Verdict {
+    pub fn needed(&self) -> bool {
+        !self.alerts.is_empty()
+    }
+
+    /// The distinct test names of the open alerts, sorted.
+    pub fn features(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.alerts.iter().map(|a| a.feature_name.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// The spec's check (any alert triggered within the window), less the alerts
+/// a retrain has already acted on: a retrain records in its notes
+/// ([`ALERTS_THROUGH`]) the newest alert id when it started, and alerts up to
+/// that id were computed on data it trained on and merged. Ids, not times,
+/// so no clock of any machine matters. An alert raised after the retrain
+/// started (on data it may not have seen) counts again.
+pub fn retraining_verdict(store: &mut dyn Store, window_secs: i64) -> Result<Verdict> {
+    let triggered: Vec<DriftAlert> = store
         .drift_alerts(Some(window_secs))?
         .into_iter()
         .filter(|a| a.alert_triggered)
-        .map(|a| a.feature_name)
         .collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
+    if triggered.is_empty() {
+        return Ok(Verdict::default());
+    }
+    let latest = store.model_runs()?.into_iter().rev().find_map(|r| {
+        let notes: serde_json::Value = serde_json::from_str(r.notes.as_deref()?).ok()?;
+        if notes.get("kind").and_then(|k| k.as_str()) != Some("retrain") {
+            return None;
+        }
+        Some((r.model_version, notes.get(ALERTS_THROUGH)?.as_i64()))
+    });
+    let (handled, alerts): (Vec<DriftAlert>, Vec<DriftAlert>) = match &latest {
+        Some((_, Some(through))) => triggered.into_iter().partition(|a| a.id <= *through),
+        _ => (Vec::new(), triggered),
+    };
+    Ok(Verdict {
+        handled_by: latest.filter(|_| !handled.is_empty()).map(|(v, _)| v),
+        alerts,
+        handled,
+    })
 }
 
+/// The tests behind a "retraining needed" verdict (see
+/// [`retraining_verdict`]); empty when none is needed.
+pub fn retraining_needed(store: &mut dyn Store, window_secs: i64) -> Result<Vec<String>> {
+    Ok(retraining_verdict(store, window_secs)?.features())
+}
+
+/// `cinematch retrain`: holds the pipeline lease (so no cycle runs
+/// meanwhile; [`Error::Busy`](crate::Error::Busy) if one does), then retrains
+/// unconditionally or, with `if_drift`, when the verdict asks for it.
 pub fn retrain(
     store: &mut dyn Store,
     opts: &RetrainOptions,
     progress: &dyn Progress,
 ) -> Result<RetrainOutcome> {
+    let lease = PipelineLease::acquire(store, opts.lease)?;
+    let outcome = retrain_leased(store, opts, progress);
+    lease.release(store);
+    outcome
+}
+
+fn retrain_leased(
+    store: &mut dyn Store,
+    opts: &RetrainOptions,
+    progress: &dyn Progress,
+) -> Result<RetrainOutcome> {
     let trigger = if opts.if_drift {
-        let fired = retraining_needed(store, opts.window_secs)?;
-        if fired.is_empty() {
+        let verdict = retraining_verdict(store, opts.window_secs)?;
+        if !verdict.needed() {
+            let handled = match &verdict.handled_by {
+                Some(v) => format!(
+                    " ({} triggered alerts were already handled by retrain {v})",
+                    verdict.handled.len()
+                ),
+                None => String::new(),
+            };
             return Ok(RetrainOutcome::Skipped {
                 reason: format!(
-                    "no drift alert triggered in the last {}: NO ACTION REQUIRED",
+                    "no drift alert triggered in the last {}{handled}: NO ACTION REQUIRED",
                     human_secs(opts.window_secs)
                 ),
             });
         }
-        format!("drift alerts: {}", fired.join(", "))
+        format!("drift alerts: {}", verdict.features().join(", "))
     } else {
         "unconditional".to_string()
     };
@@ -92,13 +185,21 @@ pub fn retrain(
 }
 
 /// Retrains without consulting the alerts table; `trigger` says why (it is
-/// recorded in the run's notes).
+/// recorded in the run's notes). The caller holds the pipeline lease.
+///
+/// The promotion is compare-and-set against the champion read at the start:
+/// if a rollback or another promotion replaced it meanwhile, the run is
+/// recorded (and the buffer merged) without promotion, and the outcome says
+/// which champion stays and why.
 pub fn retrain_now(
     store: &mut dyn Store,
     trigger: &str,
     opts: &RetrainOptions,
     progress: &dyn Progress,
 ) -> Result<RetrainOutcome> {
+    // First: alerts raised from here on may concern data this retrain does
+    // not see, so they must keep asking for a retrain.
+    let alerts_through = store.drift_alerts(None)?.iter().map(|a| a.id).max();
     let champion = store.champion()?;
     let runs = store.model_runs()?;
     let champion_run = champion
@@ -141,6 +242,9 @@ pub fn retrain_now(
     train_opts
         .extra_notes
         .insert("champion_before".into(), json!(champion));
+    train_opts
+        .extra_notes
+        .insert(ALERTS_THROUGH.into(), json!(alerts_through));
     let mut tracker = registry::start_tracking(
         &train_opts,
         "retrain",
@@ -180,10 +284,42 @@ pub fn retrain_now(
     registry::log_to_tracker(&mut tracker, &mut trained);
     let commit = RunCommit {
         promote_reason: promoted.then(|| format!("retrain ({trigger}); {decision}")),
+        promote_if_champion_is: Some(champion.clone()),
         merge_buffer: true,
     };
     crate::failpoint::hit("retrain:before_record");
-    let (run, merged) = registry::record(store, &trained, run_id, &commit)?;
+    let (run, merged, promoted, decision, champion_changed) =
+        match registry::record(store, &trained, run_id.clone(), &commit) {
+            Ok((run, merged)) => (run, merged, promoted, decision, None),
+            Err(Error::ChampionChanged { expected, actual }) => {
+                let decision = format!(
+                    "not promoted: the champion changed from {} to {} while this retrain ran \
+                     (a rollback or another promotion), so {} stays champion; the run would \
+                     have been {decision}",
+                    expected.as_deref().unwrap_or("none"),
+                    actual.as_deref().unwrap_or("none"),
+                    actual.as_deref().unwrap_or("none"),
+                );
+                tracing::warn!("{decision}");
+                trained.notes.insert("decision".into(), json!(decision));
+                trained
+                    .notes
+                    .insert("champion_changed_to".into(), json!(actual));
+                let commit = RunCommit {
+                    merge_buffer: true,
+                    ..RunCommit::default()
+                };
+                let (run, merged) = registry::record(store, &trained, run_id, &commit)?;
+                (
+                    run,
+                    merged,
+                    false,
+                    decision,
+                    Some(actual.unwrap_or_default()),
+                )
+            }
+            Err(e) => return Err(e),
+        };
     registry::finish_tracking(
         tracker,
         &run,
@@ -201,6 +337,7 @@ pub fn retrain_now(
         champion_before: champion,
         merged,
         batches,
+        champion_changed,
     })
 }
 

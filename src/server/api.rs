@@ -367,7 +367,9 @@ pub struct StatusBody {
     champion: Option<ModelBody>,
     serving: ServingBody,
     buffer: BufferBody,
-    /// The spec's check: any drift alert triggered in the last day.
+    /// The spec's check: any drift alert triggered in the last day that no
+    /// retrain has acted on yet (one raised before the latest retrain started
+    /// was computed on data that retrain trained on and merged).
     retraining_needed: bool,
     /// The alerts behind the verdict, newest first.
     recent_alerts: Vec<AlertBody>,
@@ -844,7 +846,7 @@ pub async fn post_ratings(
 ) -> Result<Response, ApiError> {
     let now = chrono::Utc::now();
     let (ratings, positions) = parse_ratings(&body, now.timestamp())?;
-    let batch_id = format!("api_{}", now.format("%Y-%m-%d"));
+    let batch_id = crate::store::api_batch_id(now.date_naive());
     let to_store = ratings.clone();
     let batch = batch_id.clone();
     let outcome = state
@@ -1089,11 +1091,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, A
             let champion = store.champion()?;
             let runs = registry::runs_with_change(store)?;
             let buffer = store.buffer_counts()?;
-            let recent: Vec<DriftAlert> = store
-                .drift_alerts(Some(86_400))?
-                .into_iter()
-                .filter(|a| a.alert_triggered)
-                .collect();
+            let recent = crate::pipeline::retrain::retraining_verdict(store, 86_400)?.alerts;
             Ok((champion, runs, buffer, recent))
         })
         .await?;
