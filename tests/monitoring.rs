@@ -12,6 +12,7 @@ use cinematch::pipeline::drift_check::{check, Thresholds};
 use cinematch::pipeline::ingest::ingest_file;
 use cinematch::pipeline::lease::{PipelineLease, DEFAULT_LEASE, PIPELINE_LEASE};
 use cinematch::pipeline::retrain::{retrain, RetrainOptions, RetrainOutcome};
+use cinematch::pipeline::scheduler::{process_inbox_with, run_with, Clock, SchedulerOptions};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 use cinematch::store::Store;
@@ -386,6 +387,225 @@ fn verdict_accounts_for_the_retrain_that_handled_the_alerts(db: TestDb) {
     );
 }
 
+// --- the scheduler (issue 10 item 4, issue 11 item 6) ----------------------
+
+/// A clock the test drives: `sleep` records the duration and moves `now`
+/// forward at once; after `stop_after` sleeps it sets the stop flag.
+struct FakeClock {
+    now: std::sync::Mutex<chrono::DateTime<chrono::Utc>>,
+    sleeps: std::sync::Mutex<Vec<std::time::Duration>>,
+    stop_after: usize,
+}
+
+impl FakeClock {
+    fn new(start: &str, stop_after: usize) -> FakeClock {
+        FakeClock {
+            now: std::sync::Mutex::new(start.parse().unwrap()),
+            sleeps: Default::default(),
+            stop_after,
+        }
+    }
+
+    fn sleeps(&self) -> Vec<u64> {
+        self.sleeps
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_secs())
+            .collect()
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.now.lock().unwrap()
+    }
+
+    fn sleep(&self, d: std::time::Duration, stop: &std::sync::atomic::AtomicBool) {
+        *self.now.lock().unwrap() += chrono::Duration::from_std(d).unwrap();
+        let mut sleeps = self.sleeps.lock().unwrap();
+        sleeps.push(d);
+        if sleeps.len() >= self.stop_after {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+fn scheduler_opts(db: &TestDb, inbox: &std::path::Path) -> SchedulerOptions {
+    SchedulerOptions {
+        db_url: db.url().to_string(),
+        inbox: inbox.to_path_buf(),
+        cron: "0 9 * * MON".into(),
+        attempts: 3,
+        backoff: std::time::Duration::from_secs(5),
+        settle: std::time::Duration::from_secs(1),
+        cycle: CycleOptions::default(),
+    }
+}
+
+/// Retries: a batch whose cycle fails is tried `attempts` times with the
+/// delay doubling from `backoff`; a batch whose cycle cannot start (another
+/// holder of the lease) likewise, and is reported as not run.
+fn scheduler_retries_with_doubling_backoff(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    // An invalid rating: each attempt's cycle fails at ingest.
+    batch_file(inbox.path(), "batch_bad.csv", &[(1, 1, 4.0), (2, 2, 9.0)]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", usize::MAX);
+    let done =
+        process_inbox_with(&scheduler_opts(&db, inbox.path()), &clock, &stop, &Silent).unwrap();
+    assert_eq!(
+        clock.sleeps(),
+        [1, 5, 10],
+        "settle, then backoff 5 s doubling"
+    );
+    let runs = s.pipeline_runs().unwrap();
+    assert_eq!(runs.len(), 3, "three attempts");
+    assert!(runs.iter().all(|r| r.status == "failed"), "{runs:?}");
+    assert_eq!(done.cycles.len(), 1, "the last attempt's report");
+    assert!(!done.all_succeeded());
+    std::fs::remove_file(inbox.path().join("batch_bad.csv")).unwrap();
+
+    // Another holder of the lease: no cycle can start; three tries, then
+    // "not run" with the reason.
+    let rows: Vec<(i32, i32, f32)> = (1..=10).map(|u| (u, u, 4.0)).collect();
+    batch_file(inbox.path(), "batch_ok.csv", &rows);
+    let mut other = db.store();
+    let held = PipelineLease::acquire(other.as_mut(), DEFAULT_LEASE).unwrap();
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", usize::MAX);
+    let opts = SchedulerOptions {
+        attempts: 4,
+        backoff: std::time::Duration::from_secs(2),
+        ..scheduler_opts(&db, inbox.path())
+    };
+    let done = process_inbox_with(&opts, &clock, &stop, &Silent).unwrap();
+    assert_eq!(clock.sleeps(), [1, 2, 4, 8]);
+    assert_eq!(done.not_run.len(), 1);
+    assert_eq!(done.not_run[0].0, "batch_ok");
+    assert!(
+        done.not_run[0].1.contains("another pipeline cycle"),
+        "{:?}",
+        done.not_run
+    );
+    assert_eq!(s.pipeline_runs().unwrap().len(), 3, "no cycle started");
+    held.release(other.as_mut());
+    let done = process_inbox_with(&opts, &clock, &stop, &Silent).unwrap();
+    assert!(done.all_succeeded(), "{:?}", done.not_run);
+    assert_eq!(done.cycles.len(), 1);
+}
+
+/// The cron loop on a driven clock: from Monday 08:00 UTC it waits one hour
+/// for "0 9 * * MON", processes the inbox (waiting `settle` for the file),
+/// then waits for the next Monday 09:00.
+fn scheduler_cron_loop_waits_for_each_tick(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    let rows: Vec<(i32, i32, f32)> = (1..=10).map(|u| (u, u, 4.0)).collect();
+    batch_file(inbox.path(), "batch_w1.csv", &rows);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", 3); // a Monday
+    run_with(&scheduler_opts(&db, inbox.path()), &clock, &stop, &Silent).unwrap();
+    assert_eq!(clock.sleeps(), [3600, 1, 7 * 86_400 - 1]);
+    let runs = s.pipeline_runs().unwrap();
+    assert_eq!(runs.len(), 1, "one tick, one batch");
+    assert_eq!(runs[0].batch_id.as_deref(), Some("batch_w1"));
+    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(
+        clock.now(),
+        "2025-01-13T09:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    );
+}
+
+/// A batch file still being written (a thread appends a line every 20 ms)
+/// while `scheduler --once` runs: it is taken only once complete, and then
+/// ingested in full; hidden files and `*.part` files are never taken.
+fn scheduler_waits_for_a_file_being_written(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    let complete: Vec<(i32, i32, f32)> = (1..=5).map(|u| (u, u, 4.0)).collect();
+    batch_file(inbox.path(), ".batch_w2.csv", &complete);
+    batch_file(inbox.path(), "batch_w3.csv.part", &complete);
+    let path = inbox.path().join("batch_w1.csv");
+    std::fs::write(&path, "userId,movieId,rating,timestamp\n").unwrap();
+    const LINES: usize = 80;
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            for i in 0..LINES {
+                let (u, m) = (1 + (i % 40) as i32, 1 + (i % 30) as i32);
+                // The timestamp goes out in two writes: a reader in between
+                // sees a line cut inside the field, which still parses.
+                write!(f, "{u},{m},4.0,20000").unwrap();
+                f.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                writeln!(f, "{:05}", i).unwrap();
+                f.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cinematch"))
+        .args([
+            "--db",
+            db.url(),
+            "scheduler",
+            "--once",
+            "--settle-ms",
+            "700",
+            "--inbox",
+        ])
+        .arg(inbox.path())
+        .env_remove("CINEMATCH_DB")
+        .env_remove("CINEMATCH_LEASE_SECS")
+        .output()
+        .unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let audit = s.ingestions().unwrap();
+    let ids: Vec<&str> = audit.iter().map(|i| i.batch_id.as_str()).collect();
+    assert_eq!(ids, ["batch_w1"], "only the finished, visible batch file");
+    assert_eq!(audit[0].status.as_deref(), Some("completed"));
+    assert_eq!(
+        audit[0].record_count,
+        Some(LINES as i64),
+        "the whole file, not what was there when the scheduler looked: {stderr}"
+    );
+}
+
 fn archive_moves_old_alerts_in_one_go(db: TestDb) {
     let mut s = db.store();
     s.insert_drift_alerts(&[cinematch::store::NewDriftAlert {
@@ -416,4 +636,7 @@ on_both_backends!(
     pipeline_cycles_are_recorded_idempotent_and_exclusive,
     archive_moves_old_alerts_in_one_go,
     verdict_accounts_for_the_retrain_that_handled_the_alerts,
+    scheduler_retries_with_doubling_backoff,
+    scheduler_cron_loop_waits_for_each_tick,
+    scheduler_waits_for_a_file_being_written,
 );
