@@ -76,7 +76,7 @@ fn ingestion_is_atomic_audited_and_retryable(db: TestDb) {
     assert_eq!(audit[0].record_count, Some(3));
     // A completed batch is refused and nothing doubles.
     let err = ingest_file(s.as_mut(), &good, "batch_w1", ReadOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert!(matches!(err, Error::BatchCompleted { .. }), "{err}");
     assert_eq!(count(s.as_mut(), "ratings_buffer"), 3);
     assert_eq!(
         s.ingestions().unwrap()[0].status.as_deref(),
