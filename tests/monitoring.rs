@@ -606,6 +606,83 @@ fn scheduler_waits_for_a_file_being_written(db: TestDb) {
     );
 }
 
+fn cinematch_cli(db: &TestDb, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cinematch"))
+        .args(["--db", db.url()])
+        .args(args)
+        .env_remove("CINEMATCH_DB")
+        .output()
+        .unwrap()
+}
+
+/// Issue 10, item 3, as an operator meets it: `buffer clear` alone refuses
+/// and lists what is buffered; `--yes` clears the batches but keeps what the
+/// API accepted; an API batch goes only when named; a cleared batch is
+/// ingested again.
+fn buffer_clear_is_scoped_and_keeps_api_ratings(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    let tmp = tempfile::tempdir().unwrap();
+    let f = batch_file(tmp.path(), "w1.csv", &[(1, 1, 4.0), (2, 2, 3.5)]);
+    ingest_file(s.as_mut(), &f, "batch_w1", ReadOptions::default()).unwrap();
+    let api = cinematch::store::api_batch_id(chrono::NaiveDate::from_ymd_opt(2025, 1, 6).unwrap());
+    let api_rating = cinematch::Rating {
+        user_id: 3,
+        movie_id: 3,
+        rating: 5.0,
+        timestamp: 2_100_000_000,
+    };
+    s.append_to_batch(&api, &[api_rating]).unwrap();
+
+    let out = cinematch_cli(&db, &["buffer", "clear"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--batch ID") && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("batch_w1 (2)"),
+        "lists the buffer: {stderr}"
+    );
+    assert_eq!(count(s.as_mut(), "ratings_buffer"), 3, "nothing deleted");
+
+    let out = cinematch_cli(&db, &["buffer", "clear", "--yes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("cleared batch batch_w1: deleted 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("kept batch {api}")), "{stdout}");
+    assert_eq!(
+        s.buffer_ratings(None).unwrap(),
+        [api_rating],
+        "the API's rating stays"
+    );
+    let audit = s.ingestions().unwrap();
+    let w1 = audit.iter().find(|i| i.batch_id == "batch_w1").unwrap();
+    assert_eq!(w1.status.as_deref(), Some("cleared"));
+    assert_eq!(w1.record_count, Some(2));
+
+    let out = cinematch_cli(&db, &["buffer", "clear", "--batch", &api]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(s.as_mut(), "ratings_buffer"), 0);
+
+    // The cleared batch is ingested again, in full.
+    let r = ingest_file(s.as_mut(), &f, "batch_w1", ReadOptions::default()).unwrap();
+    assert_eq!(r.records, 2);
+    assert_eq!(s.buffer_ratings(Some("batch_w1")).unwrap().len(), 2);
+}
+
 fn archive_moves_old_alerts_in_one_go(db: TestDb) {
     let mut s = db.store();
     s.insert_drift_alerts(&[cinematch::store::NewDriftAlert {
@@ -639,4 +716,5 @@ on_both_backends!(
     scheduler_retries_with_doubling_backoff,
     scheduler_cron_loop_waits_for_each_tick,
     scheduler_waits_for_a_file_being_written,
+    buffer_clear_is_scoped_and_keeps_api_ratings,
 );
