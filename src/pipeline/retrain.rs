@@ -48,6 +48,8 @@ impl Default for RetrainOptions {
     }
 }
 
+// One value per retrain: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum RetrainOutcome {
     /// Nothing was done, and why.
