@@ -81,7 +81,7 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> Result<()> {
         store.ingestions()?,
         &registry::runs_with_change(store.as_mut())?,
         store.drift_alerts(None)?,
-        &retrain::retraining_needed(store.as_mut(), 86400)?,
+        &retrain::retraining_verdict(store.as_mut(), 86400)?,
     );
     print::demo_finished(started.elapsed(), &store.location());
     Ok(())
