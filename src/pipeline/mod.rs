@@ -2,7 +2,8 @@
 //! ([`ingest`]), are compared with the training baseline ([`drift_check`]),
 //! and drift triggers retraining, promotion and the buffer merge
 //! ([`retrain`]); [`cycle`] runs the three as one recorded pipeline run and
-//! [`scheduler`] runs cycles on a schedule.
+//! [`scheduler`] runs cycles on a schedule. [`lease`] keeps cycles and
+//! retrains apart across processes and machines.
 
 pub mod cycle;
 pub mod demo;
