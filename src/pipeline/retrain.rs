@@ -144,7 +144,7 @@ pub fn retraining_needed(store: &mut dyn Store, window_secs: i64) -> Result<Vec<
 }
 
 /// `cinematch retrain`: holds the pipeline lease (so no cycle runs
-/// meanwhile; [`Error::Busy`](crate::Error::Busy) if one does), then retrains
+/// meanwhile; [`Error::Busy`] if one does), then retrains
 /// unconditionally or, with `if_drift`, when the verdict asks for it.
 pub fn retrain(
     store: &mut dyn Store,
