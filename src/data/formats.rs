@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{Dataset, Format, InputError, IssueKind, ReadOptions, SkipReport};
-use crate::types::{Movie, Rating, MOVIELENS_GENRES};
+use crate::types::{check_rating, Movie, Rating, MOVIELENS_GENRES};
 
 /// `movies.title` is VARCHAR(500): longer titles would fail at insert time,
 /// far from the line that caused them.
@@ -1055,23 +1055,13 @@ fn parse_rating_value(field: &[u8]) -> Result<f32, RowIssue> {
             }
         },
     };
-    let text = || String::from_utf8_lossy(b).into_owned();
-    if !(0.5..=5.0).contains(&value) {
-        return Err((
-            IssueKind::RatingOutOfRange,
-            format!("rating {} is outside 0.5..5.0", text()),
-        ));
+    match check_rating(value) {
+        Ok(()) => Ok(value as f32),
+        Err(e) => Err((
+            e.into(),
+            format!("rating {} {e}", String::from_utf8_lossy(b)),
+        )),
     }
-    // In range, so the cast is exact for whole numbers (and avoids a libm
-    // call per row).
-    let doubled = value * 2.0;
-    if doubled != (doubled as i64) as f64 {
-        return Err((
-            IssueKind::RatingNotHalfStep,
-            format!("rating {} is not a multiple of 0.5", text()),
-        ));
-    }
-    Ok(value as f32)
 }
 
 fn parse_rating_row(f: [&[u8]; 4]) -> Result<Rating, RowIssue> {

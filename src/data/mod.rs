@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::types::{Movie, Rating};
+use crate::types::{Movie, Rating, RatingError};
 
 /// What kind of problem a row has. `--skip-invalid` reports counts per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,13 +58,22 @@ impl IssueKind {
             IssueKind::Malformed => "malformed line",
             IssueKind::ColumnCount => "wrong number of columns",
             IssueKind::NotNumeric => "non-numeric field",
-            IssueKind::RatingOutOfRange => "rating outside 0.5..5.0",
-            IssueKind::RatingNotHalfStep => "rating not on a 0.5 step",
+            IssueKind::RatingOutOfRange => RatingError::OutOfRange.label(),
+            IssueKind::RatingNotHalfStep => RatingError::NotHalfStep.label(),
             IssueKind::DuplicateRating => "duplicate (user, movie) rating",
             IssueKind::DuplicateMovie => "duplicate movieId",
             IssueKind::UnknownMovie => "rating for a movie not in the movie file",
             IssueKind::BadHeader => "unexpected header",
             IssueKind::TooLong => "field too long for the schema",
+        }
+    }
+}
+
+impl From<RatingError> for IssueKind {
+    fn from(e: RatingError) -> Self {
+        match e {
+            RatingError::OutOfRange => IssueKind::RatingOutOfRange,
+            RatingError::NotHalfStep => IssueKind::RatingNotHalfStep,
         }
     }
 }

@@ -29,7 +29,7 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
 use crate::progress::Progress;
-use crate::types::{Movie, Rating, MOVIELENS_GENRES};
+use crate::types::{Movie, Rating, MAX_RATING, MIN_RATING, MOVIELENS_GENRES};
 use crate::{Error, Result};
 
 /// 1996-01-01T00:00:00Z, where ml-latest-small's ratings begin.
@@ -440,11 +440,7 @@ impl SynthWorld {
             let i = i as usize;
             let latent = self.score(u, i) + self.opts.noise * normal(&mut rng);
             let stars = to_stars(latent);
-            let rating = if whole {
-                stars.round().clamp(1.0, 5.0)
-            } else {
-                ((stars * 2.0).round() / 2.0).clamp(0.5, 5.0)
-            };
+            let rating = round_stars(stars, whole);
             out.push(Rating {
                 user_id: u as i32 + 1,
                 movie_id: i as i32 + 1,
@@ -531,6 +527,17 @@ fn to_stars(latent: f64) -> f64 {
     // Beyond the vertex the parabola would turn down; hold it flat there.
     let x = latent.min(1.0 / (2.0 * CURVATURE));
     BASE_RATING + x - CURVATURE * x * x
+}
+
+/// Rounds a continuous rating the way the user rates: whole stars (1 to 5)
+/// or half stars (0.5 to 5), within the scale MovieLens allows.
+fn round_stars(stars: f64, whole: bool) -> f64 {
+    let (min, max) = (f64::from(MIN_RATING), f64::from(MAX_RATING));
+    if whole {
+        stars.round().clamp(min.ceil(), max)
+    } else {
+        ((stars * 2.0).round() / 2.0).clamp(min, max)
+    }
 }
 
 /// Draws one movie's genres, bias and latent vector (appended to
@@ -2043,11 +2050,7 @@ impl SynthWorld {
     fn batch_rating(&self, u: usize, i: usize, plan: &WeekPlan, rng: &mut ChaCha8Rng) -> Rating {
         let latent = self.score(u, i) + self.opts.noise * normal(rng);
         let stars = plan.effect.stars(to_stars(latent), self.movie_genres[i]);
-        let rating = if self.user_whole_stars[u] {
-            stars.round().clamp(1.0, 5.0)
-        } else {
-            ((stars * 2.0).round() / 2.0).clamp(0.5, 5.0)
-        };
+        let rating = round_stars(stars, self.user_whole_stars[u]);
         let span = (plan.window.1 - plan.window.0) as u64 + 1;
         Rating {
             user_id: u as i32 + 1,

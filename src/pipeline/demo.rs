@@ -14,7 +14,7 @@ use crate::models::{Algo, Params};
 use crate::progress::Progress;
 use crate::registry::{self, TrainOptions};
 use crate::store::Store;
-use crate::types::Rating;
+use crate::types::{Rating, MAX_RATING, MIN_RATING};
 use crate::{Error, Result};
 
 use super::cycle::{run_cycle, CycleOptions, CycleReport};
@@ -229,7 +229,7 @@ fn shift_ratings(path: &Path, delta: f32) -> Result<()> {
     let shifted: Vec<Rating> = ratings
         .into_iter()
         .map(|r| Rating {
-            rating: (((r.rating + delta) * 2.0).round() / 2.0).clamp(0.5, 5.0),
+            rating: (((r.rating + delta) * 2.0).round() / 2.0).clamp(MIN_RATING, MAX_RATING),
             ..r
         })
         .collect();
