@@ -8,6 +8,7 @@ pub mod pca;
 pub mod split;
 pub mod stream;
 pub mod synth;
+pub(crate) mod writer;
 
 use std::collections::BTreeMap;
 use std::fmt;

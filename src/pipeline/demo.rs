@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::data::load::{self, LoadOptions, Source};
 use crate::data::stream::{self, StreamOptions};
 use crate::data::synth::{self, DriftKind, DriftSpec, SynthOptions, WeeklyOptions};
+use crate::data::writer::write_ratings_file;
 use crate::data::{formats, ReadOptions, SkipReport};
 use crate::models::{Algo, Params};
 use crate::progress::Progress;
@@ -233,12 +234,5 @@ fn shift_ratings(path: &Path, delta: f32) -> Result<()> {
             ..r
         })
         .collect();
-    let mut out = String::from("userId,movieId,rating,timestamp\n");
-    for r in &shifted {
-        out.push_str(&format!(
-            "{},{},{:.1},{}\n",
-            r.user_id, r.movie_id, r.rating, r.timestamp
-        ));
-    }
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+    write_ratings_file(path, &shifted)
 }
