@@ -3,7 +3,6 @@
 //! train/test split, PCA genre features, and the synthetic generator.
 
 pub mod formats;
-pub mod load;
 pub mod pca;
 pub mod split;
 pub mod stream;

@@ -6,12 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::load::{self, LoadOptions, Source};
 use crate::data::stream::{self, StreamOptions};
 use crate::data::synth::{self, DriftKind, DriftSpec, SynthOptions, WeeklyOptions};
 use crate::data::writer::write_ratings_file;
 use crate::data::{formats, ReadOptions, SkipReport};
 use crate::models::{Algo, Params};
+use crate::pipeline::load::{self, LoadOptions, Source};
 use crate::progress::Progress;
 use crate::registry::{self, TrainOptions};
 use crate::store::Store;
