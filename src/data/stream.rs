@@ -247,7 +247,17 @@ mod tests {
     use crate::data::formats::read_ratings;
     use crate::progress::Silent;
 
-    const ML_SMALL: &str = "/work/shared/data/ml-latest-small";
+    /// ml-latest-small in the shared data next to the project, as the
+    /// other tests find it (`tests/common::shared_data`).
+    fn ml_small() -> PathBuf {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ml-latest-small");
+        assert!(
+            p.join("ratings.csv").is_file(),
+            "MovieLens sample data not found at {}",
+            p.display()
+        );
+        p
+    }
 
     fn key(r: &Rating) -> (i32, i32, i64, u32) {
         (r.user_id, r.movie_id, r.timestamp, (r.rating * 2.0) as u32)
@@ -308,11 +318,7 @@ mod tests {
 
     #[test]
     fn replays_ml_latest_small_exactly() {
-        let src = Path::new(ML_SMALL);
-        if !src.join("ratings.csv").is_file() {
-            eprintln!("skipping: {ML_SMALL} is not available");
-            return;
-        }
+        let src = &ml_small();
         let out = tempfile::tempdir().unwrap();
         let opts = StreamOptions {
             weeks: 3,
