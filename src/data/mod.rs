@@ -1,6 +1,21 @@
 //! Getting ratings and movies in: MovieLens readers for every published
 //! format, validation with errors that point at the file and line, the
 //! train/test split, PCA genre features, and the synthetic generator.
+//!
+//! Each module has one job:
+//! - [`formats`]: read a MovieLens release (CSV, DAT, ml-100k) into
+//!   validated movies and ratings, naming the file and line of each problem;
+//! - [`split`]: assign each rating to train or test;
+//! - [`pca`]: the genre embedding stored with each movie;
+//! - [`synth`]: generate a MovieLens-shaped dataset with a known ground
+//!   truth, and weekly batches with injected drift;
+//! - [`stream`]: replay a real release as a history and weekly batches;
+//! - `writer`: the MovieLens CSV files that `synth`, `stream` and the demo
+//!   write.
+//!
+//! This module defines the problems a row can have ([`IssueKind`],
+//! [`InputError`]) and what a read returns ([`Dataset`]). It depends on
+//! nothing above it: storing a dataset is `pipeline::load`'s job.
 
 pub mod formats;
 pub mod pca;
