@@ -3,7 +3,7 @@
 
 mod common;
 
-use cinematch::data::load::{self, LoadOptions, Source};
+use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::store::schema::SPEC_TABLES;
 use cinematch::store::{ArtifactBlob, NewModelRun, RunCommit};

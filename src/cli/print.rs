@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use cinematch::data::load::LoadReport;
 use cinematch::data::stream::StreamReport;
 use cinematch::data::synth::{SynthReport, WeeklyReport};
 use cinematch::data::SkipReport;
@@ -15,6 +14,7 @@ use cinematch::models::Algo;
 use cinematch::pipeline::cycle::CycleReport;
 use cinematch::pipeline::drift_check::DriftReport;
 use cinematch::pipeline::ingest::IngestReport;
+use cinematch::pipeline::load::LoadReport;
 use cinematch::pipeline::retrain::{RetrainOutcome, Verdict};
 use cinematch::recommend::{Item, Recommendations, Similar, SimilarBasis, Strategy};
 use cinematch::registry::{RunWithChange, TrainOutcome};

@@ -28,7 +28,7 @@ use super::state::{AppState, Snapshot};
 use crate::recommend::{SimilarBasis, Strategy, MAX_K};
 use crate::registry;
 use crate::store::{DriftAlert, Ingestion, ModelRun};
-use crate::types::{Movie, Rating};
+use crate::types::{check_rating, Movie, Rating};
 
 /// Health and readiness probes answer within this, even with the pool busy.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -979,12 +979,7 @@ fn parse_rating(v: &Value, now: i64) -> Result<Rating, String> {
         .as_f64()
         .filter(|x| x.is_finite())
         .ok_or_else(|| format!("rating {rv} is not a number"))?;
-    if !(0.5..=5.0).contains(&value) {
-        return Err(format!("rating {rv} is outside 0.5..5.0"));
-    }
-    if (value * 2.0).fract() != 0.0 {
-        return Err(format!("rating {rv} is not a multiple of 0.5"));
-    }
+    check_rating(value).map_err(|e| format!("rating {rv} {e}"))?;
     let timestamp = match timestamp {
         None | Some(Value::Null) => now,
         Some(t) => t
