@@ -11,18 +11,28 @@
 //! once that file exists, for tests that need "after the disturbance" exactly
 //! rather than after a guess at its duration.
 //!
-//! Without the variable [`hit`] costs one atomic load (the variable is read
-//! once per process). A process nobody kills aborts after
-//! [`PAUSE`] rather than going on, so a forgotten child never finishes a
+//! Failpoints exist only in builds with the `failpoints` cargo feature,
+//! which the test command enables (`cargo test --features failpoints`): a
+//! shipped binary must not stop or sleep because of an environment
+//! variable, so without the feature [`hit`] is an empty inline function and
+//! none of this module's code or strings is compiled in. With the feature
+//! and without the variable, [`hit`] costs one atomic load (the variable is
+//! read once per process). A process nobody kills aborts after `PAUSE`
+//! (120 s) rather than going on, so a forgotten child never finishes a
 //! write the test did not expect.
 
+#[cfg(feature = "failpoints")]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "failpoints")]
 use std::sync::OnceLock;
+#[cfg(feature = "failpoints")]
 use std::time::Duration;
 
 /// How long a reached failpoint waits for its kill before aborting.
+#[cfg(feature = "failpoints")]
 pub const PAUSE: Duration = Duration::from_secs(120);
 
+#[cfg(feature = "failpoints")]
 struct Target {
     name: String,
     /// Stop on this hit of the point (1 = the first).
@@ -34,6 +44,7 @@ struct Target {
     resume_file: Option<std::path::PathBuf>,
 }
 
+#[cfg(feature = "failpoints")]
 fn target() -> Option<&'static Target> {
     static TARGET: OnceLock<Option<Target>> = OnceLock::new();
     TARGET
@@ -66,6 +77,7 @@ fn target() -> Option<&'static Target> {
 /// Marks the named point. When `CINEMATCH_FAILPOINT` names it (and this is
 /// the requested hit), reports it on stderr and pauses until killed (or,
 /// with `CINEMATCH_FAILPOINT_SLEEP_MS`, for that long).
+#[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
     let Some(t) = target() else { return };
     if t.name != name || t.hits.fetch_add(1, Ordering::SeqCst) + 1 != t.nth {
@@ -96,3 +108,8 @@ pub fn hit(name: &str) {
     eprintln!("failpoint {name}: nobody killed the process within {PAUSE:?}; aborting");
     std::process::abort();
 }
+
+/// Without the `failpoints` feature a failpoint is nothing at all.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &str) {}

@@ -260,10 +260,24 @@ fn run_ok(db: &str, args: &[&str]) -> Outcome {
     o
 }
 
+/// Arms `failpoint` in `cmd`. Only a binary built with the `failpoints`
+/// feature has them (the test binary and `cinematch` are built with the
+/// same features): without it the test would wait for a marker that never
+/// comes, so it fails at once and says how to build.
+fn arm<'a>(cmd: &'a mut Command, failpoint: &str) -> &'a mut Command {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "tests/faults.rs needs failpoints in the binary: \
+             `cargo test --features failpoints` (scripts/test.sh does this)"
+        );
+    }
+    cmd.env("CINEMATCH_FAILPOINT", failpoint)
+}
+
 /// Starts `cinematch ARGS` with a failpoint armed.
 fn spawn_at(db: &str, args: &[&str], failpoint: &str, resume_after_ms: Option<u64>) -> Proc {
     let mut cmd = cinematch(db, args);
-    cmd.env("CINEMATCH_FAILPOINT", failpoint);
+    arm(&mut cmd, failpoint);
     if let Some(ms) = resume_after_ms {
         cmd.env("CINEMATCH_FAILPOINT_SLEEP_MS", ms.to_string());
     }
@@ -302,68 +316,114 @@ fn path_str(p: &Path) -> String {
     p.to_str().expect("UTF-8 temp path").to_string()
 }
 
-/// Synthetic MovieLens data, written once by `cinematch data synth` (the
-/// generator is seeded, so every run sees the same files).
+/// The two data sets as `cinematch data synth` arguments: `small`, then `big`.
+const SMALL_SYNTH: &[&str] = &[
+    "--users",
+    "400",
+    "--movies",
+    "600",
+    "--ratings",
+    "30000",
+    "--weeks",
+    "3",
+    "--weekly-ratings",
+    "3000",
+    "--drift-week",
+    "3",
+    "--drift",
+    "mean:+0.6,genre:Comedy:+0.5",
+];
+const BIG_SYNTH: &[&str] = &[
+    "--users",
+    "2000",
+    "--movies",
+    "2000",
+    "--ratings",
+    "120000",
+    "--weeks",
+    "1",
+    "--weekly-ratings",
+    "40000",
+    "--seed",
+    "7",
+];
+
+/// Runs `cinematch data synth --out OUT ARGS`.
+fn synth(out: &Path, args: &[&str]) {
+    let o = Command::new(env!("CARGO_BIN_EXE_cinematch"))
+        .args(["-q", "data", "synth", "--out"])
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "data synth {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Every file under `dir` (relative path and content), in path order.
+fn hash_tree(dir: &Path, h: &mut impl std::hash::Hasher) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        std::hash::Hash::hash(p.file_name().unwrap().as_encoded_bytes(), h);
+        if p.is_dir() {
+            hash_tree(&p, h);
+        } else {
+            std::hash::Hash::hash(&std::fs::read(&p).unwrap(), h);
+        }
+    }
+}
+
+/// The key of the cached data: the generator's arguments and what this
+/// build's generator writes for the same options at a tiny size. A changed
+/// generator writes a different probe, so it never meets data an older
+/// one wrote.
+fn data_key() -> String {
+    use std::hash::Hasher;
+    let probe = tempfile::tempdir().unwrap();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (name, args) in [("small", SMALL_SYNTH), ("big", BIG_SYNTH)] {
+        std::hash::Hash::hash(args, &mut h);
+        // The same options with the sizes cut down.
+        let tiny: Vec<&str> = args
+            .chunks(2)
+            .flat_map(|kv| match kv[0] {
+                "--users" => [kv[0], "40"],
+                "--movies" => [kv[0], "60"],
+                "--ratings" => [kv[0], "600"],
+                "--weekly-ratings" => [kv[0], "40"],
+                _ => [kv[0], kv[1]],
+            })
+            .collect();
+        synth(&probe.path().join(name), &tiny);
+    }
+    hash_tree(probe.path(), &mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Synthetic MovieLens data, written by `cinematch data synth` (the
+/// generator is seeded, so every run sees the same files) and kept in
+/// `target/` under a key of the generator's arguments and output
+/// ([`data_key`]).
 fn data() -> &'static Data {
     static DATA: OnceLock<Data> = OnceLock::new();
     DATA.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("faults-data-v1");
+        let tmpdir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let root = tmpdir.join(format!("faults-data-{}", data_key()));
         let small = root.join("small");
         let big = root.join("big");
         if !root.join("done").exists() {
-            let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("faults-data-{}", std::process::id()));
+            let tmp = tmpdir.join(format!("faults-data-tmp-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&tmp);
             std::fs::create_dir_all(&tmp).unwrap();
-            let synth = |out: &Path, args: &[&str]| {
-                let o = Command::new(env!("CARGO_BIN_EXE_cinematch"))
-                    .args(["-q", "data", "synth", "--out"])
-                    .arg(out)
-                    .args(args)
-                    .output()
-                    .unwrap();
-                assert!(
-                    o.status.success(),
-                    "data synth: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
-            };
-            synth(
-                &tmp.join("small"),
-                &[
-                    "--users",
-                    "400",
-                    "--movies",
-                    "600",
-                    "--ratings",
-                    "30000",
-                    "--weeks",
-                    "3",
-                    "--weekly-ratings",
-                    "3000",
-                    "--drift-week",
-                    "3",
-                    "--drift",
-                    "mean:+0.6,genre:Comedy:+0.5",
-                ],
-            );
-            synth(
-                &tmp.join("big"),
-                &[
-                    "--users",
-                    "2000",
-                    "--movies",
-                    "2000",
-                    "--ratings",
-                    "120000",
-                    "--weeks",
-                    "1",
-                    "--weekly-ratings",
-                    "40000",
-                    "--seed",
-                    "7",
-                ],
-            );
+            synth(&tmp.join("small"), SMALL_SYNTH);
+            synth(&tmp.join("big"), BIG_SYNTH);
             std::fs::write(tmp.join("done"), b"").unwrap();
             // Another test process may have won the race; either copy is the same.
             if std::fs::rename(&tmp, &root).is_err() {
@@ -1437,8 +1497,7 @@ fn a_working_cycle_renews_its_lease(db: TestDb) {
             "3",
         ],
     );
-    cmd.env("CINEMATCH_FAILPOINT", "pipeline:locked")
-        .env("CINEMATCH_FAILPOINT_RESUME_FILE", &go_file);
+    arm(&mut cmd, "pipeline:locked").env("CINEMATCH_FAILPOINT_RESUME_FILE", &go_file);
     let mut a = Proc::spawn(cmd);
     a.wait_for(&marker("pipeline:locked"));
     wait_until("renewed past twice its length", || {
@@ -1472,8 +1531,7 @@ fn retrain_keeps_a_champion_changed_while_it_trained(db: TestDb) {
     let go_file = go.path().join("go");
     // Tolerance 1000: the challenger would be promoted whatever its RMSE.
     let mut cmd = cinematch(url, &["retrain", "--tolerance", "1000"]);
-    cmd.env("CINEMATCH_FAILPOINT", "retrain:before_record")
-        .env("CINEMATCH_FAILPOINT_RESUME_FILE", &go_file);
+    arm(&mut cmd, "retrain:before_record").env("CINEMATCH_FAILPOINT_RESUME_FILE", &go_file);
     let mut r = Proc::spawn(cmd);
     r.wait_for(&marker("retrain:before_record"));
     let w1 = data().batch(1);
