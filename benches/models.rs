@@ -7,6 +7,7 @@
 //! cargo bench --bench models -- svd URL [THREADS=2] [ROUNDS=3]
 //! cargo bench --bench models -- als URL [FACTORS=64] [ITERATIONS=15]
 //! cargo bench --bench models -- recommend [REQUESTS=2000]
+//! cargo bench --bench models -- evaluate [ROUNDS=5]
 //! ```
 //!
 //! * `svd`: SVD with Surprise's `SVD()` settings (100 factors, 20 epochs,
@@ -26,6 +27,11 @@
 //!   × 100 factors) and ml-25m (62,000 movies × 128 factors) give; also the
 //!   bare [`FactorModel::score_all`]. With rayon's default pool (the server's)
 //!   and with one thread.
+//! * `evaluate`: one [`cinematch::eval::evaluate`] (RMSE, MAE, rated and
+//!   full-catalogue ranking metrics, coverage) at the size of
+//!   ml-latest-small (610 users, 9,742 movies, ~100,000 ratings, a fifth of
+//!   them test), with a random 100-factor model; seconds of each round.
+//!   Bar: under a second.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -56,8 +62,9 @@ fn main() {
         Some("svd") => svd(&arg(1, ""), num(2, 2), num(3, 3)),
         Some("als") => als(&arg(1, ""), num(2, 64), num(3, 15)),
         Some("recommend") => recommend(num(1, 2000)),
+        Some("evaluate") => evaluate(num(1, 5)),
         _ => {
-            eprintln!("usage: models svd URL [THREADS] [ROUNDS] | als URL [FACTORS] [ITERATIONS] | recommend [REQUESTS]");
+            eprintln!("usage: models svd URL [THREADS] [ROUNDS] | als URL [FACTORS] [ITERATIONS] | recommend [REQUESTS] | evaluate [ROUNDS]");
             std::process::exit(2);
         }
     }
@@ -298,4 +305,51 @@ fn recommend(requests: usize) {
             })
         );
     }
+}
+
+fn evaluate(rounds: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (users, movies, per_user) = (610, 9_742, 170);
+    let model = random_model(users, movies, 100, &mut rng);
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for u in 1..=users as i32 {
+        let rated: HashSet<i32> = (0..per_user)
+            .map(|_| rng.random_range(1..=movies as i32))
+            .collect();
+        for (i, m) in rated.into_iter().enumerate() {
+            let r = Rating {
+                user_id: u,
+                movie_id: m,
+                rating: rng.random_range(1..=10) as f32 * 0.5,
+                timestamp: 0,
+            };
+            if i % 5 == 0 {
+                test.push(r)
+            } else {
+                train.push(r)
+            }
+        }
+    }
+    let opts = cinematch::eval::EvalOptions::default();
+    let mut secs = Vec::new();
+    let mut metrics = None;
+    for _ in 0..rounds.max(1) {
+        let t = Instant::now();
+        let m = cinematch::eval::evaluate(&model, &train, &test, &opts);
+        secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(m.test_ratings, test.len() as u64);
+        metrics = Some(m);
+    }
+    println!(
+        "{}",
+        json!({
+            "name": "cinematch evaluate",
+            "users": users,
+            "movies": movies,
+            "train_rows": train.len(),
+            "test_rows": test.len(),
+            "seconds": secs,
+            "metrics": metrics,
+        })
+    );
 }

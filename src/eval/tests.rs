@@ -586,23 +586,3 @@ fn large_catalogue_with_sampling_ranks_only_the_sample() {
     let expected: Vec<i32> = (0..200).map(|i| i * 800 + 1).collect();
     assert_eq!(asked, expected);
 }
-
-/// Release timing check for the brief's budget; run with
-/// `cargo test --release --lib eval::tests::timing -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn timing_movielens_small_release() {
-    let (train, test) = synthetic(610, 9742, 170);
-    let scorer = HashScorer {
-        movies: 9742,
-        asked: None,
-    };
-    let start = std::time::Instant::now();
-    let m = evaluate(&scorer, &train, &test, &EvalOptions::default());
-    let took = start.elapsed();
-    eprintln!(
-        "610 users x 9742 movies: {took:?}, {} ratings, {m:?}",
-        train.len() + test.len()
-    );
-    assert!(took.as_secs_f64() < 1.0);
-}

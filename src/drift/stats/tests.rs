@@ -1063,40 +1063,20 @@ fn timing_probe() {
 }
 
 #[test]
-fn counting_and_statistics_are_fast_enough() {
-    // 830k ratings: one counting pass, then everything in O(levels). The
-    // bounds are loose (debug build, shared CI cores); release numbers are
-    // in the module docs.
+fn counting_830k_ratings_gives_the_level_totals() {
+    // 830k ratings, the size of the drift benchmark: one counting pass. How
+    // fast it and the statistics from its counts are is measured by
+    // `cargo bench --bench drift` (release build), not asserted here.
     let (ca, cb) = (KS_COUNTS[9].1, KS_COUNTS[9].2);
     let ratings: Vec<f32> = expand(ca)
         .into_iter()
         .chain(expand(cb))
         .map(|v| v as f32)
         .collect();
-    let t = std::time::Instant::now();
+    assert_eq!(ratings.len(), 830_000);
     let all = rating_level_counts(ratings.iter().copied());
-    let counting = t.elapsed();
     let total: Vec<u64> = ca.iter().zip(cb).map(|(a, b)| a + b).collect();
     assert_eq!(all.to_vec(), total);
-
-    let t = std::time::Instant::now();
-    let ks = ks_2samp_counts(ca, cb).unwrap();
-    let p = psi(ca, cb, 1e-4).unwrap();
-    let chi = chi2_homogeneity(ca, cb).unwrap();
-    let ms = (
-        mean_std_counts(&RATING_LEVELS, ca).unwrap(),
-        mean_std_counts(&RATING_LEVELS, cb).unwrap(),
-    );
-    let stats_time = t.elapsed();
-    eprintln!("counting 830k ratings: {counting:?}; KS + PSI + chi2 + mean/std: {stats_time:?} ({ks:?} {p} {chi:?} {ms:?})");
-    assert!(
-        stats_time < std::time::Duration::from_millis(500),
-        "{stats_time:?}"
-    );
-    assert!(
-        counting < std::time::Duration::from_millis(200),
-        "{counting:?}"
-    );
 }
 
 #[test]
