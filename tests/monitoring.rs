@@ -395,6 +395,8 @@ struct FakeClock {
     now: std::sync::Mutex<chrono::DateTime<chrono::Utc>>,
     sleeps: std::sync::Mutex<Vec<std::time::Duration>>,
     stop_after: usize,
+    /// What happens in the world during sleep number n (1 = the first).
+    meanwhile: Box<dyn Fn(usize) + Send + Sync>,
 }
 
 impl FakeClock {
@@ -403,6 +405,14 @@ impl FakeClock {
             now: std::sync::Mutex::new(start.parse().unwrap()),
             sleeps: Default::default(),
             stop_after,
+            meanwhile: Box::new(|_| {}),
+        }
+    }
+
+    fn meanwhile(self, f: impl Fn(usize) + Send + Sync + 'static) -> FakeClock {
+        FakeClock {
+            meanwhile: Box::new(f),
+            ..self
         }
     }
 
@@ -423,9 +433,13 @@ impl Clock for FakeClock {
 
     fn sleep(&self, d: std::time::Duration, stop: &std::sync::atomic::AtomicBool) {
         *self.now.lock().unwrap() += chrono::Duration::from_std(d).unwrap();
-        let mut sleeps = self.sleeps.lock().unwrap();
-        sleeps.push(d);
-        if sleeps.len() >= self.stop_after {
+        let n = {
+            let mut sleeps = self.sleeps.lock().unwrap();
+            sleeps.push(d);
+            sleeps.len()
+        };
+        (self.meanwhile)(n);
+        if n >= self.stop_after {
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
@@ -528,6 +542,122 @@ fn scheduler_cron_loop_waits_for_each_tick(db: TestDb) {
     assert_eq!(
         clock.now(),
         "2025-01-13T09:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    );
+}
+
+/// A retry that works: the batch file is corrected during the first
+/// backoff, so the second attempt succeeds and no further one is made.
+fn scheduler_retry_succeeds_once_the_cause_is_gone(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    batch_file(inbox.path(), "batch_w1.csv", &[(1, 1, 4.0), (2, 2, 9.0)]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let dir = inbox.path().to_path_buf();
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", usize::MAX).meanwhile(move |n| {
+        if n == 2 {
+            batch_file(&dir, "batch_w1.csv", &[(1, 1, 4.0), (2, 2, 4.5)]);
+        }
+    });
+    let done =
+        process_inbox_with(&scheduler_opts(&db, inbox.path()), &clock, &stop, &Silent).unwrap();
+    assert_eq!(clock.sleeps(), [1, 5], "settle, one backoff, no more");
+    let runs = s.pipeline_runs().unwrap();
+    let mut statuses: Vec<String> = runs.iter().map(|r| r.status.to_string()).collect();
+    statuses.sort();
+    assert_eq!(statuses, ["failed", "succeeded"], "{runs:?}");
+    assert!(done.all_succeeded(), "{:?}", done.not_run);
+    assert_eq!(done.cycles.len(), 1);
+    assert!(done.cycles[0].succeeded);
+    let audit = s.ingestions().unwrap();
+    let w1 = audit.iter().find(|i| i.batch_id == "batch_w1").unwrap();
+    assert_eq!(w1.status.as_deref(), Some("completed"));
+    assert_eq!(w1.record_count, Some(2));
+}
+
+/// A stop during a backoff ends the pass there: no further attempt.
+fn scheduler_stop_during_backoff_ends_the_retries(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    let inbox = tempfile::tempdir().unwrap();
+    batch_file(inbox.path(), "batch_bad.csv", &[(1, 1, 4.0), (2, 2, 9.0)]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", 2); // settle, first backoff
+    let done =
+        process_inbox_with(&scheduler_opts(&db, inbox.path()), &clock, &stop, &Silent).unwrap();
+    assert_eq!(clock.sleeps(), [1, 5]);
+    assert_eq!(s.pipeline_runs().unwrap().len(), 1, "one attempt of three");
+    assert!(
+        done.cycles.is_empty() && done.not_run.is_empty(),
+        "{done:?}"
+    );
+}
+
+/// The cron loop over several ticks: a batch that cannot run at one tick
+/// (another holder of the lease, through every retry) runs at the next,
+/// together with a batch that arrived in the week between.
+fn scheduler_cron_loop_takes_up_what_a_tick_left(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    let rows: Vec<(i32, i32, f32)> = (1..=10).map(|u| (u, u, 4.0)).collect();
+    batch_file(inbox.path(), "batch_w1.csv", &rows);
+    let mut other = db.store();
+    let held = PipelineLease::acquire(other.as_mut(), DEFAULT_LEASE).unwrap();
+    let holder = std::sync::Mutex::new(Some((other, held)));
+    let dir = inbox.path().to_path_buf();
+    // Sleeps: to the first tick, settle, backoff (the second attempt is the
+    // last), to the second tick (the lease is released and batch_w2 arrives
+    // meanwhile), settle w1, settle w2, to the third tick (stop).
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", 7).meanwhile(move |n| {
+        if n == 4 {
+            let (mut store, lease) = holder.lock().unwrap().take().unwrap();
+            lease.release(store.as_mut());
+            batch_file(&dir, "batch_w2.csv", &[(1, 2, 3.5), (2, 3, 4.5)]);
+        }
+    });
+    let opts = SchedulerOptions {
+        attempts: 2,
+        ..scheduler_opts(&db, inbox.path())
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    run_with(&opts, &clock, &stop, &Silent).unwrap();
+    assert_eq!(
+        clock.sleeps(),
+        [3600, 1, 5, 7 * 86_400 - 6, 1, 1, 7 * 86_400 - 2]
+    );
+    let mut runs: Vec<(String, String)> = s
+        .pipeline_runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.batch_id.unwrap_or_default(), r.status.to_string()))
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        [
+            ("batch_w1".to_string(), "succeeded".to_string()),
+            ("batch_w2".to_string(), "succeeded".to_string())
+        ],
+        "no cycle at the first tick; both at the second"
+    );
+    assert_eq!(
+        clock.now(),
+        "2025-01-20T09:00:00Z"
             .parse::<chrono::DateTime<chrono::Utc>>()
             .unwrap()
     );
@@ -683,26 +813,65 @@ fn buffer_clear_is_scoped_and_keeps_api_ratings(db: TestDb) {
     assert_eq!(s.buffer_ratings(Some("batch_w1")).unwrap().len(), 2);
 }
 
+/// Dates every drift alert `secs` seconds earlier, as if its check had run
+/// then (the store stamps alerts with the time of the insert).
+fn age_alerts(db: &TestDb, secs: i64) {
+    match db {
+        TestDb::Pg(d) => d
+            .client()
+            .execute(
+                "UPDATE drift_alerts SET alert_date = alert_date - make_interval(secs => $1::int8)",
+                &[&secs],
+            )
+            .unwrap(),
+        TestDb::Sqlite(d) => d
+            .conn()
+            .execute(
+                "UPDATE drift_alerts SET alert_date = \
+                 strftime('%Y-%m-%d %H:%M:%f', alert_date, '-' || ?1 || ' seconds')",
+                [secs],
+            )
+            .unwrap() as u64,
+    };
+}
+
+/// Alerts older than the cutoff move to the archive together, newer ones
+/// stay. Ages are set, not waited for: two hours against cutoffs of one and
+/// three hours, so the outcome does not depend on the clock.
 fn archive_moves_old_alerts_in_one_go(db: TestDb) {
     let mut s = db.store();
-    s.insert_drift_alerts(&[cinematch::store::NewDriftAlert {
-        feature_name: "rating_mean".into(),
+    let alert = |feature: &str| cinematch::store::NewDriftAlert {
+        feature_name: feature.into(),
         drift_score: 0.2,
         threshold: 0.1,
         alert_triggered: true,
         notes: "Baseline: 3.5, New: 4.2".into(),
-    }])
-    .unwrap();
+    };
+    s.insert_drift_alerts(&[alert("rating_mean"), alert("rating_std")])
+        .unwrap();
+    age_alerts(&db, 2 * 3600);
+    s.insert_drift_alerts(&[alert("psi")]).unwrap();
+    assert_eq!(
+        s.archive_drift_alerts(3 * 3600).unwrap(),
+        0,
+        "nothing is three hours old"
+    );
+    assert_eq!(s.drift_alerts(None).unwrap().len(), 3);
     assert_eq!(
         s.archive_drift_alerts(3600).unwrap(),
-        0,
-        "fresh alerts stay"
+        2,
+        "the two-hour-old check"
     );
-    assert_eq!(s.drift_alerts(None).unwrap().len(), 1);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert_eq!(s.archive_drift_alerts(1).unwrap(), 1);
-    assert!(s.drift_alerts(None).unwrap().is_empty());
-    assert_eq!(count(s.as_mut(), "drift_alerts_archive"), 1);
+    let left: Vec<String> = s
+        .drift_alerts(None)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.feature_name)
+        .collect();
+    assert_eq!(left, ["psi"], "the fresh alert stays");
+    assert_eq!(count(s.as_mut(), "drift_alerts_archive"), 2);
+    assert_eq!(s.archive_drift_alerts(3600).unwrap(), 0, "moved once");
+    assert_eq!(count(s.as_mut(), "drift_alerts_archive"), 2);
 }
 
 on_both_backends!(
@@ -715,6 +884,9 @@ on_both_backends!(
     verdict_accounts_for_the_retrain_that_handled_the_alerts,
     scheduler_retries_with_doubling_backoff,
     scheduler_cron_loop_waits_for_each_tick,
+    scheduler_retry_succeeds_once_the_cause_is_gone,
+    scheduler_stop_during_backoff_ends_the_retries,
+    scheduler_cron_loop_takes_up_what_a_tick_left,
     scheduler_waits_for_a_file_being_written,
     buffer_clear_is_scoped_and_keeps_api_ratings,
 );
