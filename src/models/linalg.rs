@@ -352,48 +352,79 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_kernel_matches_the_portable_reference_bit_for_bit() {
+    /// Random cases: (k, pu, q, bias, the portable reference's scores).
+    #[allow(clippy::type_complexity)]
+    fn kernel_cases() -> Vec<(usize, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
         let mut seed = 12345u32;
         let mut rnd = move || {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
-        for k in [1usize, 3, 8, 13, 16, 64, 100, 128] {
-            let m = 11; // not a multiple of 4: exercises the leftover rows
-            let pu: Vec<f32> = (0..k).map(|_| rnd()).collect();
-            let q: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let bias: Vec<f32> = (0..m).map(|_| rnd()).collect();
-            let want: Vec<f32> = (0..m)
-                .map(|j| 3.5 + bias[j] + dot_portable(&pu, &q[j * k..(j + 1) * k]))
-                .collect();
-            for j in 0..m {
-                let row = &q[j * k..(j + 1) * k];
+        [1usize, 3, 8, 13, 16, 64, 100, 128]
+            .into_iter()
+            .map(|k| {
+                let m = 11; // not a multiple of 4: exercises the leftover rows
+                let pu: Vec<f32> = (0..k).map(|_| rnd()).collect();
+                let q: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+                let bias: Vec<f32> = (0..m).map(|_| rnd()).collect();
+                let want: Vec<f32> = (0..m)
+                    .map(|j| 3.5 + bias[j] + dot_portable(&pu, &q[j * k..(j + 1) * k]))
+                    .collect();
+                (k, pu, q, bias, want)
+            })
+            .collect()
+    }
+
+    /// The kernels every machine runs: whatever `dot` and `score_rows`
+    /// dispatch to here, and the SSE2 fallback.
+    #[test]
+    fn every_kernel_matches_the_portable_reference_bit_for_bit() {
+        for (k, pu, q, bias, want) in kernel_cases() {
+            for (j, row) in q.chunks_exact(k).enumerate() {
                 assert_eq!(
                     dot(&pu, row).to_bits(),
                     dot_portable(&pu, row).to_bits(),
-                    "k={k}"
+                    "k={k} row {j}"
                 );
             }
-            let mut out = vec![0.0; m];
+            let mut out = vec![0.0; want.len()];
             score_rows(&pu, &q, &bias, 3.5, &mut out);
             assert_eq!(out, want, "k={k}");
             #[cfg(target_arch = "x86_64")]
             {
                 x86::score_rows_sse2(&pu, &q, &bias, 3.5, &mut out);
                 assert_eq!(out, want, "sse2 k={k}");
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    for j in 0..m {
-                        let row = &q[j * k..(j + 1) * k];
-                        // SAFETY: AVX2 support checked above.
-                        let d = unsafe { dot_avx2(&pu, row) };
-                        assert_eq!(d.to_bits(), dot_portable(&pu, row).to_bits(), "avx2 k={k}");
-                    }
-                    // SAFETY: AVX2 support checked above.
-                    unsafe { x86::score_rows_avx2(&pu, &q, &bias, 3.5, &mut out) };
-                    assert_eq!(out, want, "avx2 k={k}");
-                }
             }
+        }
+    }
+
+    /// The AVX2 kernels, called directly. On a CPU without AVX2 this test
+    /// is reported as ignored (`build.rs` tells), not passed unrun.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[cfg_attr(
+        not(cpu_avx2),
+        ignore = "this CPU has no AVX2: the AVX2 kernels cannot run here"
+    )]
+    fn avx2_kernels_match_the_portable_reference_bit_for_bit() {
+        assert!(
+            std::arch::is_x86_feature_detected!("avx2"),
+            "this CPU has no AVX2"
+        );
+        for (k, pu, q, bias, want) in kernel_cases() {
+            for (j, row) in q.chunks_exact(k).enumerate() {
+                // SAFETY: AVX2 support checked above.
+                let d = unsafe { dot_avx2(&pu, row) };
+                assert_eq!(
+                    d.to_bits(),
+                    dot_portable(&pu, row).to_bits(),
+                    "avx2 k={k} row {j}"
+                );
+            }
+            let mut out = vec![0.0; want.len()];
+            // SAFETY: AVX2 support checked above.
+            unsafe { x86::score_rows_avx2(&pu, &q, &bias, 3.5, &mut out) };
+            assert_eq!(out, want, "avx2 k={k}");
         }
     }
 
