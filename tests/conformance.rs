@@ -239,7 +239,7 @@ fn table_sizes_cover_every_table(db: TestDb) {
             .iter()
             .find(|x| x.table == *t)
             .unwrap_or_else(|| panic!("{t}"));
-        assert!(size.bytes >= 0);
+        assert!(size.bytes > 0, "{t}: every table takes at least a page");
     }
     let ratings_size = sizes.iter().find(|x| x.table == "ratings").unwrap().bytes;
     assert!(
@@ -763,6 +763,8 @@ fn search_treats_hostile_input_as_words(db: TestDb) {
         [2, 1],
         "NUL separates"
     );
+    let comedy = search_ids(s, "", Some("Comedy"), 20);
+    assert_eq!(comedy, [7, 6, 2, 3, 4, 1], "Comedy by train ratings");
     for nothing in [
         "\"",
         "*",
@@ -793,25 +795,42 @@ fn search_treats_hostile_input_as_words(db: TestDb) {
             search_ids(s, nothing, None, 20).is_empty(),
             "{nothing:?} found something"
         );
-        assert!(
-            s.search_movies(nothing, Some("Comedy"), 20).is_ok(),
-            "{nothing:?}"
+        // With a genre: no words (only separators) is the genre alone,
+        // words that match nothing stay nothing.
+        let want: &[i32] = if nothing.chars().any(char::is_alphanumeric) {
+            &[]
+        } else {
+            &comedy
+        };
+        assert_eq!(
+            search_ids(s, nothing, Some("Comedy"), 20),
+            want,
+            "{nothing:?} in Comedy"
         );
     }
-    // Odd characters and sizes: any answer, never an error.
+    // Odd characters and sizes: the words they hold, never an error. A
+    // known difference between the backends: SQLite's FTS5 tokenizer drops
+    // the combining mark U+0345 and finds "toy"; PostgreSQL keeps it in the
+    // word (`search_words`: it is alphabetic) and finds nothing.
     let long = "toy ".repeat(5_000);
-    for odd in [
-        "\u{345}",
-        "\u{345}toy",
-        "½",
-        "Amélie",
-        "ß",
-        "日本",
-        "\u{1F600}",
-        long.as_str(),
+    let sqlite = matches!(db, TestDb::Sqlite(_));
+    let toys: &[i32] = &[2, 1, 8, 4];
+    for (odd, want) in [
+        ("\u{345}", &[][..]),
+        ("\u{345}toy", if sqlite { toys } else { &[] }),
+        ("½", &[]),
+        ("Amélie", &[]),
+        ("ß", &[]),
+        ("日本", &[]),
+        ("\u{1F600}", &[]),
+        (long.as_str(), toys),
     ] {
-        assert!(s.search_movies(odd, None, 20).is_ok(), "{odd:?}");
-        assert!(s.search_movies(odd, Some(odd), 20).is_ok(), "{odd:?}");
+        let short: String = odd.chars().take(12).collect();
+        assert_eq!(search_ids(s, odd, None, 20), want, "{short:?}");
+        assert!(
+            search_ids(s, odd, Some(odd), 20).is_empty(),
+            "{short:?} is no genre"
+        );
     }
     for genre in [
         "\"",

@@ -614,7 +614,9 @@ fn cli_without_mlflow_tracking_uri_changes_nothing() {
     let (_, stderr) = cli(&db.url, &["train", "--algo", "baseline"], &env);
     cli(&db.url, &["retrain"], &env);
     assert!(!stderr.contains("MLflow"), "{stderr}");
-    for r in db.store().model_runs().unwrap() {
+    let runs = db.store().model_runs().unwrap();
+    assert_eq!(runs.len(), 2, "train and retrain each recorded a run");
+    for r in runs {
         assert_untracked_version(&r.model_version);
         assert!(notes(&r).get("mlflow_run_id").is_none());
     }
@@ -634,4 +636,7 @@ fn cli_without_mlflow_tracking_uri_changes_nothing() {
     );
     assert!(!stderr.contains("MLflow"), "{stderr}");
     assert_eq!(experiment_id(&exp), None);
+    let runs = db.store().model_runs().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_untracked_version(&runs[2].model_version);
 }

@@ -502,6 +502,9 @@ fn ml_pipeline_runs_the_pipeline_through_the_cli_but_cannot_change_the_schema() 
     let before = fingerprint(&mut admin);
     let mut ml = connect(&url);
     let all = tables(&mut ml);
+    for t in ["ratings", "movies", "model_artifacts", "pipeline_runs"] {
+        assert!(all.contains_key(t), "ml_pipeline sees {t}: {all:?}");
+    }
     for (t, col) in &all {
         refused(&mut ml, "ml_pipeline", &format!("DROP TABLE \"{t}\""));
         refused(
