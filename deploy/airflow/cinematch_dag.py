@@ -1,4 +1,4 @@
-"""CineMatch's weekly monitoring cycle as an Apache Airflow DAG.
+"""CineMatch's weekly monitoring cycle as an Apache Airflow (3.x) DAG.
 
 Each task calls the `cinematch` binary, so Airflow only schedules and
 retries; the logic (validation, atomic batches, drift tests, atomic
@@ -19,8 +19,8 @@ retries later), anything else an error.
 
 from datetime import datetime, timedelta
 
-from airflow import DAG
-from airflow.operators.bash import BashOperator
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
 
 CINEMATCH = "cinematch"
 INBOX = "{{ var.value.get('cinematch_inbox', '/data/cinematch/inbox') }}"
