@@ -176,6 +176,50 @@ echo "== ml-latest-small: load and train svd, 100 factors"
 "$BIN" -q --db "sqlite://$WORK/small.db" train --algo svd --factors 100 >/dev/null
 run "ml-latest-small" "$WORK/small.db" 5000 5
 
+# Hot reload (tests/server.rs checks that every request succeeds across a
+# promotion; how fast the new champion is served is measured here): with
+# `--reload-secs 1`, wrk on the endpoint, another model is promoted by a
+# second process; the time until a request is answered by it, and wrk's
+# errors over the whole window. Bar: served within 10 s, no errors.
+reload_bench() {
+  local db=$1 v2 port t0 t1 result reload_s verdict=pass
+  v2=$("$BIN" -q --db "sqlite://$db" train --algo baseline --no-ranking | sed -n 's/^trained \(run_[^ ]*\).*/\1/p')
+  [ -n "$v2" ] || { echo "error: no model version from train" >&2; exit 1; }
+  port=$(free_port)
+  CINEMATCH_LOG=warn "$BIN" -q --db "sqlite://$db" serve --addr "127.0.0.1:$port" --reload-secs 1 >"$WORK/serve.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  local url="http://127.0.0.1:$port/api/users/$(head -1 "$WORK/users.txt")/recommendations?k=10"
+  BENCH_USERS=$WORK/users.txt wrk -t1 -c"$CONNECTIONS" -d8s -s "$WORK/random_user.lua" \
+    "http://127.0.0.1:$port" >"$WORK/reload_wrk.txt" &
+  local wrk_pid=$!
+  sleep 2
+  t0=$(date +%s.%N)
+  "$BIN" -q --db "sqlite://$db" models promote "$v2" >/dev/null
+  until curl -sf "$url" | grep -q "\"modelVersion\":\"$v2\""; do
+    if awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { exit !(a - b > 30) }'; then break; fi
+    sleep 0.02
+  done
+  t1=$(date +%s.%N)
+  wait "$wrk_pid"
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+  result=$(grep '^RESULT' "$WORK/reload_wrk.txt")
+  reload_s=$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
+  awk -v r="$reload_s" 'BEGIN { exit !(r >= 10) }' && verdict=FAIL
+  if [ "$(field non2xx "$result")" != 0 ] || [ "$(field socket_errors "$result")" != 0 ]; then verdict=FAIL; fi
+  [ "$verdict" = pass ] || FAILED=1
+  echo "   promote -> served by $v2 in ${reload_s} s (reload checks every 1 s); under load: $result"
+  RELOAD_SUMMARY="hot reload: new champion served ${reload_s} s after the promotion, $(field non2xx "$result") non-2xx, $(field socket_errors "$result") socket errors during the 8 s window (bar: < 10 s, no errors): $verdict"
+}
+echo
+echo "== hot reload on ml-latest-small: promote a new champion under load"
+reload_bench "$WORK/small.db"
+
 echo
 echo "== synthetic: 62,000 movies, 1,000,000 ratings, 6,000 users; svd, 128 factors, 5 epochs"
 "$BIN" -q data synth --out "$WORK/synth" --movies 62000 --ratings 1000000 --users 6000 >/dev/null
@@ -188,6 +232,7 @@ echo "GET /api/users/{random known user}/recommendations?k=10, wrk 1 thread, $CO
 echo "(wrk and the server share the same $(nproc) cores; $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
 printf '%-18s %9s %9s %9s %8s %8s %7s  %-34s %s\n' scenario "req/s" "p50 ms" "p99 ms" non-2xx "sock err" "CPU us" bar verdict
 for line in "${SUMMARY[@]}"; do echo "$line"; done
+echo "$RELOAD_SUMMARY"
 if [ "$FAILED" = 1 ] && [ "${SERVE_BENCH_STRICT:-0}" = 1 ]; then
   exit 1
 fi
