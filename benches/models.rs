@@ -31,7 +31,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use cinematch::models::{fit, Algo, AlsParams, FactorModel, Params, SvdParams};
+use cinematch::models::{fit, Algo, AlsParams, FactorModel, Hyperparams, SvdParams};
 use cinematch::progress::{Progress, Silent};
 use cinematch::recommend::Recommender;
 use cinematch::store::{self, MovieStats};
@@ -85,7 +85,7 @@ fn test_rmse(m: &FactorModel, test: &[Rating]) -> f64 {
 
 fn svd(url: &str, threads: usize, rounds: usize) {
     let (train, test) = split(url);
-    let params = Params::Svd(SvdParams {
+    let params = Hyperparams::Svd(SvdParams {
         threads,
         ..SvdParams::surprise()
     });
@@ -145,7 +145,7 @@ fn proc_status_bytes(field: &str) -> Option<u64> {
 
 fn als(url: &str, factors: usize, iterations: usize) {
     let (train, test) = split(url);
-    let params = Params::Als(AlsParams {
+    let params = Hyperparams::Als(AlsParams {
         factors,
         iterations,
         ..AlsParams::default()

@@ -27,6 +27,7 @@ pub mod registry;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod topk;
 pub mod tracking;
 pub mod types;
 

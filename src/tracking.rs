@@ -435,9 +435,60 @@ fn now_ms() -> i64 {
 }
 
 /// MLflow params: key, value.
-pub type Params = Vec<(String, String)>;
+pub type MlflowParams = Vec<(String, String)>;
 /// MLflow metrics: key, value.
-pub type Metrics = Vec<(String, f64)>;
+pub type MlflowMetrics = Vec<(String, f64)>;
+
+/// The MLflow registered model whose alias [`CHAMPION_ALIAS`] follows the
+/// CineMatch champion.
+pub const REGISTERED_MODEL: &str = "cinematch";
+/// The alias a promotion sets.
+pub const CHAMPION_ALIAS: &str = "champion";
+
+/// Points the alias `champion` of the registered model `cinematch`
+/// (created when missing) at a new model version made from the MLflow run
+/// `run_id`, tagged with the CineMatch `model_version`. Deployments that
+/// serve from MLflow's registry then follow CineMatch's promotions. Like all
+/// tracking, a failure is a warning.
+pub fn set_champion_alias(cfg: &MlflowConfig, run_id: &str, model_version: &str) {
+    let result = (|| -> TResult<String> {
+        let client = MlflowClient::new(cfg)?;
+        match client.post(
+            "registered-models/create",
+            &json!({ "name": REGISTERED_MODEL }),
+        ) {
+            Ok(_) => {}
+            Err(TrackingError::Api { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => {}
+            Err(e) => return Err(e),
+        }
+        let run = client.get("runs/get", &[("run_id", run_id)])?;
+        let artifacts = string_field(&run["run"]["info"], "artifact_uri")?;
+        let v = client.post(
+            "model-versions/create",
+            &json!({
+                "name": REGISTERED_MODEL,
+                "source": format!("{artifacts}/model"),
+                "run_id": run_id,
+                "tags": [{"key": TAG_MODEL_VERSION, "value": model_version}],
+            }),
+        )?;
+        let version = string_field(&v["model_version"], "version")?;
+        client.post(
+            "registered-models/alias",
+            &json!({"name": REGISTERED_MODEL, "alias": CHAMPION_ALIAS, "version": version}),
+        )?;
+        Ok(version)
+    })();
+    match result {
+        Ok(version) => tracing::info!(
+            "MLflow: {REGISTERED_MODEL}@{CHAMPION_ALIAS} -> version {version} ({model_version})"
+        ),
+        Err(e) => tracing::warn!(
+            "MLflow at {}: could not set {REGISTERED_MODEL}@{CHAMPION_ALIAS} to {model_version}: {e}",
+            cfg.display_uri()
+        ),
+    }
+}
 
 /// How an MLflow run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

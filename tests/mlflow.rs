@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use cinematch::models::{Algo, Params};
+use cinematch::models::{Algo, Hyperparams};
 use cinematch::pipeline::retrain::{retrain, RetrainOptions, RetrainOutcome};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
@@ -498,7 +498,7 @@ fn an_mlflow_error_answer_or_a_tls_failure_is_a_warning_too() {
         // Not a tracking server URI CineMatch can use.
         ("file:///tmp/mlruns".to_string(), "http"),
     ] {
-        let mut opts = TrainOptions::new(Params::default_for(Algo::Baseline));
+        let mut opts = TrainOptions::new(Hyperparams::default_for(Algo::Baseline));
         opts.mlflow = Some(MlflowConfig::new(bad.clone()));
         let (out, log) = capture_warnings(|| registry::train(s.as_mut(), &opts, &Silent));
         let out = out.unwrap_or_else(|e| panic!("{bad}: training failed: {e}"));
@@ -517,7 +517,7 @@ fn a_failed_training_ends_its_mlflow_run_as_failed() {
     // No ratings loaded: training fails after the MLflow run was created.
     let mut cfg = MlflowConfig::new(mlflow_uri());
     cfg.experiment = unique("cinematch-failed");
-    let mut opts = TrainOptions::new(Params::default_for(Algo::Baseline));
+    let mut opts = TrainOptions::new(Hyperparams::default_for(Algo::Baseline));
     opts.mlflow = Some(cfg.clone());
     let err = registry::train(s.as_mut(), &opts, &Silent)
         .err()

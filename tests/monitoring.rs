@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use cinematch::data::ReadOptions;
-use cinematch::models::{Algo, Params};
+use cinematch::models::{Algo, Hyperparams};
 use cinematch::pipeline::cycle::{run_cycle, CycleOptions};
 use cinematch::pipeline::drift_check::{check, Thresholds};
 use cinematch::pipeline::ingest::ingest_file;
@@ -105,7 +105,7 @@ fn drift_check_records_every_test(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -167,7 +167,7 @@ fn retrain_merges_exactly_once_and_keeps_rejected(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     let first = registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -236,7 +236,7 @@ fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();

@@ -23,7 +23,7 @@ mod common;
 use std::sync::OnceLock;
 
 use cinematch::data::load::{self, LoadOptions, Source};
-use cinematch::models::{Algo, Params, SvdParams};
+use cinematch::models::{Algo, Hyperparams, SvdParams};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 
@@ -102,7 +102,7 @@ fn db() -> &'static common::SqliteDb {
 }
 
 /// Test RMSE of `params` trained with `seed` on the stored train split.
-fn rmse_seeded(params: Params, seed: u64) -> f64 {
+fn rmse_seeded(params: Hyperparams, seed: u64) -> f64 {
     let mut s = db().store();
     let mut opts = TrainOptions::new(params);
     opts.seed = seed;
@@ -110,13 +110,15 @@ fn rmse_seeded(params: Params, seed: u64) -> f64 {
     let t = registry::fit_and_evaluate(s.as_mut(), &opts, &Silent).expect("fit");
     println!(
         "{:?} seed {seed}: RMSE {:.6} (fit {:.2}s)",
-        opts.params, t.metrics.rmse, t.train_seconds
+        opts.params,
+        t.report.rmse.unwrap(),
+        t.train_seconds
     );
-    t.metrics.rmse
+    t.report.rmse.unwrap()
 }
 
 /// Test RMSE of `params` trained with seed 42 (the CLI's default).
-fn rmse(params: Params) -> f64 {
+fn rmse(params: Hyperparams) -> f64 {
     rmse_seeded(params, 42)
 }
 
@@ -140,14 +142,14 @@ fn reference_values_are_filled_in() {
 #[test]
 fn tuned_svd_beats_bar() {
     let bar = TUNED_BAR.min(best_surprise());
-    let r = rmse(Params::default_for(Algo::Svd));
+    let r = rmse(Hyperparams::default_for(Algo::Svd));
     assert!(r < bar, "svd (defaults) RMSE {r:.4} >= {bar}");
 }
 
 #[test]
 fn tuned_als_beats_bar() {
     let bar = TUNED_BAR.min(best_surprise());
-    let r = rmse(Params::default_for(Algo::Als));
+    let r = rmse(Hyperparams::default_for(Algo::Als));
     assert!(r < bar, "als (defaults) RMSE {r:.4} >= {bar}");
 }
 
@@ -166,7 +168,7 @@ fn svd_with_surprise_settings_matches_surprise_svd() {
     assert_eq!(params, SvdParams::surprise());
     let runs: Vec<f64> = SVD_SEEDS
         .iter()
-        .map(|&seed| rmse_seeded(Params::Svd(params.clone()), seed))
+        .map(|&seed| rmse_seeded(Hyperparams::Svd(params.clone()), seed))
         .collect();
     let mean = runs.iter().sum::<f64>() / runs.len() as f64;
     assert!(
@@ -189,7 +191,7 @@ fn svd_with_surprise_settings_matches_surprise_svd() {
 fn baseline_matches_surprise_baseline_only() {
     // The same estimator (ALS on the biases, reg_u 15, reg_i 10, 10 epochs):
     // only float rounding may differ (measured: 5e-10).
-    let r = rmse(Params::default_for(Algo::Baseline));
+    let r = rmse(Hyperparams::default_for(Algo::Baseline));
     assert!(
         (r - SURPRISE_BASELINE).abs() <= 1e-4,
         "baseline RMSE {r:.6} vs Surprise BaselineOnly {SURPRISE_BASELINE:.6}"

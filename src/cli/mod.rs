@@ -6,7 +6,7 @@
 //!
 //! * `db`: schema, statistics, maintenance, roles.
 //! * `load`: `load` and `data synth|stream`.
-//! * `train`: `train`, `evaluate`, `models`.
+//! * `train`: `train`, `tune`, `evaluate`, `models`.
 //! * `recommend`: `recommend`, `similar`.
 //! * `monitor`: `ingest`, `drift`, `retrain`, `pipeline`, `buffer`, `scheduler`.
 //! * `serve`, `demo`: one command each.
@@ -30,6 +30,7 @@ use clap::{Parser, Subcommand};
 
 use cinematch::config::resolve_db_url;
 use cinematch::progress::Console;
+use cinematch::registry::Objective;
 use cinematch::store::{self, Store};
 
 #[derive(Parser)]
@@ -52,6 +53,18 @@ struct Cli {
     #[arg(long, short, global = true)]
     quiet: bool,
 
+    /// What models are compared on when choosing the champion (train, tune,
+    /// retrain, pipeline, models list, the dashboard): ndcg@10 (the list a
+    /// user sees), recall@10 or rmse (predicted stars).
+    #[arg(
+        long,
+        global = true,
+        env = "CINEMATCH_OBJECTIVE",
+        value_name = "METRIC",
+        default_value = "ndcg@10"
+    )]
+    objective: String,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +81,8 @@ enum Command {
     Data(load::DataCommand),
     /// Train a model on the train split, evaluate it on the test split and record it.
     Train(train::TrainArgs),
+    /// Search hyperparameters on a validation split carved from train, then train the winner.
+    Tune(train::TuneArgs),
     /// The model registry: runs, the champion, promotion and rollback.
     #[command(subcommand)]
     Models(train::ModelsCommand),
@@ -102,6 +117,8 @@ enum Command {
 struct Ctx {
     /// `--db`, if given; [`Ctx::db_url`] falls back to the environment.
     db: Option<String>,
+    /// The deployment's objective (`--objective`, `CINEMATCH_OBJECTIVE`).
+    objective: Objective,
     progress: Console,
 }
 
@@ -144,8 +161,13 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let objective: Objective = cli
+        .objective
+        .parse()
+        .context("--objective (or CINEMATCH_OBJECTIVE)")?;
     let ctx = Ctx {
         db: cli.db,
+        objective,
         progress: Console::new(),
     };
     match cli.command {
@@ -153,6 +175,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Load(args) => load::run(args, &ctx),
         Command::Data(cmd) => load::data(cmd, &ctx),
         Command::Train(args) => train::run(args, &ctx),
+        Command::Tune(args) => train::tune(args, &ctx),
         Command::Models(cmd) => train::models(cmd, &ctx),
         Command::Evaluate(args) => train::evaluate(args, &ctx),
         Command::Recommend(args) => recommend::run(args, &ctx),

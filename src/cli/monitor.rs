@@ -13,6 +13,8 @@ use cinematch::pipeline::drift_check::{self, Thresholds};
 use cinematch::pipeline::retrain::{self, RetrainOptions};
 use cinematch::pipeline::{ingest, scheduler};
 
+use cinematch::registry::Objective;
+
 use super::{print, Ctx};
 
 #[derive(Args)]
@@ -101,11 +103,12 @@ pub struct RetrainArgs {
 }
 
 impl RetrainArgs {
-    pub fn options(&self) -> Result<RetrainOptions> {
+    pub fn options(&self, objective: Objective) -> Result<RetrainOptions> {
         Ok(RetrainOptions {
             if_drift: self.if_drift,
             window_secs: retrain::parse_duration_secs(&self.window)?,
             tolerance: self.tolerance,
+            objective,
             ..RetrainOptions::default()
         })
     }
@@ -133,12 +136,13 @@ pub struct PipelineRunArgs {
 }
 
 impl PipelineRunArgs {
-    pub fn options(self) -> Result<CycleOptions> {
+    pub fn options(self, objective: Objective) -> Result<CycleOptions> {
         Ok(CycleOptions {
             thresholds: self.thresholds.thresholds()?,
             batch: self.batch.zip(self.batch_id),
             retrain: RetrainOptions {
                 tolerance: self.tolerance,
+                objective,
                 ..RetrainOptions::default()
             },
             ..CycleOptions::default()
@@ -179,7 +183,11 @@ pub struct SchedulerArgs {
 
 impl SchedulerArgs {
     /// The scheduler's options on `db_url`, the cron expression checked.
-    pub fn options(&self, db_url: String) -> Result<scheduler::SchedulerOptions> {
+    pub fn options(
+        &self,
+        db_url: String,
+        objective: Objective,
+    ) -> Result<scheduler::SchedulerOptions> {
         let opts = scheduler::SchedulerOptions {
             db_url,
             inbox: self.inbox.clone(),
@@ -188,6 +196,10 @@ impl SchedulerArgs {
             backoff: Duration::from_secs(self.backoff_secs),
             cycle: CycleOptions {
                 thresholds: self.thresholds.thresholds()?,
+                retrain: RetrainOptions {
+                    objective,
+                    ..RetrainOptions::default()
+                },
                 ..CycleOptions::default()
             },
         };
@@ -226,7 +238,7 @@ pub fn drift(cmd: DriftCommand, ctx: &Ctx) -> Result<()> {
 }
 
 pub fn retrain(args: RetrainArgs, ctx: &Ctx) -> Result<()> {
-    let opts = args.options()?;
+    let opts = args.options(ctx.objective)?;
     let mut store = ctx.open_store()?;
     print::retrain(&retrain::retrain(store.as_mut(), &opts, &ctx.progress)?);
     Ok(())
@@ -235,7 +247,7 @@ pub fn retrain(args: RetrainArgs, ctx: &Ctx) -> Result<()> {
 pub fn pipeline(cmd: PipelineCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
         PipelineCommand::Run(args) => {
-            let opts = args.options()?;
+            let opts = args.options(ctx.objective)?;
             let mut store = ctx.open_store()?;
             let report = cycle::run_cycle(store.as_mut(), &opts, &ctx.progress)?;
             print::cycle(&report);
@@ -268,7 +280,7 @@ pub fn buffer(cmd: BufferCommand, ctx: &Ctx) -> Result<()> {
 /// finish), or one pass over the inbox with `--once`.
 pub fn scheduler(args: SchedulerArgs, ctx: &Ctx) -> Result<()> {
     let (url, _) = ctx.db_url();
-    let opts = args.options(url)?;
+    let opts = args.options(url, ctx.objective)?;
     let stop = cinematch::shutdown::stop_flag().context("installing the signal handlers")?;
     if !args.once {
         scheduler::run(&opts, &stop, &ctx.progress)?;

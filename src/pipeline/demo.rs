@@ -10,9 +10,9 @@ use crate::data::load::{self, LoadOptions, Source};
 use crate::data::stream::{self, StreamOptions};
 use crate::data::synth::{self, DriftKind, DriftSpec, SynthOptions, WeeklyOptions};
 use crate::data::{formats, ReadOptions, SkipReport};
-use crate::models::{Algo, Params};
+use crate::models::{Algo, Hyperparams};
 use crate::progress::Progress;
-use crate::registry::{self, TrainOptions};
+use crate::registry::{self, Objective, TrainOptions};
 use crate::store::Store;
 use crate::types::Rating;
 use crate::{Error, Result};
@@ -48,6 +48,8 @@ pub struct DemoOptions {
     pub drift: Vec<DriftKind>,
     pub seed: u64,
     pub thresholds: Thresholds,
+    /// What the champion gate compares.
+    pub objective: Objective,
 }
 
 /// The demo's thresholds: the defaults, except the chi-square test at
@@ -76,12 +78,15 @@ impl DemoOptions {
             drift: default_drift(),
             seed: 42,
             thresholds: demo_thresholds(),
+            objective: Objective::default(),
         }
     }
 }
 
 pub struct DemoReport {
     pub first_model: String,
+    /// The models trained before the weekly cycles, with their evaluation.
+    pub models: Vec<(Algo, String, crate::eval::EvalReport)>,
     pub weeks: Vec<(String, CycleReport)>,
 }
 
@@ -174,18 +179,35 @@ pub fn run(
         loaded.summary.train, loaded.summary.test, loaded.summary.movies
     ));
 
-    say("3. Training the first model (svd) and making it the champion");
-    let mut topts = TrainOptions::new(Params::default_for(Algo::Svd));
-    topts.seed = opts.seed;
-    let first = registry::train(store, &topts, progress)?;
-    say(&format!(
-        "   {}: RMSE {:.4}, MAE {:.4}, precision@10 {:.4}",
-        first.run.model_version,
-        first.metrics.rmse,
-        first.metrics.mae,
-        first.metrics.precision_at_10
-    ));
-
+    say(
+        "3. Training a rating model (svd, judged by RMSE) and a ranking model (ease, judged by \
+         NDCG@10 over the whole catalogue); the champion is the better one on the objective",
+    );
+    let mut trained = Vec::new();
+    for algo in [Algo::Svd, Algo::Ease] {
+        let mut topts = TrainOptions::new(Hyperparams::default_for(algo));
+        topts.seed = opts.seed;
+        topts.objective = opts.objective;
+        let out = registry::train(store, &topts, progress)?;
+        let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+        say(&format!(
+            "   {:<5} {}: RMSE {}, NDCG@10 {}, recall@10 {}, P@10 {}{}",
+            algo.as_str(),
+            out.run.model_version,
+            fmt(out.report.rmse),
+            fmt(out.report.ndcg_at_10),
+            fmt(out.report.recall_at_10),
+            fmt(out.report.rank_precision_at_10),
+            if out.is_champion { "  <- champion" } else { "" }
+        ));
+        if let Some(d) = &out.decision {
+            say(&format!(
+                "         gate on {}: {}",
+                opts.objective, d.reason
+            ));
+        }
+        trained.push((algo, out.run.model_version.clone(), out.report.clone()));
+    }
     let mut weeks = Vec::new();
     for (i, path) in batches.iter().enumerate() {
         let batch_id = format!("batch_w{}", i + 1);
@@ -200,6 +222,10 @@ pub fn run(
             &CycleOptions {
                 batch: Some((path.clone(), batch_id.clone())),
                 thresholds: opts.thresholds.clone(),
+                retrain: super::retrain::RetrainOptions {
+                    objective: opts.objective,
+                    ..Default::default()
+                },
                 ..CycleOptions::default()
             },
             progress,
@@ -216,7 +242,8 @@ pub fn run(
         weeks.push((batch_id, cycle));
     }
     Ok(DemoReport {
-        first_model: first.run.model_version,
+        first_model: trained[0].1.clone(),
+        models: trained,
         weeks,
     })
 }

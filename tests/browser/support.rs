@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use cinematch::data::load::{self, LoadOptions, Source};
-use cinematch::models::{Params, SvdParams};
+use cinematch::models::{Hyperparams, SvdParams};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 use cinematch::server::{self, ServerConfig};
@@ -30,7 +30,7 @@ pub fn load_small(store: &mut dyn Store) {
 /// A quick SVD (16 factors, 5 epochs): real factors, so similar movies come
 /// from the model, in well under a second. Returns the version.
 pub fn train(store: &mut dyn Store, seed: u64) -> String {
-    let mut opts = TrainOptions::new(Params::Svd(SvdParams {
+    let mut opts = TrainOptions::new(Hyperparams::Svd(SvdParams {
         factors: 16,
         epochs: 5,
         ..SvdParams::default()
