@@ -591,7 +591,7 @@ mod tests {
         let folded = solver.fold_in(&q, &stars).unwrap();
         let conf: Vec<(u32, f32)> = stars
             .iter()
-            .map(|&(j, s)| (j, 1.0 + 4.0 * s / 5.0))
+            .map(|&(j, s)| (j, 1.0 + 4.0 * s))
             .collect();
         let want = dense_user_solution(&q, k, &conf, 0.5);
         for (a, b) in folded.vector.iter().zip(want.iter()) {
