@@ -35,6 +35,29 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    /// The batch completed before: ingesting it again would double it.
+    /// The pipeline treats it as done; the CLI exits with its own code.
+    #[error("batch {batch_id:?} was already ingested (status completed)")]
+    BatchCompleted { batch_id: String },
+
+    /// A compare-and-set promotion found another champion than the one it
+    /// expected (a rollback or another promotion happened meanwhile);
+    /// nothing was written.
+    #[error(
+        "the champion changed from {} to {} meanwhile",
+        expected.as_deref().unwrap_or("none"),
+        actual.as_deref().unwrap_or("none")
+    )]
+    ChampionChanged {
+        expected: Option<String>,
+        actual: Option<String>,
+    },
+
+    /// Another process holds what this one needs (the pipeline lease); trying
+    /// again later is the remedy.
+    #[error("{0}")]
+    Busy(String),
+
     /// Something asked for does not exist (unknown user, model version, ...).
     #[error("{0}")]
     NotFound(String),

@@ -7,7 +7,9 @@
 //! the kill lands exactly there, e.g. between a COPY and its COMMIT. With
 //! `CINEMATCH_FAILPOINT_SLEEP_MS=<ms>` it pauses that long and then goes on,
 //! for tests that disturb something else meanwhile (stop the database, start
-//! a second process).
+//! a second process). With `CINEMATCH_FAILPOINT_RESUME_FILE=<path>` it goes on
+//! once that file exists, for tests that need "after the disturbance" exactly
+//! rather than after a guess at its duration.
 //!
 //! Without the variable [`hit`] costs one atomic load (the variable is read
 //! once per process). A process nobody kills aborts after
@@ -28,6 +30,8 @@ struct Target {
     hits: AtomicU64,
     /// Go on after this pause instead of waiting to be killed.
     resume_after: Option<Duration>,
+    /// Go on once this file exists.
+    resume_file: Option<std::path::PathBuf>,
 }
 
 fn target() -> Option<&'static Target> {
@@ -51,6 +55,9 @@ fn target() -> Option<&'static Target> {
                     .ok()
                     .and_then(|ms| ms.trim().parse().ok())
                     .map(Duration::from_millis),
+                resume_file: std::env::var_os("CINEMATCH_FAILPOINT_RESUME_FILE")
+                    .filter(|p| !p.is_empty())
+                    .map(std::path::PathBuf::from),
             })
         })
         .as_ref()
@@ -65,6 +72,21 @@ pub fn hit(name: &str) {
         return;
     }
     eprintln!("failpoint {name} reached");
+    if let Some(file) = &t.resume_file {
+        let started = std::time::Instant::now();
+        while !file.exists() {
+            if started.elapsed() > PAUSE {
+                eprintln!(
+                    "failpoint {name}: {} did not appear within {PAUSE:?}; aborting",
+                    file.display()
+                );
+                std::process::abort();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("failpoint {name} resumed");
+        return;
+    }
     if let Some(pause) = t.resume_after {
         std::thread::sleep(pause);
         eprintln!("failpoint {name} resumed");

@@ -1,4 +1,5 @@
-//! Plain records shared by every layer: what a rating and a movie are.
+//! Plain records shared by every layer: what a rating and a movie are, and
+//! the one statement of which values a rating may take.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,54 @@ pub struct Rating {
     pub rating: f32,
     /// Unix seconds.
     pub timestamp: i64,
+}
+
+/// Lowest rating MovieLens allows; predictions are clipped to it.
+pub const MIN_RATING: f32 = 0.5;
+/// Highest rating MovieLens allows; predictions are clipped to it.
+pub const MAX_RATING: f32 = 5.0;
+/// MovieLens ratings are half stars; anything between is a typo or a
+/// different scale, not a rating.
+pub const RATING_STEP: f32 = 0.5;
+
+/// Why a number is not a MovieLens rating. The file readers, batch
+/// ingestion and `POST /api/ratings` all ask [`check_rating`], so a value
+/// refused in one place is refused everywhere, in the same words. The
+/// message reads after the value: `rating 5.5 is outside 0.5..5.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RatingError {
+    #[error("is outside 0.5..5.0")]
+    OutOfRange,
+    #[error("is not a multiple of 0.5")]
+    NotHalfStep,
+}
+
+impl RatingError {
+    /// The kind of problem in a few words, for skip reports that count
+    /// problems by kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            RatingError::OutOfRange => "rating outside 0.5..5.0",
+            RatingError::NotHalfStep => "rating not on a 0.5 step",
+        }
+    }
+}
+
+/// Checks that `value` is on MovieLens's scale: within
+/// [`MIN_RATING`]..=[`MAX_RATING`] and on the [`RATING_STEP`] grid. NaN is
+/// out of range; callers that want "not a number" say so before asking.
+#[inline]
+pub fn check_rating(value: f64) -> Result<(), RatingError> {
+    if !(f64::from(MIN_RATING)..=f64::from(MAX_RATING)).contains(&value) {
+        return Err(RatingError::OutOfRange);
+    }
+    // In range, so the cast is exact for whole numbers (and avoids a libm
+    // call per row: this runs once per rating of every file read).
+    let steps = value / f64::from(RATING_STEP);
+    if steps != (steps as i64) as f64 {
+        return Err(RatingError::NotHalfStep);
+    }
+    Ok(())
 }
 
 /// Which side of the train/test split a stored rating belongs to
@@ -93,3 +142,33 @@ pub const MOVIELENS_GENRES: &[&str] = &[
     "War",
     "Western",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_rating_accepts_exactly_the_half_star_scale() {
+        let grid: Vec<f64> = (1..=10).map(|i| f64::from(i) * 0.5).collect();
+        for &r in &grid {
+            assert_eq!(check_rating(r), Ok(()), "{r}");
+        }
+        for r in [0.0, 0.49, 5.01, 5.5, -1.0, 10.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(check_rating(r), Err(RatingError::OutOfRange), "{r}");
+        }
+        for r in [0.75, 3.7, 4.25, 4.50001, 4.999] {
+            assert_eq!(check_rating(r), Err(RatingError::NotHalfStep), "{r}");
+        }
+    }
+
+    #[test]
+    fn messages_spell_the_constants() {
+        let range = format!("{MIN_RATING:.1}..{MAX_RATING:.1}");
+        assert_eq!(range, "0.5..5.0");
+        assert!(RatingError::OutOfRange.to_string().ends_with(&range));
+        assert!(RatingError::OutOfRange.label().ends_with(&range));
+        let step = RATING_STEP.to_string();
+        assert!(RatingError::NotHalfStep.to_string().ends_with(&step));
+        assert!(RatingError::NotHalfStep.label().contains(&step));
+    }
+}

@@ -3,10 +3,10 @@
 
 mod common;
 
-use cinematch::data::load::{self, LoadOptions, Source};
+use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::store::schema::SPEC_TABLES;
-use cinematch::store::{ArtifactBlob, NewModelRun, RunCommit};
+use cinematch::store::{ArtifactBlob, ModelEvaluation, NewModelRun, RunCommit, TuningTrial};
 use cinematch::{Error, Movie, Rating, Split};
 use common::TestDb;
 
@@ -264,12 +264,103 @@ fn blob(tag: u8) -> ArtifactBlob {
 fn run(rmse: f64) -> NewModelRun {
     NewModelRun {
         run_id: "abc123".into(),
-        rmse,
-        mae: rmse * 0.8,
-        precision_at_10: 0.7,
+        rmse: Some(rmse),
+        mae: Some(rmse * 0.8),
+        precision_at_10: Some(0.7),
         data_size: 70_000,
         notes: r#"{"algorithm":"svd"}"#.into(),
+        evaluation: ModelEvaluation {
+            algorithm: "svd".into(),
+            ndcg_at_10: Some(0.05),
+            recall_at_10: Some(0.02),
+            catalogue_precision_at_10: Some(0.04),
+            coverage: Some(0.5),
+            users_evaluated: Some(600),
+            users_eligible: Some(603),
+            test_ratings: Some(30_000),
+        },
     }
+}
+
+/// A ranking model's run: no rating metrics (NULL in the spec's columns,
+/// not an invented number), its ranking metrics in `model_evaluations`,
+/// queryable by SQL as the spec's `ORDER BY rmse` is.
+fn ranking_runs_keep_null_rmse_and_queryable_ndcg(db: TestDb) {
+    let mut s = db.store();
+    let (svd, _) = s
+        .insert_model_run(&run(0.9), &blob(1), &RunCommit::default())
+        .unwrap();
+    let mut ease = run(0.0);
+    ease.rmse = None;
+    ease.mae = None;
+    ease.precision_at_10 = None;
+    ease.evaluation = ModelEvaluation {
+        algorithm: "ease".into(),
+        ndcg_at_10: Some(0.35),
+        recall_at_10: Some(0.2),
+        catalogue_precision_at_10: Some(0.29),
+        coverage: Some(0.04),
+        users_evaluated: Some(603),
+        users_eligible: Some(603),
+        test_ratings: Some(30_251),
+    };
+    let (e, _) = s
+        .insert_model_run(&ease, &blob(2), &RunCommit::default())
+        .unwrap();
+    assert_eq!((e.rmse, e.mae, e.precision_at_10), (None, None, None));
+    assert_eq!(e.evaluation.as_ref().unwrap().ndcg_at_10, Some(0.35));
+    let runs = s.model_runs().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].evaluation.as_ref().unwrap().algorithm, "svd");
+    assert_eq!(runs[1].evaluation, Some(ease.evaluation.clone()));
+    // A run without a test split: every metric NULL.
+    let mut blind = run(0.0);
+    blind.rmse = None;
+    blind.mae = None;
+    blind.precision_at_10 = None;
+    blind.evaluation = ModelEvaluation {
+        algorithm: "ease".into(),
+        test_ratings: Some(0),
+        ..ModelEvaluation::default()
+    };
+    let (b, _) = s
+        .insert_model_run(&blind, &blob(3), &RunCommit::default())
+        .unwrap();
+    let be = b.evaluation.unwrap();
+    assert_eq!((be.ndcg_at_10, be.users_evaluated), (None, None));
+    // The best list by SQL, as an analyst would ask it.
+    let best = db.query_strings(
+        "SELECT m.model_version FROM model_metrics m
+           JOIN model_evaluations e ON e.model_version = m.model_version
+          WHERE e.ndcg_at_10 IS NOT NULL ORDER BY e.ndcg_at_10 DESC LIMIT 1",
+    );
+    assert_eq!(best, vec![e.model_version.clone()]);
+    let nulls = db.query_strings(
+        "SELECT model_version FROM model_metrics WHERE rmse IS NULL ORDER BY id",
+    );
+    assert_eq!(nulls, vec![e.model_version, b.model_version]);
+    assert_ne!(svd.model_version, best[0]);
+}
+
+fn tuning_trials_round_trip(db: TestDb) {
+    let mut s = db.store();
+    let t = |study: &str, trial: i64, value: Option<f64>| TuningTrial {
+        study: study.into(),
+        trial,
+        algorithm: "ease".into(),
+        params: r#"{"algo":"ease","lambda":500.0}"#.into(),
+        objective: "ndcg@10".into(),
+        value,
+        validation_ratings: 21_175,
+        seconds: 1.5,
+    };
+    let all = vec![t("s1", 1, Some(0.18)), t("s1", 2, None), t("s2", 1, Some(0.2))];
+    for x in &all {
+        s.insert_tuning_trial(x).unwrap();
+    }
+    assert_eq!(s.tuning_trials(None).unwrap(), all);
+    assert_eq!(s.tuning_trials(Some("s1")).unwrap(), all[..2].to_vec());
+    assert!(s.tuning_trials(Some("nope")).unwrap().is_empty());
 }
 
 fn registry_versions_champion_and_rollback(db: TestDb) {
@@ -333,6 +424,239 @@ fn registry_versions_champion_and_rollback(db: TestDb) {
     let promos = db.store().promotions().unwrap();
     assert_eq!(promos.len(), 4);
     assert_eq!(promos.iter().filter(|p| p.rolled_back).count(), 3);
+}
+
+/// Issue 10, item 5: a promotion decided on a champion read earlier lands
+/// only if that is still the champion; otherwise nothing at all is written.
+fn compare_and_set_promotion(db: TestDb) {
+    let mut s = db.store();
+    let a = s
+        .insert_model_run(&run(0.9), &blob(1), &RunCommit::default())
+        .unwrap()
+        .0;
+    let b = s
+        .insert_model_run(&run(0.85), &blob(2), &RunCommit::default())
+        .unwrap()
+        .0;
+    s.promote(&b.model_version, "by hand").unwrap();
+    // A retrain read champion b; meanwhile b is rolled back to a.
+    s.rollback().unwrap();
+    let promote_c = RunCommit {
+        promote_reason: Some("better".into()),
+        promote_if_champion_is: Some(Some(b.model_version.clone())),
+        merge_buffer: false,
+    };
+    let err = s
+        .insert_model_run(&run(0.8), &blob(3), &promote_c)
+        .unwrap_err();
+    match &err {
+        Error::ChampionChanged { expected, actual } => {
+            assert_eq!(expected.as_deref(), Some(b.model_version.as_str()));
+            assert_eq!(actual.as_deref(), Some(a.model_version.as_str()));
+        }
+        other => panic!("expected ChampionChanged, got {other:?}"),
+    }
+    assert_eq!(s.model_runs().unwrap().len(), 2, "nothing recorded");
+    assert_eq!(s.champion().unwrap(), Some(a.model_version.clone()));
+    // Expecting the actual champion, it lands.
+    let promote_c = RunCommit {
+        promote_if_champion_is: Some(Some(a.model_version.clone())),
+        ..promote_c
+    };
+    let (c, _) = s.insert_model_run(&run(0.8), &blob(3), &promote_c).unwrap();
+    assert_eq!(s.champion().unwrap(), Some(c.model_version.clone()));
+
+    // The same as a store operation on its own.
+    let err = s
+        .promote_if_champion_is(Some(&a.model_version), &b.model_version, "x")
+        .unwrap_err();
+    assert!(matches!(err, Error::ChampionChanged { .. }), "{err}");
+    assert_eq!(s.champion().unwrap(), Some(c.model_version.clone()));
+    s.promote_if_champion_is(Some(&c.model_version), &b.model_version, "x")
+        .unwrap();
+    assert_eq!(s.champion().unwrap(), Some(b.model_version.clone()));
+    assert!(matches!(
+        s.promote_if_champion_is(Some(&b.model_version), "run_nope_v9", "x"),
+        Err(Error::NotFound(_))
+    ));
+    // On an empty registry, "no champion" is the expectation to meet.
+    let other = match &db {
+        TestDb::Pg(_) => TestDb::Pg(common::PgDb::new()),
+        TestDb::Sqlite(_) => TestDb::Sqlite(common::SqliteDb::new()),
+    };
+    let mut e = other.store();
+    let promote_first = RunCommit {
+        promote_reason: Some("first".into()),
+        promote_if_champion_is: Some(None),
+        merge_buffer: false,
+    };
+    let (first, _) = e
+        .insert_model_run(&run(0.9), &blob(1), &promote_first)
+        .unwrap();
+    assert_eq!(e.champion().unwrap(), Some(first.model_version));
+}
+
+/// Issue 10, item 6: the lease row behind the pipeline lock. One holder at a
+/// time; renewing moves the expiry; an expired lease, or one whose holder is
+/// named as dead, can be taken over; release is by the holder only.
+fn leases_exclude_renew_expire_and_release(db: TestDb) {
+    use cinematch::store::LeaseGrant;
+    use std::time::Duration;
+    let mut a = db.store();
+    let mut b = db.store();
+    let minute = Duration::from_secs(60);
+    assert_eq!(a.lease("pipeline").unwrap(), None);
+    assert_eq!(
+        a.acquire_lease("pipeline", "A", minute, None).unwrap(),
+        LeaseGrant::Acquired
+    );
+    let held = a.lease("pipeline").unwrap().unwrap();
+    assert_eq!(held.holder, "A");
+    assert!(
+        held.remaining_secs > 50.0 && held.remaining_secs <= 60.0,
+        "{held:?}"
+    );
+    // B is refused and told who holds it.
+    match b.acquire_lease("pipeline", "B", minute, None).unwrap() {
+        LeaseGrant::Held(l) => assert_eq!(l.holder, "A"),
+        LeaseGrant::Acquired => panic!("two holders"),
+    }
+    // Other names are independent.
+    assert_eq!(
+        b.acquire_lease("other", "B", minute, None).unwrap(),
+        LeaseGrant::Acquired
+    );
+    // A takes it again (re-entrant for the same holder) without losing it.
+    assert_eq!(
+        a.acquire_lease("pipeline", "A", minute, None).unwrap(),
+        LeaseGrant::Acquired
+    );
+    assert_eq!(
+        a.lease("pipeline").unwrap().unwrap().acquired_at,
+        held.acquired_at
+    );
+    // Renewal by the holder only.
+    assert!(a
+        .renew_lease("pipeline", "A", Duration::from_secs(3600))
+        .unwrap());
+    assert!(a.lease("pipeline").unwrap().unwrap().remaining_secs > 3000.0);
+    assert!(!b.renew_lease("pipeline", "B", minute).unwrap());
+    // Release by someone else does nothing.
+    b.release_lease("pipeline", "B").unwrap();
+    assert_eq!(a.lease("pipeline").unwrap().unwrap().holder, "A");
+    // Taking over a holder known to be dead.
+    assert_eq!(
+        b.acquire_lease("pipeline", "B", minute, Some("A")).unwrap(),
+        LeaseGrant::Acquired
+    );
+    assert_eq!(b.lease("pipeline").unwrap().unwrap().holder, "B");
+    assert!(
+        !a.renew_lease("pipeline", "A", minute).unwrap(),
+        "A lost it"
+    );
+    // An expired lease is free for anyone.
+    assert!(b.renew_lease("pipeline", "B", Duration::ZERO).unwrap());
+    std::thread::sleep(Duration::from_millis(20));
+    let expired = a.lease("pipeline").unwrap().unwrap();
+    assert!(expired.remaining_secs < 0.0, "{expired:?}");
+    assert_eq!(
+        a.acquire_lease("pipeline", "A", minute, None).unwrap(),
+        LeaseGrant::Acquired
+    );
+    assert!(
+        !b.renew_lease("pipeline", "B", minute).unwrap(),
+        "B lost it"
+    );
+    a.release_lease("pipeline", "A").unwrap();
+    assert_eq!(b.lease("pipeline").unwrap(), None);
+    // A second connection to the same database sees the same leases.
+    let mut again = a.reopen().unwrap();
+    assert_eq!(again.lease("other").unwrap().unwrap().holder, "B");
+}
+
+/// Issue 10, item 3: clearing is per batch, recorded in the audit trail,
+/// and a cleared batch can be ingested again; merged batches cannot be
+/// cleared (re-ingesting them would double them).
+fn clearing_a_batch_is_scoped_audited_and_reversible(db: TestDb) {
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
+    let r = |u: i32, m: i32, ts: i64| Rating {
+        user_id: u,
+        movie_id: m,
+        rating: 3.0,
+        timestamp: ts,
+    };
+    for (batch, rows) in [
+        ("w1", vec![r(5, 1, 1), r(6, 2, 2)]),
+        ("w2", vec![r(7, 1, 3)]),
+    ] {
+        s.begin_ingestion(batch).unwrap();
+        s.complete_ingestion(batch, &rows, "ok").unwrap();
+    }
+    s.append_to_batch("api_2025-01-06", &[r(8, 2, 4)]).unwrap();
+    let status = |s: &mut Box<dyn cinematch::store::Store>, b: &str| {
+        s.ingestions()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.batch_id == b)
+            .unwrap()
+    };
+
+    assert_eq!(s.clear_batch("w1").unwrap(), 2);
+    let w1 = status(&mut s, "w1");
+    assert_eq!(w1.status.as_deref(), Some("cleared"));
+    assert_eq!(w1.record_count, Some(2));
+    assert!(w1
+        .notes
+        .as_deref()
+        .unwrap()
+        .contains("2 buffered ratings deleted"));
+    // Only w1 went.
+    let left: Vec<(Option<String>, i64)> = s.buffer_counts().unwrap();
+    assert_eq!(
+        left,
+        [
+            (Some("api_2025-01-06".to_string()), 1),
+            (Some("w2".to_string()), 1)
+        ]
+    );
+    assert!(s.buffer_ratings(Some("w1")).unwrap().is_empty());
+    // Nothing left to clear: an error, and the audit row stays as it is.
+    assert!(matches!(s.clear_batch("w1"), Err(Error::NotFound(_))));
+    assert!(matches!(s.clear_batch("nope"), Err(Error::NotFound(_))));
+    // The cleared batch is ingested again, in full.
+    s.begin_ingestion("w1").unwrap();
+    s.complete_ingestion("w1", &[r(5, 1, 1), r(6, 2, 2), r(9, 1, 5)], "again")
+        .unwrap();
+    let w1 = status(&mut s, "w1");
+    assert_eq!(w1.status.as_deref(), Some("completed"));
+    assert_eq!(w1.record_count, Some(3));
+    assert_eq!(s.buffer_ratings(Some("w1")).unwrap().len(), 3);
+    // Being ingested: refused.
+    s.begin_ingestion("w3").unwrap();
+    assert!(matches!(s.clear_batch("w3"), Err(Error::Conflict(_))));
+    s.fail_ingestion("w3", "test").unwrap();
+    // The API's batch, cleared when named, reopens with the next rating.
+    assert_eq!(s.clear_batch("api_2025-01-06").unwrap(), 1);
+    assert_eq!(
+        status(&mut s, "api_2025-01-06").status.as_deref(),
+        Some("cleared")
+    );
+    s.append_to_batch("api_2025-01-06", &[r(8, 1, 6)]).unwrap();
+    let api = status(&mut s, "api_2025-01-06");
+    assert_eq!(api.status.as_deref(), Some("completed"));
+    assert_eq!(api.record_count, Some(1));
+    // After a merge nothing is buffered: clearing must not reopen the batch.
+    s.merge_buffer().unwrap();
+    let err = s.clear_batch("w2").unwrap_err();
+    assert!(err.to_string().contains("merged into ratings"), "{err}");
+    assert_eq!(status(&mut s, "w2").status.as_deref(), Some("completed"));
+    assert!(matches!(
+        s.begin_ingestion("w2"),
+        Err(Error::BatchCompleted { .. })
+    ));
 }
 
 fn user_ratings_and_movie_stats(db: TestDb) {
@@ -680,6 +1004,11 @@ fn search_follows_the_catalogue(db: TestDb) {
 }
 
 on_both_backends!(
+    ranking_runs_keep_null_rmse_and_queryable_ndcg,
+    tuning_trials_round_trip,
+    compare_and_set_promotion,
+    leases_exclude_renew_expire_and_release,
+    clearing_a_batch_is_scoped_audited_and_reversible,
     search_ranks_words_then_train_ratings,
     search_treats_hostile_input_as_words,
     search_splits_titles_at_punctuation,

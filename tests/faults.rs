@@ -47,6 +47,8 @@ fn cinematch(db: &str, args: &[&str]) -> Command {
         "NEON_CONNECTION_STRING",
         "CINEMATCH_FAILPOINT",
         "CINEMATCH_FAILPOINT_SLEEP_MS",
+        "CINEMATCH_FAILPOINT_RESUME_FILE",
+        "CINEMATCH_LEASE_SECS",
         "CINEMATCH_LOG",
         "MLFLOW_TRACKING_URI",
     ] {
@@ -694,8 +696,14 @@ fn ingest_killed_leaves_no_partial_batch_and_an_honest_audit_trail(db: TestDb) {
     // A completed batch is refused; nothing doubles.
     let again = run(url, &["ingest", &w1, "--batch-id", "w1"]);
     assert!(
-        !again.ok() && again.stderr.contains("already ingested"),
-        "{}",
+        again.status.code() == Some(3) && again.stderr.contains("already ingested"),
+        "exit 3 (already done) expected: {}\n{}",
+        again.status,
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("cinematch buffer clear --batch w1"),
+        "the hint names the scoped clear: {}",
         again.stderr
     );
     assert_eq!(snap(url), s);
@@ -967,12 +975,7 @@ fn two_pipeline_runs_at_once_are_serialized(db: TestDb) {
     let b = run(url, &run_w3);
     a.signal("CONT");
     assert!(!b.ok(), "B ran while A held the cycle:\n{}", b.stdout);
-    assert!(
-        b.stderr
-            .contains("another pipeline cycle is running against this database"),
-        "B's refusal: {}",
-        b.stderr
-    );
+    assert_busy(&b, "B's refusal");
     let a = a.finish();
     assert!(a.ok(), "A failed: {}", a.stderr);
     let refused = open(url).pipeline_runs().unwrap();
@@ -995,7 +998,7 @@ fn two_pipeline_runs_at_once_are_serialized(db: TestDb) {
     let (p, q) = (p.finish(), q.finish());
     for o in [&p, &q] {
         assert!(
-            o.ok() || o.stderr.contains("another pipeline cycle is running"),
+            o.ok() || (o.status.code() == Some(75) && o.stderr.contains("another pipeline cycle")),
             "neither success nor a clear refusal: {}",
             o.stderr
         );
@@ -1271,7 +1274,260 @@ fn api_ratings_under_load_survive_concurrent_merges(db: TestDb) {
     );
 }
 
+// --- the pipeline lease (issue 10, items 5 and 6) -----------------------------
+
+/// Ends every other session on the test database, as an administrator (or
+/// a server restart, or a pooler recycling connections) would.
+fn terminate_backends(db: &TestDb) -> u64 {
+    match db {
+        TestDb::Pg(d) => d
+            .client()
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .len() as u64,
+        TestDb::Sqlite(_) => 0,
+    }
+}
+
+fn pipeline_lease(url: &str) -> Option<cinematch::store::Lease> {
+    open(url)
+        .lease(cinematch::pipeline::lease::PIPELINE_LEASE)
+        .unwrap()
+}
+
+/// Polls `cond` every 20 ms until it holds; panics after [`STEP_TIMEOUT`].
+#[track_caller]
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < STEP_TIMEOUT,
+            "{what}: not within {STEP_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[track_caller]
+fn assert_busy(o: &Outcome, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(75),
+        "{what}: exit 75 (busy) expected, got {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        o.stdout,
+        o.stderr
+    );
+    assert!(
+        o.stderr
+            .contains("another pipeline cycle or retrain is running"),
+        "{what}: {}",
+        o.stderr
+    );
+}
+
+/// The holder of the pipeline lease is killed (`kill -9`) and its database
+/// sessions terminated (`pg_terminate_backend`): the next cycle runs at
+/// once, well within the holder's 60 s lease, because its process on this
+/// machine is provably gone; the cycle's data ends as if undisturbed.
+fn a_killed_lease_holder_is_taken_over_at_once(db: TestDb) {
+    let url = db.url();
+    setup_small(url);
+    let w1 = data().batch(1);
+    let cycle = [
+        "pipeline",
+        "run",
+        "--batch",
+        w1.as_str(),
+        "--batch-id",
+        "w1",
+    ];
+    let mut a = spawn_at(url, &cycle, "pipeline:locked", None);
+    a.wait_for(&marker("pipeline:locked"));
+    let held = pipeline_lease(url).expect("A holds the lease");
+    assert!(held.remaining_secs > 30.0, "{held:?}");
+    let terminated = terminate_backends(&db);
+    if !is_sqlite(&db) {
+        assert!(
+            terminated >= 2,
+            "A's main and renewer sessions: {terminated}"
+        );
+    }
+    a.kill9();
+    let b = run_ok(url, &cycle);
+    assert!(
+        b.stderr.contains("took over the pipeline lease")
+            && b.stderr.contains(&held.holder)
+            && b.stderr.contains("process on this machine is gone"),
+        "{}",
+        b.stderr
+    );
+    let s = snap(url);
+    assert_eq!(s.batches["w1"].0.as_deref(), Some("completed"));
+    assert_eq!(pipeline_lease(url), None, "B released the lease");
+}
+
+/// The holder vanishes without dying here (frozen with SIGSTOP: a machine
+/// that dropped off the network) and its sessions are terminated: the next
+/// cycle is refused (exit 75) while the lease runs, and runs once it has
+/// expired, although the old holder still exists.
+fn a_vanished_lease_holder_is_taken_over_after_the_lease(db: TestDb) {
+    let url = db.url();
+    setup_small(url);
+    let w1 = data().batch(1);
+    let cycle = |lease: &'static str| {
+        vec![
+            "pipeline".to_string(),
+            "run".into(),
+            "--batch".into(),
+            w1.clone(),
+            "--batch-id".into(),
+            "w1".into(),
+            "--lease-secs".into(),
+            lease.into(),
+        ]
+    };
+    let a_args = cycle("8");
+    let a_args: Vec<&str> = a_args.iter().map(String::as_str).collect();
+    let mut a = spawn_at(url, &a_args, "pipeline:locked", None);
+    a.wait_for(&marker("pipeline:locked"));
+    a.signal("STOP");
+    terminate_backends(&db);
+    let b_args = cycle("60");
+    let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
+    let refused = run(url, &b_args);
+    assert_busy(&refused, "while A's lease runs");
+    assert!(open(url).pipeline_runs().unwrap().is_empty());
+    wait_until("A's lease expires", || {
+        pipeline_lease(url).is_some_and(|l| l.remaining_secs < 0.0)
+    });
+    let b = run_ok(url, &b_args);
+    assert!(
+        !b.stderr.contains("took over"),
+        "expiry, not a dead pid: {}",
+        b.stderr
+    );
+    assert_eq!(snap(url).batches["w1"].0.as_deref(), Some("completed"));
+    a.kill9();
+}
+
+/// A cycle that works longer than its lease keeps it: the renewer extends
+/// it (by more than the lease length since it was taken) and other cycles
+/// stay refused until it finishes and releases it.
+fn a_working_cycle_renews_its_lease(db: TestDb) {
+    let url = db.url();
+    setup_small(url);
+    let w1 = data().batch(1);
+    let go = tempfile::tempdir().unwrap();
+    let go_file = go.path().join("go");
+    let mut cmd = cinematch(
+        url,
+        &[
+            "pipeline",
+            "run",
+            "--batch",
+            &w1,
+            "--batch-id",
+            "w1",
+            "--lease-secs",
+            "3",
+        ],
+    );
+    cmd.env("CINEMATCH_FAILPOINT", "pipeline:locked")
+        .env("CINEMATCH_FAILPOINT_RESUME_FILE", &go_file);
+    let mut a = Proc::spawn(cmd);
+    a.wait_for(&marker("pipeline:locked"));
+    wait_until("renewed past twice its length", || {
+        pipeline_lease(url).is_some_and(|l| {
+            (l.expires_at - l.acquired_at).num_milliseconds() >= 6000 && l.remaining_secs > 0.0
+        })
+    });
+    let refused = run(url, &["pipeline", "run"]);
+    assert_busy(&refused, "while A works past its lease length");
+    std::fs::write(&go_file, "").unwrap();
+    let a = a.finish();
+    assert!(a.ok(), "{}", a.stderr);
+    assert_eq!(pipeline_lease(url), None);
+}
+
+/// `retrain` holds the pipeline lease (a cycle is refused meanwhile), and
+/// its promotion is compare-and-set: a rollback while it trains is not
+/// overwritten; the run is recorded unpromoted, the buffer merged, and the
+/// command says why and exits 4.
+fn retrain_keeps_a_champion_changed_while_it_trained(db: TestDb) {
+    let url = db.url();
+    setup_small(url);
+    run_ok(url, &["-q", "train", "--algo", "baseline", "--no-ranking"]);
+    let runs = open(url).model_runs().unwrap();
+    let (v1, v2) = (runs[0].model_version.clone(), runs[1].model_version.clone());
+    run_ok(url, &["models", "promote", &v2]);
+    run_ok(url, &["-q", "ingest", &data().batch(3), "--batch-id", "w3"]);
+    let before = snap(url);
+
+    let go = tempfile::tempdir().unwrap();
+    let go_file = go.path().join("go");
+    // Tolerance 1000: the challenger would be promoted whatever its RMSE.
+    let mut cmd = cinematch(url, &["retrain", "--tolerance", "1000"]);
+    cmd.env("CINEMATCH_FAILPOINT", "retrain:before_record")
+        .env("CINEMATCH_FAILPOINT_RESUME_FILE", &go_file);
+    let mut r = Proc::spawn(cmd);
+    r.wait_for(&marker("retrain:before_record"));
+    let w1 = data().batch(1);
+    let cycle = run(
+        url,
+        &["pipeline", "run", "--batch", &w1, "--batch-id", "w1"],
+    );
+    assert_busy(&cycle, "a cycle during a retrain");
+    let rolled = run_ok(url, &["models", "rollback"]);
+    assert!(rolled.stdout.contains(&v1), "{}", rolled.stdout);
+    assert_eq!(open(url).champion().unwrap().as_deref(), Some(v1.as_str()));
+    std::fs::write(&go_file, "").unwrap();
+    let r = r.finish();
+    assert_eq!(
+        r.status.code(),
+        Some(4),
+        "exit 4 (champion changed) expected: {}\nstdout:\n{}\nstderr:\n{}",
+        r.status,
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains(&format!("champion stays {v1}")),
+        "{}",
+        r.stdout
+    );
+    let after = snap(url);
+    assert_eq!(
+        after.champion.as_deref(),
+        Some(v1.as_str()),
+        "not overwritten"
+    );
+    assert_eq!(
+        after.model_runs,
+        before.model_runs + 1,
+        "the run is recorded"
+    );
+    assert!(after.buffer.is_empty(), "and the buffer merged");
+    assert_eq!(after.train, union(&before.train, &before.buffer));
+    let run3 = open(url).model_runs().unwrap().pop().unwrap();
+    let notes: serde_json::Value = serde_json::from_str(run3.notes.as_deref().unwrap()).unwrap();
+    let decision = notes["decision"].as_str().unwrap();
+    assert!(
+        decision.contains(&format!("the champion changed from {v2} to {v1}")),
+        "{decision}"
+    );
+    assert_eq!(pipeline_lease(url), None);
+}
+
 on_both_backends!(
+    a_killed_lease_holder_is_taken_over_at_once,
+    a_vanished_lease_holder_is_taken_over_after_the_lease,
+    a_working_cycle_renews_its_lease,
+    retrain_keeps_a_champion_changed_while_it_trained,
     load_killed_anywhere_leaves_nothing_or_everything,
     ingest_killed_leaves_no_partial_batch_and_an_honest_audit_trail,
     retrain_and_merge_killed_lose_and_double_nothing,

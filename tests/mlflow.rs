@@ -187,7 +187,7 @@ fn metrics(run: &Value) -> BTreeMap<String, f64> {
 
 // ---- data and checks ----
 
-fn small_svd() -> Params {
+fn small_svd() -> Hyperparams {
     registry::params_with_overrides(
         Algo::Svd,
         &[

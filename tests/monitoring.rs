@@ -10,7 +10,9 @@ use cinematch::models::{Algo, Hyperparams};
 use cinematch::pipeline::cycle::{run_cycle, CycleOptions};
 use cinematch::pipeline::drift_check::{check, Thresholds};
 use cinematch::pipeline::ingest::ingest_file;
+use cinematch::pipeline::lease::{PipelineLease, DEFAULT_LEASE, PIPELINE_LEASE};
 use cinematch::pipeline::retrain::{retrain, RetrainOptions, RetrainOutcome};
+use cinematch::pipeline::scheduler::{process_inbox_with, run_with, Clock, SchedulerOptions};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 use cinematch::store::Store;
@@ -74,7 +76,7 @@ fn ingestion_is_atomic_audited_and_retryable(db: TestDb) {
     assert_eq!(audit[0].record_count, Some(3));
     // A completed batch is refused and nothing doubles.
     let err = ingest_file(s.as_mut(), &good, "batch_w1", ReadOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert!(matches!(err, Error::BatchCompleted { .. }), "{err}");
     assert_eq!(count(s.as_mut(), "ratings_buffer"), 3);
     assert_eq!(
         s.ingestions().unwrap()[0].status.as_deref(),
@@ -250,13 +252,24 @@ fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
         ..CycleOptions::default()
     };
 
-    // Another process holding the lock: the cycle refuses and records nothing.
+    // Another holder of the pipeline lease (alive: this process): the cycle
+    // refuses and records nothing.
     let mut other = db.store();
-    assert!(other.try_lock_pipeline().unwrap());
+    let held = PipelineLease::acquire(other.as_mut(), DEFAULT_LEASE).unwrap();
     let err = run_cycle(s.as_mut(), &opts, &Silent).unwrap_err();
+    assert!(matches!(err, Error::Busy(_)), "{err}");
     assert!(err.to_string().contains("another pipeline cycle"), "{err}");
+    assert!(
+        err.to_string().contains(held.holder()),
+        "names the holder: {err}"
+    );
     assert!(s.pipeline_runs().unwrap().is_empty());
-    other.unlock_pipeline().unwrap();
+    // So does a retrain: it takes the same lease.
+    let err = retrain(s.as_mut(), &RetrainOptions::default(), &Silent).unwrap_err();
+    assert!(matches!(err, Error::Busy(_)), "{err}");
+    assert_eq!(s.model_runs().unwrap().len(), 1);
+    held.release(other.as_mut());
+    assert_eq!(other.lease(PIPELINE_LEASE).unwrap(), None, "released");
     drop(other);
 
     let report = run_cycle(s.as_mut(), &opts, &Silent).unwrap();
@@ -285,11 +298,389 @@ fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
     assert_eq!(s.ratings(Split::Train).unwrap().len(), train_after);
     let runs = s.pipeline_runs().unwrap();
     assert_eq!(runs.len(), 2);
+    assert_eq!(
+        s.lease(PIPELINE_LEASE).unwrap(),
+        None,
+        "each cycle released it"
+    );
     assert!(runs
         .iter()
         .all(|r| r.status == "succeeded" && r.finished_at.is_some()));
     let steps: serde_json::Value = serde_json::from_str(runs[1].steps.as_deref().unwrap()).unwrap();
     assert_eq!(steps.as_array().unwrap().len(), 3);
+}
+
+/// Issue 10, item 12: right after a cycle that retrained on its alerts the
+/// verdict is "no retraining needed" (it said "yes" before); an alert raised
+/// after that retrain makes it "yes" again.
+fn verdict_accounts_for_the_retrain_that_handled_the_alerts(db: TestDb) {
+    use cinematch::pipeline::retrain::{retraining_needed, retraining_verdict};
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<(i32, i32, f32)> = (1..=20)
+        .flat_map(|u| (1..=5).map(move |m| (u, m, 5.0)))
+        .collect();
+    let f = batch_file(tmp.path(), "w.csv", &rows);
+    let opts = CycleOptions {
+        batch: Some((f, "batch_w1".into())),
+        ..CycleOptions::default()
+    };
+    let report = run_cycle(s.as_mut(), &opts, &Silent).unwrap();
+    assert!(report.drift && report.succeeded);
+    let Some(RetrainOutcome::Retrained { run, .. }) = &report.retrain else {
+        panic!("the cycle did not retrain: {:?}", report.steps)
+    };
+    let fired = s
+        .drift_alerts(Some(86_400))
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.alert_triggered)
+        .count();
+    assert!(fired > 0, "the cycle's drift check raised alerts");
+    let v = retraining_verdict(s.as_mut(), 86_400).unwrap();
+    assert!(
+        !v.needed(),
+        "still 'needed' after the retrain: {:?}",
+        v.alerts
+    );
+    assert_eq!(v.handled.len(), fired);
+    assert_eq!(v.handled_by.as_deref(), Some(run.model_version.as_str()));
+    assert!(retraining_needed(s.as_mut(), 86_400).unwrap().is_empty());
+    // `retrain --if-drift` agrees: nothing to do.
+    let again = cinematch::pipeline::retrain::retrain(
+        s.as_mut(),
+        &RetrainOptions {
+            if_drift: true,
+            ..RetrainOptions::default()
+        },
+        &Silent,
+    )
+    .unwrap();
+    let RetrainOutcome::Skipped { reason } = again else {
+        panic!("retrain --if-drift ran again on handled alerts")
+    };
+    assert!(reason.contains("already handled by retrain"), "{reason}");
+
+    // A later alert (a new batch drifted after the retrain) counts again.
+    s.insert_drift_alerts(&[cinematch::store::NewDriftAlert {
+        feature_name: "rating_mean".into(),
+        drift_score: 0.3,
+        threshold: 0.1,
+        alert_triggered: true,
+        notes: "Baseline: 3.5, New: 4.6".into(),
+    }])
+    .unwrap();
+    let v = retraining_verdict(s.as_mut(), 86_400).unwrap();
+    assert!(v.needed());
+    assert_eq!(v.alerts.len(), 1);
+    assert_eq!(v.alerts[0].feature_name, "rating_mean");
+    assert_eq!(
+        retraining_needed(s.as_mut(), 86_400).unwrap(),
+        ["rating_mean"]
+    );
+}
+
+// --- the scheduler (issue 10 item 4, issue 11 item 6) ----------------------
+
+/// A clock the test drives: `sleep` records the duration and moves `now`
+/// forward at once; after `stop_after` sleeps it sets the stop flag.
+struct FakeClock {
+    now: std::sync::Mutex<chrono::DateTime<chrono::Utc>>,
+    sleeps: std::sync::Mutex<Vec<std::time::Duration>>,
+    stop_after: usize,
+}
+
+impl FakeClock {
+    fn new(start: &str, stop_after: usize) -> FakeClock {
+        FakeClock {
+            now: std::sync::Mutex::new(start.parse().unwrap()),
+            sleeps: Default::default(),
+            stop_after,
+        }
+    }
+
+    fn sleeps(&self) -> Vec<u64> {
+        self.sleeps
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_secs())
+            .collect()
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.now.lock().unwrap()
+    }
+
+    fn sleep(&self, d: std::time::Duration, stop: &std::sync::atomic::AtomicBool) {
+        *self.now.lock().unwrap() += chrono::Duration::from_std(d).unwrap();
+        let mut sleeps = self.sleeps.lock().unwrap();
+        sleeps.push(d);
+        if sleeps.len() >= self.stop_after {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+fn scheduler_opts(db: &TestDb, inbox: &std::path::Path) -> SchedulerOptions {
+    SchedulerOptions {
+        db_url: db.url().to_string(),
+        inbox: inbox.to_path_buf(),
+        cron: "0 9 * * MON".into(),
+        attempts: 3,
+        backoff: std::time::Duration::from_secs(5),
+        settle: std::time::Duration::from_secs(1),
+        cycle: CycleOptions::default(),
+    }
+}
+
+/// Retries: a batch whose cycle fails is tried `attempts` times with the
+/// delay doubling from `backoff`; a batch whose cycle cannot start (another
+/// holder of the lease) likewise, and is reported as not run.
+fn scheduler_retries_with_doubling_backoff(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    // An invalid rating: each attempt's cycle fails at ingest.
+    batch_file(inbox.path(), "batch_bad.csv", &[(1, 1, 4.0), (2, 2, 9.0)]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", usize::MAX);
+    let done =
+        process_inbox_with(&scheduler_opts(&db, inbox.path()), &clock, &stop, &Silent).unwrap();
+    assert_eq!(
+        clock.sleeps(),
+        [1, 5, 10],
+        "settle, then backoff 5 s doubling"
+    );
+    let runs = s.pipeline_runs().unwrap();
+    assert_eq!(runs.len(), 3, "three attempts");
+    assert!(runs.iter().all(|r| r.status == "failed"), "{runs:?}");
+    assert_eq!(done.cycles.len(), 1, "the last attempt's report");
+    assert!(!done.all_succeeded());
+    std::fs::remove_file(inbox.path().join("batch_bad.csv")).unwrap();
+
+    // Another holder of the lease: no cycle can start; three tries, then
+    // "not run" with the reason.
+    let rows: Vec<(i32, i32, f32)> = (1..=10).map(|u| (u, u, 4.0)).collect();
+    batch_file(inbox.path(), "batch_ok.csv", &rows);
+    let mut other = db.store();
+    let held = PipelineLease::acquire(other.as_mut(), DEFAULT_LEASE).unwrap();
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", usize::MAX);
+    let opts = SchedulerOptions {
+        attempts: 4,
+        backoff: std::time::Duration::from_secs(2),
+        ..scheduler_opts(&db, inbox.path())
+    };
+    let done = process_inbox_with(&opts, &clock, &stop, &Silent).unwrap();
+    assert_eq!(clock.sleeps(), [1, 2, 4, 8]);
+    assert_eq!(done.not_run.len(), 1);
+    assert_eq!(done.not_run[0].0, "batch_ok");
+    assert!(
+        done.not_run[0].1.contains("another pipeline cycle"),
+        "{:?}",
+        done.not_run
+    );
+    assert_eq!(s.pipeline_runs().unwrap().len(), 3, "no cycle started");
+    held.release(other.as_mut());
+    let done = process_inbox_with(&opts, &clock, &stop, &Silent).unwrap();
+    assert!(done.all_succeeded(), "{:?}", done.not_run);
+    assert_eq!(done.cycles.len(), 1);
+}
+
+/// The cron loop on a driven clock: from Monday 08:00 UTC it waits one hour
+/// for "0 9 * * MON", processes the inbox (waiting `settle` for the file),
+/// then waits for the next Monday 09:00.
+fn scheduler_cron_loop_waits_for_each_tick(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    let rows: Vec<(i32, i32, f32)> = (1..=10).map(|u| (u, u, 4.0)).collect();
+    batch_file(inbox.path(), "batch_w1.csv", &rows);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", 3); // a Monday
+    run_with(&scheduler_opts(&db, inbox.path()), &clock, &stop, &Silent).unwrap();
+    assert_eq!(clock.sleeps(), [3600, 1, 7 * 86_400 - 1]);
+    let runs = s.pipeline_runs().unwrap();
+    assert_eq!(runs.len(), 1, "one tick, one batch");
+    assert_eq!(runs[0].batch_id.as_deref(), Some("batch_w1"));
+    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(
+        clock.now(),
+        "2025-01-13T09:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    );
+}
+
+/// A batch file still being written (a thread appends a line every 20 ms)
+/// while `scheduler --once` runs: it is taken only once complete, and then
+/// ingested in full; hidden files and `*.part` files are never taken.
+fn scheduler_waits_for_a_file_being_written(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
+        &Silent,
+    )
+    .unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    let complete: Vec<(i32, i32, f32)> = (1..=5).map(|u| (u, u, 4.0)).collect();
+    batch_file(inbox.path(), ".batch_w2.csv", &complete);
+    batch_file(inbox.path(), "batch_w3.csv.part", &complete);
+    let path = inbox.path().join("batch_w1.csv");
+    std::fs::write(&path, "userId,movieId,rating,timestamp\n").unwrap();
+    const LINES: usize = 80;
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            for i in 0..LINES {
+                let (u, m) = (1 + (i % 40) as i32, 1 + (i % 30) as i32);
+                // The timestamp goes out in two writes: a reader in between
+                // sees a line cut inside the field, which still parses.
+                write!(f, "{u},{m},4.0,20000").unwrap();
+                f.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                writeln!(f, "{:05}", i).unwrap();
+                f.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cinematch"))
+        .args([
+            "--db",
+            db.url(),
+            "scheduler",
+            "--once",
+            "--settle-ms",
+            "700",
+            "--inbox",
+        ])
+        .arg(inbox.path())
+        .env_remove("CINEMATCH_DB")
+        .env_remove("CINEMATCH_LEASE_SECS")
+        .output()
+        .unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let audit = s.ingestions().unwrap();
+    let ids: Vec<&str> = audit.iter().map(|i| i.batch_id.as_str()).collect();
+    assert_eq!(ids, ["batch_w1"], "only the finished, visible batch file");
+    assert_eq!(audit[0].status.as_deref(), Some("completed"));
+    assert_eq!(
+        audit[0].record_count,
+        Some(LINES as i64),
+        "the whole file, not what was there when the scheduler looked: {stderr}"
+    );
+}
+
+fn cinematch_cli(db: &TestDb, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cinematch"))
+        .args(["--db", db.url()])
+        .args(args)
+        .env_remove("CINEMATCH_DB")
+        .output()
+        .unwrap()
+}
+
+/// Issue 10, item 3, as an operator meets it: `buffer clear` alone refuses
+/// and lists what is buffered; `--yes` clears the batches but keeps what the
+/// API accepted; an API batch goes only when named; a cleared batch is
+/// ingested again.
+fn buffer_clear_is_scoped_and_keeps_api_ratings(db: TestDb) {
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    let tmp = tempfile::tempdir().unwrap();
+    let f = batch_file(tmp.path(), "w1.csv", &[(1, 1, 4.0), (2, 2, 3.5)]);
+    ingest_file(s.as_mut(), &f, "batch_w1", ReadOptions::default()).unwrap();
+    let api = cinematch::store::api_batch_id(chrono::NaiveDate::from_ymd_opt(2025, 1, 6).unwrap());
+    let api_rating = cinematch::Rating {
+        user_id: 3,
+        movie_id: 3,
+        rating: 5.0,
+        timestamp: 2_100_000_000,
+    };
+    s.append_to_batch(&api, &[api_rating]).unwrap();
+
+    let out = cinematch_cli(&db, &["buffer", "clear"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--batch ID") && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("batch_w1 (2)"),
+        "lists the buffer: {stderr}"
+    );
+    assert_eq!(count(s.as_mut(), "ratings_buffer"), 3, "nothing deleted");
+
+    let out = cinematch_cli(&db, &["buffer", "clear", "--yes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("cleared batch batch_w1: deleted 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("kept batch {api}")), "{stdout}");
+    assert_eq!(
+        s.buffer_ratings(None).unwrap(),
+        [api_rating],
+        "the API's rating stays"
+    );
+    let audit = s.ingestions().unwrap();
+    let w1 = audit.iter().find(|i| i.batch_id == "batch_w1").unwrap();
+    assert_eq!(w1.status.as_deref(), Some("cleared"));
+    assert_eq!(w1.record_count, Some(2));
+
+    let out = cinematch_cli(&db, &["buffer", "clear", "--batch", &api]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(s.as_mut(), "ratings_buffer"), 0);
+
+    // The cleared batch is ingested again, in full.
+    let r = ingest_file(s.as_mut(), &f, "batch_w1", ReadOptions::default()).unwrap();
+    assert_eq!(r.records, 2);
+    assert_eq!(s.buffer_ratings(Some("batch_w1")).unwrap().len(), 2);
 }
 
 fn archive_moves_old_alerts_in_one_go(db: TestDb) {
@@ -321,4 +712,9 @@ on_both_backends!(
     retrain_merges_exactly_once_and_keeps_rejected,
     pipeline_cycles_are_recorded_idempotent_and_exclusive,
     archive_moves_old_alerts_in_one_go,
+    verdict_accounts_for_the_retrain_that_handled_the_alerts,
+    scheduler_retries_with_doubling_backoff,
+    scheduler_cron_loop_waits_for_each_tick,
+    scheduler_waits_for_a_file_being_written,
+    buffer_clear_is_scoped_and_keeps_api_ratings,
 );

@@ -22,7 +22,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use cinematch::data::load::{self, LoadOptions, Source};
+use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::models::{Algo, Hyperparams, SvdParams};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};

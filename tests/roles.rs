@@ -367,7 +367,7 @@ fn analyst_runs_every_spec_query_and_is_refused_every_write() {
     assert!(!r.ok, "analyst ingested: {}", r.stdout);
     assert!(r.stderr.contains("permission denied"), "{}", r.stderr);
     assert!(!r.stderr.contains(ANALYST_PASSWORD), "{}", r.stderr);
-    let r = cinematch(&url, &["buffer", "clear"], &[]);
+    let r = cinematch(&url, &["buffer", "clear", "--batch", "w1"], &[]);
     assert!(
         !r.ok && r.stderr.contains("permission denied"),
         "{}",
@@ -450,7 +450,14 @@ fn ml_pipeline_runs_the_pipeline_through_the_cli_but_cannot_change_the_schema() 
     cinematch(&url, &["similar", "--movie", "1"], &[]).expect_ok("similar");
     cinematch(&url, &["buffer", "status"], &[]).expect_ok("buffer status");
     cinematch(&url, &["buffer", "merge"], &[]).expect_ok("buffer merge");
-    cinematch(&url, &["buffer", "clear"], &[]).expect_ok("buffer clear");
+    cinematch(
+        &url,
+        &["ingest", &path("batches/batch_w1.csv"), "--batch-id", "w1b"],
+        &[],
+    )
+    .expect_ok("ingest a batch to clear");
+    cinematch(&url, &["buffer", "clear", "--batch", "w1b"], &[]).expect_ok("buffer clear --batch");
+    cinematch(&url, &["buffer", "clear", "--yes"], &[]).expect_ok("buffer clear --yes");
     cinematch(&url, &["db", "migrate"], &[]).expect_ok("db migrate (up to date)");
     cinematch(&url, &["db", "status"], &[]).expect_ok("db status");
     cinematch(&url, &["db", "stats"], &[]).expect_ok("db stats");

@@ -221,14 +221,46 @@ fn a_wrong_ca_is_refused_naming_the_certificate_problem() {
         &["contains no PEM certificates"],
         &t.password,
     );
-    // libpq's prefer retries without TLS when verification fails.
-    plaintext(
-        "prefer with a wrong sslrootcert",
-        &t.url(
+    // libpq's prefer would retry without TLS after the failed verification,
+    // which lets anyone on the path force plaintext: here it is an error,
+    // although this server also accepts plaintext logins (pg_hba `host`).
+    for (host, query) in [
+        (
             "127.0.0.1",
-            &format!("sslmode=prefer&sslrootcert={}", t.wrong_ca),
+            format!("sslmode=prefer&sslrootcert={}", t.wrong_ca),
         ),
-    );
+        // Loopback without sslmode means prefer: the same.
+        ("localhost", format!("sslrootcert={}", t.wrong_ca)),
+    ] {
+        refused(
+            &format!("prefer with a wrong sslrootcert via {host}"),
+            &t.url(host, &query),
+            &[
+                &not_signed,
+                "sslmode=prefer does not retry in plaintext after a TLS failure",
+            ],
+            &t.password,
+        );
+    }
+    // And the CLI: an error (exit 1), not a plaintext session.
+    let out = Command::new(env!("CARGO_BIN_EXE_cinematch"))
+        .args([
+            "--db",
+            &t.url(
+                "127.0.0.1",
+                &format!("sslmode=prefer&sslrootcert={}", t.wrong_ca),
+            ),
+            "db",
+            "status",
+        ])
+        .env_remove("CINEMATCH_DB")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&not_signed), "{stderr}");
+    assert!(!stderr.contains("retrying without TLS"), "{stderr}");
+    assert!(!stderr.contains(&t.password), "{stderr}");
 }
 
 #[test]

@@ -8,6 +8,13 @@ the CINEMATCH_DB (or NEON_CONNECTION_STRING) variable of the worker.
 Set the Airflow Variable `cinematch_inbox` to the directory where weekly
 batch files arrive as batch_wN.csv; the run's batch id is
 `batch_{{ ds_nodash }}` unless the file for the week is named otherwise.
+
+Tasks branch on CineMatch's exit codes (`cinematch --help`), never on its
+output: 0 success, 3 the batch was already ingested (a retried run: fine),
+4 a retrain was recorded but not promoted because the champion changed
+while it trained (fine: the buffer was merged, the champion stays), 75
+another cycle or retrain holds the pipeline lease (fails, so Airflow
+retries later), anything else an error.
 """
 
 from datetime import datetime, timedelta
@@ -36,22 +43,23 @@ with DAG(
     default_args=default_args,
     tags=["cinematch", "mlops"],
 ) as dag:
-    # A batch that already completed is refused by CineMatch; `|| grep`
-    # turns that refusal into success so a retried DAG run is idempotent.
+    # A batch that already completed is refused with exit 3; that is success
+    # here, so a retried DAG run is idempotent.
     ingest = BashOperator(
         task_id="ingest",
         bash_command=(
-            f"{CINEMATCH} ingest {INBOX}/{BATCH_ID}.csv --batch-id {BATCH_ID} 2>&1 "
-            "| tee /dev/stderr | grep -qE 'ingested|already ingested'"
+            f"{CINEMATCH} ingest {INBOX}/{BATCH_ID}.csv --batch-id {BATCH_ID} "
+            "|| [ $? -eq 3 ]"
         ),
     )
     drift_check = BashOperator(
         task_id="drift_check",
         bash_command=f"{CINEMATCH} drift check --batch {BATCH_ID}",
     )
+    # Exit 4: recorded, champion kept because it changed meanwhile: done.
     retrain = BashOperator(
         task_id="retrain_if_drift",
-        bash_command=f"{CINEMATCH} retrain --if-drift --window 24h",
+        bash_command=f"{CINEMATCH} retrain --if-drift --window 24h || [ $? -eq 4 ]",
     )
     maintenance = BashOperator(
         task_id="vacuum",

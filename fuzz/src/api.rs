@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::Router;
-use cinematch::data::load::{self, LoadOptions, Source};
+use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::models::{Hyperparams, SvdParams};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};

@@ -83,7 +83,7 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> Result<()> {
         &registry::run_summaries(store.as_mut(), ctx.objective)?,
         ctx.objective,
         store.drift_alerts(None)?,
-        &retrain::retraining_needed(store.as_mut(), 86400)?,
+        &retrain::retraining_verdict(store.as_mut(), 86400)?,
     );
     print::demo_finished(started.elapsed(), &store.location());
     Ok(())

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
-use cinematch::data::load::{self, LoadOptions, Source};
 use cinematch::data::split::{SplitOptions, SplitStrategy};
 use cinematch::data::stream::{self, StreamOptions};
 use cinematch::data::synth::{self, SynthOptions, WeeklyOptions};
 use cinematch::data::ReadOptions;
+use cinematch::pipeline::load::{self, LoadOptions, Source};
 
 use super::{print, Ctx};
 

@@ -33,6 +33,22 @@ use cinematch::progress::Console;
 use cinematch::registry::Objective;
 use cinematch::store::{self, Store};
 
+/// Exit codes that automation (the Airflow DAG, cron jobs) branches on
+/// instead of matching output text; README "Exit codes" lists them too.
+const EXIT_ALREADY_DONE: u8 = 3;
+const EXIT_CHAMPION_CHANGED: u8 = 4;
+/// EX_TEMPFAIL of sysexits.h: try again later.
+const EXIT_BUSY: u8 = 75;
+
+const EXIT_CODES_HELP: &str = "Exit codes:\n  \
+    0   success (including \"nothing to do\", e.g. retrain --if-drift without drift)\n  \
+    1   error\n  \
+    2   invalid arguments\n  \
+    3   ingest: the batch was already ingested; nothing changed\n  \
+    4   retrain, pipeline run: the run was recorded (and the buffer merged) but not promoted, \
+    because the champion changed while it trained (a rollback or another promotion)\n  \
+    75  pipeline run, retrain: another cycle or retrain holds the pipeline lease; try again later";
+
 #[derive(Parser)]
 #[command(
     name = "cinematch",
@@ -42,7 +58,8 @@ use cinematch::store::{self, Store};
                   trains collaborative-filtering models, monitors new rating batches for drift \
                   and serves recommendations.\n\n\
                   The database is --db URL, else $CINEMATCH_DB, $DATABASE_URL, \
-                  $NEON_CONNECTION_STRING, else sqlite://cinematch.db in the working directory."
+                  $NEON_CONNECTION_STRING, else sqlite://cinematch.db in the working directory.",
+    after_long_help = EXIT_CODES_HELP
 )]
 struct Cli {
     /// Database URL: postgres://user@host/db?sslmode=require or sqlite://file.db
@@ -93,21 +110,24 @@ enum Command {
     /// Movies most like a movie, by the champion's factors.
     Similar(recommend::SimilarArgs),
     /// Ingest a batch of new ratings into ratings_buffer (logged in ingestion_metadata).
+    #[command(after_long_help = EXIT_CODES_HELP)]
     Ingest(monitor::IngestArgs),
     /// Drift detection against the training baseline.
     #[command(subcommand)]
     Drift(monitor::DriftCommand),
     /// Retrain on train + buffer with the champion's settings, promote if not worse, merge the buffer.
+    #[command(after_long_help = EXIT_CODES_HELP)]
     Retrain(monitor::RetrainArgs),
     /// The monitoring pipeline: ingest, drift check, retrain if drift.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = EXIT_CODES_HELP)]
     Pipeline(monitor::PipelineCommand),
-    /// The rating buffer: merge into ratings or clear.
+    /// The rating buffer: merge into ratings, or clear batches.
     #[command(subcommand)]
     Buffer(monitor::BufferCommand),
     /// The whole story on the embedded store: synthetic data, first model, three weekly batches, drift, retraining.
     Demo(demo::DemoArgs),
     /// Run a pipeline cycle on a schedule for each new batch file in an inbox directory.
+    #[command(after_long_help = EXIT_CODES_HELP)]
     Scheduler(monitor::SchedulerArgs),
     /// Serve the recommendation API and the monitoring dashboard over HTTP.
     Serve(serve::ServeArgs),
@@ -152,15 +172,25 @@ pub fn main() -> ExitCode {
     }
     init_logging(cli.quiet);
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", store::redact(&format!("{e:#}")));
-            ExitCode::FAILURE
+            ExitCode::from(exit_code_of(&e))
         }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// The exit code of a failed command: the documented ones for the outcomes
+/// automation must tell apart (see [`EXIT_CODES_HELP`]), else 1.
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<cinematch::Error>() {
+        Some(cinematch::Error::BatchCompleted { .. }) => EXIT_ALREADY_DONE,
+        Some(cinematch::Error::Busy(_)) => EXIT_BUSY,
+        _ => 1,
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     let objective: Objective = cli
         .objective
         .parse()
@@ -170,24 +200,25 @@ fn run(cli: Cli) -> Result<()> {
         objective,
         progress: Console::new(),
     };
+    let ok = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Db(cmd) => db::run(cmd, &ctx),
-        Command::Load(args) => load::run(args, &ctx),
-        Command::Data(cmd) => load::data(cmd, &ctx),
-        Command::Train(args) => train::run(args, &ctx),
-        Command::Tune(args) => train::tune(args, &ctx),
-        Command::Models(cmd) => train::models(cmd, &ctx),
-        Command::Evaluate(args) => train::evaluate(args, &ctx),
-        Command::Recommend(args) => recommend::run(args, &ctx),
-        Command::Similar(args) => recommend::similar(args, &ctx),
-        Command::Ingest(args) => monitor::ingest(args, &ctx),
-        Command::Drift(cmd) => monitor::drift(cmd, &ctx),
+        Command::Db(cmd) => ok(db::run(cmd, &ctx)),
+        Command::Load(args) => ok(load::run(args, &ctx)),
+        Command::Data(cmd) => ok(load::data(cmd, &ctx)),
+        Command::Train(args) => ok(train::run(args, &ctx)),
+        Command::Tune(args) => ok(train::tune(args, &ctx)),
+        Command::Models(cmd) => ok(train::models(cmd, &ctx)),
+        Command::Evaluate(args) => ok(train::evaluate(args, &ctx)),
+        Command::Recommend(args) => ok(recommend::run(args, &ctx)),
+        Command::Similar(args) => ok(recommend::similar(args, &ctx)),
+        Command::Ingest(args) => ok(monitor::ingest(args, &ctx)),
+        Command::Drift(cmd) => ok(monitor::drift(cmd, &ctx)),
         Command::Retrain(args) => monitor::retrain(args, &ctx),
         Command::Pipeline(cmd) => monitor::pipeline(cmd, &ctx),
-        Command::Buffer(cmd) => monitor::buffer(cmd, &ctx),
-        Command::Scheduler(args) => monitor::scheduler(args, &ctx),
-        Command::Serve(args) => serve::run(args, &ctx),
-        Command::Demo(args) => demo::run(args, &ctx),
+        Command::Buffer(cmd) => ok(monitor::buffer(cmd, &ctx)),
+        Command::Scheduler(args) => ok(monitor::scheduler(args, &ctx)),
+        Command::Serve(args) => ok(serve::run(args, &ctx)),
+        Command::Demo(args) => ok(demo::run(args, &ctx)),
     }
 }
 

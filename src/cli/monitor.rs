@@ -2,6 +2,7 @@
 //! `buffer` and `scheduler`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -10,12 +11,14 @@ use clap::{Args, Subcommand};
 use cinematch::data::ReadOptions;
 use cinematch::pipeline::cycle::{self, CycleOptions};
 use cinematch::pipeline::drift_check::{self, Thresholds};
-use cinematch::pipeline::retrain::{self, RetrainOptions};
+use cinematch::pipeline::lease::MIN_LEASE;
+use cinematch::pipeline::retrain::{self, RetrainOptions, RetrainOutcome};
 use cinematch::pipeline::{ingest, scheduler};
+use cinematch::store::{self, Store};
 
 use cinematch::registry::Objective;
 
-use super::{print, Ctx};
+use super::{print, Ctx, EXIT_CHAMPION_CHANGED};
 
 #[derive(Args)]
 pub struct IngestArgs {
@@ -27,6 +30,35 @@ pub struct IngestArgs {
     /// Ingest the valid rows and report the invalid ones instead of refusing the batch.
     #[arg(long)]
     skip_invalid: bool,
+}
+
+/// The pipeline lease of `pipeline run`, `retrain` and `scheduler`.
+#[derive(Args, Clone, Copy)]
+pub struct LeaseArgs {
+    /// Seconds the pipeline lease lasts without renewal (it is renewed every
+    /// third of that while working): how long a holder that vanished with its
+    /// machine blocks the next cycle. A holder on the same machine whose
+    /// process died is taken over at once.
+    #[arg(
+        long = "lease-secs",
+        env = "CINEMATCH_LEASE_SECS",
+        default_value_t = 60.0,
+        value_name = "SECS"
+    )]
+    lease_secs: f64,
+}
+
+impl LeaseArgs {
+    pub fn duration(self) -> Result<Duration> {
+        match Duration::try_from_secs_f64(self.lease_secs) {
+            Ok(d) if d >= MIN_LEASE => Ok(d),
+            _ => bail!(
+                "--lease-secs {} is not a usable lease: give at least {} seconds",
+                self.lease_secs,
+                MIN_LEASE.as_secs_f64()
+            ),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -100,6 +132,8 @@ pub struct RetrainArgs {
     /// Promote the challenger if its RMSE is at most this much (relative) worse than the champion's.
     #[arg(long, default_value_t = 0.005)]
     tolerance: f64,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
 impl RetrainArgs {
@@ -109,6 +143,7 @@ impl RetrainArgs {
             window_secs: retrain::parse_duration_secs(&self.window)?,
             tolerance: self.tolerance,
             objective,
+            lease: self.lease.duration()?,
             ..RetrainOptions::default()
         })
     }
@@ -133,6 +168,8 @@ pub struct PipelineRunArgs {
     tolerance: f64,
     #[command(flatten)]
     thresholds: ThresholdArgs,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
 impl PipelineRunArgs {
@@ -145,6 +182,7 @@ impl PipelineRunArgs {
                 objective,
                 ..RetrainOptions::default()
             },
+            lease: self.lease.duration()?,
             ..CycleOptions::default()
         })
     }
@@ -154,10 +192,28 @@ impl PipelineRunArgs {
 pub enum BufferCommand {
     /// Move every buffered rating into ratings as train data (the spec's option 2).
     Merge,
-    /// Delete every buffered rating (the spec's option 1).
-    Clear,
+    /// Delete buffered ratings (the spec's option 1): named batches, or every batch with --yes.
+    ///
+    /// A cleared batch is marked 'cleared' in ingestion_metadata with the count
+    /// and may be ingested again. Batches already merged into ratings cannot be
+    /// cleared (ingesting them again would double them).
+    Clear(BufferClearArgs),
     /// Buffered ratings per batch.
     Status,
+}
+
+#[derive(Args)]
+pub struct BufferClearArgs {
+    /// Only this batch (repeatable); API batches (api_YYYY-MM-DD) too when named.
+    #[arg(long = "batch", value_name = "ID")]
+    batches: Vec<String>,
+    /// Clear every batch (needed when no --batch is given). Ratings posted
+    /// through the API are kept unless --include-api.
+    #[arg(long, conflicts_with = "batches")]
+    yes: bool,
+    /// With --yes, also delete the ratings posted through the API.
+    #[arg(long, requires = "yes")]
+    include_api: bool,
 }
 
 #[derive(Args)]
@@ -171,6 +227,13 @@ pub struct SchedulerArgs {
     /// Process the inbox once now and exit, instead of waiting for the schedule.
     #[arg(long)]
     once: bool,
+    /// A file is taken once its size and modification time stayed the same
+    /// for this long (milliseconds); files still being written are waited
+    /// for. Writers should still write `NAME.csv.part` and rename it.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    settle_ms: u64,
+    #[command(flatten)]
+    lease: LeaseArgs,
     /// Attempts per batch before giving up until the next tick.
     #[arg(long, default_value_t = 3)]
     attempts: u32,
@@ -194,12 +257,14 @@ impl SchedulerArgs {
             cron: self.cron.clone(),
             attempts: self.attempts,
             backoff: Duration::from_secs(self.backoff_secs),
+            settle: Duration::from_millis(self.settle_ms),
             cycle: CycleOptions {
                 thresholds: self.thresholds.thresholds()?,
                 retrain: RetrainOptions {
                     objective,
                     ..RetrainOptions::default()
                 },
+                lease: self.lease.duration()?,
                 ..CycleOptions::default()
             },
         };
@@ -213,7 +278,19 @@ pub fn ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     let read = ReadOptions {
         skip_invalid: args.skip_invalid,
     };
-    let r = ingest::ingest_file(store.as_mut(), &args.file, &args.batch_id, read)?;
+    let r =
+        ingest::ingest_file(store.as_mut(), &args.file, &args.batch_id, read).map_err(
+            |e| match e {
+                cinematch::Error::BatchCompleted { ref batch_id } => {
+                    let hint = format!(
+                    "use a new --batch-id, or `cinematch buffer clear --batch {batch_id}` first \
+                     to replace it (possible while its ratings are still buffered)"
+                );
+                    anyhow::Error::new(e).context(hint)
+                }
+                e => e.into(),
+            },
+        )?;
     print::ingested(&r);
     Ok(())
 }
@@ -230,21 +307,34 @@ pub fn drift(cmd: DriftCommand, ctx: &Ctx) -> Result<()> {
             let secs = retrain::parse_duration_secs(&window)?;
             let mut store = ctx.open_store()?;
             let alerts = store.drift_alerts(Some(secs))?;
-            let fired = retrain::retraining_needed(store.as_mut(), 86400)?;
-            print::drift_status(&alerts, &fired);
+            let verdict = retrain::retraining_verdict(store.as_mut(), 86400)?;
+            print::drift_status(&alerts, &verdict);
         }
     }
     Ok(())
 }
 
-pub fn retrain(args: RetrainArgs, ctx: &Ctx) -> Result<()> {
-    let opts = args.options(ctx.objective)?;
-    let mut store = ctx.open_store()?;
-    print::retrain(&retrain::retrain(store.as_mut(), &opts, &ctx.progress)?);
-    Ok(())
+/// Exit 4 when the run was kept unpromoted because the champion changed
+/// while it trained (see `EXIT_CODES_HELP`).
+fn exit_for(outcome: Option<&RetrainOutcome>) -> ExitCode {
+    match outcome {
+        Some(RetrainOutcome::Retrained {
+            champion_changed: Some(_),
+            ..
+        }) => ExitCode::from(EXIT_CHAMPION_CHANGED),
+        _ => ExitCode::SUCCESS,
+    }
 }
 
-pub fn pipeline(cmd: PipelineCommand, ctx: &Ctx) -> Result<()> {
+pub fn retrain(args: RetrainArgs, ctx: &Ctx) -> Result<ExitCode> {
+    let opts = args.options(ctx.objective)?;
+    let mut store = ctx.open_store()?;
+    let outcome = retrain::retrain(store.as_mut(), &opts, &ctx.progress)?;
+    print::retrain(&outcome);
+    Ok(exit_for(Some(&outcome)))
+}
+
+pub fn pipeline(cmd: PipelineCommand, ctx: &Ctx) -> Result<ExitCode> {
     match cmd {
         PipelineCommand::Run(args) => {
             let opts = args.options(ctx.objective)?;
@@ -257,21 +347,63 @@ pub fn pipeline(cmd: PipelineCommand, ctx: &Ctx) -> Result<()> {
                     report.run_id
                 );
             }
+            Ok(exit_for(report.retrain.as_ref()))
         }
         PipelineCommand::History => {
             let mut store = ctx.open_store()?;
             print::pipeline_history(store.pipeline_runs()?);
+            Ok(ExitCode::SUCCESS)
         }
     }
-    Ok(())
 }
 
 pub fn buffer(cmd: BufferCommand, ctx: &Ctx) -> Result<()> {
     let mut store = ctx.open_store()?;
     match cmd {
         BufferCommand::Merge => print::buffer_merged(store.merge_buffer()?),
-        BufferCommand::Clear => print::buffer_cleared(store.clear_buffer()?),
+        BufferCommand::Clear(args) => buffer_clear(store.as_mut(), &args)?,
         BufferCommand::Status => print::buffer_status(store.buffer_counts()?),
+    }
+    Ok(())
+}
+
+/// `buffer clear`: the named batches, or with --yes every batch (the API's
+/// only with --include-api), each cleared in its own transaction.
+fn buffer_clear(store: &mut dyn Store, args: &BufferClearArgs) -> Result<()> {
+    let buffered = store.buffer_counts()?;
+    let targets: Vec<String> = if !args.batches.is_empty() {
+        args.batches.clone()
+    } else if args.yes {
+        buffered
+            .iter()
+            .filter_map(|(b, _)| b.clone())
+            .filter(|b| args.include_api || !store::is_api_batch(b))
+            .collect()
+    } else {
+        let list = buffered
+            .iter()
+            .map(|(b, n)| format!("{} ({n})", b.as_deref().unwrap_or("no batch id")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        bail!(
+            "buffer clear deletes buffered ratings: name a batch with --batch ID, or pass --yes \
+             to clear every batch (ratings posted through the API are kept unless \
+             --include-api); buffered now: {}",
+            if list.is_empty() { "nothing" } else { &list }
+        );
+    };
+    for batch in &targets {
+        let n = store
+            .clear_batch(batch)
+            .with_context(|| format!("clearing batch {batch}"))?;
+        print::batch_cleared(batch, n);
+    }
+    if args.batches.is_empty() {
+        let kept: Vec<(Option<String>, i64)> = buffered
+            .into_iter()
+            .filter(|(b, _)| b.as_ref().is_none_or(|b| !targets.contains(b)))
+            .collect();
+        print::buffer_kept(&kept, !targets.is_empty());
     }
     Ok(())
 }
@@ -286,11 +418,14 @@ pub fn scheduler(args: SchedulerArgs, ctx: &Ctx) -> Result<()> {
         scheduler::run(&opts, &stop, &ctx.progress)?;
         return Ok(());
     }
-    let reports = scheduler::process_inbox(&opts, &stop, &ctx.progress)?;
-    for r in &reports {
+    let done = scheduler::process_inbox(&opts, &stop, &ctx.progress)?;
+    for r in &done.cycles {
         print::cycle(r);
     }
-    if reports.iter().any(|r| !r.succeeded) {
+    for (batch, e) in &done.not_run {
+        print::batch_not_run(batch, e);
+    }
+    if !done.all_succeeded() {
         bail!("some batches failed after {} attempts", opts.attempts);
     }
     Ok(())

@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use cinematch::data::load::LoadReport;
 use cinematch::data::stream::StreamReport;
 use cinematch::data::synth::{SynthReport, WeeklyReport};
 use cinematch::data::SkipReport;
@@ -15,7 +14,8 @@ use cinematch::models::Algo;
 use cinematch::pipeline::cycle::CycleReport;
 use cinematch::pipeline::drift_check::DriftReport;
 use cinematch::pipeline::ingest::IngestReport;
-use cinematch::pipeline::retrain::RetrainOutcome;
+use cinematch::pipeline::load::LoadReport;
+use cinematch::pipeline::retrain::{RetrainOutcome, Verdict};
 use cinematch::recommend::{Item, Recommendations, Similar, SimilarBasis, Strategy};
 use cinematch::registry::tune::{TuneOptions, TuneOutcome};
 use cinematch::registry::{Objective, RunSummary, TrainOutcome};
@@ -645,7 +645,7 @@ fn alerts(alerts: &[NewDriftAlert]) {
 }
 
 /// `drift status`: recent alerts and the verdict over the last day.
-pub fn drift_status(alerts: &[DriftAlert], fired: &[String]) {
+pub fn drift_status(alerts: &[DriftAlert], verdict: &Verdict) {
     let rows: Vec<Vec<String>> = alerts
         .iter()
         .map(|a| {
@@ -670,14 +670,21 @@ pub fn drift_status(alerts: &[DriftAlert], fired: &[String]) {
         ],
         &rows,
     );
-    println!(
-        "retraining: {}",
-        if fired.is_empty() {
-            "NO ACTION REQUIRED".to_string()
-        } else {
-            format!("RETRAINING NEEDED ({})", fired.join(", "))
-        }
-    );
+    println!("retraining: {}", verdict_line(verdict));
+}
+
+/// The retraining verdict of the last day, as `drift status` and the demo say it.
+fn verdict_line(v: &Verdict) -> String {
+    if v.needed() {
+        format!("RETRAINING NEEDED ({})", v.features().join(", "))
+    } else if let Some(by) = &v.handled_by {
+        format!(
+            "NO ACTION REQUIRED ({} alerts of the last day were handled by retrain {by})",
+            v.handled.len()
+        )
+    } else {
+        "NO ACTION REQUIRED".to_string()
+    }
 }
 
 pub fn retrain(outcome: &RetrainOutcome) {
@@ -690,6 +697,7 @@ pub fn retrain(outcome: &RetrainOutcome) {
             champion_before,
             merged,
             batches,
+            champion_changed,
         } => {
             println!(
                 "retrained {} on {} ratings (train + buffer batches {}): RMSE {:.4}",
@@ -706,6 +714,12 @@ pub fn retrain(outcome: &RetrainOutcome) {
             if *promoted {
                 println!(
                     "champion: {} -> {}",
+                    champion_before.as_deref().unwrap_or("none"),
+                    run.model_version
+                );
+            } else if let Some(now) = champion_changed {
+                println!(
+                    "champion stays {now} (it replaced {} while this retrain ran); {} is kept in the registry",
                     champion_before.as_deref().unwrap_or("none"),
                     run.model_version
                 );
@@ -777,8 +791,35 @@ pub fn buffer_merged(n: u64) {
     );
 }
 
-pub fn buffer_cleared(n: u64) {
-    println!("deleted {} buffered ratings", thousands(n as i64));
+pub fn batch_cleared(batch: &str, n: u64) {
+    println!(
+        "cleared batch {batch}: deleted {} buffered ratings; it is marked 'cleared' and may be ingested again",
+        thousands(n as i64)
+    );
+}
+
+/// What a `buffer clear --yes` left in the buffer, and why.
+pub fn buffer_kept(kept: &[(Option<String>, i64)], cleared_any: bool) {
+    if !cleared_any {
+        println!("no batch to clear");
+    }
+    for (b, n) in kept {
+        match b {
+            Some(b) => println!(
+                "kept batch {b} ({} ratings posted through the API; --include-api clears them too)",
+                thousands(*n)
+            ),
+            None => println!(
+                "kept {} buffered ratings without a batch id (not written by CineMatch)",
+                thousands(*n)
+            ),
+        }
+    }
+}
+
+/// `scheduler --once`: a batch whose cycle could not start.
+pub fn batch_not_run(batch: &str, error: &str) {
+    println!("batch {batch}: not processed: {error}");
 }
 
 pub fn buffer_status(counts: Vec<(Option<String>, i64)>) {
@@ -806,7 +847,7 @@ pub fn demo_tables(
     runs: &[RunSummary],
     objective: Objective,
     alerts: Vec<DriftAlert>,
-    fired: &[String],
+    verdict: &Verdict,
 ) {
     println!();
     ingestions_table(ingestions);
@@ -815,7 +856,7 @@ pub fn demo_tables(
     println!();
     drift_alerts_table(alerts);
     println!();
-    demo_verdict(fired);
+    println!("Is retraining needed? {}", verdict_line(verdict));
 }
 
 pub fn demo_finished(took: std::time::Duration, location: &str) {
@@ -940,19 +981,5 @@ fn drift_alerts_table(alerts: Vec<DriftAlert>) {
             "notes",
         ],
         &rows,
-    );
-}
-
-fn demo_verdict(fired: &[String]) {
-    println!(
-        "Is retraining needed? {}",
-        if fired.is_empty() {
-            "NO ACTION REQUIRED".to_string()
-        } else {
-            format!(
-                "RETRAINING NEEDED (alerts in the last day: {}); the pipeline already retrained on them",
-                fired.join(", ")
-            )
-        }
     );
 }

@@ -1,19 +1,34 @@
 //! Getting ratings and movies in: MovieLens readers for every published
 //! format, validation with errors that point at the file and line, the
 //! train/test split, PCA genre features, and the synthetic generator.
+//!
+//! Each module has one job:
+//! - [`formats`]: read a MovieLens release (CSV, DAT, ml-100k) into
+//!   validated movies and ratings, naming the file and line of each problem;
+//! - [`split`]: assign each rating to train or test;
+//! - [`pca`]: the genre embedding stored with each movie;
+//! - [`synth`]: generate a MovieLens-shaped dataset with a known ground
+//!   truth, and weekly batches with injected drift;
+//! - [`stream`]: replay a real release as a history and weekly batches;
+//! - `writer`: the MovieLens CSV files that `synth`, `stream` and the demo
+//!   write.
+//!
+//! This module defines the problems a row can have ([`IssueKind`],
+//! [`InputError`]) and what a read returns ([`Dataset`]). It depends on
+//! nothing above it: storing a dataset is `pipeline::load`'s job.
 
 pub mod formats;
-pub mod load;
 pub mod pca;
 pub mod split;
 pub mod stream;
 pub mod synth;
+pub(crate) mod writer;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::types::{Movie, Rating};
+use crate::types::{Movie, Rating, RatingError};
 
 /// What kind of problem a row has. `--skip-invalid` reports counts per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,13 +73,22 @@ impl IssueKind {
             IssueKind::Malformed => "malformed line",
             IssueKind::ColumnCount => "wrong number of columns",
             IssueKind::NotNumeric => "non-numeric field",
-            IssueKind::RatingOutOfRange => "rating outside 0.5..5.0",
-            IssueKind::RatingNotHalfStep => "rating not on a 0.5 step",
+            IssueKind::RatingOutOfRange => RatingError::OutOfRange.label(),
+            IssueKind::RatingNotHalfStep => RatingError::NotHalfStep.label(),
             IssueKind::DuplicateRating => "duplicate (user, movie) rating",
             IssueKind::DuplicateMovie => "duplicate movieId",
             IssueKind::UnknownMovie => "rating for a movie not in the movie file",
             IssueKind::BadHeader => "unexpected header",
             IssueKind::TooLong => "field too long for the schema",
+        }
+    }
+}
+
+impl From<RatingError> for IssueKind {
+    fn from(e: RatingError) -> Self {
+        match e {
+            RatingError::OutOfRange => IssueKind::RatingOutOfRange,
+            RatingError::NotHalfStep => IssueKind::RatingNotHalfStep,
         }
     }
 }

@@ -22,17 +22,15 @@
 //! downstream of `load` uses them.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use super::formats::{detect_format, read_dir};
-use super::synth::{remove_stale_batches, write_ratings_file};
+use super::writer::{batch_path, prepare_batch_dir, write_movies_file, write_ratings_file};
 use super::{Format, ReadOptions, SkipReport};
 use crate::progress::Progress;
-use crate::types::{Movie, Rating};
+use crate::types::Rating;
 use crate::{Error, Result};
 
 /// How to cut a release into history and batches.
@@ -146,7 +144,7 @@ pub fn stream(
     progress.stage("stream", Some(opts.weeks as u64 + 1));
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let movies_path = out.join("movies.csv");
-    write_movies(&movies_path, &data.movies)?;
+    write_movies_file(&movies_path, &data.movies)?;
 
     let (history, rest) = ratings.split_at_mut(history_len);
     let history_path = out.join("ratings.csv");
@@ -156,9 +154,7 @@ pub fn stream(
     let seen_movies: HashSet<i32> = history.iter().map(|r| r.movie_id).collect();
     let seen = (&seen_users, &seen_movies);
 
-    let batch_dir = out.join("batches");
-    std::fs::create_dir_all(&batch_dir).map_err(|e| Error::io(&batch_dir, e))?;
-    remove_stale_batches(&batch_dir)?;
+    let batch_dir = prepare_batch_dir(out)?;
     let (size, extra) = (tail / weeks, tail % weeks);
     let mut batches = Vec::with_capacity(weeks);
     let mut rest = rest;
@@ -167,7 +163,7 @@ pub fn stream(
         let (chunk, after) = rest.split_at_mut(len);
         rest = after;
         let week = k as u32 + 1;
-        let path = batch_dir.join(format!("batch_w{week}.csv"));
+        let path = batch_path(&batch_dir, week);
         batches.push(write_chunk(&path, week, chunk, Some(seen))?);
         progress.advance(1);
     }
@@ -204,26 +200,6 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
-}
-
-/// The catalogue in MovieLens CSV, in the order read. The csv writer quotes
-/// only fields that need it (commas, quotes), which is how MovieLens quotes,
-/// so titles read back identically.
-fn write_movies(path: &Path, movies: &[Movie]) -> Result<()> {
-    let io = |e: std::io::Error| Error::io(path, e);
-    let file = File::create(path).map_err(io)?;
-    let mut w = csv::Writer::from_writer(BufWriter::new(file));
-    let csv_err = |e: csv::Error| Error::io(path, e.into());
-    w.write_record(["movieId", "title", "genres"])
-        .map_err(csv_err)?;
-    for m in movies {
-        w.write_record([m.movie_id.to_string().as_str(), &m.title, &m.genres])
-            .map_err(csv_err)?;
-    }
-    w.into_inner()
-        .map_err(|e| io(e.into_error()))?
-        .flush()
-        .map_err(io)
 }
 
 /// Summarises a time-sorted chunk, then writes it sorted by user and movie.
@@ -271,7 +247,17 @@ mod tests {
     use crate::data::formats::read_ratings;
     use crate::progress::Silent;
 
-    const ML_SMALL: &str = "/work/shared/data/ml-latest-small";
+    /// ml-latest-small in the shared data next to the project, as the
+    /// other tests find it (`tests/common::shared_data`).
+    fn ml_small() -> PathBuf {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ml-latest-small");
+        assert!(
+            p.join("ratings.csv").is_file(),
+            "MovieLens sample data not found at {}",
+            p.display()
+        );
+        p
+    }
 
     fn key(r: &Rating) -> (i32, i32, i64, u32) {
         (r.user_id, r.movie_id, r.timestamp, (r.rating * 2.0) as u32)
@@ -332,11 +318,7 @@ mod tests {
 
     #[test]
     fn replays_ml_latest_small_exactly() {
-        let src = Path::new(ML_SMALL);
-        if !src.join("ratings.csv").is_file() {
-            eprintln!("skipping: {ML_SMALL} is not available");
-            return;
-        }
+        let src = &ml_small();
         let out = tempfile::tempdir().unwrap();
         let opts = StreamOptions {
             weeks: 3,

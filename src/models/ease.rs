@@ -47,7 +47,10 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EaseParams {
-    /// L2 regularization λ added to the Gram matrix's diagonal.
+    /// L2 regularization, relative to the signal's scale: the Gram matrix's
+    /// diagonal gets `lambda · mean(w²)` (the mean over the counted
+    /// ratings' weights `w`), so one value means the same strength for
+    /// binary input (`w = 1`) and for stars (`w` up to 5).
     pub lambda: f64,
     /// How ratings become the weights of `X` (see [`Signal`]).
     pub signal: Signal,
@@ -60,8 +63,8 @@ pub struct EaseParams {
 impl Default for EaseParams {
     fn default() -> Self {
         EaseParams {
-            lambda: 250.0,
-            signal: Signal::All,
+            lambda: 500.0,
+            signal: Signal::Weighted,
             max_items: 10_000,
             neighbors: 200,
         }
@@ -359,7 +362,18 @@ pub(crate) fn fit(
         },
         params.lambda
     ));
-    let mut g = gram(&by_user, &by_movie, params.lambda);
+    let mean_sq = {
+        let (sum, n) = by_movie
+            .iter()
+            .flatten()
+            .fold((0.0f64, 0usize), |(s, n), &(_, w)| (s + (w as f64) * (w as f64), n + 1));
+        if n == 0 {
+            1.0
+        } else {
+            sum / n as f64
+        }
+    };
+    let mut g = gram(&by_user, &by_movie, params.lambda * mean_sq);
     drop(by_user);
     drop(by_movie);
     progress.advance(1);
@@ -509,7 +523,8 @@ mod tests {
     }
 
     /// The closed form computed independently with nalgebra: a dense
-    /// inverse of `XᵀX + λI`, then `B = I − P diag(1/diag P)`.
+    /// inverse of `XᵀX + λ·mean(x²)·I` (the mean over the nonzero entries
+    /// of X), then `B = I − P diag(1/diag P)`.
     fn reference_b(ratings: &[Rating], signal: Signal, lambda: f64) -> (Vec<i32>, DMatrix<f64>) {
         let mut movies: Vec<i32> = ratings.iter().map(|r| r.movie_id).collect();
         movies.sort();
@@ -526,7 +541,9 @@ mod tests {
             }
         }
         let n = movies.len();
-        let g = x.transpose() * &x + DMatrix::identity(n, n) * lambda;
+        let nonzero: Vec<f64> = x.iter().copied().filter(|v| *v != 0.0).collect();
+        let mean_sq = nonzero.iter().map(|v| v * v).sum::<f64>() / nonzero.len() as f64;
+        let g = x.transpose() * &x + DMatrix::identity(n, n) * (lambda * mean_sq);
         let p = g.try_inverse().unwrap();
         let b = DMatrix::from_fn(
             n,

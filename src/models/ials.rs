@@ -77,11 +77,11 @@ pub struct IalsParams {
 impl Default for IalsParams {
     fn default() -> Self {
         IalsParams {
-            factors: 64,
+            factors: 128,
             iterations: 15,
-            reg: 5.0,
-            alpha: 10.0,
-            signal: Signal::All,
+            reg: 50.0,
+            alpha: 1.7,
+            signal: Signal::Weighted,
             solver: IalsSolver::Cg,
             cg_steps: 3,
             init_std: 0.01,

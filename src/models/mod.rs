@@ -59,10 +59,7 @@ use crate::progress::Progress;
 use crate::types::Rating;
 use crate::{Error, Result};
 
-/// Lowest rating MovieLens allows; predictions are clipped to it.
-pub const MIN_RATING: f32 = 0.5;
-/// Highest rating MovieLens allows; predictions are clipped to it.
-pub const MAX_RATING: f32 = 5.0;
+pub use crate::types::{MAX_RATING, MIN_RATING};
 
 /// The training algorithms. The lowercase name is what the CLI accepts, what
 /// JSON notes record and what the artifact's tag maps to.

@@ -23,7 +23,10 @@ use crate::types::{Rating, Split};
 fn data_path() -> PathBuf {
     std::env::var_os("CINEMATCH_ML_SMALL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data/ml-latest-small/ratings.csv"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/data/ml-latest-small/ratings.csv")
+        })
 }
 
 fn read_ratings() -> Vec<Rating> {

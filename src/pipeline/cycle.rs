@@ -4,28 +4,45 @@
 //! Steps are idempotent, so a failed cycle is simply run again: a batch that
 //! already landed is skipped, the drift check runs again, and retraining
 //! commits atomically or not at all. Cycles never overlap, also across
-//! processes (an advisory lock on PostgreSQL, a lock file on SQLite).
+//! processes and machines: each holds the pipeline lease ([`super::lease`]),
+//! as `cinematch retrain` does.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::drift_check::{self, Thresholds};
 use super::ingest;
+use super::lease::{PipelineLease, DEFAULT_LEASE};
 use super::retrain::{self, RetrainOptions, RetrainOutcome};
 use crate::data::ReadOptions;
 use crate::progress::Progress;
 use crate::store::Store;
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CycleOptions {
     /// A batch file to ingest first, with its batch id.
     pub batch: Option<(PathBuf, String)>,
     pub read: ReadOptions,
     pub thresholds: Thresholds,
     pub retrain: RetrainOptions,
+    /// Length of the pipeline lease (see [`super::lease`]): how long a
+    /// vanished holder blocks the next cycle.
+    pub lease: Duration,
+}
+
+impl Default for CycleOptions {
+    fn default() -> Self {
+        CycleOptions {
+            batch: None,
+            read: ReadOptions::default(),
+            thresholds: Thresholds::default(),
+            retrain: RetrainOptions::default(),
+            lease: DEFAULT_LEASE,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,23 +78,18 @@ impl CycleReport {
 pub const INTERRUPTED_RUN: &str = "interrupted: the cycle's process stopped (killed, or lost the \
      database) before it finished; found by the next cycle";
 
-/// Runs one cycle. Refuses with [`Error::Conflict`] when another cycle holds
-/// the pipeline lock. Runs left 'running' by a cycle that died are marked
-/// failed with [`INTERRUPTED_RUN`] first.
+/// Runs one cycle. Refuses with [`Error::Busy`] when another cycle or a
+/// retrain holds the pipeline lease. Runs left 'running' by a cycle that
+/// died are marked failed with [`INTERRUPTED_RUN`] first.
 pub fn run_cycle(
     store: &mut dyn Store,
     opts: &CycleOptions,
     progress: &dyn Progress,
 ) -> Result<CycleReport> {
-    if !store.try_lock_pipeline()? {
-        return Err(Error::Conflict(
-            "another pipeline cycle is running against this database; try again when it finishes"
-                .into(),
-        ));
-    }
+    let lease = PipelineLease::acquire(store, opts.lease)?;
     crate::failpoint::hit("pipeline:locked");
-    let result = run_locked(store, opts, progress);
-    let _ = store.unlock_pipeline();
+    let result = run_locked(store, opts, progress, &lease);
+    lease.release(store);
     result
 }
 
@@ -85,6 +97,7 @@ fn run_locked(
     store: &mut dyn Store,
     opts: &CycleOptions,
     progress: &dyn Progress,
+    lease: &PipelineLease,
 ) -> Result<CycleReport> {
     let batch_id = opts.batch.as_ref().map(|(_, id)| id.as_str());
     // Cycles never overlap and this one holds the lock, so a run still
@@ -111,9 +124,7 @@ fn run_locked(
         let t = Instant::now();
         let (status, detail) = match ingest::ingest_file(store, path, id, opts.read) {
             Ok(r) => ("ok", format!("{} ratings ingested as {id}", r.records)),
-            Err(Error::Conflict(msg)) if msg.contains("already ingested") => {
-                ("skipped", format!("{id} was already ingested"))
-            }
+            Err(Error::BatchCompleted { .. }) => ("skipped", format!("{id} was already ingested")),
             Err(e) => {
                 failed = true;
                 ("failed", e.to_string())
@@ -122,6 +133,12 @@ fn run_locked(
         steps.push(step("ingest", status, detail, t));
     }
 
+    if !failed {
+        if let Err(e) = lease.check() {
+            failed = true;
+            steps.push(step("drift_check", "failed", e.to_string(), Instant::now()));
+        }
+    }
     if !failed {
         let t = Instant::now();
         match drift_check::check(store, batch_id, &opts.thresholds) {
@@ -146,6 +163,12 @@ fn run_locked(
         }
     }
 
+    if !failed {
+        if let Err(e) = lease.check() {
+            failed = true;
+            steps.push(step("retrain", "failed", e.to_string(), Instant::now()));
+        }
+    }
     if !failed {
         let t = Instant::now();
         if drift {

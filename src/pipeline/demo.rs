@@ -6,15 +6,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::load::{self, LoadOptions, Source};
 use crate::data::stream::{self, StreamOptions};
 use crate::data::synth::{self, DriftKind, DriftSpec, SynthOptions, WeeklyOptions};
+use crate::data::writer::write_ratings_file;
 use crate::data::{formats, ReadOptions, SkipReport};
 use crate::models::{Algo, Hyperparams};
+use crate::pipeline::load::{self, LoadOptions, Source};
 use crate::progress::Progress;
 use crate::registry::{self, Objective, TrainOptions};
 use crate::store::Store;
-use crate::types::Rating;
+use crate::types::{Rating, MAX_RATING, MIN_RATING};
 use crate::{Error, Result};
 
 use super::cycle::{run_cycle, CycleOptions, CycleReport};
@@ -256,16 +257,9 @@ fn shift_ratings(path: &Path, delta: f32) -> Result<()> {
     let shifted: Vec<Rating> = ratings
         .into_iter()
         .map(|r| Rating {
-            rating: (((r.rating + delta) * 2.0).round() / 2.0).clamp(0.5, 5.0),
+            rating: (((r.rating + delta) * 2.0).round() / 2.0).clamp(MIN_RATING, MAX_RATING),
             ..r
         })
         .collect();
-    let mut out = String::from("userId,movieId,rating,timestamp\n");
-    for r in &shifted {
-        out.push_str(&format!(
-            "{},{},{:.1},{}\n",
-            r.user_id, r.movie_id, r.rating, r.timestamp
-        ));
-    }
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+    write_ratings_file(path, &shifted)
 }

@@ -4,13 +4,17 @@
 //! point leaves either everything or nothing, so no rating is lost or
 //! doubled.
 
+use std::time::Duration;
+
+use super::lease::{PipelineLease, DEFAULT_LEASE};
+
 use crate::eval::EvalOptions;
 use crate::models::{Algo, Hyperparams};
 use crate::progress::Progress;
 use crate::registry::{self, Objective, RunNotes, TrainOptions};
-use crate::store::{ModelRun, RunCommit, Store};
+use crate::store::{DriftAlert, ModelRun, RunCommit, Store};
 use crate::tracking::MlflowConfig;
-use crate::Result;
+use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct RetrainOptions {
@@ -27,6 +31,9 @@ pub struct RetrainOptions {
     /// Also track the retrain in MLflow (see [`crate::tracking`]); the
     /// default takes it from `MLFLOW_TRACKING_URI`.
     pub mlflow: Option<MlflowConfig>,
+    /// Length of the pipeline lease [`retrain`] holds (a cycle's retrain
+    /// runs under the cycle's lease).
+    pub lease: Duration,
 }
 
 impl Default for RetrainOptions {
@@ -38,10 +45,13 @@ impl Default for RetrainOptions {
             tolerance: 0.005,
             eval: EvalOptions::default(),
             mlflow: MlflowConfig::from_env(),
+            lease: DEFAULT_LEASE,
         }
     }
 }
 
+// One value per retrain: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum RetrainOutcome {
     /// Nothing was done, and why.
@@ -55,38 +65,118 @@ pub enum RetrainOutcome {
         /// Ratings moved from the buffer into `ratings`.
         merged: u64,
         batches: Vec<String>,
+        /// The run was good enough to promote, but the champion changed
+        /// while it trained (a rollback or another promotion): this is the
+        /// champion that stays. `decision` says so too.
+        champion_changed: Option<String>,
     },
 }
 
-/// The spec's "Is retraining needed?": any alert triggered within the window.
-pub fn retraining_needed(store: &mut dyn Store, window_secs: i64) -> Result<Vec<String>> {
-    let mut names: Vec<String> = store
+/// The answer to the spec's "Is retraining needed?", for every place that
+/// shows it (`drift status`, `retrain --if-drift`, `/api/status`, the
+/// dashboard).
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    /// Triggered alerts within the window that no retrain has acted on yet,
+    /// newest first: retraining is needed when there is any.
+    pub alerts: Vec<DriftAlert>,
+    /// Triggered alerts within the window that the latest retrain already
+    /// acted on (raised before it started).
+    pub handled: Vec<DriftAlert>,
+    /// That retrain's model version, when it handled any.
+    pub handled_by: Option<String>,
+}
+
+impl Verdict {
+    pub fn needed(&self) -> bool {
+        !self.alerts.is_empty()
+    }
+
+    /// The distinct test names of the open alerts, sorted.
+    pub fn features(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.alerts.iter().map(|a| a.feature_name.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// The spec's check (any alert triggered within the window), less the alerts
+/// a retrain has already acted on: a retrain records in its notes
+/// ([`RunNotes::alerts_through`]) the newest alert id when it started, and alerts up to
+/// that id were computed on data it trained on and merged. Ids, not times,
+/// so no clock of any machine matters. An alert raised after the retrain
+/// started (on data it may not have seen) counts again.
+pub fn retraining_verdict(store: &mut dyn Store, window_secs: i64) -> Result<Verdict> {
+    let triggered: Vec<DriftAlert> = store
         .drift_alerts(Some(window_secs))?
         .into_iter()
         .filter(|a| a.alert_triggered)
-        .map(|a| a.feature_name)
         .collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
+    if triggered.is_empty() {
+        return Ok(Verdict::default());
+    }
+    let latest = store.model_runs()?.into_iter().rev().find_map(|r| {
+        let notes = RunNotes::parse(r.notes.as_deref())?;
+        if notes.kind.as_deref() != Some("retrain") {
+            return None;
+        }
+        Some((r.model_version, notes.alerts_through))
+    });
+    let (handled, alerts): (Vec<DriftAlert>, Vec<DriftAlert>) = match &latest {
+        Some((_, Some(through))) => triggered.into_iter().partition(|a| a.id <= *through),
+        _ => (Vec::new(), triggered),
+    };
+    Ok(Verdict {
+        handled_by: latest.filter(|_| !handled.is_empty()).map(|(v, _)| v),
+        alerts,
+        handled,
+    })
 }
 
+/// The tests behind a "retraining needed" verdict (see
+/// [`retraining_verdict`]); empty when none is needed.
+pub fn retraining_needed(store: &mut dyn Store, window_secs: i64) -> Result<Vec<String>> {
+    Ok(retraining_verdict(store, window_secs)?.features())
+}
+
+/// `cinematch retrain`: holds the pipeline lease (so no cycle runs
+/// meanwhile; [`Error::Busy`] if one does), then retrains
+/// unconditionally or, with `if_drift`, when the verdict asks for it.
 pub fn retrain(
     store: &mut dyn Store,
     opts: &RetrainOptions,
     progress: &dyn Progress,
 ) -> Result<RetrainOutcome> {
+    let lease = PipelineLease::acquire(store, opts.lease)?;
+    let outcome = retrain_leased(store, opts, progress);
+    lease.release(store);
+    outcome
+}
+
+fn retrain_leased(
+    store: &mut dyn Store,
+    opts: &RetrainOptions,
+    progress: &dyn Progress,
+) -> Result<RetrainOutcome> {
     let trigger = if opts.if_drift {
-        let fired = retraining_needed(store, opts.window_secs)?;
-        if fired.is_empty() {
+        let verdict = retraining_verdict(store, opts.window_secs)?;
+        if !verdict.needed() {
+            let handled = match &verdict.handled_by {
+                Some(v) => format!(
+                    " ({} triggered alerts were already handled by retrain {v})",
+                    verdict.handled.len()
+                ),
+                None => String::new(),
+            };
             return Ok(RetrainOutcome::Skipped {
                 reason: format!(
-                    "no drift alert triggered in the last {}: NO ACTION REQUIRED",
+                    "no drift alert triggered in the last {}{handled}: NO ACTION REQUIRED",
                     human_secs(opts.window_secs)
                 ),
             });
         }
-        format!("drift alerts: {}", fired.join(", "))
+        format!("drift alerts: {}", verdict.features().join(", "))
     } else {
         "unconditional".to_string()
     };
@@ -94,13 +184,21 @@ pub fn retrain(
 }
 
 /// Retrains without consulting the alerts table; `trigger` says why (it is
-/// recorded in the run's notes).
+/// recorded in the run's notes). The caller holds the pipeline lease.
+///
+/// The promotion is compare-and-set against the champion read at the start:
+/// if a rollback or another promotion replaced it meanwhile, the run is
+/// recorded (and the buffer merged) without promotion, and the outcome says
+/// which champion stays and why.
 pub fn retrain_now(
     store: &mut dyn Store,
     trigger: &str,
     opts: &RetrainOptions,
     progress: &dyn Progress,
 ) -> Result<RetrainOutcome> {
+    // First: alerts raised from here on may concern data this retrain does
+    // not see, so they must keep asking for a retrain.
+    let alerts_through = store.drift_alerts(None)?.iter().map(|a| a.id).max();
     let champion_run = registry::champion_run(store)?;
     let champion = champion_run.as_ref().map(|r| r.model_version.clone());
     // The champion's algorithm, hyperparameters and seed, from its notes.
@@ -130,6 +228,7 @@ pub fn retrain_now(
         trigger: Some(trigger.to_string()),
         batches: Some(batches.clone()),
         champion_before: champion.clone(),
+        alerts_through,
         ..RunNotes::default()
     };
     let mut tracker = registry::start_tracking(
@@ -160,10 +259,40 @@ pub fn retrain_now(
     registry::log_to_tracker(&mut tracker, &mut trained);
     let commit = RunCommit {
         promote_reason: promoted.then(|| format!("retrain ({trigger}); {decision}")),
+        promote_if_champion_is: Some(champion.clone()),
         merge_buffer: true,
     };
     crate::failpoint::hit("retrain:before_record");
-    let (run, merged) = registry::record(store, &trained, run_id, &commit)?;
+    let (run, merged, promoted, decision, champion_changed) =
+        match registry::record(store, &trained, run_id.clone(), &commit) {
+            Ok((run, merged)) => (run, merged, promoted, decision, None),
+            Err(Error::ChampionChanged { expected, actual }) => {
+                let decision = format!(
+                    "not promoted: the champion changed from {} to {} while this retrain ran \
+                     (a rollback or another promotion), so {} stays champion; the run would \
+                     have been {decision}",
+                    expected.as_deref().unwrap_or("none"),
+                    actual.as_deref().unwrap_or("none"),
+                    actual.as_deref().unwrap_or("none"),
+                );
+                tracing::warn!("{decision}");
+                trained.notes.decision = Some(decision.clone());
+                trained.notes.champion_changed_to = actual.clone();
+                let commit = RunCommit {
+                    merge_buffer: true,
+                    ..RunCommit::default()
+                };
+                let (run, merged) = registry::record(store, &trained, run_id, &commit)?;
+                (
+                    run,
+                    merged,
+                    false,
+                    decision,
+                    Some(actual.unwrap_or_default()),
+                )
+            }
+            Err(e) => return Err(e),
+        };
     registry::finish_tracking(
         tracker,
         &run,
@@ -184,6 +313,7 @@ pub fn retrain_now(
         champion_before: champion,
         merged,
         batches,
+        champion_changed,
     })
 }
 

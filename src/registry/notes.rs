@@ -52,6 +52,14 @@ pub struct RunNotes {
     pub champion_before: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batches: Option<Vec<String>>,
+    /// A retrain's newest drift alert id when it started: alerts up to it
+    /// were computed on data the retrain trained on, so they no longer ask
+    /// for a retrain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts_through: Option<i64>,
+    /// The champion that stayed because it changed while this run trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion_changed_to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlflow_run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

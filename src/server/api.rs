@@ -28,7 +28,7 @@ use super::state::{AppState, Snapshot};
 use crate::recommend::{Request, SimilarBasis, Strategy, MAX_K};
 use crate::registry::{self, Objective, RunSummary};
 use crate::store::{DriftAlert, Ingestion};
-use crate::types::{Movie, Rating};
+use crate::types::{check_rating, Movie, Rating};
 
 /// Health and readiness probes answer within this, even with the pool busy.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -421,7 +421,9 @@ pub struct StatusBody {
     champion: Option<ModelBody>,
     serving: ServingBody,
     buffer: BufferBody,
-    /// The spec's check: any drift alert triggered in the last day.
+    /// The spec's check: any drift alert triggered in the last day that no
+    /// retrain has acted on yet (one raised before the latest retrain started
+    /// was computed on data that retrain trained on and merged).
     retraining_needed: bool,
     /// The alerts behind the verdict, newest first.
     recent_alerts: Vec<AlertBody>,
@@ -939,7 +941,7 @@ pub async fn post_ratings(
 ) -> Result<Response, ApiError> {
     let now = chrono::Utc::now();
     let (ratings, positions) = parse_ratings(&body, now.timestamp())?;
-    let batch_id = format!("api_{}", now.format("%Y-%m-%d"));
+    let batch_id = crate::store::api_batch_id(now.date_naive());
     let to_store = ratings.clone();
     let batch = batch_id.clone();
     let outcome = state
@@ -1072,12 +1074,7 @@ fn parse_rating(v: &Value, now: i64) -> Result<Rating, String> {
         .as_f64()
         .filter(|x| x.is_finite())
         .ok_or_else(|| format!("rating {rv} is not a number"))?;
-    if !(0.5..=5.0).contains(&value) {
-        return Err(format!("rating {rv} is outside 0.5..5.0"));
-    }
-    if (value * 2.0).fract() != 0.0 {
-        return Err(format!("rating {rv} is not a multiple of 0.5"));
-    }
+    check_rating(value).map_err(|e| format!("rating {rv} {e}"))?;
     let timestamp = match timestamp {
         None | Some(Value::Null) => now,
         Some(t) => t
@@ -1189,11 +1186,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, A
             let champion = store.champion()?;
             let runs = registry::run_summaries(store, objective)?;
             let buffer = store.buffer_counts()?;
-            let recent: Vec<DriftAlert> = store
-                .drift_alerts(Some(86_400))?
-                .into_iter()
-                .filter(|a| a.alert_triggered)
-                .collect();
+            let recent = crate::pipeline::retrain::retraining_verdict(store, 86_400)?.alerts;
             Ok((champion, runs, buffer, recent))
         })
         .await?;

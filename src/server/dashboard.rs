@@ -26,7 +26,8 @@ struct Data {
     champion: Option<String>,
     /// Newest first.
     alerts: Vec<DriftAlert>,
-    /// Triggered in the last day: the spec's retraining check.
+    /// Triggered in the last day and not yet acted on by a retrain: the
+    /// spec's retraining check (see `pipeline::retrain::retraining_verdict`).
     recent: Vec<DriftAlert>,
     ingestions: Vec<Ingestion>,
     sizes: Vec<TableSize>,
@@ -54,11 +55,7 @@ pub async fn page(State(state): State<AppState>) -> Result<Response, ApiError> {
                 runs: registry::run_summaries(store, objective)?,
                 champion: store.champion()?,
                 alerts: store.drift_alerts(None)?,
-                recent: store
-                    .drift_alerts(Some(86_400))?
-                    .into_iter()
-                    .filter(|a| a.alert_triggered)
-                    .collect(),
+                recent: crate::pipeline::retrain::retraining_verdict(store, 86_400)?.alerts,
                 ingestions: store.ingestions()?,
                 sizes: store.table_sizes()?,
                 counts: store.table_counts()?,
@@ -415,7 +412,8 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
         h.push_str(
             "<section class=\"card verdict ok\" id=\"verdict\" data-retraining-needed=\"false\">\
              <h2>Retraining needed?</h2><p class=\"big\">No</p>\
-             <p class=\"note\">No drift alert was triggered in the last day.</p>",
+             <p class=\"note\">No drift alert was triggered in the last day, or the latest \
+             retrain already acted on it.</p>",
         );
     } else {
         h.push_str(

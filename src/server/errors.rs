@@ -109,6 +109,7 @@ pub fn public_message(e: &Error) -> (StatusCode, String) {
         Error::InvalidArgument(m) => (StatusCode::BAD_REQUEST, m.clone()),
         Error::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
         Error::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+        Error::BatchCompleted { .. } | Error::Busy(_) => (StatusCode::CONFLICT, e.to_string()),
         Error::Input(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         other => {
             let kind = match other {

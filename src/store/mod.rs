@@ -143,6 +143,12 @@ pub struct NewModelRun {
 pub struct RunCommit {
     /// Promote the run to champion, with this reason.
     pub promote_reason: Option<String>,
+    /// Compare-and-set for that promotion: only if the champion is still
+    /// this one (`Some(None)`: still none). Otherwise nothing at all is
+    /// written and the commit fails with [`Error::ChampionChanged`], so the
+    /// caller can record the run unpromoted and say why. How the caller
+    /// decided the run is better does not matter here.
+    pub promote_if_champion_is: Option<Option<String>>,
     /// Move the buffer into `ratings` as train data (the retrain's merge).
     pub merge_buffer: bool,
 }
@@ -180,7 +186,9 @@ pub struct Ingestion {
     pub batch_id: String,
     pub ingestion_date: Option<chrono::NaiveDateTime>,
     pub record_count: Option<i64>,
-    /// 'completed', 'failed' or 'in_progress'. A batch whose process died
+    /// 'completed', 'failed', 'in_progress' or 'cleared' (its buffered
+    /// ratings were deleted by [`Store::clear_batch`]; it may be ingested
+    /// again). A batch whose process died
     /// stays 'in_progress' until the next ingestion finds no process
     /// ingesting and marks it 'failed' with [`INTERRUPTED_NOTE`]; either way
     /// it may be retried.
@@ -221,6 +229,27 @@ pub struct PipelineRun {
     /// JSON array of step outcomes.
     pub steps: Option<String>,
     pub summary: Option<String>,
+}
+
+/// A named lease as the store holds it (see [`Store::acquire_lease`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub name: String,
+    /// Who holds it: an opaque id chosen by the holder.
+    pub holder: String,
+    pub acquired_at: chrono::NaiveDateTime,
+    pub expires_at: chrono::NaiveDateTime,
+    /// Seconds until it expires by the database's clock; negative once it
+    /// has (it may then be taken over).
+    pub remaining_secs: f64,
+}
+
+/// The answer of [`Store::acquire_lease`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeaseGrant {
+    Acquired,
+    /// Someone else holds it and it has not expired.
+    Held(Lease),
 }
 
 /// The CineMatch schema, whatever engine holds it.
@@ -342,8 +371,15 @@ pub trait Store: Send {
     /// meanwhile are either moved or stay buffered, never lost or doubled.
     fn merge_buffer(&mut self) -> Result<u64>;
 
-    /// Deletes every buffered rating (the spec's option 1).
-    fn clear_buffer(&mut self) -> Result<u64>;
+    /// Deletes one batch's ratings from `ratings_buffer` (the spec's option
+    /// 1, scoped) and marks its audit row 'cleared' with the count, in one
+    /// transaction, so the batch may be ingested again: nothing of it is
+    /// buffered or merged. Refuses with [`Error::NotFound`] when none of the
+    /// batch is buffered (never ingested, or already merged into `ratings`:
+    /// re-ingesting it then would double it), and with [`Error::Conflict`]
+    /// while it is being ingested. Ratings the API appends to the batch
+    /// afterwards reopen it as 'completed'.
+    fn clear_batch(&mut self, batch_id: &str) -> Result<u64>;
 
     // --- drift --------------------------------------------------------------
 
@@ -376,11 +412,42 @@ pub trait Store: Send {
     /// VACUUM ANALYZE of the three core tables (the spec's weekly maintenance).
     fn vacuum(&mut self) -> Result<()>;
 
-    /// Takes the cross-process lock that keeps two pipeline cycles apart;
-    /// `false` if another process holds it. Released by [`Store::unlock_pipeline`]
-    /// or when the process (connection) ends.
-    fn try_lock_pipeline(&mut self) -> Result<bool>;
-    fn unlock_pipeline(&mut self) -> Result<()>;
+    // --- leases -----------------------------------------------------------
+    //
+    // A lease is a row (holder, expiry by the database's clock) taken,
+    // renewed and released in short transactions of their own. Nothing lives
+    // in a session, so it works behind a transaction-mode pooler (Neon's
+    // pooled endpoint, PgBouncer), where consecutive statements may run on
+    // different server connections, and a holder that vanishes (host gone,
+    // network cut) loses it when it expires instead of when TCP keepalive
+    // notices, hours later. `pipeline::lease` builds the pipeline's lock on it.
+
+    /// Takes the lease `name` for `holder` until `ttl` from now: when nobody
+    /// holds it, when it has expired, when `holder` already holds it (then
+    /// only the expiry moves), or when `take_over` names its current holder
+    /// (one the caller knows to be dead). Otherwise returns who holds it.
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        take_over: Option<&str>,
+    ) -> Result<LeaseGrant>;
+
+    /// Moves the expiry of a lease `holder` holds to `ttl` from now; `false`
+    /// when it is no longer theirs (released, or taken over after expiring).
+    fn renew_lease(&mut self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool>;
+
+    /// Gives the lease up if `holder` still holds it.
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()>;
+
+    /// The lease `name`, expired or not, if anyone holds it.
+    fn lease(&mut self, name: &str) -> Result<Option<Lease>>;
+
+    /// Another connection to the same database, for work that must go on
+    /// while this one is busy (the lease renewer). Not possible for a
+    /// private in-memory SQLite database.
+    fn reopen(&self) -> Result<Box<dyn Store>>;
 
     // --- model registry ---------------------------------------------------
 
@@ -413,6 +480,17 @@ pub trait Store: Send {
 
     /// Makes a stored model the champion. [`Error::NotFound`] if it has no artifact.
     fn promote(&mut self, model_version: &str, reason: &str) -> Result<()>;
+
+    /// Makes a stored model the champion only if the champion is still
+    /// `expected` (`None`: there is none), atomically; [`Error::ChampionChanged`]
+    /// otherwise, with nothing written. For promotions decided on a champion
+    /// read earlier, which a rollback or another promotion may have replaced.
+    fn promote_if_champion_is(
+        &mut self,
+        expected: Option<&str>,
+        model_version: &str,
+        reason: &str,
+    ) -> Result<()>;
 
     /// Marks the current champion's promotion rolled back, so the previous
     /// champion serves again. Returns (from, to).
@@ -547,6 +625,19 @@ pub(crate) fn sample_std(n: i64, sum: f64, sum_sq: f64) -> f64 {
     ((sum_sq - sum * sum / n) / (n - 1.0)).max(0.0).sqrt()
 }
 
+/// The check of a compare-and-set promotion, given the champion read inside
+/// the promoting transaction.
+pub(crate) fn expect_champion(expected: Option<&str>, actual: Option<String>) -> Result<()> {
+    if expected == actual.as_deref() {
+        Ok(())
+    } else {
+        Err(Error::ChampionChanged {
+            expected: expected.map(str::to_string),
+            actual,
+        })
+    }
+}
+
 /// The champion to return to on rollback: the latest live promotion whose
 /// model differs from the current champion. Returns (its promotion id,
 /// from, to); every live promotion after that id is then rolled back.
@@ -569,10 +660,46 @@ pub(crate) fn rollback_target(promotions: &[(i64, String, bool)]) -> Result<(i64
     Ok((previous.0, current.1.clone(), previous.1.clone()))
 }
 
-pub(crate) fn batch_completed(batch_id: &str) -> Error {
+/// The prefix of the batch ids under which the HTTP API buffers ratings,
+/// one batch per UTC day (`api_2025-01-06`); bulk clears keep them unless
+/// asked (they hold ratings users were told were stored).
+pub const API_BATCH_PREFIX: &str = "api_";
+
+/// The API's batch id for a day.
+pub fn api_batch_id(day: chrono::NaiveDate) -> String {
+    format!("{API_BATCH_PREFIX}{}", day.format("%Y-%m-%d"))
+}
+
+/// Whether a batch holds ratings posted through the API.
+pub fn is_api_batch(batch_id: &str) -> bool {
+    batch_id.starts_with(API_BATCH_PREFIX)
+}
+
+/// The audit note of a cleared batch.
+pub(crate) fn cleared_note(n: u64) -> String {
+    format!(
+        "cleared: {n} buffered ratings deleted (none had been merged into ratings); \
+         the batch may be ingested again"
+    )
+}
+
+pub(crate) fn nothing_to_clear(batch_id: &str, status: Option<&str>) -> Error {
+    Error::NotFound(format!(
+        "batch {batch_id:?} has no ratings in ratings_buffer (status {}): {}",
+        status.unwrap_or("unknown"),
+        match status {
+            Some("completed") =>
+                "they were merged into ratings by a retrain or a buffer merge, \
+                 so clearing (and ingesting it again) would double them",
+            Some(_) => "nothing of it was stored",
+            None => "no such batch was ingested",
+        }
+    ))
+}
+
+pub(crate) fn clear_while_ingesting(batch_id: &str) -> Error {
     Error::Conflict(format!(
-        "batch {batch_id:?} was already ingested (status completed); use a new --batch-id, \
-         or `cinematch buffer clear` / retrain first if you mean to replace it"
+        "batch {batch_id:?} is being ingested right now; clear it once that has finished"
     ))
 }
 

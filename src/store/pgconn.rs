@@ -165,14 +165,17 @@ fn redact_password_params(s: &str) -> String {
 }
 
 /// TLS modes as libpq defines them (`allow` is not offered: tokio-postgres
-/// cannot try plaintext first and upgrade afterwards).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// cannot try plaintext first and upgrade afterwards). Without `sslmode` the
+/// mode is [`default_ssl_mode`]: `require`, or `prefer` on loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
     /// Never use TLS.
     Disable,
-    /// Use TLS when the server offers it, without verifying the certificate;
-    /// fall back to plaintext otherwise. libpq's default.
-    #[default]
+    /// Use TLS when the server offers it (the certificate is only verified
+    /// when a root certificate is configured); plaintext only when the server
+    /// declines TLS. Unlike libpq, a TLS handshake or certificate failure is
+    /// an error, never a reason to retry in plaintext: otherwise anyone on
+    /// the path could force plaintext by breaking the handshake.
     Prefer,
     /// TLS is mandatory; the certificate is only checked against a CA when a
     /// root certificate is configured (as libpq does).
@@ -308,10 +311,17 @@ impl PgTarget {
             ))
         })?;
 
-        let ssl_mode = match &params.sslmode {
-            Some(mode) => mode.parse()?,
-            None => SslMode::default(),
+        let explicit_mode: Option<SslMode> = match &params.sslmode {
+            Some(mode) => Some(mode.parse()?),
+            None => None,
         };
+        if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+            // libpq would try a Unix socket whose directory depends on the
+            // build; TCP to localhost is what users of a URL without host mean
+            // far more often, and it gives a predictable error when it fails.
+            config.host("localhost");
+        }
+        let ssl_mode = explicit_mode.unwrap_or_else(|| default_ssl_mode(&config));
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let root_cert = match params.sslrootcert {
             Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
@@ -355,12 +365,6 @@ impl PgTarget {
             }
         };
 
-        if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
-            // libpq would try a Unix socket whose directory depends on the
-            // build; TCP to localhost is what users of a URL without host mean
-            // far more often, and it gives a predictable error when it fails.
-            config.host("localhost");
-        }
         if !params.has_connect_timeout {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
@@ -397,21 +401,30 @@ impl PgTarget {
             return config.connect(NoTls).map_err(|e| self.connect_error(&e));
         }
         let tls = self.tls_connector()?;
-        match config.connect(tls) {
-            Ok(client) => Ok(client),
-            Err(e) if self.ssl_mode == SslMode::Prefer && find_rustls_error(&e).is_some() => {
-                // libpq's prefer retries without TLS when the handshake
-                // fails, not only when the server declines TLS.
-                tracing::warn!(
-                    target_db = %self.display,
-                    error = %redact(&error_chain(&e)),
-                    "TLS handshake failed with sslmode=prefer; retrying without TLS"
-                );
-                config.ssl_mode(postgres::config::SslMode::Disable);
-                config.connect(NoTls).map_err(|e| self.connect_error(&e))
-            }
-            Err(e) => Err(self.connect_error(&e)),
-        }
+        // No second attempt in plaintext after a TLS failure, whatever the
+        // mode: see [`SslMode::Prefer`].
+        config.connect(tls).map_err(|e| self.connect_error(&e))
+    }
+
+    /// Whether every endpoint is this machine (loopback or a Unix socket),
+    /// where plaintext never crosses a network.
+    pub fn is_local(&self) -> bool {
+        all_local(&self.config)
+    }
+
+    /// The warning to log when a connection with this target may travel
+    /// unencrypted over a network: `sslmode=disable` to a host that is not
+    /// this machine. (`prefer` to such a host is checked after connecting,
+    /// as only the server's answer tells.)
+    pub fn plaintext_warning(&self) -> Option<String> {
+        (self.ssl_mode == SslMode::Disable && !self.is_local()).then(|| {
+            format!(
+                "the connection to {} is not encrypted (sslmode=disable) although the \
+                 server is not on this machine: passwords and data cross the network in \
+                 plaintext; use sslmode=require or stricter",
+                self.endpoints()
+            )
+        })
     }
 
     fn tls_connector(&self) -> Result<MakeRustlsConnect> {
@@ -566,7 +579,15 @@ impl PgTarget {
             return msg;
         }
         if let Some(tls) = find_rustls_error(e) {
-            return self.explain_tls(tls);
+            let mut msg = self.explain_tls(tls);
+            if self.ssl_mode == SslMode::Prefer {
+                msg.push_str(
+                    "; sslmode=prefer does not retry in plaintext after a TLS failure (an \
+                     attacker could force that); fix the TLS setup, or set sslmode=disable \
+                     explicitly on a trusted network",
+                );
+            }
+            return msg;
         }
         let chain = error_chain(e);
         if chain.contains("server does not support TLS") {
@@ -654,6 +675,30 @@ pub fn connect(url: &str) -> Result<postgres::Client> {
     let target = PgTarget::parse(url)?;
     let mut client = target.connect()?;
     client.batch_execute("SET TIME ZONE 'UTC'")?;
+    let warning = match target.ssl_mode {
+        SslMode::Prefer if !target.is_local() => {
+            // The server may have declined TLS; only it can say.
+            let ssl: Option<bool> = client
+                .query_opt(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .ok()
+                .flatten()
+                .and_then(|r| r.get(0));
+            (ssl == Some(false)).then(|| {
+                format!(
+                    "the connection to {} is not encrypted: the server declined TLS and \
+                     sslmode=prefer allowed plaintext; use sslmode=require or stricter",
+                    target.endpoints()
+                )
+            })
+        }
+        _ => target.plaintext_warning(),
+    };
+    if let Some(w) = warning {
+        tracing::warn!(target_db = %target.display(), "{w}");
+    }
     tracing::debug!(target_db = %target.display(), "connected to PostgreSQL");
     Ok(client)
 }
@@ -686,6 +731,38 @@ fn tokio_ssl_mode(mode: SslMode, config: &postgres::Config) -> postgres::config:
         SslMode::Prefer => Tokio::Prefer,
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Tokio::Require,
     }
+}
+
+/// The mode when the URL names none: `require` unless every endpoint is
+/// loopback (`localhost`, 127.0.0.0/8, `::1`) or a Unix socket, where
+/// `prefer` keeps local servers without TLS working and nothing crosses a
+/// network. The spec connects with `sslmode=require`; a remote server
+/// reached without TLS is an error, not a silent downgrade.
+pub fn default_ssl_mode(config: &postgres::Config) -> SslMode {
+    if all_local(config) {
+        SslMode::Prefer
+    } else {
+        SslMode::Require
+    }
+}
+
+/// Every host and host address is loopback or a Unix socket. Host names are
+/// taken at face value (only `localhost` counts): what a name resolves to can
+/// change, and erring towards TLS costs nothing.
+fn all_local(config: &postgres::Config) -> bool {
+    let host_local = |h: &Host| match h {
+        Host::Tcp(name) => {
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        Host::Unix(_) => true,
+    };
+    config.get_hosts().iter().all(host_local)
+        && config.get_hostaddrs().iter().all(|a| a.is_loopback())
 }
 
 fn only_unix_sockets(config: &postgres::Config) -> bool {
@@ -1121,7 +1198,8 @@ mod tests {
     #[test]
     fn parses_sslmodes() {
         let cases = [
-            ("postgres://u@h/d", SslMode::Prefer),
+            ("postgres://u@h/d", SslMode::Require),
+            ("postgres://u@localhost/d", SslMode::Prefer),
             ("postgres://u@h/d?sslmode=disable", SslMode::Disable),
             ("postgres://u@h/d?sslmode=prefer", SslMode::Prefer),
             ("postgres://u@h/d?sslmode=require", SslMode::Require),
@@ -1142,7 +1220,11 @@ mod tests {
             pg("postgres://h/d?sslmode=disable"),
             postgres::config::SslMode::Disable
         );
-        assert_eq!(pg("postgres://h/d"), postgres::config::SslMode::Prefer);
+        assert_eq!(pg("postgres://h/d"), postgres::config::SslMode::Require);
+        assert_eq!(
+            pg("postgres://localhost/d"),
+            postgres::config::SslMode::Prefer
+        );
         assert_eq!(
             pg("postgres://h/d?sslmode=verify-ca"),
             postgres::config::SslMode::Require
@@ -1241,6 +1323,69 @@ mod tests {
             assert_eq!(t.config.get_ssl_mode(), postgres::config::SslMode::Disable);
             assert_eq!(t.ssl_mode, SslMode::Require);
         }
+    }
+
+    #[test]
+    fn default_sslmode_is_require_except_on_this_machine() {
+        let mode = |url: &str| {
+            PgTarget::parse(url)
+                .unwrap_or_else(|e| panic!("{url}: {e}"))
+                .ssl_mode
+        };
+        for url in [
+            "postgres://u@localhost/d",
+            "postgres://u@LOCALHOST:5433/d",
+            "postgres://u@127.0.0.1/d",
+            "postgres://u@127.8.9.10/d",
+            "postgres://u@[::1]:5432/d",
+            "postgres:///d",
+            "host=localhost,127.0.0.1 dbname=d",
+            "host=localhost hostaddr=127.0.0.1 dbname=d",
+        ] {
+            assert_eq!(mode(url), SslMode::Prefer, "{url}");
+        }
+        #[cfg(unix)]
+        assert_eq!(
+            mode("host=/var/run/postgresql dbname=d"),
+            SslMode::Prefer,
+            "a Unix socket"
+        );
+        for url in [
+            "postgres://u@db.example/d",
+            "postgres://u:pw@ep-cool-name-123.eu-central-1.aws.neon.tech/neondb",
+            "postgres://u@10.0.0.5/d",
+            "postgres://u@[2001:db8::1]/d",
+            "postgres://u@localhost.example.com/d",
+            // Any remote endpoint makes the whole URL remote.
+            "host=localhost,db.example dbname=d",
+            // Connected by address: the address decides too.
+            "host=localhost hostaddr=192.0.2.7 dbname=d",
+        ] {
+            assert_eq!(mode(url), SslMode::Require, "{url}");
+        }
+        // An explicit mode always wins.
+        assert_eq!(
+            mode("postgres://u@db.example/d?sslmode=prefer"),
+            SslMode::Prefer
+        );
+        assert_eq!(
+            mode("postgres://u@localhost/d?sslmode=verify-full"),
+            SslMode::VerifyFull
+        );
+    }
+
+    #[test]
+    fn plaintext_to_a_remote_host_is_warned_about() {
+        let warn = |url: &str| PgTarget::parse(url).unwrap().plaintext_warning();
+        let w = warn("postgres://u:hunter2@db.example:6543/d?sslmode=disable")
+            .expect("a warning for plaintext to a remote host");
+        assert!(w.contains("db.example:6543"), "{w}");
+        assert!(w.contains("not encrypted"), "{w}");
+        assert!(!w.contains("hunter2"), "{w}");
+        assert_eq!(warn("postgres://u@localhost/d?sslmode=disable"), None);
+        assert_eq!(warn("postgres://u@127.0.0.1/d?sslmode=disable"), None);
+        assert_eq!(warn("postgres://u@db.example/d"), None, "require");
+        assert_eq!(warn("postgres://u@db.example/d?sslmode=verify-full"), None);
     }
 
     #[test]

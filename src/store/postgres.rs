@@ -11,9 +11,9 @@ use postgres::Client;
 use super::schema::{self, MIGRATIONS};
 use super::sqlite::{ordered_tables, version_key};
 use super::{
-    pgconn, rollback_target, ArtifactBlob, Backend, DriftAlert, Ingestion, LoadSummary,
-    ModelEvaluation, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
-    RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
+    pgconn, rollback_target, ArtifactBlob, Backend, DriftAlert, Ingestion, Lease, LeaseGrant,
+    LoadSummary, ModelEvaluation, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
+    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
@@ -22,11 +22,14 @@ use crate::Result;
 
 const PROGRESS_CHUNK: usize = 50_000;
 
+/// "Now" in UTC whatever the session's time zone: lease times must agree
+/// across sessions, and behind a transaction-mode pooler the `SET TIME ZONE`
+/// of `pgconn::connect` may not reach the server connection that runs a
+/// statement.
+const UTC_NOW: &str = "(clock_timestamp() AT TIME ZONE 'UTC')";
+
 /// Serializes concurrent `migrate` calls from several processes.
 const MIGRATION_LOCK: i64 = 0x6369_6e65_6d61_0001;
-/// Keeps two pipeline cycles apart across processes (session-level, so a
-/// killed process releases it with its connection).
-const PIPELINE_LOCK: i64 = 0x6369_6e65_6d61_0002;
 /// Held shared by every session with a batch 'in_progress' (see
 /// [`Store::begin_ingestion`]); whoever can take it exclusively knows that no
 /// ingestion is running anywhere.
@@ -39,6 +42,16 @@ const MERGE_BUFFER: &str =
     "WITH moved AS (DELETE FROM ratings_buffer RETURNING userid, movieid, rating, timestamp)
      INSERT INTO ratings (userid, movieid, rating, timestamp, data_split, loaded_at)
      SELECT userid, movieid, rating, timestamp, 'train', NOW() FROM moved";
+
+/// Counts appended ratings in a batch's audit row; a batch cleared earlier
+/// (`buffer clear`) is open again, counting from zero. SET expressions all
+/// see the old row, so `status` is tested before it changes.
+const APPEND_AUDIT_PG: &str = "UPDATE ingestion_metadata SET
+        record_count = CASE WHEN status = 'cleared' THEN 0 ELSE COALESCE(record_count, 0) END + $2,
+        notes = CASE WHEN status = 'cleared' THEN 'ratings received through the API (after a clear)' ELSE notes END,
+        status = CASE WHEN status = 'cleared' THEN 'completed' ELSE status END,
+        ingestion_date = clock_timestamp()
+      WHERE batch_id = $1";
 
 /// Writes ratings into `ratings_buffer` by binary COPY inside `tx`.
 fn copy_into_buffer(
@@ -78,6 +91,8 @@ fn copy_into_buffer(
 
 pub struct PgStore {
     client: Client,
+    /// The URL as given (with its password), for [`Store::reopen`]; never shown.
+    url: String,
     location: String,
     /// This session holds [`INGEST_LOCK`] shared.
     ingesting: bool,
@@ -88,6 +103,7 @@ impl PgStore {
         let client = pgconn::connect(url)?;
         Ok(PgStore {
             client,
+            url: url.to_string(),
             location: pgconn::redact(url),
             ingesting: false,
         })
@@ -449,7 +465,11 @@ impl Store for PgStore {
             )?
             .get(0);
         match status.as_deref() {
-            Some("completed") => return Err(super::batch_completed(batch_id)),
+            Some("completed") => {
+                return Err(Error::BatchCompleted {
+                    batch_id: batch_id.to_string(),
+                })
+            }
             Some("in_progress") => {}
             _ => {
                 tx.execute(
@@ -502,11 +522,7 @@ impl Store for PgStore {
             &[&batch_id],
         )?;
         let n = copy_into_buffer(&mut tx, batch_id, ratings)?;
-        tx.execute(
-            "UPDATE ingestion_metadata SET record_count = COALESCE(record_count, 0) + $2,
-                ingestion_date = clock_timestamp() WHERE batch_id = $1",
-            &[&batch_id, &(n as i32)],
-        )?;
+        tx.execute(APPEND_AUDIT_PG, &[&batch_id, &(n as i32)])?;
         tx.commit()?;
         Ok(n)
     }
@@ -566,8 +582,35 @@ impl Store for PgStore {
         Ok(n)
     }
 
-    fn clear_buffer(&mut self) -> Result<u64> {
-        Ok(self.client.execute("DELETE FROM ratings_buffer", &[])?)
+    fn clear_batch(&mut self, batch_id: &str) -> Result<u64> {
+        let mut tx = self.client.transaction()?;
+        let status: Option<Option<String>> = tx
+            .query_opt(
+                "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
+                &[&batch_id],
+            )?
+            .map(|r| r.get(0));
+        if status.as_ref().and_then(|s| s.as_deref()) == Some("in_progress") {
+            return Err(super::clear_while_ingesting(batch_id));
+        }
+        let n = tx.execute(
+            "DELETE FROM ratings_buffer WHERE batch_id = $1",
+            &[&batch_id],
+        )?;
+        if n == 0 {
+            let status = status.flatten();
+            return Err(super::nothing_to_clear(batch_id, status.as_deref()));
+        }
+        tx.execute(
+            "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
+             VALUES ($1, clock_timestamp(), $2, 'cleared', $3)
+             ON CONFLICT (batch_id) DO UPDATE SET status = 'cleared',
+                record_count = EXCLUDED.record_count, notes = EXCLUDED.notes,
+                ingestion_date = EXCLUDED.ingestion_date",
+            &[&batch_id, &(n as i32), &super::cleared_note(n)],
+        )?;
+        tx.commit()?;
+        Ok(n)
     }
 
     fn insert_drift_alerts(&mut self, alerts: &[NewDriftAlert]) -> Result<()> {
@@ -697,17 +740,81 @@ impl Store for PgStore {
         Ok(())
     }
 
-    fn try_lock_pipeline(&mut self) -> Result<bool> {
-        Ok(self
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&PIPELINE_LOCK])?
-            .get(0))
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        take_over: Option<&str>,
+    ) -> Result<LeaseGrant> {
+        // One statement, one implicit transaction: the row lock of ON
+        // CONFLICT makes concurrent takers queue, and only one can see the
+        // lease free or expired.
+        for _ in 0..3 {
+            let n = self.client.execute(
+                &format!("INSERT INTO cinematch_leases (name, holder, acquired_at, expires_at)
+                 VALUES ($1, $2, {UTC_NOW}, {UTC_NOW} + make_interval(secs => $3))
+                 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder,
+                    acquired_at = CASE WHEN cinematch_leases.holder = EXCLUDED.holder
+                                       THEN cinematch_leases.acquired_at ELSE EXCLUDED.acquired_at END,
+                    expires_at = EXCLUDED.expires_at
+                  WHERE cinematch_leases.expires_at < {UTC_NOW}
+                     OR cinematch_leases.holder = EXCLUDED.holder
+                     OR cinematch_leases.holder = $4"),
+                &[&name, &holder, &ttl.as_secs_f64(), &take_over],
+            )?;
+            if n == 1 {
+                return Ok(LeaseGrant::Acquired);
+            }
+            if let Some(lease) = self.lease(name)? {
+                return Ok(LeaseGrant::Held(lease));
+            }
+            // Released in between: try again.
+        }
+        Err(Error::Busy(format!(
+            "the lease {name:?} changed hands repeatedly while taking it; try again"
+        )))
     }
 
-    fn unlock_pipeline(&mut self) -> Result<()> {
-        self.client
-            .execute("SELECT pg_advisory_unlock($1)", &[&PIPELINE_LOCK])?;
+    fn renew_lease(&mut self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+        let n = self.client.execute(
+            &format!(
+                "UPDATE cinematch_leases SET expires_at = {UTC_NOW} + make_interval(secs => $3)
+                  WHERE name = $1 AND holder = $2"
+            ),
+            &[&name, &holder, &ttl.as_secs_f64()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()> {
+        self.client.execute(
+            "DELETE FROM cinematch_leases WHERE name = $1 AND holder = $2",
+            &[&name, &holder],
+        )?;
         Ok(())
+    }
+
+    fn lease(&mut self, name: &str) -> Result<Option<Lease>> {
+        let row = self.client.query_opt(
+            &format!(
+                "SELECT name::text, holder, acquired_at, expires_at,
+                    EXTRACT(EPOCH FROM (expires_at - {UTC_NOW}))::float8
+               FROM cinematch_leases WHERE name = $1"
+            ),
+            &[&name],
+        )?;
+        Ok(row.map(|r| Lease {
+            name: r.get(0),
+            holder: r.get(1),
+            acquired_at: r.get(2),
+            expires_at: r.get(3),
+            remaining_secs: r.get(4),
+        }))
+    }
+
+    fn reopen(&self) -> Result<Box<dyn Store>> {
+        Ok(Box::new(PgStore::connect(&self.url)?))
     }
 
     fn insert_model_run(
@@ -719,6 +826,10 @@ impl Store for PgStore {
         let mut tx = self.client.transaction()?;
         // Serializes version numbering across concurrent trainers.
         tx.batch_execute("LOCK TABLE model_metrics IN SHARE ROW EXCLUSIVE MODE")?;
+        if commit.promote_if_champion_is.is_some() {
+            // No promotion or rollback between the check and the insert.
+            tx.batch_execute("LOCK TABLE model_champions IN SHARE ROW EXCLUSIVE MODE")?;
+        }
         let n: i32 = tx
             .query_one(
                 "SELECT COALESCE(MAX(id), 0)::int + 1 FROM model_metrics",
@@ -765,6 +876,10 @@ impl Store for PgStore {
                 &artifact.bytes,
             ],
         )?;
+        if let (Some(_), Some(expected)) = (&commit.promote_reason, &commit.promote_if_champion_is)
+        {
+            super::expect_champion(expected.as_deref(), champion_in(&mut tx)?)?;
+        }
         match &commit.promote_reason {
             Some(reason) => tx.execute(
                 "INSERT INTO model_champions (model_version, promoted_at, reason)
@@ -886,6 +1001,29 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn promote_if_champion_is(
+        &mut self,
+        expected: Option<&str>,
+        model_version: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let mut tx = self.client.transaction()?;
+        tx.batch_execute("LOCK TABLE model_champions IN SHARE ROW EXCLUSIVE MODE")?;
+        super::expect_champion(expected, champion_in(&mut tx)?)?;
+        let n = tx.execute(
+            "INSERT INTO model_champions (model_version, promoted_at, reason)
+             SELECT model_version, clock_timestamp(), $2 FROM model_artifacts WHERE model_version = $1",
+            &[&model_version, &reason],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(format!(
+                "no stored model {model_version:?}; `cinematch models list` shows the versions"
+            )));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn rollback(&mut self) -> Result<(String, String)> {
         let mut tx = self.client.transaction()?;
         tx.batch_execute("LOCK TABLE model_champions IN SHARE ROW EXCLUSIVE MODE")?;
@@ -907,6 +1045,17 @@ impl Store for PgStore {
         tx.commit()?;
         Ok((from, to))
     }
+}
+
+/// The champion as `tx` sees it (the latest promotion not rolled back).
+fn champion_in(tx: &mut postgres::Transaction<'_>) -> Result<Option<String>> {
+    Ok(tx
+        .query_opt(
+            "SELECT model_version::text FROM model_champions
+              WHERE rolled_back_at IS NULL ORDER BY id DESC LIMIT 1",
+            &[],
+        )?
+        .map(|r| r.get(0)))
 }
 
 /// The title side of search: ASCII punctuation to spaces, then the `simple`

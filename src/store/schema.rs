@@ -293,6 +293,29 @@ CREATE INDEX IF NOT EXISTS idx_movies_title_fts ON movies USING GIN(
         sqlite: "",
     },
     Migration {
+        version: "1.5",
+        description: "leases: the pipeline lock as a row with an expiry (no session state)",
+        // `Store::acquire_lease`: the lock that keeps pipeline cycles and
+        // retrains apart, taken and renewed in short transactions so that it
+        // survives transaction-mode poolers and lapses when its holder dies.
+        postgres: r#"
+CREATE TABLE IF NOT EXISTS cinematch_leases (
+    name VARCHAR(50) PRIMARY KEY,
+    holder TEXT NOT NULL,
+    acquired_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL
+);
+"#,
+        sqlite: r#"
+CREATE TABLE IF NOT EXISTS cinematch_leases (
+    name VARCHAR(50) PRIMARY KEY CHECK (length(name) <= 50),
+    holder TEXT NOT NULL,
+    acquired_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL
+);
+"#,
+    },
+    Migration {
         version: "1.6",
         description: "model_evaluations (ranking metrics of every run as columns) and tuning_trials",
         // The spec's model_metrics keeps its columns and their meaning (a

@@ -4,9 +4,9 @@ use rusqlite::{params, Connection, Transaction};
 
 use super::schema::{self, MIGRATIONS};
 use super::{
-    rollback_target, sample_std, ArtifactBlob, Backend, DriftAlert, Ingestion, LoadSummary,
-    ModelEvaluation, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
-    RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
+    rollback_target, sample_std, ArtifactBlob, Backend, DriftAlert, Ingestion, Lease, LeaseGrant,
+    LoadSummary, ModelEvaluation, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
+    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
@@ -18,8 +18,6 @@ const PROGRESS_CHUNK: usize = 50_000;
 pub struct SqliteStore {
     conn: Connection,
     path: String,
-    /// Held while this process runs a pipeline cycle (see `try_lock_pipeline`).
-    pipeline_lock: Option<std::fs::File>,
     /// `<db>.ingest-lock`, locked shared while this store has a batch
     /// 'in_progress' (see [`Store::begin_ingestion`]).
     ingest_lock: Option<std::fs::File>,
@@ -59,7 +57,6 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             path: path.to_string(),
-            pipeline_lock: None,
             ingest_lock: None,
         })
     }
@@ -473,7 +470,9 @@ impl Store for SqliteStore {
             })?;
         match status {
             Some(Some(s)) if s == "completed" => {
-                return Err(super::batch_completed(batch_id));
+                return Err(Error::BatchCompleted {
+                    batch_id: batch_id.to_string(),
+                });
             }
             Some(_) => {
                 // A failed or interrupted attempt: nothing of it is in the
@@ -578,10 +577,16 @@ impl Store for SqliteStore {
                 ])?;
             }
         }
+        // A batch cleared earlier (`buffer clear`) is open again, counting
+        // from zero; SET expressions all see the old row.
         tx.execute(
             &format!(
-                "UPDATE ingestion_metadata SET record_count = COALESCE(record_count, 0) + ?2,
-                    ingestion_date = {NOW} WHERE batch_id = ?1"
+                "UPDATE ingestion_metadata SET
+                    record_count = CASE WHEN status = 'cleared' THEN 0 ELSE COALESCE(record_count, 0) END + ?2,
+                    notes = CASE WHEN status = 'cleared' THEN 'ratings received through the API (after a clear)' ELSE notes END,
+                    status = CASE WHEN status = 'cleared' THEN 'completed' ELSE status END,
+                    ingestion_date = {NOW}
+                  WHERE batch_id = ?1"
             ),
             params![batch_id, ratings.len() as i64],
         )?;
@@ -647,8 +652,41 @@ impl Store for SqliteStore {
         Ok(moved)
     }
 
-    fn clear_buffer(&mut self) -> Result<u64> {
-        Ok(self.conn.execute("DELETE FROM ratings_buffer", [])? as u64)
+    fn clear_batch(&mut self, batch_id: &str) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let status: Option<Option<String>> = tx
+            .query_row(
+                "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
+                [batch_id],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        if status.as_ref().and_then(|s| s.as_deref()) == Some("in_progress") {
+            return Err(super::clear_while_ingesting(batch_id));
+        }
+        let n = tx.execute("DELETE FROM ratings_buffer WHERE batch_id = ?1", [batch_id])? as u64;
+        if n == 0 {
+            let status = status.flatten();
+            return Err(super::nothing_to_clear(batch_id, status.as_deref()));
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
+                 VALUES (?1, {NOW}, ?2, 'cleared', ?3)
+                 ON CONFLICT (batch_id) DO UPDATE SET status = 'cleared',
+                    record_count = excluded.record_count, notes = excluded.notes,
+                    ingestion_date = excluded.ingestion_date"
+            ),
+            params![batch_id, n as i64, super::cleared_note(n)],
+        )?;
+        tx.commit()?;
+        Ok(n)
     }
 
     fn insert_drift_alerts(&mut self, alerts: &[NewDriftAlert]) -> Result<()> {
@@ -785,33 +823,70 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn try_lock_pipeline(&mut self) -> Result<bool> {
-        if self.pipeline_lock.is_some() {
-            return Ok(true);
-        }
-        if self.path == ":memory:" {
-            return Ok(true);
-        }
-        let lock_path = format!("{}.pipeline-lock", self.path);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        match file.try_lock() {
-            Ok(()) => {
-                self.pipeline_lock = Some(file);
-                Ok(true)
-            }
-            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&lock_path, e)),
-        }
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        take_over: Option<&str>,
+    ) -> Result<LeaseGrant> {
+        // IMMEDIATE: one writer at a time, so the check and the write are one step.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            &format!(
+                "INSERT INTO cinematch_leases (name, holder, acquired_at, expires_at)
+                 VALUES (?1, ?2, {NOW}, strftime('%Y-%m-%d %H:%M:%f', 'now', ?3))
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                    acquired_at = CASE WHEN cinematch_leases.holder = excluded.holder
+                                       THEN cinematch_leases.acquired_at ELSE excluded.acquired_at END,
+                    expires_at = excluded.expires_at
+                  WHERE cinematch_leases.expires_at < {NOW}
+                     OR cinematch_leases.holder = excluded.holder
+                     OR cinematch_leases.holder = ?4"
+            ),
+            params![name, holder, ttl_modifier(ttl), take_over],
+        )?;
+        let held = if n == 1 { None } else { lease_in(&tx, name)? };
+        tx.commit()?;
+        Ok(match held {
+            None => LeaseGrant::Acquired,
+            Some(lease) => LeaseGrant::Held(lease),
+        })
     }
 
-    fn unlock_pipeline(&mut self) -> Result<()> {
-        self.pipeline_lock = None; // closing the file releases the lock
+    fn renew_lease(&mut self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE cinematch_leases SET expires_at = strftime('%Y-%m-%d %H:%M:%f', 'now', ?3)
+              WHERE name = ?1 AND holder = ?2",
+            params![name, holder, ttl_modifier(ttl)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM cinematch_leases WHERE name = ?1 AND holder = ?2",
+            [name, holder],
+        )?;
         Ok(())
+    }
+
+    fn lease(&mut self, name: &str) -> Result<Option<Lease>> {
+        let tx = self.conn.transaction()?;
+        let lease = lease_in(&tx, name)?;
+        tx.commit()?;
+        Ok(lease)
+    }
+
+    fn reopen(&self) -> Result<Box<dyn Store>> {
+        if self.path == ":memory:" {
+            return Err(Error::Config(
+                "a private in-memory SQLite database cannot be opened a second time".into(),
+            ));
+        }
+        Ok(Box::new(SqliteStore::open(&self.path)?))
     }
 
     fn insert_model_run(
@@ -869,6 +944,10 @@ impl Store for SqliteStore {
             [],
             |r| r.get(0),
         )?;
+        if let (Some(_), Some(expected)) = (&commit.promote_reason, &commit.promote_if_champion_is)
+        {
+            super::expect_champion(expected.as_deref(), champion_in(&tx)?)?;
+        }
         let reason = match (&commit.promote_reason, has_champion) {
             (Some(r), _) => Some(r.as_str()),
             (None, false) => Some("first model"),
@@ -1005,6 +1084,31 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn promote_if_champion_is(
+        &mut self,
+        expected: Option<&str>,
+        model_version: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        super::expect_champion(expected, champion_in(&tx)?)?;
+        let n = tx.execute(
+            "INSERT INTO model_champions (model_version, promoted_at, reason)
+             SELECT model_version, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?2
+               FROM model_artifacts WHERE model_version = ?1",
+            [model_version, reason],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(format!(
+                "no stored model {model_version:?}; `cinematch models list` shows the versions"
+            )));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn rollback(&mut self) -> Result<(String, String)> {
         let tx = self
             .conn
@@ -1029,6 +1133,50 @@ const MODEL_RUN_SELECT: &str = "SELECT m.id, m.model_version, m.training_date, m
         m.precision_at_10, m.data_size, m.notes, e.algorithm, e.ndcg_at_10, e.recall_at_10,
         e.catalogue_precision_at_10, e.coverage, e.users_evaluated, e.users_eligible, e.test_ratings
    FROM model_metrics m LEFT JOIN model_evaluations e ON e.model_version = m.model_version";
+
+/// The champion as `tx` sees it (the latest promotion not rolled back).
+fn champion_in(tx: &Transaction<'_>) -> Result<Option<String>> {
+    match tx.query_row(
+        "SELECT model_version FROM model_champions
+          WHERE rolled_back_at IS NULL ORDER BY id DESC LIMIT 1",
+        [],
+        |r| r.get(0),
+    ) {
+        Ok(v) => Ok(Some(v)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// SQLite's date modifier for "`ttl` from now", to the millisecond.
+fn ttl_modifier(ttl: std::time::Duration) -> String {
+    format!("+{:.3} seconds", ttl.as_secs_f64())
+}
+
+fn lease_in(tx: &Transaction<'_>, name: &str) -> Result<Option<Lease>> {
+    let row = tx.query_row(
+        &format!(
+            "SELECT name, holder, acquired_at, expires_at,
+                    (julianday(expires_at) - julianday({NOW})) * 86400.0
+               FROM cinematch_leases WHERE name = ?1"
+        ),
+        [name],
+        |r| {
+            Ok(Lease {
+                name: r.get(0)?,
+                holder: r.get(1)?,
+                acquired_at: parse_ts(&r.get::<_, String>(2)?),
+                expires_at: parse_ts(&r.get::<_, String>(3)?),
+                remaining_secs: r.get(4)?,
+            })
+        },
+    );
+    match row {
+        Ok(l) => Ok(Some(l)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 fn model_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelRun> {
     let algorithm: Option<String> = r.get(8)?;

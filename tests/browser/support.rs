@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use cinematch::data::load::{self, LoadOptions, Source};
+use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::models::{Hyperparams, SvdParams};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};

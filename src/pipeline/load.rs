@@ -1,13 +1,17 @@
 //! Loading a MovieLens release into a store: read and validate, split,
 //! compute PCA genre features, then write everything in one transaction.
+//!
+//! It lives in the pipeline, not in `data`, because it is where reading
+//! meets the store: `data` reads and shapes data and depends on nothing
+//! above it.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::formats;
-use super::pca::{fit_genre_pca, PcaReport};
-use super::split::{assign_splits, SplitOptions};
-use super::{ReadOptions, SkipReport};
+use crate::data::formats;
+use crate::data::pca::{fit_genre_pca, PcaReport};
+use crate::data::split::{assign_splits, SplitOptions};
+use crate::data::{ReadOptions, SkipReport};
 use crate::progress::Progress;
 use crate::store::{LoadSummary, Store};
 use crate::Result;
