@@ -335,9 +335,8 @@ fn ranking_runs_keep_null_rmse_and_queryable_ndcg(db: TestDb) {
           WHERE e.ndcg_at_10 IS NOT NULL ORDER BY e.ndcg_at_10 DESC LIMIT 1",
     );
     assert_eq!(best, vec![e.model_version.clone()]);
-    let nulls = db.query_strings(
-        "SELECT model_version FROM model_metrics WHERE rmse IS NULL ORDER BY id",
-    );
+    let nulls =
+        db.query_strings("SELECT model_version FROM model_metrics WHERE rmse IS NULL ORDER BY id");
     assert_eq!(nulls, vec![e.model_version, b.model_version]);
     assert_ne!(svd.model_version, best[0]);
 }
@@ -354,7 +353,11 @@ fn tuning_trials_round_trip(db: TestDb) {
         validation_ratings: 21_175,
         seconds: 1.5,
     };
-    let all = vec![t("s1", 1, Some(0.18)), t("s1", 2, None), t("s2", 1, Some(0.2))];
+    let all = vec![
+        t("s1", 1, Some(0.18)),
+        t("s1", 2, None),
+        t("s2", 1, Some(0.2)),
+    ];
     for x in &all {
         s.insert_tuning_trial(x).unwrap();
     }

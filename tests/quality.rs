@@ -22,8 +22,8 @@ mod common;
 
 use std::sync::OnceLock;
 
-use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::models::{Algo, Hyperparams, SvdParams};
+use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 

@@ -589,10 +589,7 @@ mod tests {
         let solver = ImplicitSolver::new(0.5, 4.0, Signal::Weighted, &q, k);
         let stars = [(3u32, 5.0f32), (7, 2.0), (11, 4.5), (30, 1.0)];
         let folded = solver.fold_in(&q, &stars).unwrap();
-        let conf: Vec<(u32, f32)> = stars
-            .iter()
-            .map(|&(j, s)| (j, 1.0 + 4.0 * s))
-            .collect();
+        let conf: Vec<(u32, f32)> = stars.iter().map(|&(j, s)| (j, 1.0 + 4.0 * s)).collect();
         let want = dense_user_solution(&q, k, &conf, 0.5);
         for (a, b) in folded.vector.iter().zip(want.iter()) {
             assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");

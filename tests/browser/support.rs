@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::models::{Hyperparams, SvdParams};
+use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 use cinematch::server::{self, ServerConfig};
