@@ -119,6 +119,9 @@ pub struct TuneArgs {
     /// Share of the train split held out to score the trials.
     #[arg(long, default_value_t = 0.3)]
     validation_fraction: f64,
+    /// Average every trial over this many validation splits (seeds SEED, SEED+1, ...).
+    #[arg(long, default_value_t = 1)]
+    folds: usize,
     /// Compare trials on this metric (default: rmse for rating models,
     /// ndcg@10 for ranking models).
     #[arg(long = "metric", value_name = "METRIC")]
@@ -149,6 +152,7 @@ impl TuneArgs {
             (None, None) => opts.budget,
         };
         opts.validation_fraction = self.validation_fraction;
+        opts.folds = self.folds.max(1);
         opts.seed = self.seed;
         opts.promote = !self.no_promote;
         // The champion gate compares on the deployment's objective, not

@@ -15,10 +15,15 @@
 //!    once on the test split, recorded as a normal run and offered to the
 //!    champion gate.
 //!
-//! The search is random over a per-algorithm space ([`space`]), seeded, and
-//! always starts with the current defaults, so a tuned setting is never
-//! worse on validation than the defaults. A trial budget or a time budget
-//! ends it.
+//! The search is seeded and starts with the current defaults, so a tuned
+//! setting is never worse on validation than the defaults. After five
+//! trials, every other trial is drawn near the best so far (continuous
+//! parameters scaled by up to 2x either way, integers to a neighbouring
+//! value, categories mostly kept) and the rest uniformly from the
+//! per-algorithm space ([`space`]): random search that also refines. A trial
+//! budget or a time budget ends it. With `folds > 1` every trial is scored
+//! on that many validation splits (seeds `seed`, `seed + 1`, ...) and
+//! averaged, which makes the choice less dependent on one carving.
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +63,8 @@ pub struct TuneOptions {
     pub budget: Budget,
     /// Share of the train split held out for validation.
     pub validation_fraction: f64,
+    /// Validation splits each trial is averaged over.
+    pub folds: usize,
     /// Seeds the carving, the search and every training.
     pub seed: u64,
     pub eval: EvalOptions,
@@ -83,6 +90,7 @@ impl TuneOptions {
             },
             budget: Budget::Trials(20),
             validation_fraction: 0.3,
+            folds: 1,
             seed: 42,
             eval: EvalOptions::default(),
             promote: true,
@@ -98,8 +106,10 @@ impl TuneOptions {
 pub struct Trial {
     pub number: usize,
     pub params: Hyperparams,
-    /// The objective on the validation split (`None`: not measurable).
+    /// The objective on the validation split, averaged over the folds
+    /// (`None`: not measurable).
     pub value: Option<f64>,
+    /// The full evaluation on the first fold.
     pub report: EvalReport,
     pub seconds: f64,
 }
@@ -167,6 +177,11 @@ fn space(algo: Algo) -> &'static [(&'static str, Dist)] {
     }
 }
 
+/// Four significant digits: readable, and as good.
+fn round4(x: f64) -> String {
+    format!("{}", format!("{x:.4e}").parse::<f64>().unwrap_or(x))
+}
+
 /// A random setting of `algo`: the defaults with each searched parameter
 /// drawn from its distribution.
 fn sample(algo: Algo, rng: &mut ChaCha8Rng) -> Result<Hyperparams> {
@@ -175,12 +190,45 @@ fn sample(algo: Algo, rng: &mut ChaCha8Rng) -> Result<Hyperparams> {
         .map(|(name, dist)| {
             let v = match *dist {
                 Dist::Log(lo, hi) => {
-                    let x = (lo.ln() + rng.random::<f64>() * (hi.ln() - lo.ln())).exp();
-                    // Four significant digits: readable, and as good.
-                    format!("{}", format!("{x:.4e}").parse::<f64>().unwrap_or(x))
+                    round4((lo.ln() + rng.random::<f64>() * (hi.ln() - lo.ln())).exp())
                 }
                 Dist::Ints(xs) => xs[rng.random_range(0..xs.len())].to_string(),
                 Dist::Words(ws) => ws[rng.random_range(0..ws.len())].to_string(),
+            };
+            (name.to_string(), v)
+        })
+        .collect();
+    params_with_overrides(algo, &overrides)
+}
+
+/// A setting near `best`: each searched parameter moved a little (see the
+/// module docs), staying inside its space.
+fn perturb(best: &Hyperparams, rng: &mut ChaCha8Rng) -> Result<Hyperparams> {
+    let algo = best.algo();
+    let current = serde_json::to_value(best).unwrap_or_default();
+    let overrides: Vec<(String, String)> = space(algo)
+        .iter()
+        .map(|(name, dist)| {
+            let v = match *dist {
+                Dist::Log(lo, hi) => {
+                    let x = current[name].as_f64().unwrap_or(lo);
+                    let factor = 2f64.powf(rng.random::<f64>() * 2.0 - 1.0);
+                    round4((x * factor).clamp(lo, hi))
+                }
+                Dist::Ints(xs) => {
+                    let x = current[name].as_i64().unwrap_or(xs[0]);
+                    let i = xs.iter().position(|&v| v == x).unwrap_or(0) as i64;
+                    let j = (i + rng.random_range(-1..=1)).clamp(0, xs.len() as i64 - 1);
+                    xs[j as usize].to_string()
+                }
+                Dist::Words(ws) => {
+                    let w = current[name].as_str().unwrap_or(ws[0]).to_string();
+                    if rng.random::<f64>() < 0.8 {
+                        w
+                    } else {
+                        ws[rng.random_range(0..ws.len())].to_string()
+                    }
+                }
             };
             (name.to_string(), v)
         })
@@ -239,14 +287,20 @@ pub fn tune(
             "there are no training ratings to tune on: load a dataset first".into(),
         ));
     }
-    let (inner, valid) = carve_validation(&train_split, opts.validation_fraction, opts.seed)?;
-    if valid.is_empty() || inner.is_empty() {
+    let folds: Vec<(Vec<Rating>, Vec<Rating>)> = (0..opts.folds.max(1) as u64)
+        .map(|f| carve_validation(&train_split, opts.validation_fraction, opts.seed + f))
+        .collect::<Result<_>>()?;
+    if folds
+        .iter()
+        .any(|(inner, valid)| valid.is_empty() || inner.is_empty())
+    {
         return Err(Error::InvalidArgument(format!(
             "{} training ratings are too few to carve a validation split from",
             train_split.len()
         )));
     }
     drop(train_split);
+    let (inner_len, valid_len) = (folds[0].0.len(), folds[0].1.len());
     let study = random_run_id();
     let parent = if opts.mlflow.is_some() {
         RunTracker::start(
@@ -275,14 +329,26 @@ pub fn tune(
         }
         let params = if n == 0 {
             Hyperparams::default_for(opts.algo)
+        } else if n >= 5 && n % 2 == 1 {
+            perturb(&trials[best].params, &mut rng)?
         } else {
             sample(opts.algo, &mut rng)?
         };
         let t0 = Instant::now();
         let silent = crate::progress::Silent;
-        let (_, report, _, _) =
-            fit_and_evaluate_on(&params, opts.seed, &inner, &valid, &opts.eval, &silent)?;
-        let value = opts.objective.value(&report);
+        let mut reports = Vec::with_capacity(folds.len());
+        for (inner, valid) in &folds {
+            let (_, report, _, _) =
+                fit_and_evaluate_on(&params, opts.seed, inner, valid, &opts.eval, &silent)?;
+            reports.push(report);
+        }
+        let values: Vec<Option<f64>> = reports.iter().map(|r| opts.objective.value(r)).collect();
+        let value = if values.iter().all(Option::is_some) {
+            Some(values.iter().flatten().sum::<f64>() / values.len() as f64)
+        } else {
+            None
+        };
+        let report = reports.swap_remove(0);
         let trial = Trial {
             number: n + 1,
             params,
@@ -290,7 +356,7 @@ pub fn tune(
             report,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        record_trial(store, &study, opts, &trial, valid.len())?;
+        record_trial(store, &study, opts, &trial, valid_len)?;
         track_trial(opts, &parent, &study, &trial);
         if n > 0 && better(opts.objective, value, trials[best].value) {
             best = n;
@@ -326,12 +392,12 @@ pub fn tune(
             "objective": opts.objective.as_str(),
             "validation_value": winner.value,
             "validation_fraction": opts.validation_fraction,
-            "inner_train_ratings": inner.len(),
-            "validation_ratings": valid.len(),
+            "folds": folds.len(),
+            "inner_train_ratings": inner_len,
+            "validation_ratings": valid_len,
         }),
     );
-    let (inner_len, valid_len) = (inner.len(), valid.len());
-    drop((inner, valid));
+    drop(folds);
     let outcome = train(store, &topts, progress)?;
     if let Some(id) = parent.run_id().map(str::to_string) {
         let mut parent = parent;
@@ -448,8 +514,14 @@ mod tests {
     fn samples_stay_in_their_space_and_validate() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for algo in Algo::ALL {
-            for _ in 0..50 {
-                let p = sample(algo, &mut rng).unwrap();
+            let mut last = Hyperparams::default_for(algo);
+            for i in 0..100 {
+                let p = if i % 2 == 0 {
+                    sample(algo, &mut rng).unwrap()
+                } else {
+                    perturb(&last, &mut rng).unwrap()
+                };
+                last = p.clone();
                 assert_eq!(p.algo(), algo);
                 p.validate().unwrap();
                 let v = serde_json::to_value(&p).unwrap();
