@@ -89,8 +89,7 @@ impl TopK {
     pub fn drain_sorted(&mut self) -> Vec<Cand> {
         let heap = std::mem::take(&mut self.heap);
         // Ascending in `Reverse<Cand>` is descending in `Cand`: best first.
-        let out = heap.into_sorted_vec().into_iter().map(|r| r.0).collect();
-        out
+        heap.into_sorted_vec().into_iter().map(|r| r.0).collect()
     }
 }
 

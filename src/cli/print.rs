@@ -322,9 +322,8 @@ pub fn tuned(out: &TuneOutcome, opts: &TuneOptions) {
                     v.as_object().map(|o| {
                         o.iter()
                             .filter(|(k, _)| *k != "algo")
-                            .map(|(k, v)| {
-                                format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))
-                            })
+                            .filter(|(_, v)| !v.is_null())
+                            .map(|(k, v)| format!("{k}={}", param_value(v)))
                             .collect::<Vec<_>>()
                             .join(" ")
                     })
@@ -354,6 +353,24 @@ pub fn tuned(out: &TuneOutcome, opts: &TuneOptions) {
         "* the winner, trained on the whole train split and evaluated once on test (study {}):",
         out.study
     );
+}
+
+/// A hyperparameter as typed on a command line: strings bare, f32 values
+/// without the digits their widening to f64 invents (0.1, not
+/// 0.10000000149011612).
+fn param_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(0.0);
+            if f64::from(x as f32) == x {
+                (x as f32).to_string()
+            } else {
+                x.to_string()
+            }
+        }
+        other => other.to_string(),
+    }
 }
 
 pub fn evaluated(version: &str, m: &EvalReport) {

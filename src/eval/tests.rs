@@ -234,8 +234,11 @@ fn hand_example_without_ranking() {
 /// its report must have ranking metrics but no rating metrics.
 struct HistoryScorer {
     catalogue: Vec<i32>,
-    seen: Mutex<Vec<(i32, Vec<(i32, f32)>)>>,
+    seen: Mutex<Vec<UserHistory>>,
 }
+
+/// A user and the history evaluation handed over.
+type UserHistory = (i32, Vec<(i32, f32)>);
 
 impl Scorer for HistoryScorer {
     fn predicts_ratings(&self) -> bool {

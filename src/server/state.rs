@@ -150,7 +150,7 @@ impl Snapshot {
         let history = history
             .into_iter()
             .map(|(u, mut v)| {
-                v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                v.sort_unstable_by_key(|h| h.0);
                 v.dedup_by_key(|h| h.0);
                 (u, v.into_boxed_slice())
             })
