@@ -44,8 +44,12 @@ use super::signal::Signal;
 use crate::progress::Progress;
 use crate::{Error, Result};
 
-/// EASE hyperparameters; the defaults are chosen by `cinematch tune` on a
-/// validation split of ml-latest-small's train split (see the README).
+/// EASE hyperparameters, chosen on validation splits carved from
+/// ml-latest-small's train split (`cinematch tune --algo ease --folds 3`,
+/// see the README): the star-weighted signal wins clearly; NDCG@10 is flat
+/// (within 0.003) for lambda from about 270 to 690, and of that plateau the
+/// least regularized end is taken, because its lists for users with a few
+/// ratings follow their taste rather than the most-rated movies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EaseParams {
@@ -66,7 +70,7 @@ pub struct EaseParams {
 impl Default for EaseParams {
     fn default() -> Self {
         EaseParams {
-            lambda: 500.0,
+            lambda: 300.0,
             signal: Signal::Weighted,
             max_items: 10_000,
             neighbors: 200,

@@ -182,25 +182,36 @@ pub fn champion_run(store: &mut dyn Store) -> Result<Option<ModelRun>> {
         .find(|r| r.model_version == version))
 }
 
-/// The evaluation a recorded run stored: its notes' report, else what the
-/// spec's columns and `model_evaluations` hold.
+/// The evaluation a recorded run stored: the spec's columns and its
+/// `model_evaluations` row (the database's exact numbers), completed from
+/// the run's notes for what neither holds and for runs recorded before
+/// `model_evaluations` existed.
 pub fn run_report(run: &ModelRun) -> EvalReport {
-    if let Some(m) = RunNotes::parse(run.notes.as_deref()).and_then(|n| n.metrics) {
-        return m;
+    let mut r = RunNotes::parse(run.notes.as_deref())
+        .and_then(|n| n.metrics)
+        .unwrap_or_default();
+    if run.rmse.is_some() || run.evaluation.is_some() {
+        r.rmse = run.rmse;
+        r.mae = run.mae;
+        r.precision_at_10 = run.precision_at_10;
     }
-    let e = run.evaluation.clone().unwrap_or_default();
-    EvalReport {
-        rmse: run.rmse,
-        mae: run.mae,
-        precision_at_10: run.precision_at_10,
-        rank_precision_at_10: e.catalogue_precision_at_10,
-        recall_at_10: e.recall_at_10,
-        ndcg_at_10: e.ndcg_at_10,
-        coverage: e.coverage,
-        test_ratings: e.test_ratings.unwrap_or(0).max(0) as u64,
-        users_evaluated: e.users_evaluated.unwrap_or(0).max(0) as u64,
-        users_eligible: e.users_eligible.map(|n| n.max(0) as u64),
+    if let Some(e) = &run.evaluation {
+        r.rank_precision_at_10 = e.catalogue_precision_at_10;
+        r.recall_at_10 = e.recall_at_10;
+        r.ndcg_at_10 = e.ndcg_at_10;
+        r.coverage = e.coverage;
+        if let Some(n) = e.test_ratings {
+            r.test_ratings = n.max(0) as u64;
+        }
+        if let Some(n) = e.users_evaluated {
+            r.users_evaluated = n.max(0) as u64;
+        }
+        r.users_eligible = e
+            .users_eligible
+            .map(|n| n.max(0) as u64)
+            .or(r.users_eligible);
     }
+    r
 }
 
 /// The champion gate for a trained challenger against the current champion

@@ -688,6 +688,7 @@ button.link{background:none;color:var(--accent);padding:0;border:0;text-align:le
 .results{margin:0;padding-left:22px}
 .results li{padding:2px 0}
 .results .meta{color:var(--muted);font-size:12px;margin-left:6px}
+.results .because{display:block;color:var(--muted);font-size:12px;margin-left:12px}
 .error-text{color:var(--bad)}
 "#;
 
@@ -768,16 +769,29 @@ const SCRIPT: &str = r#"
       var r = await getJSON("/api/users/" + id + "/recommendations?k=10");
       var h = await getJSON("/api/users/" + id + "/ratings?limit=15");
       fill(recs, r.items, function (li, it) {
-        line(li, it.title, it.predictedRating.toFixed(2) + " · " + it.genres.join(", "));
+        var score = it.predictedRating !== undefined
+          ? "predicted " + it.predictedRating.toFixed(2)
+          : (r.strategy === "popular" ? "mean " : "score ") + it.score.toFixed(2);
+        line(li, it.title, score + " · " + it.genres.join(", "));
+        if (it.because && it.because.length) {
+          var why = document.createElement("span");
+          why.className = "because";
+          why.textContent = "because you rated " + it.because.map(function (b) {
+            return b.title + " (" + Math.round(b.share * 100) + "%)";
+          }).join(", ");
+          li.appendChild(why);
+        }
       });
       fill(rated, h.items, function (li, it) {
         line(li, it.title || ("movie " + it.movieId), "rated " + it.rating.toFixed(1));
       });
-      var personal = r.strategy === "model";
+      var personal = r.strategy !== "popular";
       $("recs-title").textContent = personal ? "Recommended" : "Popular (new user)";
-      status("user-status", "User " + r.userId + ": " + (personal
+      status("user-status", "User " + r.userId + ": " + (r.strategy === "model"
         ? "personalized by " + r.modelVersion
-        : "not known to the model, so the most popular movies") +
+        : r.strategy === "fold-in"
+          ? "personalized by " + r.modelVersion + " from their latest ratings (fold-in)"
+          : "not known to the model, so the most popular movies") +
         "; " + h.total + " ratings.");
       recs.dataset.strategy = r.strategy;
       recs.dataset.state = "done";

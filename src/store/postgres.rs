@@ -901,7 +901,7 @@ impl Store for PgStore {
         } else {
             0
         };
-        let row = tx.query_one(&format!("{MODEL_RUN_SELECT} WHERE m.id = $1"), &[&id])?;
+        let row = tx.query_one(&format!("{MODEL_RUN_SELECT} WHERE m.id = $1::int8"), &[&id])?;
         tx.commit()?;
         Ok((model_run_row(&row), merged))
     }
