@@ -320,6 +320,27 @@ fn tracked() -> Option<MlflowConfig> {
     Some(MlflowConfig::new(mlflow_uri()))
 }
 
+/// Tracking with a registered model of its own, so tests running at once
+/// do not move each other's aliases.
+fn tracked_as(model: &str) -> Option<MlflowConfig> {
+    let mut c = MlflowConfig::new(mlflow_uri());
+    c.registered_model = model.to_string();
+    Some(c)
+}
+
+/// The MLflow run id the alias `champion` of `model` points at, as MLflow's
+/// registry answers it (`None` when the alias does not exist).
+fn champion_alias_run(model: &str) -> Option<String> {
+    let (status, v) = api_get(
+        "registered-models/alias",
+        &[("name", model), ("alias", "champion")],
+    );
+    if status != 200 {
+        return None;
+    }
+    Some(v["model_version"]["run_id"].as_str()?.to_string())
+}
+
 /// Warnings emitted on this thread while `f` runs.
 fn capture_warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
     #[derive(Clone)]
@@ -437,9 +458,53 @@ fn retrain_creates_a_matching_mlflow_run(db: TestDb) {
     assert_eq!(kv(&mrun, "params")["factors"], "8");
 }
 
+/// A promotion also points the alias `champion` of the MLflow registered
+/// model at the promoted run: the first model, then a retrain that is
+/// promoted; a run that is not promoted leaves the alias alone.
+fn promotions_move_the_mlflow_champion_alias(db: TestDb) {
+    let model = unique("cinematch-alias");
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    let mut opts = TrainOptions::new(small_svd());
+    opts.mlflow = tracked_as(&model);
+    let first = registry::train(s.as_mut(), &opts, &Silent).unwrap();
+    assert!(first.is_champion);
+    let first_run = mlflow_run_id_of(&first.run.model_version);
+    assert_eq!(
+        champion_alias_run(&model).as_deref(),
+        Some(first_run.as_str())
+    );
+    // The same configuration again is not better: no promotion, no move.
+    let second = registry::train(s.as_mut(), &opts, &Silent).unwrap();
+    assert!(!second.is_champion);
+    assert_eq!(
+        champion_alias_run(&model).as_deref(),
+        Some(first_run.as_str())
+    );
+    // A retrain (tolerance 1: promoted) moves it.
+    let ropts = RetrainOptions {
+        tolerance: 1.0,
+        mlflow: tracked_as(&model),
+        ..RetrainOptions::default()
+    };
+    let run = match retrain(s.as_mut(), &ropts, &Silent).unwrap() {
+        RetrainOutcome::Retrained { run, promoted, .. } => {
+            assert!(promoted);
+            run
+        }
+        other => panic!("retrain skipped: {other:?}"),
+    };
+    assert_eq!(
+        champion_alias_run(&model),
+        Some(mlflow_run_id_of(&run.model_version))
+    );
+    assert_eq!(s.champion().unwrap(), Some(run.model_version));
+}
+
 on_both_backends!(
     train_creates_a_matching_mlflow_run,
-    retrain_creates_a_matching_mlflow_run
+    retrain_creates_a_matching_mlflow_run,
+    promotions_move_the_mlflow_champion_alias
 );
 
 #[test]

@@ -716,8 +716,17 @@ pub fn retrain(outcome: &RetrainOutcome) {
             batches,
             champion_changed,
         } => {
+            let measured = match (&run.evaluation, run.rmse) {
+                (Some(e), _) if e.ndcg_at_10.is_some() => format!(
+                    "NDCG@10 {}, RMSE {}",
+                    decimals(e.ndcg_at_10, 4),
+                    decimals(run.rmse, 4)
+                ),
+                (_, Some(r)) => format!("RMSE {r:.4}"),
+                _ => "no test metrics".to_string(),
+            };
             println!(
-                "retrained {} on {} ratings (train + buffer batches {}): RMSE {:.4}",
+                "retrained {} on {} ratings (train + buffer batches {}): {measured}",
                 run.model_version,
                 thousands(run.data_size.unwrap_or(0)),
                 if batches.is_empty() {
@@ -725,7 +734,6 @@ pub fn retrain(outcome: &RetrainOutcome) {
                 } else {
                     batches.join(", ")
                 },
-                run.rmse.unwrap_or(f64::NAN)
             );
             println!("{decision}");
             if *promoted {

@@ -249,6 +249,7 @@ pub fn retrain_now(
         opts.tolerance,
         &trained.report,
         champion_run.as_ref(),
+        false,
     ) {
         None => (true, "promoted: no champion to compare with".to_string()),
         Some(d) if d.promote => (true, format!("promoted: {}", d.reason)),

@@ -215,19 +215,37 @@ pub fn run_report(run: &ModelRun) -> EvalReport {
 }
 
 /// The champion gate for a trained challenger against the current champion
-/// run (`None`: no champion, the challenger is the first model).
+/// run (`None`: no champion, the challenger is the first model). A retrain
+/// (the champion's own configuration on more data) replaces it when not
+/// worse within `tolerance`; a new `train` run only when `strict`ly better,
+/// so training the same thing twice does not churn the champion.
 pub fn gate(
     objective: Objective,
     tolerance: f64,
     challenger: &EvalReport,
     champion: Option<&ModelRun>,
+    strict: bool,
 ) -> Option<GateDecision> {
     let champion = champion?;
-    Some(objective.gate(
+    let (new, old) = (
         objective.value(challenger),
         objective.value(&run_report(champion)),
-        tolerance,
-    ))
+    );
+    let mut d = objective.gate(new, old, tolerance);
+    if strict {
+        if let (Some(n), Some(o)) = (new, old) {
+            if !objective.better(n, o) {
+                d = GateDecision {
+                    promote: false,
+                    reason: format!(
+                        "{} {n:.4} is not better than the champion's {o:.4}",
+                        objective.label()
+                    ),
+                };
+            }
+        }
+    }
+    Some(d)
 }
 
 /// Trains, evaluates on the test split and records the run and its
@@ -251,6 +269,7 @@ pub fn train(
             opts.tolerance,
             &trained.report,
             champion.as_ref(),
+            true,
         )
     } else {
         None
@@ -339,11 +358,14 @@ pub fn mlflow_params_and_metrics(trained: &Trained) -> (MlflowParams, MlflowMetr
         other => other.to_string(),
     };
     let mut params: Vec<(String, String)> = Vec::new();
+    // Through the JSON text, as the notes hold them: f32 values print as
+    // typed (0.01), not widened to f64 (0.009999999776482582).
     if let Some(p) = trained
         .notes
         .params
         .as_ref()
-        .and_then(|p| serde_json::to_value(p).ok())
+        .and_then(|p| serde_json::to_string(p).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
     {
         if let Some(obj) = p.as_object() {
             params.extend(obj.iter().map(|(k, v)| (k.clone(), as_param(v))));

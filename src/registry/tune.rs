@@ -460,7 +460,8 @@ fn track_trial(opts: &TuneOptions, parent: &RunTracker, study: &str, t: &Trial) 
         ],
     );
     let mut params: Vec<(String, String)> = Vec::new();
-    if let Ok(serde_json::Value::Object(p)) = serde_json::to_value(&t.params) {
+    let as_text = serde_json::to_string(&t.params).unwrap_or_default();
+    if let Ok(serde_json::Value::Object(p)) = serde_json::from_str(&as_text) {
         params.extend(p.iter().map(|(k, v)| {
             (
                 k.clone(),

@@ -335,7 +335,6 @@ CREATE TABLE IF NOT EXISTS model_evaluations (
     users_eligible INTEGER,
     test_ratings INTEGER
 );
-CREATE INDEX IF NOT EXISTS idx_model_evaluations_ndcg ON model_evaluations(ndcg_at_10 DESC);
 CREATE TABLE IF NOT EXISTS tuning_trials (
     id SERIAL PRIMARY KEY,
     study VARCHAR(50) NOT NULL,
@@ -361,7 +360,6 @@ CREATE TABLE IF NOT EXISTS model_evaluations (
     users_eligible INTEGER,
     test_ratings INTEGER
 );
-CREATE INDEX IF NOT EXISTS idx_model_evaluations_ndcg ON model_evaluations(ndcg_at_10 DESC);
 CREATE TABLE IF NOT EXISTS tuning_trials (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     study VARCHAR(50) NOT NULL,
