@@ -12,7 +12,6 @@
 //! * [`format`](mod@format): counts, sizes and metrics as the CLI and the dashboard print them.
 //! * [`shutdown`]: SIGINT/SIGTERM as one stop request for the server and the scheduler.
 
-pub mod config;
 pub mod data;
 pub mod drift;
 pub mod error;

@@ -13,6 +13,7 @@
 //! * `print` and `table`: everything that goes to stdout.
 
 mod db;
+mod db_url;
 mod demo;
 mod load;
 mod monitor;
@@ -28,7 +29,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use cinematch::config::resolve_db_url;
 use cinematch::progress::Console;
 use cinematch::registry::Objective;
 use cinematch::store::{self, Store};
@@ -145,7 +145,7 @@ struct Ctx {
 impl Ctx {
     /// The database URL and where it came from (`--db` or a variable).
     fn db_url(&self) -> (String, &'static str) {
-        resolve_db_url(self.db.as_deref())
+        db_url::resolve_db_url(self.db.as_deref())
     }
 
     fn open_store(&self) -> Result<Box<dyn Store>> {

@@ -105,8 +105,7 @@ pub fn run(
         .any(|t| t.rows > 0)
     {
         return Err(Error::Conflict(format!(
-            "{} already holds data; the demo needs an empty database (use --db with a new one, \
-             or --fresh to empty this one)",
+            "{} already holds data; the demo needs an empty database",
             store.location()
         )));
     }
@@ -191,15 +190,19 @@ pub fn run(
         topts.objective = opts.objective;
         let out = registry::train(store, &topts, progress)?;
         let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+        let mark = match (&out.decision, out.is_champion) {
+            (None, true) => "  <- champion (the first model)".to_string(),
+            (Some(_), true) => format!("  <- champion (better on {})", opts.objective),
+            _ => String::new(),
+        };
         say(&format!(
-            "   {:<5} {}: RMSE {}, NDCG@10 {}, recall@10 {}, P@10 {}{}",
+            "   {:<5} {}: RMSE {}, NDCG@10 {}, recall@10 {}, P@10 {}{mark}",
             algo.as_str(),
             out.run.model_version,
             fmt(out.report.rmse),
             fmt(out.report.ndcg_at_10),
             fmt(out.report.recall_at_10),
             fmt(out.report.rank_precision_at_10),
-            if out.is_champion { "  <- champion" } else { "" }
         ));
         if let Some(d) = &out.decision {
             say(&format!(
