@@ -111,7 +111,8 @@ fn main() {
     }
     let random = all;
 
-    let champion = random_svd_shaped_model(&temporal[..BASELINE], &mut next);
+    let champion =
+        cinematch::models::Model::Factor(random_svd_shaped_model(&temporal[..BASELINE], &mut next));
     let thresholds = Thresholds::default();
     let mut summary = Vec::new();
     for (name, data) in [("temporal", &temporal), ("random", &random)] {

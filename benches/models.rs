@@ -37,9 +37,9 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use cinematch::models::{fit, Algo, AlsParams, FactorModel, Params, SvdParams};
+use cinematch::models::{fit, Algo, AlsParams, FactorModel, Hyperparams, Model, SvdParams};
 use cinematch::progress::{Progress, Silent};
-use cinematch::recommend::Recommender;
+use cinematch::recommend::{Recommender, Request};
 use cinematch::store::{self, MovieStats};
 use cinematch::{Movie, Rating, Split};
 use rand::{Rng, SeedableRng};
@@ -79,11 +79,12 @@ fn split(url: &str) -> (Vec<Rating>, Vec<Rating>) {
     (train, test)
 }
 
-fn test_rmse(m: &FactorModel, test: &[Rating]) -> f64 {
+fn test_rmse(m: &Model, test: &[Rating]) -> f64 {
     let sse: f64 = test
         .iter()
         .map(|r| {
-            let e = f64::from(m.predict(r.user_id, r.movie_id)) - f64::from(r.rating);
+            let p = m.predict(r.user_id, r.movie_id).unwrap_or(f32::NAN);
+            let e = f64::from(p) - f64::from(r.rating);
             e * e
         })
         .sum();
@@ -92,7 +93,7 @@ fn test_rmse(m: &FactorModel, test: &[Rating]) -> f64 {
 
 fn svd(url: &str, threads: usize, rounds: usize) {
     let (train, test) = split(url);
-    let params = Params::Svd(SvdParams {
+    let params = Hyperparams::Svd(SvdParams {
         threads,
         ..SvdParams::surprise()
     });
@@ -152,7 +153,7 @@ fn proc_status_bytes(field: &str) -> Option<u64> {
 
 fn als(url: &str, factors: usize, iterations: usize) {
     let (train, test) = split(url);
-    let params = Params::Als(AlsParams {
+    let params = Hyperparams::Als(AlsParams {
         factors,
         iterations,
         ..AlsParams::default()
@@ -265,14 +266,22 @@ fn recommend(requests: usize) {
             })
             .collect();
         // Each user rated ~150 movies, which the recommendation excludes.
-        let rated: Vec<HashSet<i32>> = (0..users)
+        let rated: Vec<Vec<(i32, f32)>> = (0..users)
             .map(|_| {
                 (0..150)
                     .map(|_| rng.random_range(1..=movies as i32))
+                    .collect::<HashSet<i32>>()
+                    .into_iter()
+                    .map(|m| (m, 4.0))
                     .collect()
             })
             .collect();
-        let rec = Recommender::new("bench".into(), model.clone(), catalogue, &stats);
+        let rec = Recommender::new(
+            "bench".into(),
+            Model::Factor(model.clone()),
+            catalogue,
+            &stats,
+        );
         let one = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
@@ -287,7 +296,7 @@ fn recommend(requests: usize) {
             let r = run(&mut |i| {
                 let u = (i % users) as i32 + 1;
                 let got = rec
-                    .recommend(u, 10, None, &rated[i % users])
+                    .recommend(&Request::new(u, 10, &rated[i % users]))
                     .expect("recommend");
                 assert_eq!(got.items.len(), 10);
             });
@@ -310,7 +319,7 @@ fn recommend(requests: usize) {
 fn evaluate(rounds: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let (users, movies, per_user) = (610, 9_742, 170);
-    let model = random_model(users, movies, 100, &mut rng);
+    let model = cinematch::models::Model::Factor(random_model(users, movies, 100, &mut rng));
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for u in 1..=users as i32 {
         let rated: HashSet<i32> = (0..per_user)

@@ -65,6 +65,12 @@ pub enum Error {
     /// An argument outside its valid range.
     #[error("{0}")]
     InvalidArgument(String),
+
+    /// A stored model that cannot be decoded (truncated, corrupted, or
+    /// written by a newer release): a problem of the data, not of the
+    /// request that needed it.
+    #[error("model artifact: {0}")]
+    Artifact(String),
 }
 
 impl From<postgres::Error> for Error {

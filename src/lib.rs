@@ -12,7 +12,6 @@
 //! * [`format`](mod@format): counts, sizes and metrics as the CLI and the dashboard print them.
 //! * [`shutdown`]: SIGINT/SIGTERM as one stop request for the server and the scheduler.
 
-pub mod config;
 pub mod data;
 pub mod drift;
 pub mod error;
@@ -27,6 +26,7 @@ pub mod registry;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod topk;
 pub mod tracking;
 pub mod types;
 

@@ -61,6 +61,9 @@ pub struct MlflowConfig {
     pub ca_cert: Option<PathBuf>,
     /// Upper bound for one request, connecting included.
     pub timeout: Duration,
+    /// The registered model whose alias `champion` follows promotions
+    /// (`CINEMATCH_MLFLOW_MODEL`, default [`REGISTERED_MODEL`]).
+    pub registered_model: String,
 }
 
 impl fmt::Debug for MlflowConfig {
@@ -73,6 +76,7 @@ impl fmt::Debug for MlflowConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("ca_cert", &self.ca_cert)
             .field("timeout", &self.timeout)
+            .field("registered_model", &self.registered_model)
             .finish()
     }
 }
@@ -89,6 +93,7 @@ impl MlflowConfig {
             password: None,
             ca_cert: None,
             timeout: Duration::from_secs(5),
+            registered_model: REGISTERED_MODEL.to_string(),
         }
     }
 
@@ -110,6 +115,9 @@ impl MlflowConfig {
         cfg.username = get("MLFLOW_TRACKING_USERNAME");
         cfg.password = get("MLFLOW_TRACKING_PASSWORD");
         cfg.ca_cert = get("MLFLOW_TRACKING_SERVER_CERT_PATH").map(PathBuf::from);
+        if let Some(name) = get("CINEMATCH_MLFLOW_MODEL") {
+            cfg.registered_model = name;
+        }
         Some(cfg)
     }
 
@@ -435,9 +443,58 @@ fn now_ms() -> i64 {
 }
 
 /// MLflow params: key, value.
-pub type Params = Vec<(String, String)>;
+pub type MlflowParams = Vec<(String, String)>;
 /// MLflow metrics: key, value.
-pub type Metrics = Vec<(String, f64)>;
+pub type MlflowMetrics = Vec<(String, f64)>;
+
+/// The MLflow registered model whose alias [`CHAMPION_ALIAS`] follows the
+/// CineMatch champion.
+pub const REGISTERED_MODEL: &str = "cinematch";
+/// The alias a promotion sets.
+pub const CHAMPION_ALIAS: &str = "champion";
+
+/// Points the alias `champion` of the registered model
+/// (`cfg.registered_model`, created when missing) at a new model version
+/// made from the MLflow run `run_id`, tagged with the CineMatch
+/// `model_version`. Deployments that serve from MLflow's registry then
+/// follow CineMatch's promotions. Like all tracking, a failure is a warning.
+pub fn set_champion_alias(cfg: &MlflowConfig, run_id: &str, model_version: &str) {
+    let name = cfg.registered_model.as_str();
+    let result = (|| -> TResult<String> {
+        let client = MlflowClient::new(cfg)?;
+        match client.post("registered-models/create", &json!({ "name": name })) {
+            Ok(_) => {}
+            Err(TrackingError::Api { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => {}
+            Err(e) => return Err(e),
+        }
+        let run = client.get("runs/get", &[("run_id", run_id)])?;
+        let artifacts = string_field(&run["run"]["info"], "artifact_uri")?;
+        let v = client.post(
+            "model-versions/create",
+            &json!({
+                "name": name,
+                "source": format!("{artifacts}/model"),
+                "run_id": run_id,
+                "tags": [{"key": TAG_MODEL_VERSION, "value": model_version}],
+            }),
+        )?;
+        let version = string_field(&v["model_version"], "version")?;
+        client.post(
+            "registered-models/alias",
+            &json!({"name": name, "alias": CHAMPION_ALIAS, "version": version}),
+        )?;
+        Ok(version)
+    })();
+    match result {
+        Ok(version) => {
+            tracing::info!("MLflow: {name}@{CHAMPION_ALIAS} -> version {version} ({model_version})")
+        }
+        Err(e) => tracing::warn!(
+            "MLflow at {}: could not set {name}@{CHAMPION_ALIAS} to {model_version}: {e}",
+            cfg.display_uri()
+        ),
+    }
+}
 
 /// How an MLflow run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -684,9 +684,15 @@ fn dashboard_in_headless_chromium(db: TestDb) {
         .iter()
         .map(|c| c["title"].as_str().unwrap())
         .collect();
-    assert_eq!(titles, ["RMSE", "MAE", "Precision@10"]);
+    // The deployment's objective (NDCG@10 by default) first.
+    assert_eq!(
+        titles,
+        ["NDCG@10", "Recall@10", "RMSE", "MAE", "Precision@10"]
+    );
     type Metric = (&'static str, fn(&ModelRun) -> Option<f64>);
-    let metrics: [Metric; 3] = [
+    let metrics: [Metric; 5] = [
+        ("ndcg_at_10", |r| r.evaluation.as_ref()?.ndcg_at_10),
+        ("recall_at_10", |r| r.evaluation.as_ref()?.recall_at_10),
         ("rmse", |r| r.rmse),
         ("mae", |r| r.mae),
         ("precision_at_10", |r| r.precision_at_10),

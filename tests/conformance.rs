@@ -6,7 +6,7 @@ mod common;
 use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::store::schema::SPEC_TABLES;
-use cinematch::store::{ArtifactBlob, NewModelRun, RunCommit};
+use cinematch::store::{ArtifactBlob, ModelEvaluation, NewModelRun, RunCommit, TuningTrial};
 use cinematch::{Error, Movie, Rating, Split};
 use common::TestDb;
 
@@ -264,12 +264,106 @@ fn blob(tag: u8) -> ArtifactBlob {
 fn run(rmse: f64) -> NewModelRun {
     NewModelRun {
         run_id: "abc123".into(),
-        rmse,
-        mae: rmse * 0.8,
-        precision_at_10: 0.7,
+        rmse: Some(rmse),
+        mae: Some(rmse * 0.8),
+        precision_at_10: Some(0.7),
         data_size: 70_000,
         notes: r#"{"algorithm":"svd"}"#.into(),
+        evaluation: ModelEvaluation {
+            algorithm: "svd".into(),
+            ndcg_at_10: Some(0.05),
+            recall_at_10: Some(0.02),
+            catalogue_precision_at_10: Some(0.04),
+            coverage: Some(0.5),
+            users_evaluated: Some(600),
+            users_eligible: Some(603),
+            test_ratings: Some(30_000),
+        },
     }
+}
+
+/// A ranking model's run: no rating metrics (NULL in the spec's columns,
+/// not an invented number), its ranking metrics in `model_evaluations`,
+/// queryable by SQL as the spec's `ORDER BY rmse` is.
+fn ranking_runs_keep_null_rmse_and_queryable_ndcg(db: TestDb) {
+    let mut s = db.store();
+    let (svd, _) = s
+        .insert_model_run(&run(0.9), &blob(1), &RunCommit::default())
+        .unwrap();
+    let mut ease = run(0.0);
+    ease.rmse = None;
+    ease.mae = None;
+    ease.precision_at_10 = None;
+    ease.evaluation = ModelEvaluation {
+        algorithm: "ease".into(),
+        ndcg_at_10: Some(0.35),
+        recall_at_10: Some(0.2),
+        catalogue_precision_at_10: Some(0.29),
+        coverage: Some(0.04),
+        users_evaluated: Some(603),
+        users_eligible: Some(603),
+        test_ratings: Some(30_251),
+    };
+    let (e, _) = s
+        .insert_model_run(&ease, &blob(2), &RunCommit::default())
+        .unwrap();
+    assert_eq!((e.rmse, e.mae, e.precision_at_10), (None, None, None));
+    assert_eq!(e.evaluation.as_ref().unwrap().ndcg_at_10, Some(0.35));
+    let runs = s.model_runs().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].evaluation.as_ref().unwrap().algorithm, "svd");
+    assert_eq!(runs[1].evaluation, Some(ease.evaluation.clone()));
+    // A run without a test split: every metric NULL.
+    let mut blind = run(0.0);
+    blind.rmse = None;
+    blind.mae = None;
+    blind.precision_at_10 = None;
+    blind.evaluation = ModelEvaluation {
+        algorithm: "ease".into(),
+        test_ratings: Some(0),
+        ..ModelEvaluation::default()
+    };
+    let (b, _) = s
+        .insert_model_run(&blind, &blob(3), &RunCommit::default())
+        .unwrap();
+    let be = b.evaluation.unwrap();
+    assert_eq!((be.ndcg_at_10, be.users_evaluated), (None, None));
+    // The best list by SQL, as an analyst would ask it.
+    let best = db.query_strings(
+        "SELECT m.model_version FROM model_metrics m
+           JOIN model_evaluations e ON e.model_version = m.model_version
+          WHERE e.ndcg_at_10 IS NOT NULL ORDER BY e.ndcg_at_10 DESC LIMIT 1",
+    );
+    assert_eq!(best, vec![e.model_version.clone()]);
+    let nulls =
+        db.query_strings("SELECT model_version FROM model_metrics WHERE rmse IS NULL ORDER BY id");
+    assert_eq!(nulls, vec![e.model_version, b.model_version]);
+    assert_ne!(svd.model_version, best[0]);
+}
+
+fn tuning_trials_round_trip(db: TestDb) {
+    let mut s = db.store();
+    let t = |study: &str, trial: i64, value: Option<f64>| TuningTrial {
+        study: study.into(),
+        trial,
+        algorithm: "ease".into(),
+        params: r#"{"algo":"ease","lambda":500.0}"#.into(),
+        objective: "ndcg@10".into(),
+        value,
+        validation_ratings: 21_175,
+        seconds: 1.5,
+    };
+    let all = vec![
+        t("s1", 1, Some(0.18)),
+        t("s1", 2, None),
+        t("s2", 1, Some(0.2)),
+    ];
+    for x in &all {
+        s.insert_tuning_trial(x).unwrap();
+    }
+    assert_eq!(s.tuning_trials(None).unwrap(), all);
+    assert_eq!(s.tuning_trials(Some("s1")).unwrap(), all[..2].to_vec());
+    assert!(s.tuning_trials(Some("nope")).unwrap().is_empty());
 }
 
 fn registry_versions_champion_and_rollback(db: TestDb) {
@@ -422,7 +516,8 @@ fn leases_exclude_renew_expire_and_release(db: TestDb) {
     let held = a.lease("pipeline").unwrap().unwrap();
     assert_eq!(held.holder, "A");
     assert!(
-        held.remaining_secs > 50.0 && held.remaining_secs <= 60.0,
+        // SQLite's julianday arithmetic is exact to about a millisecond.
+        held.remaining_secs > 50.0 && held.remaining_secs <= 60.01,
         "{held:?}"
     );
     // B is refused and told who holds it.
@@ -932,6 +1027,8 @@ fn search_follows_the_catalogue(db: TestDb) {
 }
 
 on_both_backends!(
+    ranking_runs_keep_null_rmse_and_queryable_ndcg,
+    tuning_trials_round_trip,
     compare_and_set_promotion,
     leases_exclude_renew_expire_and_release,
     clearing_a_batch_is_scoped_audited_and_reversible,

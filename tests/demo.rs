@@ -68,12 +68,32 @@ fn demo_story_alerts_only_in_the_drifted_week(db: TestDb) {
     assert!(ing
         .iter()
         .all(|i| i.status.as_deref() == Some("completed") && i.record_count == Some(10_000)));
-    // model_metrics: the first model and the drift-triggered retrain on train + 3 batches.
+    // model_metrics: a rating model (svd) and a ranking model (ease) on the
+    // train split, then the drift-triggered retrain of the champion on
+    // train + 3 batches.
     let runs = store.model_runs().unwrap();
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 3);
     assert_eq!(runs[0].data_size, Some(70_000));
-    assert_eq!(runs[1].data_size, Some(100_000));
-    let notes: serde_json::Value = serde_json::from_str(runs[1].notes.as_deref().unwrap()).unwrap();
+    assert_eq!(runs[1].data_size, Some(70_000));
+    assert_eq!(runs[2].data_size, Some(100_000));
+    let algo = |i: usize| -> String {
+        let n: serde_json::Value = serde_json::from_str(runs[i].notes.as_deref().unwrap()).unwrap();
+        n["algorithm"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        (algo(0), algo(1), algo(2)),
+        ("svd".into(), "ease".into(), "ease".into())
+    );
+    // The ranking model predicts no ratings (NULL RMSE) and wins on NDCG@10,
+    // the default objective; the rating model keeps its RMSE.
+    assert!(runs[0].rmse.is_some() && runs[1].rmse.is_none());
+    let ndcg = |i: usize| runs[i].evaluation.as_ref().unwrap().ndcg_at_10.unwrap();
+    assert!(ndcg(1) > ndcg(0), "ease {} vs svd {}", ndcg(1), ndcg(0));
+    assert_eq!(
+        store.champion().unwrap().as_deref(),
+        Some(runs[2].model_version.as_str())
+    );
+    let notes: serde_json::Value = serde_json::from_str(runs[2].notes.as_deref().unwrap()).unwrap();
     assert_eq!(notes["kind"], "retrain");
     assert_eq!(
         notes["batches"],

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use cinematch::models::{Algo, Params};
+use cinematch::models::{Algo, Hyperparams};
 use cinematch::pipeline::retrain::{retrain, RetrainOptions, RetrainOutcome};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
@@ -187,7 +187,7 @@ fn metrics(run: &Value) -> BTreeMap<String, f64> {
 
 // ---- data and checks ----
 
-fn small_svd() -> Params {
+fn small_svd() -> Hyperparams {
     registry::params_with_overrides(
         Algo::Svd,
         &[
@@ -320,6 +320,27 @@ fn tracked() -> Option<MlflowConfig> {
     Some(MlflowConfig::new(mlflow_uri()))
 }
 
+/// Tracking with a registered model of its own, so tests running at once
+/// do not move each other's aliases.
+fn tracked_as(model: &str) -> Option<MlflowConfig> {
+    let mut c = MlflowConfig::new(mlflow_uri());
+    c.registered_model = model.to_string();
+    Some(c)
+}
+
+/// The MLflow run id the alias `champion` of `model` points at, as MLflow's
+/// registry answers it (`None` when the alias does not exist).
+fn champion_alias_run(model: &str) -> Option<String> {
+    let (status, v) = api_get(
+        "registered-models/alias",
+        &[("name", model), ("alias", "champion")],
+    );
+    if status != 200 {
+        return None;
+    }
+    Some(v["model_version"]["run_id"].as_str()?.to_string())
+}
+
 /// Warnings emitted on this thread while `f` runs.
 fn capture_warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
     #[derive(Clone)]
@@ -437,9 +458,53 @@ fn retrain_creates_a_matching_mlflow_run(db: TestDb) {
     assert_eq!(kv(&mrun, "params")["factors"], "8");
 }
 
+/// A promotion also points the alias `champion` of the MLflow registered
+/// model at the promoted run: the first model, then a retrain that is
+/// promoted; a run that is not promoted leaves the alias alone.
+fn promotions_move_the_mlflow_champion_alias(db: TestDb) {
+    let model = unique("cinematch-alias");
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    let mut opts = TrainOptions::new(small_svd());
+    opts.mlflow = tracked_as(&model);
+    let first = registry::train(s.as_mut(), &opts, &Silent).unwrap();
+    assert!(first.is_champion);
+    let first_run = mlflow_run_id_of(&first.run.model_version);
+    assert_eq!(
+        champion_alias_run(&model).as_deref(),
+        Some(first_run.as_str())
+    );
+    // The same configuration again is not better: no promotion, no move.
+    let second = registry::train(s.as_mut(), &opts, &Silent).unwrap();
+    assert!(!second.is_champion);
+    assert_eq!(
+        champion_alias_run(&model).as_deref(),
+        Some(first_run.as_str())
+    );
+    // A retrain (tolerance 1: promoted) moves it.
+    let ropts = RetrainOptions {
+        tolerance: 1.0,
+        mlflow: tracked_as(&model),
+        ..RetrainOptions::default()
+    };
+    let run = match retrain(s.as_mut(), &ropts, &Silent).unwrap() {
+        RetrainOutcome::Retrained { run, promoted, .. } => {
+            assert!(promoted);
+            run
+        }
+        other => panic!("retrain skipped: {other:?}"),
+    };
+    assert_eq!(
+        champion_alias_run(&model),
+        Some(mlflow_run_id_of(&run.model_version))
+    );
+    assert_eq!(s.champion().unwrap(), Some(run.model_version));
+}
+
 on_both_backends!(
     train_creates_a_matching_mlflow_run,
-    retrain_creates_a_matching_mlflow_run
+    retrain_creates_a_matching_mlflow_run,
+    promotions_move_the_mlflow_champion_alias
 );
 
 #[test]
@@ -498,7 +563,7 @@ fn an_mlflow_error_answer_or_a_tls_failure_is_a_warning_too() {
         // Not a tracking server URI CineMatch can use.
         ("file:///tmp/mlruns".to_string(), "http"),
     ] {
-        let mut opts = TrainOptions::new(Params::default_for(Algo::Baseline));
+        let mut opts = TrainOptions::new(Hyperparams::default_for(Algo::Baseline));
         opts.mlflow = Some(MlflowConfig::new(bad.clone()));
         let (out, log) = capture_warnings(|| registry::train(s.as_mut(), &opts, &Silent));
         let out = out.unwrap_or_else(|e| panic!("{bad}: training failed: {e}"));
@@ -517,7 +582,7 @@ fn a_failed_training_ends_its_mlflow_run_as_failed() {
     // No ratings loaded: training fails after the MLflow run was created.
     let mut cfg = MlflowConfig::new(mlflow_uri());
     cfg.experiment = unique("cinematch-failed");
-    let mut opts = TrainOptions::new(Params::default_for(Algo::Baseline));
+    let mut opts = TrainOptions::new(Hyperparams::default_for(Algo::Baseline));
     opts.mlflow = Some(cfg.clone());
     let err = registry::train(s.as_mut(), &opts, &Silent)
         .err()

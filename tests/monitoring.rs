@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use cinematch::data::ReadOptions;
-use cinematch::models::{Algo, Params};
+use cinematch::models::{Algo, Hyperparams};
 use cinematch::pipeline::cycle::{run_cycle, CycleOptions};
 use cinematch::pipeline::drift_check::{check, Thresholds};
 use cinematch::pipeline::ingest::ingest_file;
@@ -107,7 +107,7 @@ fn drift_check_records_every_test(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -169,7 +169,7 @@ fn retrain_merges_exactly_once_and_keeps_rejected(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     let first = registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -238,7 +238,7 @@ fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -319,7 +319,7 @@ fn verdict_accounts_for_the_retrain_that_handled_the_alerts(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -465,7 +465,7 @@ fn scheduler_retries_with_doubling_backoff(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -524,7 +524,7 @@ fn scheduler_cron_loop_waits_for_each_tick(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -554,7 +554,7 @@ fn scheduler_retry_succeeds_once_the_cause_is_gone(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -609,7 +609,7 @@ fn scheduler_cron_loop_takes_up_what_a_tick_left(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();
@@ -671,7 +671,7 @@ fn scheduler_waits_for_a_file_being_written(db: TestDb) {
     common::seed_low_rank(s.as_mut());
     registry::train(
         s.as_mut(),
-        &TrainOptions::new(Params::default_for(Algo::Baseline)),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Baseline)),
         &Silent,
     )
     .unwrap();

@@ -835,7 +835,90 @@ fn readyz_503_without_champion(db: TestDb) {
     assert_eq!(ok_json(server.get("/readyz"))["modelVersion"], v.as_str());
 }
 
+/// Issue 12's onboarding bar, through the API with an EASE champion: a
+/// brand-new user posts five ratings of animated children's movies and, on
+/// the next request, gets a list labelled `fold-in` in which at least 4 of
+/// 10 movies are Animation or Children (the popular list has none), every
+/// item explained by at least one of the five, none of the five repeated.
+fn a_new_user_is_folded_in_from_five_ratings(db: TestDb) {
+    let mut store = db.store();
+    load_small(store.as_mut());
+    let opts = cinematch::registry::TrainOptions::new(cinematch::models::Hyperparams::default_for(
+        cinematch::models::Algo::Ease,
+    ));
+    let ease = cinematch::registry::train(store.as_mut(), &opts, &cinematch::progress::Silent)
+        .expect("train ease");
+    let server = TestServer::start(db.url(), |c| c.api_token = Some(TOKEN.into()));
+    server.wait_ready();
+    let user = 900_001;
+    let popular = ok_json(server.get(&format!("/api/users/{user}/recommendations?k=10")));
+    assert_eq!(popular["strategy"], "popular");
+    let kids = |items: &Value| -> usize {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| {
+                i["genres"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|g| g == "Animation" || g == "Children")
+            })
+            .count()
+    };
+    assert_eq!(kids(&popular["items"]), 0, "{popular}");
+    // Toy Story, Toy Story 2, Monsters, Inc., Finding Nemo, The Incredibles.
+    let five = [1, 3114, 4886, 6377, 8961];
+    let body: Vec<Value> = five
+        .iter()
+        .map(|m| json!({"userId": user, "movieId": m, "rating": 5}))
+        .collect();
+    let r = server.post_json("/api/ratings", Some(TOKEN), &Value::Array(body).to_string());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let recs = ok_json(server.get(&format!("/api/users/{user}/recommendations?k=10")));
+    assert_eq!(recs["strategy"], "fold-in", "{recs}");
+    assert_eq!(recs["modelVersion"], ease.run.model_version.as_str());
+    let items = recs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 10);
+    assert!(kids(&recs["items"]) >= 4, "{recs}");
+    for it in items {
+        let id = it["movieId"].as_i64().unwrap();
+        assert!(!five.contains(&id), "recommended a movie just rated: {it}");
+        let because = it["because"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no because: {it}"));
+        assert!(!because.is_empty(), "{it}");
+        assert!(
+            because
+                .iter()
+                .any(|b| five.contains(&b["movieId"].as_i64().unwrap())),
+            "{it}"
+        );
+        let shares: f64 = because.iter().map(|b| b["share"].as_f64().unwrap()).sum();
+        assert!(shares > 0.0 && shares <= 1.0 + 1e-6, "{it}");
+        assert!(
+            it.get("predictedRating").is_none(),
+            "no rating model was trained"
+        );
+    }
+    // Without explanations on request.
+    let plain = ok_json(server.get(&format!(
+        "/api/users/{user}/recommendations?k=10&explain=false"
+    )));
+    assert!(plain["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i.get("because").is_none()));
+    assert_eq!(ids(&plain["items"]), ids(&recs["items"]));
+    // Similar movies come from EASE's item weights.
+    let sim = ok_json(server.get("/api/movies/1/similar?k=5"));
+    assert_eq!(sim["basis"], "item_weights", "{sim}");
+}
+
 on_both_backends!(
+    a_new_user_is_folded_in_from_five_ratings,
     happy_paths,
     openapi_matches_routes,
     bad_requests_get_json_4xx,

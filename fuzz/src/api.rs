@@ -27,7 +27,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::Router;
 use cinematch::pipeline::load::{self, LoadOptions, Source};
-use cinematch::models::{Params, SvdParams};
+use cinematch::models::{Hyperparams, SvdParams};
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 use cinematch::server::{self, AppState, ServerConfig};
@@ -99,7 +99,7 @@ fn setup() -> Api {
             &Silent,
         )
         .expect("load the tiny catalogue");
-        let mut opts = TrainOptions::new(Params::Svd(SvdParams {
+        let mut opts = TrainOptions::new(Hyperparams::Svd(SvdParams {
             factors: 4,
             epochs: 3,
             ..SvdParams::default()

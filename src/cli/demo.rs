@@ -65,7 +65,8 @@ fn demo_db_url(db: Option<&str>) -> String {
 
 pub fn run(args: DemoArgs, ctx: &Ctx) -> Result<()> {
     let work = std::env::temp_dir().join(format!("cinematch-demo-{}", std::process::id()));
-    let opts = args.options(work.clone())?;
+    let mut opts = args.options(work.clone())?;
+    opts.objective = ctx.objective;
     let url = demo_db_url(ctx.db.as_deref());
     let mut store =
         store::open(&url).with_context(|| format!("opening {}", store::redact(&url)))?;
@@ -76,10 +77,14 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> Result<()> {
     let started = std::time::Instant::now();
     let result = demo::run(store.as_mut(), &opts, &ctx.progress, &mut print::demo_line);
     let _ = std::fs::remove_dir_all(&work);
+    if let Err(e @ cinematch::Error::Conflict(_)) = &result {
+        anyhow::bail!("{e} (use --db with a new one, or --fresh to empty this one)");
+    }
     result?;
     print::demo_tables(
         store.ingestions()?,
-        &registry::runs_with_change(store.as_mut())?,
+        &registry::run_summaries(store.as_mut(), ctx.objective)?,
+        ctx.objective,
         store.drift_alerts(None)?,
         &retrain::retraining_verdict(store.as_mut(), 86400)?,
     );

@@ -6,13 +6,14 @@
 //!
 //! * `db`: schema, statistics, maintenance, roles.
 //! * `load`: `load` and `data synth|stream`.
-//! * `train`: `train`, `evaluate`, `models`.
+//! * `train`: `train`, `tune`, `evaluate`, `models`.
 //! * `recommend`: `recommend`, `similar`.
 //! * `monitor`: `ingest`, `drift`, `retrain`, `pipeline`, `buffer`, `scheduler`.
 //! * `serve`, `demo`: one command each.
 //! * `print` and `table`: everything that goes to stdout.
 
 mod db;
+mod db_url;
 mod demo;
 mod load;
 mod monitor;
@@ -28,8 +29,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use cinematch::config::resolve_db_url;
 use cinematch::progress::Console;
+use cinematch::registry::Objective;
 use cinematch::store::{self, Store};
 
 /// Exit codes that automation (the Airflow DAG, cron jobs) branches on
@@ -69,6 +70,18 @@ struct Cli {
     #[arg(long, short, global = true)]
     quiet: bool,
 
+    /// What models are compared on when choosing the champion (train, tune,
+    /// retrain, pipeline, models list, the dashboard): ndcg@10 (the list a
+    /// user sees), recall@10 or rmse (predicted stars).
+    #[arg(
+        long,
+        global = true,
+        env = "CINEMATCH_OBJECTIVE",
+        value_name = "METRIC",
+        default_value = "ndcg@10"
+    )]
+    objective: String,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +98,8 @@ enum Command {
     Data(load::DataCommand),
     /// Train a model on the train split, evaluate it on the test split and record it.
     Train(train::TrainArgs),
+    /// Search hyperparameters on a validation split carved from train, then train the winner.
+    Tune(train::TuneArgs),
     /// The model registry: runs, the champion, promotion and rollback.
     #[command(subcommand)]
     Models(train::ModelsCommand),
@@ -122,13 +137,15 @@ enum Command {
 struct Ctx {
     /// `--db`, if given; [`Ctx::db_url`] falls back to the environment.
     db: Option<String>,
+    /// The deployment's objective (`--objective`, `CINEMATCH_OBJECTIVE`).
+    objective: Objective,
     progress: Console,
 }
 
 impl Ctx {
     /// The database URL and where it came from (`--db` or a variable).
     fn db_url(&self) -> (String, &'static str) {
-        resolve_db_url(self.db.as_deref())
+        db_url::resolve_db_url(self.db.as_deref())
     }
 
     fn open_store(&self) -> Result<Box<dyn Store>> {
@@ -174,8 +191,13 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let objective: Objective = cli
+        .objective
+        .parse()
+        .context("--objective (or CINEMATCH_OBJECTIVE)")?;
     let ctx = Ctx {
         db: cli.db,
+        objective,
         progress: Console::new(),
     };
     let ok = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
@@ -184,6 +206,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(args) => ok(load::run(args, &ctx)),
         Command::Data(cmd) => ok(load::data(cmd, &ctx)),
         Command::Train(args) => ok(train::run(args, &ctx)),
+        Command::Tune(args) => ok(train::tune(args, &ctx)),
         Command::Models(cmd) => ok(train::models(cmd, &ctx)),
         Command::Evaluate(args) => ok(train::evaluate(args, &ctx)),
         Command::Recommend(args) => ok(recommend::run(args, &ctx)),

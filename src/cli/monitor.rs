@@ -16,6 +16,8 @@ use cinematch::pipeline::retrain::{self, RetrainOptions, RetrainOutcome};
 use cinematch::pipeline::{ingest, scheduler};
 use cinematch::store::{self, Store};
 
+use cinematch::registry::Objective;
+
 use super::{print, Ctx, EXIT_CHAMPION_CHANGED};
 
 #[derive(Args)]
@@ -135,11 +137,12 @@ pub struct RetrainArgs {
 }
 
 impl RetrainArgs {
-    pub fn options(&self) -> Result<RetrainOptions> {
+    pub fn options(&self, objective: Objective) -> Result<RetrainOptions> {
         Ok(RetrainOptions {
             if_drift: self.if_drift,
             window_secs: retrain::parse_duration_secs(&self.window)?,
             tolerance: self.tolerance,
+            objective,
             lease: self.lease.duration()?,
             ..RetrainOptions::default()
         })
@@ -170,12 +173,13 @@ pub struct PipelineRunArgs {
 }
 
 impl PipelineRunArgs {
-    pub fn options(self) -> Result<CycleOptions> {
+    pub fn options(self, objective: Objective) -> Result<CycleOptions> {
         Ok(CycleOptions {
             thresholds: self.thresholds.thresholds()?,
             batch: self.batch.zip(self.batch_id),
             retrain: RetrainOptions {
                 tolerance: self.tolerance,
+                objective,
                 ..RetrainOptions::default()
             },
             lease: self.lease.duration()?,
@@ -242,7 +246,11 @@ pub struct SchedulerArgs {
 
 impl SchedulerArgs {
     /// The scheduler's options on `db_url`, the cron expression checked.
-    pub fn options(&self, db_url: String) -> Result<scheduler::SchedulerOptions> {
+    pub fn options(
+        &self,
+        db_url: String,
+        objective: Objective,
+    ) -> Result<scheduler::SchedulerOptions> {
         let opts = scheduler::SchedulerOptions {
             db_url,
             inbox: self.inbox.clone(),
@@ -252,6 +260,10 @@ impl SchedulerArgs {
             settle: Duration::from_millis(self.settle_ms),
             cycle: CycleOptions {
                 thresholds: self.thresholds.thresholds()?,
+                retrain: RetrainOptions {
+                    objective,
+                    ..RetrainOptions::default()
+                },
                 lease: self.lease.duration()?,
                 ..CycleOptions::default()
             },
@@ -315,7 +327,7 @@ fn exit_for(outcome: Option<&RetrainOutcome>) -> ExitCode {
 }
 
 pub fn retrain(args: RetrainArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let opts = args.options()?;
+    let opts = args.options(ctx.objective)?;
     let mut store = ctx.open_store()?;
     let outcome = retrain::retrain(store.as_mut(), &opts, &ctx.progress)?;
     print::retrain(&outcome);
@@ -325,7 +337,7 @@ pub fn retrain(args: RetrainArgs, ctx: &Ctx) -> Result<ExitCode> {
 pub fn pipeline(cmd: PipelineCommand, ctx: &Ctx) -> Result<ExitCode> {
     match cmd {
         PipelineCommand::Run(args) => {
-            let opts = args.options()?;
+            let opts = args.options(ctx.objective)?;
             let mut store = ctx.open_store()?;
             let report = cycle::run_cycle(store.as_mut(), &opts, &ctx.progress)?;
             print::cycle(&report);
@@ -400,7 +412,7 @@ fn buffer_clear(store: &mut dyn Store, args: &BufferClearArgs) -> Result<()> {
 /// finish), or one pass over the inbox with `--once`.
 pub fn scheduler(args: SchedulerArgs, ctx: &Ctx) -> Result<()> {
     let (url, _) = ctx.db_url();
-    let opts = args.options(url)?;
+    let opts = args.options(url, ctx.objective)?;
     let stop = cinematch::shutdown::stop_flag().context("installing the signal handlers")?;
     if !args.once {
         scheduler::run(&opts, &stop, &ctx.progress)?;

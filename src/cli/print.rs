@@ -8,7 +8,7 @@ use std::path::Path;
 use cinematch::data::stream::StreamReport;
 use cinematch::data::synth::{SynthReport, WeeklyReport};
 use cinematch::data::SkipReport;
-use cinematch::eval::Metrics;
+use cinematch::eval::EvalReport;
 use cinematch::format::{decimals, signed, thousands};
 use cinematch::models::Algo;
 use cinematch::pipeline::cycle::CycleReport;
@@ -17,7 +17,8 @@ use cinematch::pipeline::ingest::IngestReport;
 use cinematch::pipeline::load::LoadReport;
 use cinematch::pipeline::retrain::{RetrainOutcome, Verdict};
 use cinematch::recommend::{Item, Recommendations, Similar, SimilarBasis, Strategy};
-use cinematch::registry::{RunWithChange, TrainOutcome};
+use cinematch::registry::tune::{TuneOptions, TuneOutcome};
+use cinematch::registry::{Objective, RunSummary, TrainOutcome};
 use cinematch::store::roles::RolesReport;
 use cinematch::store::{
     ArtifactBlob, Backend, DriftAlert, Ingestion, ModelRun, NewDriftAlert, PipelineRun, SplitStats,
@@ -278,7 +279,7 @@ pub fn synth_weekly_report(r: &WeeklyReport, out: &Path) {
 
 // --- train, evaluate, models ----------------------------------------------------
 
-pub fn trained(out: &TrainOutcome, algo: Algo) {
+pub fn trained(out: &TrainOutcome, algo: Algo, objective: Objective) {
     let version = &out.run.model_version;
     println!(
         "trained {version} ({algo}) on {} ratings in {:.2}s, evaluated in {:.2}s",
@@ -286,39 +287,132 @@ pub fn trained(out: &TrainOutcome, algo: Algo) {
         out.train_seconds,
         out.eval_seconds
     );
-    metrics(&out.metrics);
-    if out.is_champion {
-        println!("{version} is the champion (the first model)");
-    } else {
-        println!(
+    metrics(&out.report);
+    match (&out.decision, out.is_champion) {
+        (Some(d), true) => println!("{version} is the champion: {} ({objective})", d.reason),
+        (Some(d), false) => println!(
+            "the champion is unchanged: {} ({objective}); `cinematch models promote {version}` \
+             serves this one anyway",
+            d.reason
+        ),
+        (None, true) => println!("{version} is the champion (the first model)"),
+        (None, false) => println!(
             "the champion is unchanged; `cinematch models promote {version}` to serve this one"
-        );
+        ),
     }
 }
 
-pub fn evaluated(version: &str, m: &Metrics) {
+pub fn tuned(out: &TuneOutcome, opts: &TuneOptions) {
+    println!(
+        "tuned {} on {} ratings, scored on a validation split of {} carved from train \
+         (the test split was not read); {} trials, {} on validation:",
+        opts.algo,
+        thousands(out.inner_train as i64),
+        thousands(out.validation as i64),
+        out.trials.len(),
+        opts.objective.label()
+    );
+    let rows: Vec<Vec<String>> = out
+        .trials
+        .iter()
+        .map(|t| {
+            let params = serde_json::to_value(&t.params)
+                .ok()
+                .and_then(|v| {
+                    v.as_object().map(|o| {
+                        o.iter()
+                            .filter(|(k, _)| *k != "algo")
+                            .filter(|(_, v)| !v.is_null())
+                            .map(|(k, v)| format!("{k}={}", param_value(v)))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                })
+                .unwrap_or_default();
+            vec![
+                format!(
+                    "{}{}",
+                    t.number,
+                    if t.number == out.trials[out.best].number {
+                        " *"
+                    } else {
+                        ""
+                    }
+                ),
+                decimals(t.value, 4),
+                format!("{:.1}", t.seconds),
+                params,
+            ]
+        })
+        .collect();
+    table::print(
+        &["trial", opts.objective.as_str(), "seconds", "params"],
+        &rows,
+    );
+    println!(
+        "* the winner, trained on the whole train split and evaluated once on test (study {}):",
+        out.study
+    );
+}
+
+/// A hyperparameter as typed on a command line: strings bare, f32 values
+/// without the digits their widening to f64 invents (0.1, not
+/// 0.10000000149011612).
+fn param_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(0.0);
+            if f64::from(x as f32) == x {
+                (x as f32).to_string()
+            } else {
+                x.to_string()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+pub fn evaluated(version: &str, m: &EvalReport) {
     println!("{version} on the current test split:");
     metrics(m);
 }
 
-pub fn metrics(m: &Metrics) {
-    println!(
-        "  RMSE {:.4}  MAE {:.4}  precision@10 (rated items, >=3.5) {:.4}",
-        m.rmse, m.mae, m.precision_at_10
-    );
-    println!(
-        "  full catalogue (relevant >= 4.0): precision@10 {:.4}  recall@10 {:.4}  NDCG@10 {:.4}  coverage {:.4}",
-        m.rank_precision_at_10, m.recall_at_10, m.ndcg_at_10, m.coverage
-    );
+pub fn metrics(m: &EvalReport) {
+    if m.is_empty() {
+        println!("  no test split (loaded with --train-fraction 1): nothing to measure");
+        return;
+    }
+    if m.rmse.is_some() {
+        println!(
+            "  RMSE {}  MAE {}  precision@10 (rated items, >=3.5) {}",
+            decimals(m.rmse, 4),
+            decimals(m.mae, 4),
+            decimals(m.precision_at_10, 4)
+        );
+    } else {
+        println!("  a ranking model: no predicted ratings, so no RMSE, MAE or rated precision");
+    }
+    if m.ndcg_at_10.is_some() {
+        let sample = match m.users_eligible {
+            Some(n) if n > m.users_evaluated => format!(
+                ", over a sample of {} of {} users",
+                thousands(m.users_evaluated as i64),
+                thousands(n as i64)
+            ),
+            _ => format!(", over {} users", thousands(m.users_evaluated as i64)),
+        };
+        println!(
+            "  full catalogue (relevant >= 4.0): NDCG@10 {}  recall@10 {}  precision@10 {}  coverage {}{sample}",
+            decimals(m.ndcg_at_10, 4),
+            decimals(m.recall_at_10, 4),
+            decimals(m.rank_precision_at_10, 4),
+            decimals(m.coverage, 4)
+        );
+    }
 }
 
-/// The algorithm a run's notes record, if they say.
-fn notes_algorithm(run: &ModelRun) -> Option<String> {
-    let notes = serde_json::from_str::<serde_json::Value>(run.notes.as_deref()?).ok()?;
-    notes.get("algorithm")?.as_str().map(String::from)
-}
-
-fn version_cell(r: &RunWithChange) -> String {
+fn version_cell(r: &RunSummary) -> String {
     format!(
         "{}{}",
         r.run.model_version,
@@ -326,10 +420,11 @@ fn version_cell(r: &RunWithChange) -> String {
     )
 }
 
-/// `models list`: runs oldest last, as the spec's LAG query.
-pub fn models_list(runs: &[RunWithChange]) {
+/// `models list`: runs oldest last, with the objective's change as the
+/// spec's LAG query does for RMSE.
+pub fn models_list(runs: &[RunSummary], objective: Objective) {
     if runs.is_empty() {
-        println!("no models yet: train one with `cinematch train --algo svd`");
+        println!("no models yet: train one with `cinematch train`");
         return;
     }
     let rows: Vec<Vec<String>> = runs
@@ -338,30 +433,43 @@ pub fn models_list(runs: &[RunWithChange]) {
         .map(|r| {
             vec![
                 version_cell(r),
-                notes_algorithm(&r.run).unwrap_or_default(),
+                r.algorithm().unwrap_or_default(),
                 r.run.training_date.format(DATE_TIME).to_string(),
+                decimals(r.report.ndcg_at_10, 4),
+                decimals(r.report.recall_at_10, 4),
                 decimals(r.run.rmse, 4),
                 decimals(r.run.mae, 4),
                 decimals(r.run.precision_at_10, 4),
                 thousands(r.run.data_size.unwrap_or(0)),
-                signed(r.rmse_improvement, 4),
+                signed(r.change, 4),
             ]
         })
         .collect();
+    let change = format!("{}_change", objective.as_str());
     table::print(
         &[
             "model_version",
             "algo",
             "training_date",
+            "ndcg@10",
+            "recall@10",
             "rmse",
             "mae",
             "precision_at_10",
             "data_size",
-            "rmse_change",
+            &change,
         ],
         &rows,
     );
-    println!("* champion. rmse_change = rmse - LAG(rmse): negative is better.");
+    println!(
+        "* champion, chosen on {objective}. {change} = {objective} - LAG({objective}): {} is \
+         better. rmse is empty for ranking models (they predict no ratings).",
+        if objective.higher_is_better() {
+            "positive"
+        } else {
+            "negative"
+        }
+    );
 }
 
 /// `models show`: one run in full.
@@ -401,28 +509,62 @@ pub fn rolled_back(from: &str, to: &str) {
 
 // --- recommend, similar ---------------------------------------------------------
 
-pub fn recommendations(list: &Recommendations, genre: Option<&str>) {
+pub fn recommendations(list: &Recommendations, genre: Option<&str>, why: bool) {
+    let g = genre.map(|g| format!(" {g}")).unwrap_or_default();
     match list.strategy {
         Strategy::Model => println!(
-            "top {} for user {} by {} (predicted rating):",
+            "top {} for user {} by {}:",
+            list.items.len(),
+            list.user_id,
+            list.model_version
+        ),
+        Strategy::FoldIn => println!(
+            "top {} for user {} by {}, folded in from their ratings (newer than the model):",
             list.items.len(),
             list.user_id,
             list.model_version
         ),
         Strategy::Popular => println!(
-            "user {} is unknown to {}: cold-start list, most popular{} by damped mean rating:",
-            list.user_id,
-            list.model_version,
-            genre.map(|g| format!(" {g}")).unwrap_or_default()
+            "{} cannot rank user {}: cold-start list, most popular{g} by damped mean rating:",
+            list.model_version, list.user_id,
         ),
     }
-    items(
-        &list.items,
-        match list.strategy {
-            Strategy::Model => "predicted",
-            Strategy::Popular => "damped_mean",
-        },
-    );
+    let score = match list.strategy {
+        Strategy::Popular => "damped_mean",
+        _ if list
+            .items
+            .iter()
+            .all(|i| i.predicted_rating == Some(i.score)) =>
+        {
+            "predicted"
+        }
+        _ => "score",
+    };
+    items(&list.items, score);
+    if why {
+        for (i, it) in list.items.iter().enumerate() {
+            if it.because.is_empty() {
+                continue;
+            }
+            let reasons: Vec<String> = it
+                .because
+                .iter()
+                .map(|r| format!("{} ({:.0}%)", r.title, r.share * 100.0))
+                .collect();
+            println!(
+                "  {}. {} because you rated {}",
+                i + 1,
+                it.title,
+                reasons.join(", ")
+            );
+        }
+        if list.items.iter().all(|i| i.because.is_empty()) {
+            println!(
+                "  (no explanations: the {} list has none)",
+                list.strategy.as_str()
+            );
+        }
+    }
 }
 
 pub fn similar(sim: &Similar) {
@@ -431,28 +573,40 @@ pub fn similar(sim: &Similar) {
         sim.movie.title,
         sim.movie.movie_id,
         match sim.basis {
+            SimilarBasis::ItemWeights => "the champion's item weights (EASE)",
             SimilarBasis::Factors => "the champion's movie factors",
-            SimilarBasis::PcaFeatures => "PCA genre features (the model has no factors for it)",
+            SimilarBasis::PcaFeatures => "PCA genre features (the model has nothing for it)",
         }
     );
     items(&sim.items, "similarity");
 }
 
 fn items(items: &[Item], score: &str) {
+    let stars = items
+        .iter()
+        .any(|i| i.predicted_rating.is_some() && score != "predicted");
     let rows: Vec<Vec<String>> = items
         .iter()
         .enumerate()
         .map(|(i, it)| {
-            vec![
+            let mut row = vec![
                 (i + 1).to_string(),
                 it.movie_id.to_string(),
                 it.title.clone(),
                 it.genres.clone(),
                 decimals(Some(f64::from(it.score)), 3),
-            ]
+            ];
+            if stars {
+                row.push(decimals(it.predicted_rating.map(f64::from), 2));
+            }
+            row
         })
         .collect();
-    table::print(&["#", "movieId", "title", "genres", score], &rows);
+    let mut head = vec!["#", "movieId", "title", "genres", score];
+    if stars {
+        head.push("predicted_rating");
+    }
+    table::print(&head, &rows);
 }
 
 // --- monitoring -----------------------------------------------------------------
@@ -562,8 +716,17 @@ pub fn retrain(outcome: &RetrainOutcome) {
             batches,
             champion_changed,
         } => {
+            let measured = match (&run.evaluation, run.rmse) {
+                (Some(e), _) if e.ndcg_at_10.is_some() => format!(
+                    "NDCG@10 {}, RMSE {}",
+                    decimals(e.ndcg_at_10, 4),
+                    decimals(run.rmse, 4)
+                ),
+                (_, Some(r)) => format!("RMSE {r:.4}"),
+                _ => "no test metrics".to_string(),
+            };
             println!(
-                "retrained {} on {} ratings (train + buffer batches {}): RMSE {:.4}",
+                "retrained {} on {} ratings (train + buffer batches {}): {measured}",
                 run.model_version,
                 thousands(run.data_size.unwrap_or(0)),
                 if batches.is_empty() {
@@ -571,7 +734,6 @@ pub fn retrain(outcome: &RetrainOutcome) {
                 } else {
                     batches.join(", ")
                 },
-                run.rmse.unwrap_or(f64::NAN)
             );
             println!("{decision}");
             if *promoted {
@@ -707,14 +869,15 @@ pub fn demo_line(line: &str) {
 /// What the demo left in the database, as the spec's queries show it.
 pub fn demo_tables(
     ingestions: Vec<Ingestion>,
-    runs: &[RunWithChange],
+    runs: &[RunSummary],
+    objective: Objective,
     alerts: Vec<DriftAlert>,
     verdict: &Verdict,
 ) {
     println!();
     ingestions_table(ingestions);
     println!();
-    model_runs_table(runs);
+    model_runs_table(runs, objective);
     println!();
     drift_alerts_table(alerts);
     println!();
@@ -759,30 +922,27 @@ fn ingestions_table(ingestions: Vec<Ingestion>) {
 }
 
 /// "svd retrain; promoted ...": what a run was, from its notes.
-fn run_summary(run: &ModelRun) -> String {
-    let Some(n) = run
-        .notes
-        .as_deref()
-        .and_then(|n| serde_json::from_str::<serde_json::Value>(n).ok())
-    else {
+fn run_summary(r: &RunSummary) -> String {
+    let Some(n) = &r.notes else {
         return String::new();
     };
-    let kind = n.get("kind").and_then(|k| k.as_str()).unwrap_or("initial");
-    let decision = n.get("decision").and_then(|k| k.as_str()).unwrap_or("");
+    let kind = n.kind.as_deref().unwrap_or("initial");
     format!(
         "{} {}{}",
-        n.get("algorithm").and_then(|a| a.as_str()).unwrap_or(""),
+        r.algorithm().unwrap_or_default(),
         kind,
-        if decision.is_empty() {
-            String::new()
-        } else {
-            format!("; {decision}")
-        }
+        n.decision
+            .as_deref()
+            .map(|d| format!("; {d}"))
+            .unwrap_or_default()
     )
 }
 
-fn model_runs_table(runs: &[RunWithChange]) {
-    println!("SELECT * FROM model_metrics ORDER BY training_date DESC;  -- with rmse - LAG(rmse)");
+fn model_runs_table(runs: &[RunSummary], objective: Objective) {
+    println!(
+        "SELECT * FROM model_metrics JOIN model_evaluations USING (model_version) \
+         ORDER BY training_date DESC;  -- with {objective} - LAG({objective})"
+    );
     let rows: Vec<Vec<String>> = runs
         .iter()
         .rev()
@@ -791,25 +951,28 @@ fn model_runs_table(runs: &[RunWithChange]) {
                 r.run.id.to_string(),
                 version_cell(r),
                 r.run.training_date.format(DATE_TIME).to_string(),
+                decimals(r.report.ndcg_at_10, 4),
                 decimals(r.run.rmse, 4),
                 decimals(r.run.mae, 4),
                 decimals(r.run.precision_at_10, 4),
                 r.run.data_size.map(thousands).unwrap_or_default(),
-                signed(r.rmse_improvement, 4),
-                run_summary(&r.run),
+                signed(r.change, 4),
+                run_summary(r),
             ]
         })
         .collect();
+    let change = format!("{}_change", objective.as_str());
     table::print(
         &[
             "id",
             "model_version",
             "training_date",
+            "ndcg@10",
             "rmse",
             "mae",
             "precision_at_10",
             "data_size",
-            "rmse_change",
+            &change,
             "notes",
         ],
         &rows,

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use cinematch::recommend::Recommender;
+use cinematch::recommend::{Recommender, Request};
 
 use super::{print, Ctx};
 
@@ -17,6 +17,9 @@ pub struct RecommendArgs {
     /// Only movies of this genre (e.g. Comedy).
     #[arg(long)]
     genre: Option<String>,
+    /// Say why: the user's rated movies that contributed most to each movie.
+    #[arg(long)]
+    why: bool,
 }
 
 #[derive(Args)]
@@ -30,13 +33,25 @@ pub struct SimilarArgs {
 pub fn run(args: RecommendArgs, ctx: &Ctx) -> Result<()> {
     let mut store = ctx.open_store()?;
     let rec = Recommender::load(store.as_mut())?;
-    let rated = store
+    // Everything the user rated (both splits and the buffer); buffered
+    // ratings are newer than the champion, so they make the list a fold-in.
+    let history: Vec<(i32, f32)> = store
         .user_ratings(args.user)?
         .into_iter()
-        .map(|r| r.movie_id)
+        .map(|r| (r.movie_id, r.rating))
         .collect();
-    let list = rec.recommend(args.user, args.k, args.genre.as_deref(), &rated)?;
-    print::recommendations(&list, args.genre.as_deref());
+    let fresh = store
+        .buffer_ratings(None)?
+        .iter()
+        .any(|r| r.user_id == args.user);
+    let req = Request {
+        genre: args.genre.as_deref(),
+        fresh,
+        explain: args.why,
+        ..Request::new(args.user, args.k, &history)
+    };
+    let list = rec.recommend(&req)?;
+    print::recommendations(&list, args.genre.as_deref(), args.why);
     Ok(())
 }
 

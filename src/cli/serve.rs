@@ -53,6 +53,8 @@ impl ServeArgs {
 pub fn run(args: ServeArgs, ctx: &Ctx) -> Result<()> {
     let (url, from) = ctx.db_url();
     tracing::info!(addr = %args.addr, db = %store::redact(&url), from, "starting the server");
-    server::run(args.config(url))?;
+    let mut config = args.config(url);
+    config.objective = ctx.objective;
+    server::run(config)?;
     Ok(())
 }

@@ -5,30 +5,38 @@ use clap::{Args, Subcommand};
 
 use cinematch::eval::EvalOptions;
 use cinematch::models::Algo;
+use cinematch::pipeline::retrain::parse_duration_secs;
+use cinematch::registry::tune::{self as tuning, Budget, TuneOptions};
 use cinematch::registry::{self, TrainOptions};
 
 use super::{print, Ctx};
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Algorithm: baseline (biases), svd (SGD matrix factorization), als (alternating least squares).
-    #[arg(long, value_parser = ["baseline", "svd", "als"], default_value = "svd")]
+    /// Algorithm. Ranking models (what lists are served from): ease (item-item, closed form),
+    /// ials (implicit-feedback ALS). Rating models (predict stars): baseline (biases), svd (SGD
+    /// matrix factorization), als (alternating least squares).
+    #[arg(long, value_parser = ["ease", "ials", "baseline", "svd", "als"], default_value = "ease")]
     algo: String,
-    /// Latent factors (svd, als).
+    /// Latent factors (svd, als, ials).
     #[arg(long)]
     factors: Option<usize>,
-    /// Passes over the data: epochs (svd, baseline) or iterations (als).
+    /// Passes over the data: epochs (svd, baseline) or iterations (als, ials).
     #[arg(long)]
     epochs: Option<usize>,
     /// SGD learning rate (svd).
     #[arg(long)]
     lr: Option<f64>,
-    /// Regularization: reg (svd) or lambda (als).
+    /// Regularization: reg (svd, ials) or lambda (als, ease).
     #[arg(long)]
     reg: Option<f64>,
-    /// Standard deviation of the initial factors (svd, als).
+    /// Standard deviation of the initial factors (svd, als, ials).
     #[arg(long)]
     init_std: Option<f64>,
+    /// How ratings become the implicit signal of ranking models (ease, ials): all (every
+    /// rating counts 1), weighted (stars / 5) or >=T (only ratings of at least T stars).
+    #[arg(long)]
+    signal: Option<String>,
     /// Training threads (svd; als always uses every core).
     #[arg(long)]
     threads: Option<usize>,
@@ -44,6 +52,10 @@ pub struct TrainArgs {
     /// Skip the full-catalogue ranking metrics (faster on large catalogues).
     #[arg(long)]
     no_ranking: bool,
+    /// Record the run without offering it to the champion gate (the first
+    /// model still becomes the champion).
+    #[arg(long)]
+    no_promote: bool,
 }
 
 impl TrainArgs {
@@ -53,22 +65,24 @@ impl TrainArgs {
 
     /// The flags as the registry's options: the named flags and every
     /// `--param` become overrides of the algorithm's defaults, checked there.
-    pub fn options(&self) -> Result<TrainOptions> {
+    pub fn options(&self, ctx: &Ctx) -> Result<TrainOptions> {
         let algo = self.algo()?;
-        let als = algo == Algo::Als;
+        let iterations = matches!(algo, Algo::Als | Algo::Ials);
+        let lambda = matches!(algo, Algo::Als | Algo::Ease);
         let named = [
             ("factors", self.factors.map(|v| v.to_string())),
             (
-                if als { "iterations" } else { "epochs" },
+                if iterations { "iterations" } else { "epochs" },
                 self.epochs.map(|v| v.to_string()),
             ),
             ("lr", self.lr.map(|v| v.to_string())),
             (
-                if als { "lambda" } else { "reg" },
+                if lambda { "lambda" } else { "reg" },
                 self.reg.map(|v| v.to_string()),
             ),
             ("init_std", self.init_std.map(|v| v.to_string())),
             ("threads", self.threads.map(|v| v.to_string())),
+            ("signal", self.signal.clone()),
         ];
         let mut overrides: Vec<(String, String)> = named
             .into_iter()
@@ -85,13 +99,72 @@ impl TrainArgs {
         opts.seed = self.seed;
         opts.include_buffer = self.include_buffer;
         opts.eval.ranking = !self.no_ranking;
+        opts.objective = ctx.objective;
+        opts.promote = !self.no_promote;
+        Ok(opts)
+    }
+}
+
+#[derive(Args)]
+pub struct TuneArgs {
+    /// The algorithm whose hyperparameters to search.
+    #[arg(long, value_parser = ["ease", "ials", "baseline", "svd", "als"], default_value = "ease")]
+    algo: String,
+    /// Stop after this many trials (the defaults are the first).
+    #[arg(long, conflicts_with = "budget")]
+    trials: Option<usize>,
+    /// Stop starting trials after this long, e.g. 2m, 30s, 1h.
+    #[arg(long)]
+    budget: Option<String>,
+    /// Share of the train split held out to score the trials.
+    #[arg(long, default_value_t = 0.3)]
+    validation_fraction: f64,
+    /// Average every trial over this many validation splits (seeds SEED, SEED+1, ...).
+    #[arg(long, default_value_t = 1)]
+    folds: usize,
+    /// Compare trials on this metric (default: rmse for rating models,
+    /// ndcg@10 for ranking models).
+    #[arg(long = "metric", value_name = "METRIC")]
+    metric: Option<String>,
+    /// Seed of the validation split, the search and every training.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Record the winner without offering it to the champion gate.
+    #[arg(long)]
+    no_promote: bool,
+}
+
+impl TuneArgs {
+    pub fn options(&self, ctx: &Ctx) -> Result<TuneOptions> {
+        let algo = Algo::parse(&self.algo).context("unknown algorithm")?;
+        let mut opts = TuneOptions::new(algo);
+        if let Some(m) = &self.metric {
+            opts.objective = m.parse().context("--metric")?;
+        }
+        opts.budget = match (&self.budget, self.trials) {
+            (Some(b), _) => Budget::Time(std::time::Duration::from_secs(
+                parse_duration_secs(b)
+                    .context("--budget")?
+                    .max(1)
+                    .unsigned_abs(),
+            )),
+            (None, Some(n)) => Budget::Trials(n),
+            (None, None) => opts.budget,
+        };
+        opts.validation_fraction = self.validation_fraction;
+        opts.folds = self.folds.max(1);
+        opts.seed = self.seed;
+        opts.promote = !self.no_promote;
+        // The champion gate compares on the deployment's objective, not
+        // necessarily the one trials were scored on.
+        opts.deployment_objective = ctx.objective;
         Ok(opts)
     }
 }
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
-    /// Every run with its metrics and the RMSE change from the previous run.
+    /// Every run with its metrics and the objective's change from the previous run.
     List,
     /// One run in full: metrics, hyperparameters, artifact.
     Show { version: String },
@@ -115,10 +188,19 @@ pub struct EvaluateArgs {
 
 pub fn run(args: TrainArgs, ctx: &Ctx) -> Result<()> {
     let algo = args.algo()?;
-    let opts = args.options()?;
+    let opts = args.options(ctx)?;
     let mut store = ctx.open_store()?;
     let out = registry::train(store.as_mut(), &opts, &ctx.progress)?;
-    print::trained(&out, algo);
+    print::trained(&out, algo, ctx.objective);
+    Ok(())
+}
+
+pub fn tune(args: TuneArgs, ctx: &Ctx) -> Result<()> {
+    let opts = args.options(ctx)?;
+    let mut store = ctx.open_store()?;
+    let out = tuning::tune(store.as_mut(), &opts, &ctx.progress)?;
+    print::tuned(&out, &opts);
+    print::trained(&out.outcome, opts.algo, ctx.objective);
     Ok(())
 }
 
@@ -138,7 +220,10 @@ pub fn evaluate(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
 pub fn models(cmd: ModelsCommand, ctx: &Ctx) -> Result<()> {
     let mut store = ctx.open_store()?;
     match cmd {
-        ModelsCommand::List => print::models_list(&registry::runs_with_change(store.as_mut())?),
+        ModelsCommand::List => print::models_list(
+            &registry::run_summaries(store.as_mut(), ctx.objective)?,
+            ctx.objective,
+        ),
         ModelsCommand::Show { version } => {
             let run = store
                 .model_runs()?

@@ -65,7 +65,9 @@ impl FromStr for SplitStrategy {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SplitOptions {
     pub strategy: SplitStrategy,
-    /// Share of ratings that go to training, strictly between 0 and 1.
+    /// Share of ratings that go to training, above 0 and at most 1 (1: no
+    /// test split, for deployments that want every rating in the model and
+    /// accept that runs then carry no test metrics).
     pub train_fraction: f64,
     /// Only used by [`SplitStrategy::Random`].
     pub seed: u64,
@@ -95,10 +97,10 @@ fn train_count(n: usize, fraction: f64) -> usize {
 /// timestamps (time strategy) and the seed (random strategy).
 pub fn assign_splits(ratings: &[Rating], opts: &SplitOptions) -> Result<Vec<Split>> {
     let f = opts.train_fraction;
-    if !(f > 0.0 && f < 1.0) {
+    if !(f > 0.0 && f <= 1.0) {
         return Err(Error::InvalidArgument(format!(
-            "train fraction must be strictly between 0 and 1 (e.g. 0.7 for 70% train, \
-             30% test), got {f}"
+            "train fraction must be above 0 and at most 1 (e.g. 0.7 for 70% train, 30% test; \
+             1 keeps every rating for training), got {f}"
         )));
     }
     let n = ratings.len();
@@ -286,17 +288,26 @@ mod tests {
     }
 
     #[test]
-    fn rejects_fractions_outside_the_open_unit_interval() {
+    fn rejects_fractions_outside_zero_to_one() {
         let r = ratings(10);
-        for f in [0.0, 1.0, -0.1, 1.5, f64::NAN, f64::INFINITY] {
+        for f in [0.0, -0.1, 1.5, 1.0000001, f64::NAN, f64::INFINITY] {
             for strategy in [SplitStrategy::Random, SplitStrategy::Time] {
                 let err = assign_splits(&r, &opts(strategy, f, 1)).unwrap_err();
                 assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-                assert!(err.to_string().contains("between 0 and 1"), "{err}");
+                assert!(err.to_string().contains("above 0 and at most 1"), "{err}");
             }
         }
         // Also validated on empty input, so a bad flag is caught early.
-        assert!(assign_splits(&[], &opts(SplitStrategy::Random, 1.0, 1)).is_err());
+        assert!(assign_splits(&[], &opts(SplitStrategy::Random, 0.0, 1)).is_err());
+    }
+
+    #[test]
+    fn a_fraction_of_one_trains_on_everything() {
+        let r = ratings(1000);
+        for strategy in [SplitStrategy::Random, SplitStrategy::Time] {
+            let s = assign_splits(&r, &opts(strategy, 1.0, 7)).unwrap();
+            assert!(s.iter().all(|&x| x == Split::Train));
+        }
     }
 
     #[test]

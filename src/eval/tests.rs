@@ -21,7 +21,7 @@ impl Scorer for TableScorer {
             .copied()
             .unwrap_or(self.fallback)
     }
-    fn score_catalogue(&self, user: i32, out: &mut Vec<(i32, f32)>) -> bool {
+    fn score_catalogue(&self, user: i32, _: &[(i32, f32)], out: &mut Vec<(i32, f32)>) -> bool {
         if self.unknown.contains(&user) {
             return false;
         }
@@ -54,20 +54,32 @@ fn close(a: f64, b: f64, what: &str) {
     );
 }
 
-fn assert_metrics(got: &Metrics, want: &Metrics) {
-    close(got.rmse, want.rmse, "rmse");
-    close(got.mae, want.mae, "mae");
-    close(got.precision_at_10, want.precision_at_10, "precision_at_10");
-    close(
+fn opt_close(a: Option<f64>, b: Option<f64>, what: &str) {
+    match (a, b) {
+        (Some(a), Some(b)) => close(a, b, what),
+        (None, None) => {}
+        _ => panic!("{what}: got {a:?}, expected {b:?}"),
+    }
+}
+
+fn assert_metrics(got: &EvalReport, want: &EvalReport) {
+    opt_close(got.rmse, want.rmse, "rmse");
+    opt_close(got.mae, want.mae, "mae");
+    opt_close(got.precision_at_10, want.precision_at_10, "precision_at_10");
+    opt_close(
         got.rank_precision_at_10,
         want.rank_precision_at_10,
         "rank_precision_at_10",
     );
-    close(got.recall_at_10, want.recall_at_10, "recall_at_10");
-    close(got.ndcg_at_10, want.ndcg_at_10, "ndcg_at_10");
-    close(got.coverage, want.coverage, "coverage");
+    opt_close(got.recall_at_10, want.recall_at_10, "recall_at_10");
+    opt_close(got.ndcg_at_10, want.ndcg_at_10, "ndcg_at_10");
+    opt_close(got.coverage, want.coverage, "coverage");
     assert_eq!(got.test_ratings, want.test_ratings, "test_ratings");
     assert_eq!(got.users_evaluated, want.users_evaluated, "users_evaluated");
+    // Reference scripts do not report the eligible count; hand examples do.
+    if want.users_eligible.is_some() || want.ndcg_at_10.is_none() {
+        assert_eq!(got.users_eligible, want.users_eligible, "users_eligible");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -156,16 +168,17 @@ fn hand_example_matches_arithmetic() {
     let (scorer, train, test) = hand_example();
     let got = evaluate(&scorer, &train, &test, &k2());
     let inv_log2_3 = 1.0 / 3f64.log2();
-    let want = Metrics {
-        rmse: (17.75f64 / 8.0).sqrt(),
-        mae: 1.1875,
-        precision_at_10: 0.5,
-        rank_precision_at_10: 0.75,
-        recall_at_10: 5.0 / 6.0,
-        ndcg_at_10: (1.0 + inv_log2_3) / 2.0,
-        coverage: 0.6,
+    let want = EvalReport {
+        rmse: Some((17.75f64 / 8.0).sqrt()),
+        mae: Some(1.1875),
+        precision_at_10: Some(0.5),
+        rank_precision_at_10: Some(0.75),
+        recall_at_10: Some(5.0 / 6.0),
+        ndcg_at_10: Some((1.0 + inv_log2_3) / 2.0),
+        coverage: Some(0.6),
         test_ratings: 8,
         users_evaluated: 2,
+        users_eligible: Some(3),
     };
     assert_metrics(&got, &want);
     close(inv_log2_3, 0.6309297535714575, "1/log2(3)");
@@ -182,16 +195,17 @@ fn hand_example_sampling_takes_every_nth_eligible_user() {
         ..k2()
     };
     let got = evaluate(&scorer, &train, &test, &opts);
-    let want = Metrics {
-        rmse: (17.75f64 / 8.0).sqrt(),
-        mae: 1.1875,
-        precision_at_10: 0.5,
-        rank_precision_at_10: 1.0,
-        recall_at_10: 2.0 / 3.0,
-        ndcg_at_10: 1.0,
-        coverage: 0.4,
+    let want = EvalReport {
+        rmse: Some((17.75f64 / 8.0).sqrt()),
+        mae: Some(1.1875),
+        precision_at_10: Some(0.5),
+        rank_precision_at_10: Some(1.0),
+        recall_at_10: Some(2.0 / 3.0),
+        ndcg_at_10: Some(1.0),
+        coverage: Some(0.4),
         test_ratings: 8,
         users_evaluated: 1,
+        users_eligible: Some(3),
     };
     assert_metrics(&got, &want);
 }
@@ -204,15 +218,81 @@ fn hand_example_without_ranking() {
         ..k2()
     };
     let got = evaluate(&scorer, &train, &test, &opts);
-    let want = Metrics {
-        rmse: (17.75f64 / 8.0).sqrt(),
-        mae: 1.1875,
-        precision_at_10: 0.5,
+    let want = EvalReport {
+        rmse: Some((17.75f64 / 8.0).sqrt()),
+        mae: Some(1.1875),
+        precision_at_10: Some(0.5),
         test_ratings: 8,
         users_evaluated: 3,
-        ..Metrics::default()
+        ..EvalReport::default()
     };
     assert_metrics(&got, &want);
+}
+
+/// A ranking model (no ratings) scored from the history evaluation hands
+/// it: it must get exactly the user's train ratings, sorted by movie, and
+/// its report must have ranking metrics but no rating metrics.
+struct HistoryScorer {
+    catalogue: Vec<i32>,
+    seen: Mutex<Vec<UserHistory>>,
+}
+
+/// A user and the history evaluation handed over.
+type UserHistory = (i32, Vec<(i32, f32)>);
+
+impl Scorer for HistoryScorer {
+    fn predicts_ratings(&self) -> bool {
+        false
+    }
+    fn predict(&self, _: i32, _: i32) -> f32 {
+        panic!("a ranking model is never asked for ratings")
+    }
+    fn score_catalogue(
+        &self,
+        user: i32,
+        history: &[(i32, f32)],
+        out: &mut Vec<(i32, f32)>,
+    ) -> bool {
+        self.seen.lock().unwrap().push((user, history.to_vec()));
+        // Score = the movie's id distance to the user's last rated movie.
+        let last = history.last().map_or(0, |h| h.0);
+        out.extend(
+            self.catalogue
+                .iter()
+                .map(|&m| (m, -((m - last).abs() as f32))),
+        );
+        true
+    }
+}
+
+#[test]
+fn ranking_models_get_histories_and_no_rating_metrics() {
+    let (_, _, test) = hand_example();
+    let train = vec![r(1, 30, 2.0), r(1, 10, 5.0), r(2, 20, 4.0), r(9, 40, 1.0)];
+    let scorer = HistoryScorer {
+        catalogue: vec![10, 20, 30, 40, 50],
+        seen: Mutex::new(Vec::new()),
+    };
+    let got = evaluate(&scorer, &train, &test, &k2());
+    assert_eq!((got.rmse, got.mae, got.precision_at_10), (None, None, None));
+    let mut seen = scorer.seen.into_inner().unwrap();
+    seen.sort_by_key(|s| s.0);
+    assert_eq!(
+        seen,
+        vec![
+            (1, vec![(10, 5.0), (30, 2.0)]),
+            (2, vec![(20, 4.0)]),
+            (3, vec![]),
+        ]
+    );
+    // User 1 (last rated 30; 10 and 30 excluded): 20 and 40 tie at -10,
+    // by id [20, 40]; relevant {20, 30, 40}: 2 hits, NDCG 1.
+    // User 2 (last 20; 20 excluded): 10 and 30 tie at -10 → [10, 30];
+    // relevant {50}: 0. User 3 (no history, last = 0): [10, 20]; relevant
+    // {10}: hit at 1, NDCG 1. Mean NDCG 2/3, precision (1 + 0 + 1/2) / 3.
+    close(got.ndcg_at_10.unwrap(), 2.0 / 3.0, "ndcg");
+    close(got.rank_precision_at_10.unwrap(), 0.5, "precision");
+    assert_eq!(got.users_evaluated, 3);
 }
 
 #[test]
@@ -303,16 +383,17 @@ fn reference_numbers_match_python() {
     let (scorer, train, test) = reference_example();
     assert_eq!((train.len(), test.len()), (216, 69));
     let got = evaluate(&scorer, &train, &test, &EvalOptions::default());
-    let want = Metrics {
-        rmse: 1.8197786137051262,
-        mae: 1.4565217391304348,
-        precision_at_10: 0.31666666666666665,
-        rank_precision_at_10: 0.07777777777777778,
-        recall_at_10: 0.6111111111111112,
-        ndcg_at_10: 0.41208729060734167,
-        coverage: 1.0,
+    let want = EvalReport {
+        rmse: Some(1.8197786137051262),
+        mae: Some(1.4565217391304348),
+        precision_at_10: Some(0.31666666666666665),
+        rank_precision_at_10: Some(0.07777777777777778),
+        recall_at_10: Some(0.6111111111111112),
+        ndcg_at_10: Some(0.41208729060734167),
+        coverage: Some(1.0),
         test_ratings: 69,
         users_evaluated: 9,
+        users_eligible: None,
     };
     assert_metrics(&got, &want);
 }
@@ -327,16 +408,17 @@ fn reference_numbers_match_python_k3_sampled() {
         ..EvalOptions::default()
     };
     let got = evaluate(&scorer, &train, &test, &opts);
-    let want = Metrics {
-        rmse: 1.8197786137051262,
-        mae: 1.4565217391304348,
-        precision_at_10: 0.31666666666666665,
-        rank_precision_at_10: 0.1111111111111111,
-        recall_at_10: 0.3333333333333333,
-        ndcg_at_10: 0.25,
-        coverage: 0.4,
+    let want = EvalReport {
+        rmse: Some(1.8197786137051262),
+        mae: Some(1.4565217391304348),
+        precision_at_10: Some(0.31666666666666665),
+        rank_precision_at_10: Some(0.1111111111111111),
+        recall_at_10: Some(0.3333333333333333),
+        ndcg_at_10: Some(0.25),
+        coverage: Some(0.4),
         test_ratings: 69,
         users_evaluated: 6,
+        users_eligible: None,
     };
     assert_metrics(&got, &want);
 }
@@ -346,10 +428,10 @@ fn reference_numbers_match_python_k3_sampled() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn empty_test_set_gives_zeros() {
+fn empty_test_set_gives_no_metrics() {
     let (scorer, train, _) = hand_example();
     let got = evaluate(&scorer, &train, &[], &EvalOptions::default());
-    assert_eq!(got, Metrics::default());
+    assert_eq!(got, EvalReport::default());
     assert_eq!(rmse(&[]), 0.0);
     assert_eq!(mae(&[]), 0.0);
     assert_eq!(precision_at_k_rated(&[], 10, 3.5), 0.0);
@@ -358,7 +440,7 @@ fn empty_test_set_gives_zeros() {
     assert_eq!(catalogue_coverage(&[], 0), 0.0);
     // And it serializes (no NaN for JSON to reject).
     let json = serde_json::to_string(&got).unwrap();
-    assert_eq!(serde_json::from_str::<Metrics>(&json).unwrap(), got);
+    assert_eq!(serde_json::from_str::<EvalReport>(&json).unwrap(), got);
 }
 
 #[test]
@@ -384,15 +466,21 @@ fn degenerate_inputs_do_not_panic() {
     ] {
         let m = evaluate(&scorer, &train, &test, &opts);
         assert_eq!(m.test_ratings, 8);
-        assert!(m.rank_precision_at_10.is_finite() && m.coverage <= 1.0);
+        assert!(
+            m.rank_precision_at_10.is_none_or(f64::is_finite)
+                && m.coverage.is_none_or(|c| c <= 1.0)
+        );
     }
-    // A scorer that knows no one: ranking metrics 0 over 0 users.
+    // A scorer that knows no one: no ranking metrics, 0 users.
     let nobody = TableScorer {
         unknown: HashSet::from([1, 2, 3]),
         ..hand_example().0
     };
     let m = evaluate(&nobody, &train, &test, &k2());
-    assert_eq!((m.users_evaluated, m.ndcg_at_10, m.coverage), (0, 0.0, 0.0));
+    assert_eq!(
+        (m.users_evaluated, m.ndcg_at_10, m.coverage),
+        (0, None, None)
+    );
 }
 
 #[test]
@@ -471,7 +559,7 @@ impl Scorer for HashScorer {
     fn predict(&self, user: i32, movie: i32) -> f32 {
         hashed_score(user, movie)
     }
-    fn score_catalogue(&self, user: i32, out: &mut Vec<(i32, f32)>) -> bool {
+    fn score_catalogue(&self, user: i32, _: &[(i32, f32)], out: &mut Vec<(i32, f32)>) -> bool {
         if let Some(asked) = &self.asked {
             asked.lock().unwrap().push(user);
         }
@@ -545,7 +633,7 @@ fn result_does_not_depend_on_thread_count() {
         .unwrap()
         .install(|| evaluate(&scorer, &train, &test, &opts));
     assert_eq!(many, one);
-    assert!(many.users_evaluated > 250 && many.coverage > 0.0);
+    assert!(many.users_evaluated > 250 && many.coverage > Some(0.0));
 }
 
 #[test]

@@ -400,9 +400,9 @@ mod tests {
     use nalgebra::{DMatrix, DVector};
 
     use super::*;
+    use crate::models::testutil::fit_factor as fit_model;
     use crate::models::testutil::{low_rank, rmse, split};
-    use crate::models::{fit as fit_model, Params};
-    use crate::progress::Silent;
+    use crate::models::Hyperparams as Params;
 
     /// The hand-rolled solve agrees with nalgebra solving the normal
     /// equations `(YᵀY + D) x = Yᵀ t` directly, for rows with fewer ratings
@@ -483,7 +483,7 @@ mod tests {
             lambda: 0.05,
             ..AlsParams::default()
         });
-        let m = fit_model(&p, &train, 5, &Silent).unwrap();
+        let m = fit_model(&p, &train, 5).unwrap();
         let base = rmse(&test, |_, _| m.global_mean());
         let got = rmse(&test, |u, i| m.predict(u, i));
         assert!(got < 0.5 * base, "als {got} vs global mean {base}");
@@ -502,7 +502,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| fit_model(&p, &all, seed, &Silent).unwrap().to_bytes())
+                .install(|| fit_model(&p, &all, seed).unwrap().to_bytes())
         };
         let a = run(1, 4);
         assert_eq!(a, run(3, 4));

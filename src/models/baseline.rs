@@ -168,9 +168,9 @@ fn train_rmse(data: &TrainSet, mu: f64, bu: &[f64], bi: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::testutil::fit_factor as fit_model;
     use crate::models::testutil::{low_rank, rmse, split};
-    use crate::models::{fit as fit_model, Params};
-    use crate::progress::Silent;
+    use crate::models::Hyperparams as Params;
     use crate::types::Rating;
 
     fn r(user_id: i32, movie_id: i32, rating: f32) -> Rating {
@@ -189,7 +189,7 @@ mod tests {
             reg_i,
             epochs: 1,
         });
-        fit_model(&p, &ratings, 0, &Silent).unwrap()
+        fit_model(&p, &ratings, 0).unwrap()
     }
 
     #[test]
@@ -234,7 +234,7 @@ mod tests {
     fn beats_global_mean_on_biased_data() {
         let all = low_rank(300, 200, 3, 0.3, 7);
         let (train, test) = split(&all, 0.8, 1);
-        let m = fit_model(&Params::default_for(Algo::Baseline), &train, 0, &Silent).unwrap();
+        let m = fit_model(&Params::default_for(Algo::Baseline), &train, 0).unwrap();
         let base = rmse(&test, |_, _| m.global_mean());
         let got = rmse(&test, |u, i| m.predict(u, i));
         assert!(got < 0.9 * base, "baseline {got} vs global mean {base}");

@@ -73,6 +73,28 @@ impl TrainSet {
         })
     }
 
+    /// The same users and movies with each rating replaced by `f(rating)`,
+    /// and dropped where `f` gives `None`: how ranking models turn stars
+    /// into their implicit signal while keeping every id's index.
+    pub fn map_values(&self, f: impl Fn(f32) -> Option<f32>) -> TrainSet {
+        let entries: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter_map(|e| f(e.r).map(|r| Entry { r, ..*e }))
+            .collect();
+        let global_mean = if entries.is_empty() {
+            0.0
+        } else {
+            entries.iter().map(|e| e.r as f64).sum::<f64>() / entries.len() as f64
+        };
+        TrainSet {
+            user_ids: self.user_ids.clone(),
+            movie_ids: self.movie_ids.clone(),
+            entries,
+            global_mean,
+        }
+    }
+
     pub fn n_users(&self) -> usize {
         self.user_ids.len()
     }

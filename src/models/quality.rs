@@ -57,11 +57,11 @@ fn reference_split() -> (Vec<Rating>, Vec<Rating>) {
     (pick(Split::Train), pick(Split::Test))
 }
 
-fn evaluate(params: &Params, train: &[Rating], test: &[Rating]) -> (f64, f64) {
+fn evaluate(params: &Hyperparams, train: &[Rating], test: &[Rating]) -> (f64, f64) {
     let t = Instant::now();
     let m = fit(params, train, 0, &Silent).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    (rmse(test, |u, i| m.predict(u, i)), secs)
+    (rmse(test, |u, i| m.predict(u, i).unwrap_or(f32::NAN)), secs)
 }
 
 #[test]
@@ -70,20 +70,23 @@ fn ml_latest_small_rmse() {
     let (train, test) = reference_split();
     println!("train {} test {}", train.len(), test.len());
     let runs = [
-        ("baseline (defaults)", Params::default_for(Algo::Baseline)),
+        (
+            "baseline (defaults)",
+            Hyperparams::default_for(Algo::Baseline),
+        ),
         (
             "svd (Surprise defaults)",
-            Params::Svd(SvdParams::surprise()),
+            Hyperparams::Svd(SvdParams::surprise()),
         ),
-        ("svd (defaults)", Params::default_for(Algo::Svd)),
+        ("svd (defaults)", Hyperparams::default_for(Algo::Svd)),
         (
             "svd (defaults, 2 threads)",
-            Params::Svd(SvdParams {
+            Hyperparams::Svd(SvdParams {
                 threads: 2,
                 ..SvdParams::default()
             }),
         ),
-        ("als (defaults)", Params::default_for(Algo::Als)),
+        ("als (defaults)", Hyperparams::default_for(Algo::Als)),
     ];
     let mut got = Vec::new();
     for (name, p) in runs {
@@ -133,11 +136,11 @@ fn tune() {
     }
     let mut results = Vec::new();
     for c in combos {
-        let mut json = serde_json::to_value(Params::default_for(algo)).unwrap();
+        let mut json = serde_json::to_value(Hyperparams::default_for(algo)).unwrap();
         for (k, v) in &c {
             json[k] = serde_json::from_str(v).unwrap();
         }
-        let p: Params = serde_json::from_value(json).unwrap();
+        let p: Hyperparams = serde_json::from_value(json).unwrap();
         let (r, secs) = evaluate(&p, &train, &test);
         println!("RMSE {r:.4}  {secs:6.2}s  {c:?}");
         results.push((r, c));

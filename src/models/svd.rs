@@ -481,9 +481,9 @@ fn train_blocks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::testutil::fit_factor as fit_model;
     use crate::models::testutil::{low_rank, rmse, split};
-    use crate::models::{fit as fit_model, Params as AnyParams};
-    use crate::progress::Silent;
+    use crate::models::Hyperparams as AnyParams;
 
     fn small() -> SvdParams {
         SvdParams {
@@ -501,7 +501,7 @@ mod tests {
         let (train, test) = split(&all, 0.8, 2);
         for threads in [1, 2] {
             let p = AnyParams::Svd(SvdParams { threads, ..small() });
-            let m = fit_model(&p, &train, 5, &Silent).unwrap();
+            let m = fit_model(&p, &train, 5).unwrap();
             let base = rmse(&test, |_, _| m.global_mean());
             let got = rmse(&test, |u, i| m.predict(u, i));
             assert!(
@@ -520,9 +520,9 @@ mod tests {
                 threads,
                 ..small()
             });
-            let a = fit_model(&p, &all, 9, &Silent).unwrap().to_bytes();
-            let b = fit_model(&p, &all, 9, &Silent).unwrap().to_bytes();
-            let c = fit_model(&p, &all, 10, &Silent).unwrap().to_bytes();
+            let a = fit_model(&p, &all, 9).unwrap().to_bytes();
+            let b = fit_model(&p, &all, 9).unwrap().to_bytes();
+            let c = fit_model(&p, &all, 10).unwrap().to_bytes();
             assert_eq!(a, b, "threads {threads}");
             assert_ne!(a, c, "threads {threads}");
         }
@@ -628,7 +628,7 @@ mod tests {
             epochs: 3,
             ..small()
         });
-        let m = fit_model(&p, &all, 1, &Silent).unwrap();
+        let m = fit_model(&p, &all, 1).unwrap();
         assert_eq!(m.global_mean(), 0.0);
         assert!(m.user_bias().iter().chain(m.item_bias()).all(|&b| b == 0.0));
     }

@@ -26,26 +26,38 @@ fn hand_model() -> FactorModel {
     .unwrap()
 }
 
-fn small_params(algo: Algo) -> Params {
+fn small_params(algo: Algo) -> Hyperparams {
     match algo {
-        Algo::Baseline => Params::default_for(algo),
-        Algo::Svd => Params::Svd(SvdParams {
+        Algo::Baseline => Hyperparams::default_for(algo),
+        Algo::Svd => Hyperparams::Svd(SvdParams {
             factors: 6,
             epochs: 4,
             ..SvdParams::default()
         }),
-        Algo::Als => Params::Als(AlsParams {
+        Algo::Als => Hyperparams::Als(AlsParams {
             factors: 6,
             iterations: 3,
             ..AlsParams::default()
         }),
+        Algo::Ials => Hyperparams::Ials(IalsParams {
+            factors: 6,
+            iterations: 3,
+            ..IalsParams::default()
+        }),
+        Algo::Ease => Hyperparams::Ease(EaseParams {
+            lambda: 5.0,
+            ..EaseParams::default()
+        }),
     }
 }
 
-/// A small trained model with random-looking factors.
+/// The algorithms whose models are [`FactorModel`]s.
+const FACTOR_ALGOS: [Algo; 4] = [Algo::Baseline, Algo::Svd, Algo::Als, Algo::Ials];
+
+/// A small trained factor model with random-looking factors.
 fn trained(algo: Algo) -> FactorModel {
     let ratings = low_rank(40, 70, 3, 0.3, 99);
-    fit(&small_params(algo), &ratings, 1, &Silent).unwrap()
+    super::testutil::fit_factor(&small_params(algo), &ratings, 1).unwrap()
 }
 
 #[test]
@@ -65,34 +77,34 @@ fn algo_names_round_trip() {
         .parse::<Algo>()
         .unwrap_err()
         .to_string()
-        .contains("baseline, svd, als"));
+        .contains("baseline, svd, als, ials, ease"));
 }
 
 #[test]
 fn params_serialize_with_algo_tag_and_fill_defaults() {
     for a in Algo::ALL {
-        let p = Params::default_for(a);
+        let p = Hyperparams::default_for(a);
         assert_eq!(p.algo(), a);
         p.validate().unwrap();
         let json = serde_json::to_string(&p).unwrap();
         assert!(json.contains(&format!("\"algo\":\"{a}\"")), "{json}");
-        assert_eq!(serde_json::from_str::<Params>(&json).unwrap(), p);
+        assert_eq!(serde_json::from_str::<Hyperparams>(&json).unwrap(), p);
     }
-    let p: Params = serde_json::from_str(r#"{"algo":"svd","factors":7}"#).unwrap();
+    let p: Hyperparams = serde_json::from_str(r#"{"algo":"svd","factors":7}"#).unwrap();
     assert_eq!(
         p,
-        Params::Svd(SvdParams {
+        Hyperparams::Svd(SvdParams {
             factors: 7,
             ..SvdParams::default()
         })
     );
-    assert!(serde_json::from_str::<Params>(r#"{"algo":"svd","factrs":7}"#).is_err());
+    assert!(serde_json::from_str::<Hyperparams>(r#"{"algo":"svd","factrs":7}"#).is_err());
 }
 
 #[test]
 fn invalid_params_are_rejected_before_training() {
     let ratings = low_rank(5, 5, 1, 1.0, 1);
-    let p = Params::Svd(SvdParams {
+    let p = Hyperparams::Svd(SvdParams {
         lr: -1.0,
         ..SvdParams::default()
     });
@@ -119,7 +131,7 @@ fn fit_rejects_empty_and_non_finite_input() {
 #[test]
 fn divergence_is_an_error_not_a_nan_model() {
     let ratings = low_rank(30, 30, 2, 0.5, 2);
-    let p = Params::Svd(SvdParams {
+    let p = Hyperparams::Svd(SvdParams {
         lr: 1.0,
         reg: 0.0,
         init_std: 5.0,
@@ -177,7 +189,7 @@ fn unknown_user_or_movie_falls_back_to_known_biases() {
 
 #[test]
 fn score_all_matches_predict_unclipped() {
-    for a in Algo::ALL {
+    for a in FACTOR_ALGOS {
         let m = trained(a);
         let mut out = vec![123.0; 3];
         for (u, &uid) in m.user_ids().iter().enumerate().step_by(7) {
@@ -233,7 +245,7 @@ fn brute_top(m: &FactorModel, user: i32, k: usize, exclude: &HashSet<i32>) -> Ve
 
 #[test]
 fn top_k_matches_brute_force_and_respects_exclusions() {
-    for a in Algo::ALL {
+    for a in FACTOR_ALGOS {
         let m = trained(a);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for &uid in m.user_ids().iter().step_by(5).chain([&-1]) {
@@ -321,8 +333,8 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
         let y = fit(&p, &ratings, 17, &Silent).unwrap().to_bytes();
         assert_eq!(x, y, "{a}");
         let z = fit(&p, &ratings, 18, &Silent).unwrap().to_bytes();
-        if a == Algo::Baseline {
-            assert_eq!(x, z, "the baseline has no randomness");
+        if a == Algo::Baseline || a == Algo::Ease {
+            assert_eq!(x, z, "{a} has no randomness");
         } else {
             assert_ne!(x, z, "{a}");
         }
@@ -331,7 +343,7 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
 
 #[test]
 fn artifact_round_trips() {
-    for a in Algo::ALL {
+    for a in FACTOR_ALGOS {
         let m = trained(a);
         let bytes = m.to_bytes();
         assert_eq!(&bytes[..8], ARTIFACT_MAGIC);
@@ -393,12 +405,12 @@ fn artifact_detects_truncation_corruption_and_foreign_data() {
     }
     let mut extra = bytes.clone();
     extra.push(0);
-    assert!(decode_err(&extra).contains("unexpected bytes"));
-    let mut v2 = bytes.clone();
-    v2[8] = 2;
-    let e = decode_err(&v2);
+    assert!(decode_err(&extra).contains("corrupted"));
+    let mut v3 = bytes.clone();
+    v3[8] = 3;
+    let e = decode_err(&v3);
     assert!(
-        e.contains("unsupported format version 2") && e.contains("newer"),
+        e.contains("unsupported format version 3") && e.contains("newer"),
         "{e}"
     );
     assert!(decode_err(b"PK\x03\x04 not a model at all").contains("bad magic"));
@@ -423,14 +435,89 @@ fn artifact_decoding_never_panics_on_random_bytes() {
         }
         let _ = decode_err(&b);
     }
-    // Valid checksum over semantically broken content (descending ids).
+    // Valid checksum over semantically broken content (descending ids):
+    // the first user id follows the 12-byte prefix, the settings block
+    // (length, text) and the four counts.
     let m = hand_model();
     let mut b = m.to_bytes();
-    b[28..32].copy_from_slice(&9i32.to_le_bytes());
+    let settings = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+    let first_user = 16 + settings + 16;
+    assert_eq!(b[first_user..first_user + 4], 1i32.to_le_bytes());
+    b[first_user..first_user + 4].copy_from_slice(&9i32.to_le_bytes());
     let n = b.len();
     let crc = crc32fast::hash(&b[..n - 4]);
     b[n - 4..].copy_from_slice(&crc.to_le_bytes());
     assert!(decode_err(&b).contains("ascending"));
+}
+
+/// An artifact in format version 1 (no settings block), as releases before
+/// the ranking models wrote it, byte by byte from its documented layout.
+#[test]
+fn version_1_artifacts_still_load() {
+    let m = hand_model();
+    let mut b: Vec<u8> = Vec::new();
+    b.extend_from_slice(ARTIFACT_MAGIC);
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.push(1); // svd
+    b.push(0);
+    for n in [2u32, 3, 2] {
+        b.extend_from_slice(&n.to_le_bytes());
+    }
+    b.extend_from_slice(&3.0f32.to_le_bytes());
+    for id in [1i32, 5, 10, 20, 30] {
+        b.extend_from_slice(&id.to_le_bytes());
+    }
+    for x in [
+        0.5f32, -0.25, 0.2, -0.1, 1.0, 1.0, 0.0, 0.5, 2.0, 0.1, 0.2, -0.3, 0.4, 1.0, 1.0,
+    ] {
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let back = FactorModel::from_bytes(&b).unwrap();
+    for u in [1, 5] {
+        for i in [10, 20, 30] {
+            assert_eq!(back.predict(u, i), m.predict(u, i));
+        }
+    }
+    // Written back, it is the current version.
+    assert_eq!(
+        u16::from_le_bytes([back.to_bytes()[8], back.to_bytes()[9]]),
+        ARTIFACT_VERSION
+    );
+}
+
+/// Ranking models round-trip too: EASE with its settings and weights, iALS
+/// with what a fold-in needs.
+#[test]
+fn ranking_artifacts_round_trip() {
+    let ratings = low_rank(40, 70, 3, 0.3, 99);
+    for algo in [Algo::Ease, Algo::Ials] {
+        let m = fit(&small_params(algo), &ratings, 1, &Silent).unwrap();
+        let bytes = m.to_bytes();
+        let back = Model::from_bytes(&bytes).unwrap();
+        assert_eq!(back.to_bytes(), bytes, "{algo}");
+        assert_eq!(back.algo(), algo);
+        assert!(
+            back.predict(1000, 7).is_none(),
+            "ranking models predict no stars"
+        );
+        let history = [(7, 4.0), (12, 5.0), (17, 2.0)];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        assert!(m.score(1, &history, true, &mut a).is_some());
+        assert!(back.score(1, &history, true, &mut b).is_some());
+        assert_eq!(a, b, "{algo}");
+    }
+    if let Model::Factor(f) = fit(&small_params(Algo::Ials), &ratings, 1, &Silent).unwrap() {
+        let back = FactorModel::from_bytes(&f.to_bytes()).unwrap();
+        let (x, y) = (f.implicit().unwrap(), back.implicit().unwrap());
+        assert_eq!((x.reg, x.alpha, x.signal), (y.reg, y.alpha, y.signal));
+    }
+    let ease = fit(&small_params(Algo::Ease), &ratings, 1, &Silent).unwrap();
+    let e = FactorModel::from_bytes(&ease.to_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a factor model"), "{e}");
 }
 
 #[test]

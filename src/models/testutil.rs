@@ -5,7 +5,21 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
+use super::{fit, FactorModel, Hyperparams, Model};
+use crate::progress::Silent;
 use crate::types::Rating;
+
+/// Trains a factor-model algorithm and unwraps the [`FactorModel`].
+pub fn fit_factor(
+    params: &Hyperparams,
+    ratings: &[Rating],
+    seed: u64,
+) -> crate::Result<FactorModel> {
+    match fit(params, ratings, seed, &Silent)? {
+        Model::Factor(m) => Ok(m),
+        Model::Ease(_) => panic!("{:?} is not a factor model", params.algo()),
+    }
+}
 
 /// A `users × movies` matrix of rank `rank` plus user/movie offsets and
 /// N(0, 0.1²) noise, observed with probability `density`, on a continuous

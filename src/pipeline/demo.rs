@@ -10,10 +10,10 @@ use crate::data::stream::{self, StreamOptions};
 use crate::data::synth::{self, DriftKind, DriftSpec, SynthOptions, WeeklyOptions};
 use crate::data::writer::write_ratings_file;
 use crate::data::{formats, ReadOptions, SkipReport};
-use crate::models::{Algo, Params};
+use crate::models::{Algo, Hyperparams};
 use crate::pipeline::load::{self, LoadOptions, Source};
 use crate::progress::Progress;
-use crate::registry::{self, TrainOptions};
+use crate::registry::{self, Objective, TrainOptions};
 use crate::store::Store;
 use crate::types::{Rating, MAX_RATING, MIN_RATING};
 use crate::{Error, Result};
@@ -49,6 +49,8 @@ pub struct DemoOptions {
     pub drift: Vec<DriftKind>,
     pub seed: u64,
     pub thresholds: Thresholds,
+    /// What the champion gate compares.
+    pub objective: Objective,
 }
 
 /// The demo's thresholds: the defaults, except the chi-square test at
@@ -77,12 +79,15 @@ impl DemoOptions {
             drift: default_drift(),
             seed: 42,
             thresholds: demo_thresholds(),
+            objective: Objective::default(),
         }
     }
 }
 
 pub struct DemoReport {
     pub first_model: String,
+    /// The models trained before the weekly cycles, with their evaluation.
+    pub models: Vec<(Algo, String, crate::eval::EvalReport)>,
     pub weeks: Vec<(String, CycleReport)>,
 }
 
@@ -100,8 +105,7 @@ pub fn run(
         .any(|t| t.rows > 0)
     {
         return Err(Error::Conflict(format!(
-            "{} already holds data; the demo needs an empty database (use --db with a new one, \
-             or --fresh to empty this one)",
+            "{} already holds data; the demo needs an empty database",
             store.location()
         )));
     }
@@ -175,18 +179,39 @@ pub fn run(
         loaded.summary.train, loaded.summary.test, loaded.summary.movies
     ));
 
-    say("3. Training the first model (svd) and making it the champion");
-    let mut topts = TrainOptions::new(Params::default_for(Algo::Svd));
-    topts.seed = opts.seed;
-    let first = registry::train(store, &topts, progress)?;
-    say(&format!(
-        "   {}: RMSE {:.4}, MAE {:.4}, precision@10 {:.4}",
-        first.run.model_version,
-        first.metrics.rmse,
-        first.metrics.mae,
-        first.metrics.precision_at_10
-    ));
-
+    say(
+        "3. Training a rating model (svd, judged by RMSE) and a ranking model (ease, judged by \
+         NDCG@10 over the whole catalogue); the champion is the better one on the objective",
+    );
+    let mut trained = Vec::new();
+    for algo in [Algo::Svd, Algo::Ease] {
+        let mut topts = TrainOptions::new(Hyperparams::default_for(algo));
+        topts.seed = opts.seed;
+        topts.objective = opts.objective;
+        let out = registry::train(store, &topts, progress)?;
+        let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+        let mark = match (&out.decision, out.is_champion) {
+            (None, true) => "  <- champion (the first model)".to_string(),
+            (Some(_), true) => format!("  <- champion (better on {})", opts.objective),
+            _ => String::new(),
+        };
+        say(&format!(
+            "   {:<5} {}: RMSE {}, NDCG@10 {}, recall@10 {}, P@10 {}{mark}",
+            algo.as_str(),
+            out.run.model_version,
+            fmt(out.report.rmse),
+            fmt(out.report.ndcg_at_10),
+            fmt(out.report.recall_at_10),
+            fmt(out.report.rank_precision_at_10),
+        ));
+        if let Some(d) = &out.decision {
+            say(&format!(
+                "         gate on {}: {}",
+                opts.objective, d.reason
+            ));
+        }
+        trained.push((algo, out.run.model_version.clone(), out.report.clone()));
+    }
     let mut weeks = Vec::new();
     for (i, path) in batches.iter().enumerate() {
         let batch_id = format!("batch_w{}", i + 1);
@@ -201,6 +226,10 @@ pub fn run(
             &CycleOptions {
                 batch: Some((path.clone(), batch_id.clone())),
                 thresholds: opts.thresholds.clone(),
+                retrain: super::retrain::RetrainOptions {
+                    objective: opts.objective,
+                    ..Default::default()
+                },
                 ..CycleOptions::default()
             },
             progress,
@@ -217,7 +246,8 @@ pub fn run(
         weeks.push((batch_id, cycle));
     }
     Ok(DemoReport {
-        first_model: first.run.model_version,
+        first_model: trained[0].1.clone(),
+        models: trained,
         weeks,
     })
 }

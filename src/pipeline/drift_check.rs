@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::drift::stats;
-use crate::models::FactorModel;
+use crate::models::Model;
 use crate::registry;
 use crate::store::{NewDriftAlert, Store};
 use crate::types::{Movie, Rating, Split};
@@ -115,9 +115,11 @@ pub fn check(
         ));
     }
     let movies = store.movies()?;
-    // Performance drift needs the champion; without one the test is left out.
-    let champion = match registry::load_champion(store) {
-        Ok((version, model)) => {
+    // Performance drift needs a model that predicts ratings: the champion,
+    // or beside a ranking champion the rating model whose stars are shown
+    // (see `registry::load_rating_model`); without one the test is left out.
+    let champion = match registry::load_rating_model(store) {
+        Ok(Some((version, model))) => {
             let test_rmse = store
                 .model_runs()?
                 .into_iter()
@@ -125,7 +127,7 @@ pub fn check(
                 .and_then(|r| r.rmse);
             test_rmse.map(|rmse| (version, model, rmse))
         }
-        Err(Error::NotFound(_)) => None,
+        Ok(None) | Err(Error::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
     let alerts = compute(
@@ -149,7 +151,7 @@ pub fn compute(
     baseline: &[Rating],
     new: &[Rating],
     movies: &[Movie],
-    champion: Option<(&str, &FactorModel, f64)>,
+    champion: Option<(&str, &Model, f64)>,
     t: &Thresholds,
 ) -> Vec<NewDriftAlert> {
     let mut out = Vec::with_capacity(9);
@@ -314,7 +316,8 @@ pub fn compute(
         let sse: f64 = new
             .iter()
             .map(|r| {
-                let e = (model.predict(r.user_id, r.movie_id) - r.rating) as f64;
+                let p = model.predict(r.user_id, r.movie_id).unwrap_or(f32::NAN);
+                let e = (p - r.rating) as f64;
                 e * e
             })
             .sum();

@@ -6,14 +6,12 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::lease::{PipelineLease, DEFAULT_LEASE};
 
 use crate::eval::EvalOptions;
-use crate::models::{Algo, Params};
+use crate::models::{Algo, Hyperparams};
 use crate::progress::Progress;
-use crate::registry::{self, TrainOptions};
+use crate::registry::{self, Objective, RunNotes, TrainOptions};
 use crate::store::{DriftAlert, ModelRun, RunCommit, Store};
 use crate::tracking::MlflowConfig;
 use crate::{Error, Result};
@@ -24,7 +22,10 @@ pub struct RetrainOptions {
     /// "Is retraining needed?" query).
     pub if_drift: bool,
     pub window_secs: i64,
-    /// Promote when `new_rmse <= champion_rmse * (1 + tolerance)`.
+    /// What the challenger and the champion are compared on.
+    pub objective: Objective,
+    /// Promote when the challenger is not worse than the champion on the
+    /// objective by more than this share (see [`Objective::gate`]).
     pub tolerance: f64,
     pub eval: EvalOptions,
     /// Also track the retrain in MLflow (see [`crate::tracking`]); the
@@ -40,6 +41,7 @@ impl Default for RetrainOptions {
         RetrainOptions {
             if_drift: false,
             window_secs: 24 * 3600,
+            objective: Objective::default(),
             tolerance: 0.005,
             eval: EvalOptions::default(),
             mlflow: MlflowConfig::from_env(),
@@ -69,11 +71,6 @@ pub enum RetrainOutcome {
         champion_changed: Option<String>,
     },
 }
-
-/// The key of a retrain's notes holding the id of the newest drift alert
-/// when it started: every alert up to that id was computed on data that the
-/// retrain trained on and merged, so it no longer asks for a retrain.
-pub const ALERTS_THROUGH: &str = "alerts_through";
 
 /// The answer to the spec's "Is retraining needed?", for every place that
 /// shows it (`drift status`, `retrain --if-drift`, `/api/status`, the
@@ -106,7 +103,7 @@ impl Verdict {
 
 /// The spec's check (any alert triggered within the window), less the alerts
 /// a retrain has already acted on: a retrain records in its notes
-/// ([`ALERTS_THROUGH`]) the newest alert id when it started, and alerts up to
+/// ([`RunNotes::alerts_through`]) the newest alert id when it started, and alerts up to
 /// that id were computed on data it trained on and merged. Ids, not times,
 /// so no clock of any machine matters. An alert raised after the retrain
 /// started (on data it may not have seen) counts again.
@@ -120,11 +117,11 @@ pub fn retraining_verdict(store: &mut dyn Store, window_secs: i64) -> Result<Ver
         return Ok(Verdict::default());
     }
     let latest = store.model_runs()?.into_iter().rev().find_map(|r| {
-        let notes: serde_json::Value = serde_json::from_str(r.notes.as_deref()?).ok()?;
-        if notes.get("kind").and_then(|k| k.as_str()) != Some("retrain") {
+        let notes = RunNotes::parse(r.notes.as_deref())?;
+        if notes.kind.as_deref() != Some("retrain") {
             return None;
         }
-        Some((r.model_version, notes.get(ALERTS_THROUGH)?.as_i64()))
+        Some((r.model_version, notes.alerts_through))
     });
     let (handled, alerts): (Vec<DriftAlert>, Vec<DriftAlert>) = match &latest {
         Some((_, Some(through))) => triggered.into_iter().partition(|a| a.id <= *through),
@@ -202,25 +199,17 @@ pub fn retrain_now(
     // First: alerts raised from here on may concern data this retrain does
     // not see, so they must keep asking for a retrain.
     let alerts_through = store.drift_alerts(None)?.iter().map(|a| a.id).max();
-    let champion = store.champion()?;
-    let runs = store.model_runs()?;
-    let champion_run = champion
-        .as_deref()
-        .and_then(|v| runs.iter().find(|r| r.model_version == v));
+    let champion_run = registry::champion_run(store)?;
+    let champion = champion_run.as_ref().map(|r| r.model_version.clone());
     // The champion's algorithm, hyperparameters and seed, from its notes.
-    let notes: Option<serde_json::Value> = champion_run
-        .and_then(|r| r.notes.as_deref())
-        .and_then(|n| serde_json::from_str(n).ok());
-    let params: Params = notes
+    let notes = champion_run
         .as_ref()
-        .and_then(|n| n.get("params"))
-        .and_then(|p| serde_json::from_value(p.clone()).ok())
-        .unwrap_or_else(|| Params::default_for(Algo::Svd));
-    let seed = notes
+        .and_then(|r| RunNotes::parse(r.notes.as_deref()));
+    let params: Hyperparams = notes
         .as_ref()
-        .and_then(|n| n.get("seed"))
-        .and_then(|s| s.as_u64())
-        .unwrap_or(42);
+        .and_then(|n| n.params.clone())
+        .unwrap_or_else(|| Hyperparams::default_for(Algo::Ease));
+    let seed = notes.as_ref().and_then(|n| n.seed).unwrap_or(42);
     let batches: Vec<String> = store
         .buffer_counts()?
         .into_iter()
@@ -232,21 +221,16 @@ pub fn retrain_now(
     train_opts.include_buffer = true;
     train_opts.eval = opts.eval.clone();
     train_opts.mlflow = opts.mlflow.clone();
-    train_opts
-        .extra_notes
-        .insert("kind".into(), json!("retrain"));
-    train_opts
-        .extra_notes
-        .insert("trigger".into(), json!(trigger));
-    train_opts
-        .extra_notes
-        .insert("batches".into(), json!(batches));
-    train_opts
-        .extra_notes
-        .insert("champion_before".into(), json!(champion));
-    train_opts
-        .extra_notes
-        .insert(ALERTS_THROUGH.into(), json!(alerts_through));
+    train_opts.objective = opts.objective;
+    train_opts.tolerance = opts.tolerance;
+    train_opts.notes = RunNotes {
+        kind: Some("retrain".into()),
+        trigger: Some(trigger.to_string()),
+        batches: Some(batches.clone()),
+        champion_before: champion.clone(),
+        alerts_through,
+        ..RunNotes::default()
+    };
     let mut tracker = registry::start_tracking(
         &train_opts,
         "retrain",
@@ -260,28 +244,18 @@ pub fn retrain_now(
     );
     let mut trained = registry::fit_and_evaluate(store, &train_opts, progress)?;
 
-    let new_rmse = trained.metrics.rmse;
-    let (promoted, decision) = match champion_run.and_then(|r| r.rmse) {
-        None => (
-            true,
-            format!("promoted: no champion to compare with (RMSE {new_rmse:.4})"),
-        ),
-        Some(old) if new_rmse <= old * (1.0 + opts.tolerance) => (
-            true,
-            format!(
-                "promoted: RMSE {new_rmse:.4} vs champion {old:.4} (tolerance {:.1}%)",
-                opts.tolerance * 100.0
-            ),
-        ),
-        Some(old) => (
-            false,
-            format!(
-                "rejected: RMSE {new_rmse:.4} is worse than champion {old:.4} by more than {:.1}%",
-                opts.tolerance * 100.0
-            ),
-        ),
+    let (promoted, decision) = match registry::gate(
+        opts.objective,
+        opts.tolerance,
+        &trained.report,
+        champion_run.as_ref(),
+        false,
+    ) {
+        None => (true, "promoted: no champion to compare with".to_string()),
+        Some(d) if d.promote => (true, format!("promoted: {}", d.reason)),
+        Some(d) => (false, format!("rejected: {}", d.reason)),
     };
-    trained.notes.insert("decision".into(), json!(decision));
+    trained.notes.decision = Some(decision.clone());
     let run_id = tracker.run_id_for_version();
     registry::log_to_tracker(&mut tracker, &mut trained);
     let commit = RunCommit {
@@ -303,10 +277,8 @@ pub fn retrain_now(
                     actual.as_deref().unwrap_or("none"),
                 );
                 tracing::warn!("{decision}");
-                trained.notes.insert("decision".into(), json!(decision));
-                trained
-                    .notes
-                    .insert("champion_changed_to".into(), json!(actual));
+                trained.notes.decision = Some(decision.clone());
+                trained.notes.champion_changed_to = actual.clone();
                 let commit = RunCommit {
                     merge_buffer: true,
                     ..RunCommit::default()
@@ -332,6 +304,9 @@ pub fn retrain_now(
             ("cinematch.merged_ratings", merged.to_string()),
         ],
     );
+    if promoted {
+        registry::set_mlflow_champion(opts.mlflow.as_ref(), &trained.notes, &run);
+    }
     Ok(RetrainOutcome::Retrained {
         run,
         promoted,

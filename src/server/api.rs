@@ -25,9 +25,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::errors::{ApiError, ApiJson, ApiQuery, ErrorBody, PathId};
 use super::metrics::escape_label;
 use super::state::{AppState, Snapshot};
-use crate::recommend::{SimilarBasis, Strategy, MAX_K};
-use crate::registry;
-use crate::store::{DriftAlert, Ingestion, ModelRun};
+use crate::recommend::{Request, SimilarBasis, Strategy, MAX_K};
+use crate::registry::{self, Objective, RunSummary};
+use crate::store::{DriftAlert, Ingestion};
 use crate::types::{check_rating, Movie, Rating};
 
 /// Health and readiness probes answer within this, even with the pool busy.
@@ -104,7 +104,7 @@ pub struct MovieBody {
     rating_count: i64,
     /// Mean rating in the train split; null when nobody rated it.
     mean_rating: Option<f64>,
-    /// Whether the champion model has factors for it.
+    /// Whether the champion model can recommend it.
     in_model: bool,
 }
 
@@ -120,18 +120,33 @@ impl MovieBody {
             in_model: snap
                 .recommender
                 .as_ref()
-                .is_some_and(|r| r.model.knows_movie(m.movie_id)),
+                .is_some_and(|r| r.model.movie_index(m.movie_id).is_some()),
         }
     }
 }
 
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
 pub enum StrategyName {
-    /// Personalized by the champion model.
+    /// Personalized from what the champion learned about the user.
+    #[serde(rename = "model")]
     Model,
-    /// Cold start: best damped mean rating, for users the model does not know.
+    /// Personalized at request time from the user's ratings: ratings newer
+    /// than the champion, or a user it never saw (EASE, iALS).
+    #[serde(rename = "fold-in")]
+    FoldIn,
+    /// Cold start: best damped mean rating, for users the model cannot rank.
+    #[serde(rename = "popular")]
     Popular,
+}
+
+/// A rated movie behind a recommendation.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReasonBody<'a> {
+    movie_id: i32,
+    title: &'a str,
+    /// Its share of what raised the score (the positive terms sum to 1).
+    share: f32,
 }
 
 /// Borrowed from the snapshot, so answering copies no title or genre.
@@ -141,8 +156,17 @@ pub struct RecommendedMovie<'a> {
     movie_id: i32,
     title: &'a str,
     genres: Vec<&'a str>,
-    /// Predicted rating (model) or damped mean rating (popular), 0.5..5.
-    predicted_rating: f32,
+    /// What the list is ordered by: the predicted rating (rating models),
+    /// the model's score (ranking models) or the damped mean (popular).
+    score: f32,
+    /// Predicted stars, 0.5..5, when a rating model exists (the champion
+    /// itself, or the best rating model beside a ranking champion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predicted_rating: Option<f32>,
+    /// The user's rated movies that contributed most to this movie's score,
+    /// best first (ranking models; empty for the popular list).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    because: Vec<ReasonBody<'a>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -161,7 +185,8 @@ pub struct SimilarMovie {
     movie_id: i32,
     title: String,
     genres: Vec<String>,
-    /// Cosine similarity, -1..1.
+    /// Cosine similarity, -1..1 (factors, genre features), or EASE's item
+    /// weight.
     similarity: f32,
 }
 
@@ -169,8 +194,9 @@ pub struct SimilarMovie {
 #[serde(rename_all = "camelCase")]
 pub struct SimilarBody {
     movie: MovieBody,
-    /// `factors` (the model's movie factors) or `pca_features` (genre
-    /// features, for a movie the model has no factors for).
+    /// `item_weights` (EASE's item matrix), `factors` (the model's movie
+    /// factors) or `pca_features` (genre features, for a movie the model
+    /// has nothing for).
     basis: String,
     model_version: String,
     items: Vec<SimilarMovie>,
@@ -213,48 +239,74 @@ pub struct ModelBody {
     /// `YYYY-MM-DDTHH:MM:SS`, as stored.
     training_date: String,
     algorithm: Option<String>,
+    /// Test RMSE; null for ranking models (they predict no ratings) and
+    /// without a test split.
     rmse: Option<f64>,
     mae: Option<f64>,
+    /// The spec's rated-items precision@10.
     precision_at_10: Option<f64>,
+    /// Full-catalogue NDCG@10 (relevant = test rating >= 4).
+    ndcg_at_10: Option<f64>,
+    /// Full-catalogue recall@10.
+    recall_at_10: Option<f64>,
+    /// Full-catalogue precision@10 (hits / 10).
+    catalogue_precision_at_10: Option<f64>,
+    /// Share of the catalogue in some user's top 10.
+    coverage: Option<f64>,
     data_size: Option<i64>,
     /// RMSE of the previous run.
     prev_rmse: Option<f64>,
     /// `rmse - prev_rmse` (negative is better), as the spec's LAG query.
     rmse_improvement: Option<f64>,
+    /// The deployment's objective (`ndcg@10`, `rmse`), and this run's
+    /// value of it and its change from the previous run.
+    objective: String,
+    objective_value: Option<f64>,
+    objective_change: Option<f64>,
     is_champion: bool,
     /// The run's JSON notes: hyperparameters, seed, extra metrics, timings.
     notes: Option<Value>,
 }
 
-fn parse_notes(notes: Option<&str>) -> Option<Value> {
-    notes.map(|n| serde_json::from_str(n).unwrap_or_else(|_| Value::String(n.to_string())))
-}
-
 impl ModelBody {
-    fn new(
-        run: &ModelRun,
-        prev_rmse: Option<f64>,
-        rmse_improvement: Option<f64>,
-        is_champion: bool,
-    ) -> ModelBody {
-        let notes = parse_notes(run.notes.as_deref());
+    /// `prev_rmse`: the previous run's RMSE (the spec's LAG).
+    fn new(r: &RunSummary, objective: Objective, prev_rmse: Option<f64>) -> ModelBody {
+        let run = &r.run;
         ModelBody {
             model_version: run.model_version.clone(),
             training_date: date(run.training_date),
-            algorithm: notes
-                .as_ref()
-                .and_then(|n| n.get("algorithm"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            algorithm: r.algorithm(),
             rmse: run.rmse,
             mae: run.mae,
             precision_at_10: run.precision_at_10,
+            ndcg_at_10: r.report.ndcg_at_10,
+            recall_at_10: r.report.recall_at_10,
+            catalogue_precision_at_10: r.report.rank_precision_at_10,
+            coverage: r.report.coverage,
             data_size: run.data_size,
             prev_rmse,
-            rmse_improvement,
-            is_champion,
-            notes,
+            rmse_improvement: run.rmse.zip(prev_rmse).map(|(a, b)| a - b),
+            objective: objective.as_str().to_string(),
+            objective_value: r.value,
+            objective_change: r.change,
+            is_champion: r.is_champion,
+            notes: run
+                .notes
+                .as_deref()
+                .map(|n| serde_json::from_str(n).unwrap_or_else(|_| Value::String(n.to_string()))),
         }
+    }
+
+    /// Every run as a body, oldest first, with the spec's RMSE LAG.
+    fn all(runs: &[RunSummary], objective: Objective) -> Vec<ModelBody> {
+        let mut prev = None;
+        runs.iter()
+            .map(|r| {
+                let body = ModelBody::new(r, objective, prev);
+                prev = r.run.rmse;
+                body
+            })
+            .collect()
     }
 }
 
@@ -262,6 +314,8 @@ impl ModelBody {
 #[serde(rename_all = "camelCase")]
 pub struct ModelsBody {
     champion: Option<String>,
+    /// What runs are compared on in this deployment.
+    objective: String,
     /// Oldest first.
     models: Vec<ModelBody>,
 }
@@ -430,6 +484,9 @@ pub struct RecommendationsQuery {
     k: Option<usize>,
     /// Only movies of this genre (any case), e.g. Comedy.
     genre: Option<String>,
+    /// Whether each movie says which rated movies it comes from (default
+    /// true).
+    explain: Option<bool>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -514,10 +571,14 @@ fn genre_filter(snap: &Snapshot, genre: Option<&str>) -> Result<Option<String>, 
 
 // --- handlers ------------------------------------------------------------------
 
-/// The champion's top k movies the user has not rated.
+/// The champion's top k movies the user has not rated, and why.
 ///
-/// Users the model knows get `"strategy": "model"`; anyone else gets the
-/// cold-start list (`"popular"`). Answered from memory: no database query.
+/// Users the model was trained on get `"strategy": "model"`; users with
+/// ratings newer than the champion (or unknown to it) get a list computed
+/// from their ratings at request time where the model can (`"fold-in"`);
+/// anyone else gets the cold-start list (`"popular"`). Every movie the user
+/// rated, in any split, the buffer or a moment ago, is left out. Answered
+/// from memory: no database query.
 #[utoipa::path(
     get,
     path = "/api/users/{userId}/recommendations",
@@ -548,17 +609,49 @@ pub async fn recommendations(
         Some(g) => Some(canonical_genre(snap, g)?),
     };
     let since = state.rated_since(user_id);
-    let (strategy, top) =
-        rec.recommend_ids(user_id, k, genre, &[snap.rated_by(user_id), &since])?;
+    let known = snap.history(user_id);
+    let merged: Vec<(i32, f32)>;
+    let history: &[(i32, f32)] = if since.is_empty() {
+        known
+    } else {
+        merged = known.iter().chain(&since).copied().collect();
+        &merged
+    };
+    let req = Request {
+        genre,
+        fresh: snap.is_fresh(user_id) || !since.is_empty(),
+        explain: q.explain.unwrap_or(true),
+        ..Request::new(user_id, k, history)
+    };
+    let (strategy, top) = rec.recommend_ids(&req)?;
+    let title = |id: i32| {
+        snap.catalogue
+            .get(id)
+            .or_else(|| rec.movie(id))
+            .map_or("", |m| m.title.as_str())
+    };
     let items = top
-        .into_iter()
-        .map(|(movie_id, predicted_rating)| {
-            let m = snap.catalogue.get(movie_id).or_else(|| rec.movie(movie_id));
+        .iter()
+        .map(|r| {
+            let m = snap
+                .catalogue
+                .get(r.movie_id)
+                .or_else(|| rec.movie(r.movie_id));
             RecommendedMovie {
-                movie_id,
+                movie_id: r.movie_id,
                 title: m.map_or("", |m| m.title.as_str()),
                 genres: m.map(|m| m.genre_list().collect()).unwrap_or_default(),
-                predicted_rating,
+                score: r.score,
+                predicted_rating: r.predicted_rating,
+                because: r
+                    .because
+                    .iter()
+                    .map(|&(movie_id, share)| ReasonBody {
+                        movie_id,
+                        title: title(movie_id),
+                        share,
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -566,6 +659,7 @@ pub async fn recommendations(
         user_id,
         strategy: match strategy {
             Strategy::Model => StrategyName::Model,
+            Strategy::FoldIn => StrategyName::FoldIn,
             Strategy::Popular => StrategyName::Popular,
         },
         model_version: &rec.model_version,
@@ -660,6 +754,7 @@ pub async fn similar(
     Ok(Json(SimilarBody {
         movie: MovieBody::new(m, &snap),
         basis: match found.basis {
+            SimilarBasis::ItemWeights => "item_weights",
             SimilarBasis::Factors => "factors",
             SimilarBasis::PcaFeatures => "pca_features",
         }
@@ -1006,16 +1101,20 @@ fn parse_rating(v: &Value, now: i64) -> Result<Rating, String> {
     )
 )]
 pub async fn models(State(state): State<AppState>) -> Result<Json<ModelsBody>, ApiError> {
+    let objective = state.objective;
     let (champion, runs) = state
         .pool
-        .run(|store| Ok((store.champion()?, registry::runs_with_change(store)?)))
+        .run(move |store| {
+            Ok((
+                store.champion()?,
+                registry::run_summaries(store, objective)?,
+            ))
+        })
         .await?;
     Ok(Json(ModelsBody {
         champion,
-        models: runs
-            .iter()
-            .map(|r| ModelBody::new(&r.run, r.prev_rmse, r.rmse_improvement, r.is_champion))
-            .collect(),
+        objective: objective.as_str().to_string(),
+        models: ModelBody::all(&runs, objective),
     }))
 }
 
@@ -1080,20 +1179,21 @@ pub async fn ingestions(State(state): State<AppState>) -> Result<Json<Ingestions
     )
 )]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
+    let objective = state.objective;
     let (champion, runs, buffer, recent) = state
         .pool
-        .run(|store| {
+        .run(move |store| {
             let champion = store.champion()?;
-            let runs = registry::runs_with_change(store)?;
+            let runs = registry::run_summaries(store, objective)?;
             let buffer = store.buffer_counts()?;
             let recent = crate::pipeline::retrain::retraining_verdict(store, 86_400)?.alerts;
             Ok((champion, runs, buffer, recent))
         })
         .await?;
     let champion = champion.and_then(|v| {
-        runs.iter()
-            .find(|r| r.run.model_version == v)
-            .map(|r| ModelBody::new(&r.run, r.prev_rmse, r.rmse_improvement, true))
+        ModelBody::all(&runs, objective)
+            .into_iter()
+            .find(|b| b.model_version == v)
     });
     let snap = state.snapshot.load_full();
     Ok(Json(StatusBody {

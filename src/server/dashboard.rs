@@ -17,11 +17,12 @@ use axum::response::{Html, IntoResponse, Response};
 use super::errors::ApiError;
 use super::state::AppState;
 use crate::format;
-use crate::registry::{self, RunWithChange};
+use crate::registry::{self, Objective, RunSummary};
 use crate::store::{DriftAlert, Ingestion, TableCount, TableSize};
 
 struct Data {
-    runs: Vec<RunWithChange>,
+    objective: Objective,
+    runs: Vec<RunSummary>,
     champion: Option<String>,
     /// Newest first.
     alerts: Vec<DriftAlert>,
@@ -45,11 +46,13 @@ struct Data {
     )
 )]
 pub async fn page(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let objective = state.objective;
     let data = state
         .pool
-        .run(|store| {
+        .run(move |store| {
             Ok(Data {
-                runs: registry::runs_with_change(store)?,
+                objective,
+                runs: registry::run_summaries(store, objective)?,
                 champion: store.champion()?,
                 alerts: store.drift_alerts(None)?,
                 recent: crate::pipeline::retrain::retraining_verdict(store, 86_400)?.alerts,
@@ -261,7 +264,10 @@ fn chart(
     svg
 }
 
-fn model_charts(runs: &[RunWithChange]) -> String {
+/// One chart per metric, the deployment's objective first: NDCG@10 and
+/// recall@10 judge the lists users see, RMSE, MAE and the spec's rated
+/// precision@10 the predicted ratings (ranking models have none).
+fn model_charts(runs: &[RunSummary], objective: Objective) -> String {
     let labels: Vec<String> = runs
         .iter()
         .map(|r| short_version(&r.run.model_version))
@@ -269,10 +275,17 @@ fn model_charts(runs: &[RunWithChange]) -> String {
     type Metric = (
         &'static str,
         &'static str,
-        fn(&RunWithChange) -> Option<f64>,
+        fn(&RunSummary) -> Option<f64>,
         bool,
     );
-    let metrics: [Metric; 3] = [
+    let mut metrics: Vec<Metric> = vec![
+        ("NDCG@10", "ndcg_at_10", |r| r.report.ndcg_at_10, false),
+        (
+            "Recall@10",
+            "recall_at_10",
+            |r| r.report.recall_at_10,
+            false,
+        ),
         ("RMSE", "rmse", |r| r.run.rmse, true),
         ("MAE", "mae", |r| r.run.mae, true),
         (
@@ -282,6 +295,12 @@ fn model_charts(runs: &[RunWithChange]) -> String {
             false,
         ),
     ];
+    let first = match objective {
+        Objective::Ndcg10 => "ndcg_at_10",
+        Objective::Recall10 => "recall_at_10",
+        Objective::Rmse => "rmse",
+    };
+    metrics.sort_by_key(|m| m.1 != first);
     let mut out = String::new();
     for (title, key, get, lower) in metrics {
         // A version without this metric gets no point, and no slot, so the
@@ -426,33 +445,27 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
         .and_then(|v| d.runs.iter().find(|r| r.run.model_version == v))
     {
         Some(r) => {
-            let notes: Option<serde_json::Value> = r
-                .run
+            let algo = r.algorithm().unwrap_or_else(|| "?".into());
+            let factors = r
                 .notes
-                .as_deref()
-                .and_then(|n| serde_json::from_str(n).ok());
-            let algo = notes
                 .as_ref()
-                .and_then(|n| n.get("algorithm"))
-                .and_then(|a| a.as_str())
-                .unwrap_or("?");
-            let factors = notes
-                .as_ref()
-                .and_then(|n| n.get("params"))
-                .and_then(|p| p.get("factors"))
-                .and_then(|f| f.as_u64());
+                .and_then(|n| n.params.as_ref())
+                .and_then(|p| serde_json::to_value(p).ok())
+                .and_then(|p| p.get("factors").and_then(|f| f.as_u64()));
             let _ = write!(
                 h,
-                "<p class=\"big mono\">{}</p><p class=\"note\">{}{} · trained {} on {} ratings</p>\
-                 <div class=\"stats\"><div><span>RMSE</span><b>{}</b></div><div><span>MAE</span><b>{}</b></div>\
-                 <div><span>Precision@10</span><b>{}</b></div></div>",
+                "<p class=\"big mono\">{}</p><p class=\"note\">{}{} · trained {} on {} ratings · chosen on {}</p>\
+                 <div class=\"stats\"><div><span>NDCG@10</span><b>{}</b></div><div><span>Recall@10</span><b>{}</b></div>\
+                 <div><span>RMSE</span><b>{}</b></div><div><span>Precision@10</span><b>{}</b></div></div>",
                 esc(&r.run.model_version),
-                esc(algo),
+                esc(&algo),
                 factors.map(|f| format!(", {f} factors")).unwrap_or_default(),
                 r.run.training_date.format("%Y-%m-%d %H:%M"),
                 r.run.data_size.map(format::thousands).unwrap_or_else(|| "?".into()),
+                d.objective.label(),
+                fmt_num(r.report.ndcg_at_10, 4),
+                fmt_num(r.report.recall_at_10, 4),
                 fmt_num(r.run.rmse, 4),
-                fmt_num(r.run.mae, 4),
                 fmt_num(r.run.precision_at_10, 4),
             );
             match serving {
@@ -472,7 +485,7 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
             }
         }
         None => h.push_str(
-            "<p class=\"big\">None yet</p><p class=\"note\">Train one with <code>cinematch train --algo svd</code>.</p>",
+            "<p class=\"big\">None yet</p><p class=\"note\">Train one with <code>cinematch train</code>.</p>",
         ),
     }
     h.push_str("</section></div>");
@@ -486,39 +499,36 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
     if d.runs.is_empty() {
         h.push_str("<p class=\"note\">No model has been trained yet.</p>");
     } else {
-        let _ = write!(h, "<div class=\"charts\">{}</div>", model_charts(&d.runs));
-        h.push_str(
-            "<table><thead><tr><th>Version</th><th>Trained</th><th>Algorithm</th><th class=\"num\">RMSE</th>\
-             <th class=\"num\">Δ RMSE</th><th class=\"num\">MAE</th><th class=\"num\">P@10</th><th class=\"num\">Ratings</th></tr></thead><tbody>",
+        let _ = write!(
+            h,
+            "<div class=\"charts\">{}</div>",
+            model_charts(&d.runs, d.objective)
+        );
+        let _ = write!(
+            h,
+            "<table><thead><tr><th>Version</th><th>Trained</th><th>Algorithm</th><th class=\"num\">NDCG@10</th>\
+             <th class=\"num\">Δ {}</th><th class=\"num\">RMSE</th><th class=\"num\">MAE</th><th class=\"num\">P@10</th><th class=\"num\">Ratings</th></tr></thead><tbody>",
+            d.objective.label()
         );
         for r in d.runs.iter().rev().take(30) {
-            let algo = r
-                .run
-                .notes
-                .as_deref()
-                .and_then(|n| serde_json::from_str::<serde_json::Value>(n).ok())
-                .and_then(|n| {
-                    n.get("algorithm")
-                        .and_then(|a| a.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_default();
-            let delta_class = match r.rmse_improvement {
-                Some(d) if d < 0.0 => "ok-text",
-                Some(d) if d > 0.0 => "warn-text",
+            let algo = r.algorithm().unwrap_or_default();
+            let delta_class = match r.change {
+                Some(c) if d.objective.better(c, 0.0) => "ok-text",
+                Some(c) if d.objective.better(0.0, c) => "warn-text",
                 _ => "",
             };
             let _ = write!(
                 h,
                 "<tr{}><td class=\"mono\">{}{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num {delta_class}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                 <td class=\"num {delta_class}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 if r.is_champion { " class=\"is-champion\"" } else { "" },
                 esc(&r.run.model_version),
                 if r.is_champion { " <span class=\"badge\">champion</span>" } else { "" },
                 r.run.training_date.format("%Y-%m-%d %H:%M"),
                 esc(&algo),
+                fmt_num(r.report.ndcg_at_10, 4),
+                r.change.map_or_else(|| "–".into(), |d| format!("{d:+.4}")),
                 fmt_num(r.run.rmse, 4),
-                r.rmse_improvement.map_or_else(|| "–".into(), |d| format!("{d:+.4}")),
                 fmt_num(r.run.mae, 4),
                 fmt_num(r.run.precision_at_10, 4),
                 r.run.data_size.map(format::thousands).unwrap_or_default()
@@ -678,6 +688,7 @@ button.link{background:none;color:var(--accent);padding:0;border:0;text-align:le
 .results{margin:0;padding-left:22px}
 .results li{padding:2px 0}
 .results .meta{color:var(--muted);font-size:12px;margin-left:6px}
+.results .because{display:block;color:var(--muted);font-size:12px;margin-left:12px}
 .error-text{color:var(--bad)}
 "#;
 
@@ -758,16 +769,29 @@ const SCRIPT: &str = r#"
       var r = await getJSON("/api/users/" + id + "/recommendations?k=10");
       var h = await getJSON("/api/users/" + id + "/ratings?limit=15");
       fill(recs, r.items, function (li, it) {
-        line(li, it.title, it.predictedRating.toFixed(2) + " · " + it.genres.join(", "));
+        var score = it.predictedRating !== undefined
+          ? "predicted " + it.predictedRating.toFixed(2)
+          : (r.strategy === "popular" ? "mean " : "score ") + it.score.toFixed(2);
+        line(li, it.title, score + " · " + it.genres.join(", "));
+        if (it.because && it.because.length) {
+          var why = document.createElement("span");
+          why.className = "because";
+          why.textContent = "because you rated " + it.because.map(function (b) {
+            return b.title + " (" + Math.round(b.share * 100) + "%)";
+          }).join(", ");
+          li.appendChild(why);
+        }
       });
       fill(rated, h.items, function (li, it) {
         line(li, it.title || ("movie " + it.movieId), "rated " + it.rating.toFixed(1));
       });
-      var personal = r.strategy === "model";
+      var personal = r.strategy !== "popular";
       $("recs-title").textContent = personal ? "Recommended" : "Popular (new user)";
-      status("user-status", "User " + r.userId + ": " + (personal
+      status("user-status", "User " + r.userId + ": " + (r.strategy === "model"
         ? "personalized by " + r.modelVersion
-        : "not known to the model, so the most popular movies") +
+        : r.strategy === "fold-in"
+          ? "personalized by " + r.modelVersion + " from their latest ratings (fold-in)"
+          : "not known to the model, so the most popular movies") +
         "; " + h.total + " ratings.");
       recs.dataset.strategy = r.strategy;
       recs.dataset.state = "done";

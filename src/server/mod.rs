@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// process manager waits before SIGKILL (`docker stop`: 10 s,
     /// Kubernetes: 30 s).
     pub shutdown_grace: Duration,
+    /// The deployment's objective: what the models list and the
+    /// dashboard's charts compare.
+    pub objective: crate::registry::Objective,
 }
 
 impl ServerConfig {
@@ -74,6 +77,7 @@ impl ServerConfig {
             max_body_bytes: 1 << 20,
             pool_size: 4,
             shutdown_grace: Duration::from_secs(10),
+            objective: crate::registry::Objective::default(),
         }
     }
 }

@@ -9,13 +9,17 @@
 //! keep the snapshot they started with, so none waits for a reload or is
 //! dropped by one.
 //!
-//! Ratings that reach `ratings_buffer` after a snapshot was taken (through
-//! this server's API at once, from other processes on the next check) are
-//! kept in a separate, only-growing map, so a movie a user just rated is
-//! never recommended back to them, even after the buffer is merged into the
-//! train split and before the next model is promoted.
+//! The snapshot keeps every user's ratings (train, test and buffer) with
+//! their stars: they exclude rated movies from the user's list, and models
+//! that score from ratings (EASE, an iALS fold-in) read them. Users with
+//! buffered ratings are marked fresh: their ratings are newer than the
+//! champion, so their lists are folded in from the ratings. Ratings that
+//! reach `ratings_buffer` after a snapshot was taken (through this server's
+//! API at once, from other processes on the next check) are kept in a
+//! separate map, so a movie a user just rated is never recommended back to
+//! them and their next list already reflects it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -93,8 +97,12 @@ pub struct Snapshot {
     /// `None` while the database holds no champion yet.
     pub recommender: Option<Recommender>,
     pub catalogue: Catalogue,
-    /// Movies each user had rated (train, test and buffer) when this was loaded.
-    rated: HashMap<i32, Box<[i32]>>,
+    /// Each user's ratings `(movieId, stars)` (train, test and buffer) when
+    /// this was loaded, ascending by movie.
+    history: HashMap<i32, Box<[(i32, f32)]>>,
+    /// Users with buffered ratings when this was loaded (newer than any
+    /// model trained before the buffer was merged).
+    fresh: HashSet<i32>,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
     pub load_seconds: f64,
 }
@@ -105,12 +113,18 @@ impl Snapshot {
     }
 
     pub fn users_with_ratings(&self) -> usize {
-        self.rated.len()
+        self.history.len()
     }
 
-    /// The movies `user` had rated when this was loaded, ascending.
-    pub fn rated_by(&self, user: i32) -> &[i32] {
-        self.rated.get(&user).map_or(&[], |v| v)
+    /// What `user` had rated when this was loaded, `(movieId, stars)`
+    /// ascending by movie.
+    pub fn history(&self, user: i32) -> &[(i32, f32)] {
+        self.history.get(&user).map_or(&[], |v| v)
+    }
+
+    /// Whether `user` had buffered ratings when this was loaded.
+    pub fn is_fresh(&self, user: i32) -> bool {
+        self.fresh.contains(&user)
     }
 
     /// Reads the champion, the catalogue and every rating's (user, movie).
@@ -126,34 +140,44 @@ impl Snapshot {
         };
         let movies = store.movies()?;
         let stats = store.movie_stats()?;
-        let mut rated: HashMap<i32, Vec<i32>> = HashMap::new();
+        let mut history: HashMap<i32, Vec<(i32, f32)>> = HashMap::new();
         for split in [Split::Train, Split::Test] {
-            add_rated(&mut rated, &store.ratings(split)?);
+            add_history(&mut history, &store.ratings(split)?);
         }
-        add_rated(&mut rated, &store.buffer_ratings(None)?);
-        let rated = rated
+        let buffered = store.buffer_ratings(None)?;
+        let fresh = buffered.iter().map(|r| r.user_id).collect();
+        add_history(&mut history, &buffered);
+        let history = history
             .into_iter()
             .map(|(u, mut v)| {
-                v.sort_unstable();
-                v.dedup();
+                v.sort_unstable_by_key(|h| h.0);
+                v.dedup_by_key(|h| h.0);
                 (u, v.into_boxed_slice())
             })
             .collect();
-        let recommender = champion
-            .map(|(version, model)| Recommender::new(version, model, movies.clone(), &stats));
+        let rating_model = match &champion {
+            Some((_, m)) if !m.predicts_ratings() => registry::load_rating_model(store)?,
+            _ => None,
+        };
+        let recommender = champion.map(|(version, model)| {
+            Recommender::new(version, model, movies.clone(), &stats).with_rating_model(rating_model)
+        });
         Ok(Snapshot {
             recommender,
             catalogue: Catalogue::new(movies, &stats),
-            rated,
+            history,
+            fresh,
             loaded_at: chrono::Utc::now(),
             load_seconds: t0.elapsed().as_secs_f64(),
         })
     }
 }
 
-fn add_rated(into: &mut HashMap<i32, Vec<i32>>, ratings: &[Rating]) {
+fn add_history(into: &mut HashMap<i32, Vec<(i32, f32)>>, ratings: &[Rating]) {
     for r in ratings {
-        into.entry(r.user_id).or_default().push(r.movie_id);
+        into.entry(r.user_id)
+            .or_default()
+            .push((r.movie_id, r.rating));
     }
 }
 
@@ -172,8 +196,9 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub(crate) pool: Arc<StorePool>,
     pub(crate) snapshot: ArcSwapOption<Snapshot>,
-    /// Ratings buffered after the snapshot was taken, by user (only grows).
-    extra_rated: RwLock<HashMap<i32, Vec<i32>>>,
+    /// Ratings buffered after the snapshot was taken: by user, movie →
+    /// stars (O(1) membership; a newer rating of a movie replaces the older).
+    extra_rated: RwLock<HashMap<i32, HashMap<i32, f32>>>,
     /// Whether `extra_rated` holds anything: until it does, recommendations
     /// never touch its lock.
     has_extra: AtomicBool,
@@ -181,6 +206,8 @@ pub struct Shared {
     buffer_seen: AtomicI64,
     pub(crate) metrics: Metrics,
     pub(crate) api_token: Option<String>,
+    /// The deployment's objective, for the models list and the dashboard.
+    pub(crate) objective: crate::registry::Objective,
     pub(crate) backend: &'static str,
     pub(crate) limits: Limits,
     reload_interval: Duration,
@@ -227,6 +254,7 @@ impl AppState {
             buffer_seen: AtomicI64::new(-1),
             metrics: Metrics::default(),
             api_token: config.api_token.clone().filter(|t| !t.trim().is_empty()),
+            objective: config.objective,
             backend,
             limits: Limits {
                 request_timeout: config.request_timeout,
@@ -343,23 +371,26 @@ impl AppState {
         }
         let mut extra = self.extra_rated.write().unwrap_or_else(|e| e.into_inner());
         for r in ratings {
-            let v = extra.entry(r.user_id).or_default();
-            if !v.contains(&r.movie_id) {
-                v.push(r.movie_id);
-            }
+            extra
+                .entry(r.user_id)
+                .or_default()
+                .insert(r.movie_id, r.rating);
         }
         self.has_extra.store(true, Ordering::Release);
     }
 
-    /// Movies `user` rated after the snapshot was taken (possibly some it
-    /// has too); together with [`Snapshot::rated_by`], every movie the user
-    /// has rated as far as this server knows.
-    pub(crate) fn rated_since(&self, user: i32) -> Vec<i32> {
+    /// What `user` rated after the snapshot was taken (possibly some it has
+    /// too), `(movieId, stars)`; together with [`Snapshot::history`], every
+    /// rating of the user as far as this server knows.
+    pub(crate) fn rated_since(&self, user: i32) -> Vec<(i32, f32)> {
         if !self.has_extra.load(Ordering::Acquire) {
             return Vec::new();
         }
         let extra = self.extra_rated.read().unwrap_or_else(|e| e.into_inner());
-        extra.get(&user).cloned().unwrap_or_default()
+        extra
+            .get(&user)
+            .map(|m| m.iter().map(|(&k, &v)| (k, v)).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -79,6 +79,47 @@ pub struct ModelRun {
     pub data_size: Option<i64>,
     /// JSON: algorithm, hyperparameters, seed, extra metrics, timings.
     pub notes: Option<String>,
+    /// The run's row of `model_evaluations` (absent for runs recorded
+    /// before it existed, or by other tools).
+    pub evaluation: Option<ModelEvaluation>,
+}
+
+/// One row of `model_evaluations`: what the spec's `model_metrics` cannot
+/// hold as columns, the full-catalogue ranking metrics of a run, so that
+/// models can be compared on them in SQL. A metric that was not measured
+/// (no test split) is NULL, as a ranking model's RMSE is in `model_metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelEvaluation {
+    pub algorithm: String,
+    pub ndcg_at_10: Option<f64>,
+    pub recall_at_10: Option<f64>,
+    /// Hits / 10 over the whole catalogue (not the spec's rated-items
+    /// `precision_at_10`).
+    pub catalogue_precision_at_10: Option<f64>,
+    pub coverage: Option<f64>,
+    pub users_evaluated: Option<i64>,
+    /// Users eligible before sampling; more than `users_evaluated` when the
+    /// evaluation ranked a sample.
+    pub users_eligible: Option<i64>,
+    pub test_ratings: Option<i64>,
+}
+
+/// One trial of a hyperparameter search (`cinematch tune`), scored on a
+/// validation split carved from train.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuningTrial {
+    /// The search this trial belongs to.
+    pub study: String,
+    pub trial: i64,
+    pub algorithm: String,
+    /// The hyperparameters, JSON.
+    pub params: String,
+    /// `ndcg@10`, `rmse`, ...
+    pub objective: String,
+    /// The objective on the validation split; `None` when not measurable.
+    pub value: Option<f64>,
+    pub validation_ratings: i64,
+    pub seconds: f64,
 }
 
 /// A run to record. The store names it `run_<run_id>_v<N>`, N counting
@@ -87,11 +128,14 @@ pub struct ModelRun {
 pub struct NewModelRun {
     /// Hex id of the run (random, or the MLflow run id).
     pub run_id: String,
-    pub rmse: f64,
-    pub mae: f64,
-    pub precision_at_10: f64,
+    /// `None` for ranking models (no ratings predicted) and without a test
+    /// split: stored as NULL, never as an invented number.
+    pub rmse: Option<f64>,
+    pub mae: Option<f64>,
+    pub precision_at_10: Option<f64>,
     pub data_size: i64,
     pub notes: String,
+    pub evaluation: ModelEvaluation,
 }
 
 /// What else to commit with a recorded run.
@@ -421,6 +465,12 @@ pub trait Store: Send {
 
     /// Every run, oldest first.
     fn model_runs(&mut self) -> Result<Vec<ModelRun>>;
+
+    /// Records one tuning trial.
+    fn insert_tuning_trial(&mut self, trial: &TuningTrial) -> Result<()>;
+
+    /// Tuning trials, oldest first; of one study when given.
+    fn tuning_trials(&mut self, study: Option<&str>) -> Result<Vec<TuningTrial>>;
 
     /// The stored artifact of a model version.
     fn artifact(&mut self, model_version: &str) -> Result<Option<ArtifactBlob>>;

@@ -12,8 +12,8 @@ use super::schema::{self, MIGRATIONS};
 use super::sqlite::{ordered_tables, version_key};
 use super::{
     pgconn, rollback_target, ArtifactBlob, Backend, DriftAlert, Ingestion, Lease, LeaseGrant,
-    LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
-    RunCommit, SplitStats, Store, TableCount, TableSize,
+    LoadSummary, ModelEvaluation, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
+    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
@@ -838,11 +838,31 @@ impl Store for PgStore {
             .get(0);
         let version = format!("run_{}_v{n}", run.run_id);
         let data_size = i32::try_from(run.data_size).unwrap_or(i32::MAX);
-        let row = tx.query_one(
-            "INSERT INTO model_metrics (model_version, training_date, rmse, mae, precision_at_10, data_size, notes)
-             VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6)
-             RETURNING id::int8, model_version::text, training_date, rmse, mae, precision_at_10, data_size::int8, notes",
-            &[&version, &run.rmse, &run.mae, &run.precision_at_10, &data_size, &run.notes],
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO model_metrics (model_version, training_date, rmse, mae, precision_at_10, data_size, notes)
+                 VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6)
+                 RETURNING id::int8",
+                &[&version, &run.rmse, &run.mae, &run.precision_at_10, &data_size, &run.notes],
+            )?
+            .get(0);
+        let e = &run.evaluation;
+        let int = |x: Option<i64>| x.map(|v| i32::try_from(v).unwrap_or(i32::MAX));
+        tx.execute(
+            "INSERT INTO model_evaluations (model_version, algorithm, ndcg_at_10, recall_at_10,
+                 catalogue_precision_at_10, coverage, users_evaluated, users_eligible, test_ratings)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &version,
+                &e.algorithm,
+                &e.ndcg_at_10,
+                &e.recall_at_10,
+                &e.catalogue_precision_at_10,
+                &e.coverage,
+                &int(e.users_evaluated),
+                &int(e.users_eligible),
+                &int(e.test_ratings),
+            ],
         )?;
         tx.execute(
             "INSERT INTO model_artifacts (model_version, algorithm, format_version, size_bytes, checksum, artifact)
@@ -881,17 +901,59 @@ impl Store for PgStore {
         } else {
             0
         };
+        let row = tx.query_one(&format!("{MODEL_RUN_SELECT} WHERE m.id = $1::int8"), &[&id])?;
         tx.commit()?;
         Ok((model_run_row(&row), merged))
     }
 
     fn model_runs(&mut self) -> Result<Vec<ModelRun>> {
         let rows = self.client.query(
-            "SELECT id::int8, model_version::text, training_date, rmse, mae, precision_at_10, data_size::int8, notes
-               FROM model_metrics ORDER BY training_date, id",
+            &format!("{MODEL_RUN_SELECT} ORDER BY m.training_date, m.id"),
             &[],
         )?;
         Ok(rows.iter().map(model_run_row).collect())
+    }
+
+    fn insert_tuning_trial(&mut self, t: &TuningTrial) -> Result<()> {
+        let int = |x: i64| i32::try_from(x).unwrap_or(i32::MAX);
+        self.client.execute(
+            "INSERT INTO tuning_trials (study, trial, algorithm, params, objective, value,
+                 validation_ratings, seconds)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &t.study,
+                &int(t.trial),
+                &t.algorithm,
+                &t.params,
+                &t.objective,
+                &t.value,
+                &int(t.validation_ratings),
+                &t.seconds,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn tuning_trials(&mut self, study: Option<&str>) -> Result<Vec<TuningTrial>> {
+        let rows = self.client.query(
+            "SELECT study::text, trial::int8, algorithm::text, params, objective::text, value,
+                    validation_ratings::int8, seconds
+               FROM tuning_trials WHERE $1::text IS NULL OR study = $1 ORDER BY id",
+            &[&study],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| TuningTrial {
+                study: r.get(0),
+                trial: r.get(1),
+                algorithm: r.get(2),
+                params: r.get(3),
+                objective: r.get(4),
+                value: r.get(5),
+                validation_ratings: r.get(6),
+                seconds: r.get(7),
+            })
+            .collect())
     }
 
     fn artifact(&mut self, model_version: &str) -> Result<Option<ArtifactBlob>> {
@@ -1098,7 +1160,26 @@ fn movie_row(r: &postgres::Row) -> Movie {
     }
 }
 
+/// A `model_metrics` row with its `model_evaluations` row, if any.
+const MODEL_RUN_SELECT: &str = "SELECT m.id::int8, m.model_version::text, m.training_date, m.rmse,
+        m.mae, m.precision_at_10, m.data_size::int8, m.notes, e.algorithm::text, e.ndcg_at_10,
+        e.recall_at_10, e.catalogue_precision_at_10, e.coverage, e.users_evaluated::int8,
+        e.users_eligible::int8, e.test_ratings::int8
+   FROM model_metrics m LEFT JOIN model_evaluations e ON e.model_version = m.model_version";
+
 fn model_run_row(r: &postgres::Row) -> ModelRun {
+    let evaluation = r
+        .get::<_, Option<String>>(8)
+        .map(|algorithm| ModelEvaluation {
+            algorithm,
+            ndcg_at_10: r.get(9),
+            recall_at_10: r.get(10),
+            catalogue_precision_at_10: r.get(11),
+            coverage: r.get(12),
+            users_evaluated: r.get(13),
+            users_eligible: r.get(14),
+            test_ratings: r.get(15),
+        });
     ModelRun {
         id: r.get(0),
         model_version: r.get(1),
@@ -1108,5 +1189,6 @@ fn model_run_row(r: &postgres::Row) -> ModelRun {
         precision_at_10: r.get(5),
         data_size: r.get(6),
         notes: r.get(7),
+        evaluation,
     }
 }

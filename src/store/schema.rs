@@ -315,6 +315,65 @@ CREATE TABLE IF NOT EXISTS cinematch_leases (
 );
 "#,
     },
+    Migration {
+        version: "1.6",
+        description: "model_evaluations (ranking metrics of every run as columns) and tuning_trials",
+        // The spec's model_metrics keeps its columns and their meaning (a
+        // ranking model's rmse is NULL); the metrics that judge the lists
+        // users see get their own table, one row per run, so that
+        // `ORDER BY ndcg_at_10 DESC` works in SQL like the spec's
+        // `ORDER BY rmse ASC`.
+        postgres: r#"
+CREATE TABLE IF NOT EXISTS model_evaluations (
+    model_version VARCHAR(50) PRIMARY KEY,
+    algorithm VARCHAR(20) NOT NULL,
+    ndcg_at_10 FLOAT,
+    recall_at_10 FLOAT,
+    catalogue_precision_at_10 FLOAT,
+    coverage FLOAT,
+    users_evaluated INTEGER,
+    users_eligible INTEGER,
+    test_ratings INTEGER
+);
+CREATE TABLE IF NOT EXISTS tuning_trials (
+    id SERIAL PRIMARY KEY,
+    study VARCHAR(50) NOT NULL,
+    trial INTEGER NOT NULL,
+    algorithm VARCHAR(20) NOT NULL,
+    params TEXT NOT NULL,
+    objective VARCHAR(20) NOT NULL,
+    value FLOAT,
+    validation_ratings INTEGER NOT NULL,
+    seconds FLOAT NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+"#,
+        sqlite: r#"
+CREATE TABLE IF NOT EXISTS model_evaluations (
+    model_version VARCHAR(50) PRIMARY KEY,
+    algorithm VARCHAR(20) NOT NULL,
+    ndcg_at_10 FLOAT,
+    recall_at_10 FLOAT,
+    catalogue_precision_at_10 FLOAT,
+    coverage FLOAT,
+    users_evaluated INTEGER,
+    users_eligible INTEGER,
+    test_ratings INTEGER
+);
+CREATE TABLE IF NOT EXISTS tuning_trials (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    study VARCHAR(50) NOT NULL,
+    trial INTEGER NOT NULL,
+    algorithm VARCHAR(20) NOT NULL,
+    params TEXT NOT NULL,
+    objective VARCHAR(20) NOT NULL,
+    value FLOAT,
+    validation_ratings INTEGER NOT NULL,
+    seconds FLOAT NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+"#,
+    },
 ];
 
 /// The version a fully migrated database reports.

@@ -5,8 +5,8 @@ use rusqlite::{params, Connection, Transaction};
 use super::schema::{self, MIGRATIONS};
 use super::{
     rollback_target, sample_std, ArtifactBlob, Backend, DriftAlert, Ingestion, Lease, LeaseGrant,
-    LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
-    RunCommit, SplitStats, Store, TableCount, TableSize,
+    LoadSummary, ModelEvaluation, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
+    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
@@ -910,6 +910,23 @@ impl Store for SqliteStore {
             params![version, run.rmse, run.mae, run.precision_at_10, run.data_size, run.notes],
         )?;
         let id = tx.last_insert_rowid();
+        let e = &run.evaluation;
+        tx.execute(
+            "INSERT INTO model_evaluations (model_version, algorithm, ndcg_at_10, recall_at_10,
+                 catalogue_precision_at_10, coverage, users_evaluated, users_eligible, test_ratings)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                version,
+                e.algorithm,
+                e.ndcg_at_10,
+                e.recall_at_10,
+                e.catalogue_precision_at_10,
+                e.coverage,
+                e.users_evaluated,
+                e.users_eligible,
+                e.test_ratings
+            ],
+        )?;
         tx.execute(
             "INSERT INTO model_artifacts (model_version, algorithm, format_version, size_bytes, checksum, artifact)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -952,8 +969,7 @@ impl Store for SqliteStore {
             0
         };
         let row = tx.query_row(
-            "SELECT id, model_version, training_date, rmse, mae, precision_at_10, data_size, notes
-               FROM model_metrics WHERE id = ?1",
+            &format!("{MODEL_RUN_SELECT} WHERE m.id = ?1"),
             [id],
             model_run_row,
         )?;
@@ -962,12 +978,52 @@ impl Store for SqliteStore {
     }
 
     fn model_runs(&mut self) -> Result<Vec<ModelRun>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, model_version, training_date, rmse, mae, precision_at_10, data_size, notes
-               FROM model_metrics ORDER BY training_date, id",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "{MODEL_RUN_SELECT} ORDER BY m.training_date, m.id"
+        ))?;
         let rows = stmt
             .query_map([], model_run_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn insert_tuning_trial(&mut self, t: &TuningTrial) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO tuning_trials (study, trial, algorithm, params, objective, value,
+                 validation_ratings, seconds)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                t.study,
+                t.trial,
+                t.algorithm,
+                t.params,
+                t.objective,
+                t.value,
+                t.validation_ratings,
+                t.seconds
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn tuning_trials(&mut self, study: Option<&str>) -> Result<Vec<TuningTrial>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT study, trial, algorithm, params, objective, value, validation_ratings, seconds
+               FROM tuning_trials WHERE ?1 IS NULL OR study = ?1 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([study], |r| {
+                Ok(TuningTrial {
+                    study: r.get(0)?,
+                    trial: r.get(1)?,
+                    algorithm: r.get(2)?,
+                    params: r.get(3)?,
+                    objective: r.get(4)?,
+                    value: r.get(5)?,
+                    validation_ratings: r.get(6)?,
+                    seconds: r.get(7)?,
+                })
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -1072,6 +1128,12 @@ impl Store for SqliteStore {
     }
 }
 
+/// A `model_metrics` row with its `model_evaluations` row, if any.
+const MODEL_RUN_SELECT: &str = "SELECT m.id, m.model_version, m.training_date, m.rmse, m.mae,
+        m.precision_at_10, m.data_size, m.notes, e.algorithm, e.ndcg_at_10, e.recall_at_10,
+        e.catalogue_precision_at_10, e.coverage, e.users_evaluated, e.users_eligible, e.test_ratings
+   FROM model_metrics m LEFT JOIN model_evaluations e ON e.model_version = m.model_version";
+
 /// The champion as `tx` sees it (the latest promotion not rolled back).
 fn champion_in(tx: &Transaction<'_>) -> Result<Option<String>> {
     match tx.query_row(
@@ -1117,6 +1179,20 @@ fn lease_in(tx: &Transaction<'_>, name: &str) -> Result<Option<Lease>> {
 }
 
 fn model_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelRun> {
+    let algorithm: Option<String> = r.get(8)?;
+    let evaluation = match algorithm {
+        Some(algorithm) => Some(ModelEvaluation {
+            algorithm,
+            ndcg_at_10: r.get(9)?,
+            recall_at_10: r.get(10)?,
+            catalogue_precision_at_10: r.get(11)?,
+            coverage: r.get(12)?,
+            users_evaluated: r.get(13)?,
+            users_eligible: r.get(14)?,
+            test_ratings: r.get(15)?,
+        }),
+        None => None,
+    };
     Ok(ModelRun {
         id: r.get(0)?,
         model_version: r.get(1)?,
@@ -1126,6 +1202,7 @@ fn model_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelRun> {
         precision_at_10: r.get(5)?,
         data_size: r.get(6)?,
         notes: r.get(7)?,
+        evaluation,
     })
 }
 

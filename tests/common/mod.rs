@@ -114,6 +114,29 @@ impl TestDb {
             TestDb::Sqlite(d) => d.store(),
         }
     }
+
+    /// The first column of every row of `sql`, as text, straight from the
+    /// database (not through the store), so tests can check what an analyst
+    /// querying the tables would see.
+    pub fn query_strings(&self, sql: &str) -> Vec<String> {
+        match self {
+            TestDb::Pg(d) => d
+                .client()
+                .query(&format!("SELECT x::text FROM ({sql}) q(x)"), &[])
+                .expect("query")
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect(),
+            TestDb::Sqlite(d) => {
+                let c = d.conn();
+                let mut stmt = c.prepare(sql).expect("prepare");
+                stmt.query_map([], |r| r.get::<_, String>(0))
+                    .expect("query")
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("rows")
+            }
+        }
+    }
 }
 
 /// `../shared/data/NAME` next to the project, as CI lays it out.

@@ -1,6 +1,6 @@
 //! Where the database is: `--db`, then the environment, then the embedded default.
 
-use crate::store::DEFAULT_DB_URL;
+use cinematch::store::DEFAULT_DB_URL;
 
 /// Environment variables consulted, in order, when `--db` is not given.
 /// `NEON_CONNECTION_STRING` is the spec's own variable.
