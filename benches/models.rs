@@ -8,6 +8,7 @@
 //! cargo bench --bench models -- als URL [FACTORS=64] [ITERATIONS=15]
 //! cargo bench --bench models -- recommend [REQUESTS=2000]
 //! cargo bench --bench models -- evaluate [ROUNDS=5]
+//! cargo bench --bench models -- rank ease|ials URL [ROUNDS=3] [FACTORS ITERATIONS]
 //! ```
 //!
 //! * `svd`: SVD with Surprise's `SVD()` settings (100 factors, 20 epochs,
@@ -32,6 +33,16 @@
 //!   ml-latest-small (610 users, 9,742 movies, ~100,000 ratings, a fifth of
 //!   them test), with a random 100-factor model; seconds of each round.
 //!   Bar: under a second.
+//! * `rank`: the ranking model (`ease` or `ials`) with its default
+//!   hyperparameters (what `cinematch train --algo A` fits; for `ials`
+//!   optionally other factors and iterations), trained `rounds`
+//!   times on the train split stored at `URL` (seed 42): fit seconds of each
+//!   round, the peak memory the first fit adds (as `als`), and the
+//!   full-catalogue NDCG@10, recall@10 and P@10 on the test split from
+//!   [`cinematch::eval::evaluate`], with the seconds that evaluation took,
+//!   and the size of the stored artifact.
+//!   `scripts/bench/ranking.sh` runs it next to numpy's EASE, `implicit`'s
+//!   iALS and the most-rated list, each scored by Python.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -63,8 +74,9 @@ fn main() {
         Some("als") => als(&arg(1, ""), num(2, 64), num(3, 15)),
         Some("recommend") => recommend(num(1, 2000)),
         Some("evaluate") => evaluate(num(1, 5)),
+        Some("rank") => rank(&arg(1, ""), &arg(2, ""), num(3, 3), num(4, 0), num(5, 0)),
         _ => {
-            eprintln!("usage: models svd URL [THREADS] [ROUNDS] | als URL [FACTORS] [ITERATIONS] | recommend [REQUESTS] | evaluate [ROUNDS]");
+            eprintln!("usage: models svd URL [THREADS] [ROUNDS] | als URL [FACTORS] [ITERATIONS] | recommend [REQUESTS] | evaluate [ROUNDS] | rank ease|ials URL [ROUNDS] [FACTORS ITERATIONS]");
             std::process::exit(2);
         }
     }
@@ -361,4 +373,107 @@ fn evaluate(rounds: usize) {
             "metrics": metrics,
         })
     );
+}
+
+/// `factors` and `iterations` of 0 keep the defaults.
+fn rank(algo: &str, url: &str, rounds: usize, factors: usize, iterations: usize) {
+    let algo = match algo {
+        "ease" => Algo::Ease,
+        "ials" => Algo::Ials,
+        other => panic!("rank: {other:?} is not a ranking model (ease or ials)"),
+    };
+    let (train, test) = split(url);
+    let mut params = Hyperparams::default_for(algo);
+    if let Hyperparams::Ials(p) = &mut params {
+        if factors > 0 {
+            p.factors = factors;
+        }
+        if iterations > 0 {
+            p.iterations = iterations;
+        }
+    }
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let rss_before = proc_status_bytes("VmRSS:");
+    let mut secs = Vec::new();
+    let mut peak = None;
+    let mut model = None;
+    for round in 0..rounds.max(1) {
+        drop(model.take());
+        let t = Instant::now();
+        let m = fit(&params, &train, 42, &Silent).expect("fit");
+        secs.push(t.elapsed().as_secs_f64());
+        if round == 0 {
+            peak = proc_status_bytes("VmHWM:");
+        }
+        model = Some(m);
+    }
+    let model = model.expect("at least one round");
+    let t = Instant::now();
+    let report = cinematch::eval::evaluate(
+        &model,
+        &train,
+        &test,
+        &cinematch::eval::EvalOptions::default(),
+    );
+    let eval_seconds = t.elapsed().as_secs_f64();
+    if let Ok(path) = std::env::var("RANK_LISTS") {
+        write_lists(&model, &train, &test, &path);
+    }
+    let peak_added = match (reset, rss_before, peak) {
+        (true, Some(b), Some(h)) => Some(h.saturating_sub(b)),
+        _ => None,
+    };
+    println!(
+        "{}",
+        json!({
+            "name": format!("cinematch {}", algo.as_str()),
+            "threads": rayon::current_num_threads(),
+            "train_rows": train.len(),
+            "test_rows": test.len(),
+            "fit_seconds": secs,
+            "peak_added_bytes": peak_added,
+            "cinematch_ndcg_at_10": report.ndcg_at_10,
+            "cinematch_recall_at_10": report.recall_at_10,
+            "eval_seconds": eval_seconds,
+            "artifact_bytes": model.to_bytes().len(),
+            "params": params,
+        })
+    );
+}
+
+/// Each test user's top 10 among the movies they did not rate in train, as
+/// `user,movie,...` lines, for Python to score (ties by movieId ascending).
+fn write_lists(model: &Model, train: &[Rating], test: &[Rating], path: &str) {
+    use cinematch::eval::Scorer;
+    use std::collections::{BTreeSet, HashMap};
+    use std::fmt::Write as _;
+    let mut history: HashMap<i32, Vec<(i32, f32)>> = HashMap::new();
+    for r in train {
+        history
+            .entry(r.user_id)
+            .or_default()
+            .push((r.movie_id, r.rating));
+    }
+    let users: BTreeSet<i32> = test.iter().map(|r| r.user_id).collect();
+    let mut out = String::new();
+    let mut scores = Vec::new();
+    for u in users {
+        let Some(h) = history.get_mut(&u) else {
+            continue;
+        };
+        h.sort_unstable_by_key(|&(m, _)| m);
+        scores.clear();
+        if !model.score_catalogue(u, h, &mut scores) {
+            continue;
+        }
+        let seen: HashSet<i32> = h.iter().map(|&(m, _)| m).collect();
+        scores.retain(|(m, _)| !seen.contains(m));
+        scores.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        write!(out, "{u}").unwrap();
+        for (m, _) in scores.iter().take(10) {
+            write!(out, ",{m}").unwrap();
+        }
+        out.push('\n');
+    }
+    std::fs::write(path, out).expect("write the lists");
 }

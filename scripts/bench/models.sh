@@ -20,6 +20,12 @@
 #              threads (conjugate gradient, its default, and exact Cholesky
 #              solves like ours). implicit fits implicit feedback, so only
 #              speed compares, not RMSE.
+#   ials       cinematch ials, 64 factors, 15 iterations (its other
+#              settings at their defaults, every core), against implicit
+#              0.7.3's iALS on the same objective, settings and THREADS
+#              (scripts/reference/ranking_reference.py); fit seconds (best of
+#              ROUNDS for cinematch) and the NDCG@10 of both, scored by
+#              Python. Bar (issue 9): no slower than implicit.
 #   recommend  latency of one recommendation (score all movies, exclude the
 #              rated ones, top 10) at 9,742 movies x 100 factors and 62,000
 #              movies x 128 factors.
@@ -125,6 +131,11 @@ bench als "$URL" 64 15 >>"$RESULTS"
 "$PY" scripts/reference/bench_reference.py implicit-als "$TRAIN" "$TEST" \
   --factors 64 --iterations 15 --threads "$THREADS" --cholesky >>"$RESULTS"
 
+log "ials: cinematch, implicit (64 factors, 15 iterations)"
+bench rank ials "$URL" "$ROUNDS" 64 15 >>"$RESULTS"
+"$PY" scripts/reference/ranking_reference.py ials "$TRAIN" "$TEST" \
+  --factors 64 --iterations 15 --threads "$THREADS" >>"$RESULTS"
+
 log "recommend latency"
 bench recommend 2000 >>"$RESULTS"
 
@@ -179,6 +190,13 @@ al = by["cinematch als"]
 print(f"  s/iter: median iteration. RSS before: the process with the ratings loaded. "
       f"cinematch als test RMSE {al['rmse']:.4f}.\n"
       "  Python's 'added' can undercount: the fit reuses heap that pandas freed.")
+
+print("\niALS, 64 factors, 15 iterations, the same objective (confidence 1 + 1.7 * stars, reg 50)")
+ci, ri = by["cinematch ials"], by["implicit iALS (cg)"]
+print(f"{'':<36} {'fit s':>8} {'NDCG@10':>8}")
+print(f"{'cinematch ials (' + str(ci['threads']) + ' threads)':<36} {best(ci):8.3f} {ci['cinematch_ndcg_at_10']:8.4f}")
+print(f"{'implicit ' + ri['version'] + ' (' + str(ri['threads']) + ' threads, cg)':<36} {best(ri):8.3f} {ri['ndcg_at_10']:8.4f}")
+print(f"  implicit / cinematch fit: {best(ri) / best(ci):.2f}x (bar: >= 1)")
 
 print("\nrecommend: one user, top 10 of the unrated movies (microseconds per request)")
 print(f"{'':<36} {'threads':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'mean':>8}   score_all p50")

@@ -1,37 +1,50 @@
 #!/usr/bin/env bash
-# Benchmark: the recommendation endpoint under load (issue 5).
+# Benchmark: the recommendation endpoint under load (issues 5, 9, 12).
 #
-#   scripts/bench/serve.sh [DURATION=30] [CONNECTIONS=16]
+#   scripts/bench/serve.sh [DURATION=30] [CONNECTIONS=32]
 #
-# Two scenarios, each on its own throwaway SQLite database:
+# Scenarios, each on its own throwaway SQLite database:
 #
-#   ml-latest-small   ../shared/data/ml-latest-small, `train --algo svd
-#                     --factors 100` (default epochs). Bar: at least 5,000
-#                     requests/s with p99 under 5 ms and no errors.
-#   synthetic 62k     `data synth --movies 62000 --ratings 1000000 --users
-#                     6000`, `train --algo svd --factors 128 --epochs 5
-#                     --no-ranking`: few epochs, since serving cost depends
-#                     on the catalogue and the factor count, not on how well
-#                     the model fits. Bar: p99 under 20 ms.
+#   small ranking    ../shared/data/ml-latest-small, `train` with the
+#                    defaults (the ranking champion, ease). Bar (issue 9):
+#                    >= 20,000 requests/s with p99 < 5 ms, no errors.
+#   small fold-in    the same server after a batch of FOLDIN_USERS (300)
+#                    brand-new users with 5 to 200 ratings each was ingested
+#                    into ratings_buffer: every request is for one of them,
+#                    so every list is folded in at request time. Bar
+#                    (issue 12): >= 5,000 requests/s with p99 < 10 ms.
+#   hot reload       a new champion promoted by another process under load.
+#   synthetic        `data synth --movies 62000 --ratings SYNTH_RATINGS
+#                    --users SYNTH_USERS` (default 1,000,000 ratings and
+#                    6,000 users; SYNTH_RATINGS=25000000 SYNTH_USERS=162000
+#                    for the ml-25m-sized catalogue of the issues' bars),
+#                    `train --algo ials` (defaults, 128 factors), with its
+#                    wall time and peak memory; then the model scenario
+#                    (bar, issue 9: p99 < 20 ms) and the fold-in scenario
+#                    (bar, issue 12: p99 < 30 ms) on that catalogue.
 #
-# For each: load, train (the first model is the champion), start
-# `cinematch serve` on a free loopback port, wait for /readyz, warm up for
-# 5 s, then run `wrk` for DURATION seconds against
-# GET /api/users/{id}/recommendations?k=10, every request for a user drawn at
-# random from the users the model knows (those with train-split ratings). A
-# Lua `done` hook reports requests/s, p50, p90, p99, max, non-2xx responses
-# and socket errors; the server's own CPU time per request comes from
-# /proc. wrk runs with one thread: the load generator and the server share
-# the machine's cores (2 on CI), so wrk keeps to one and the server has the
-# rest; the figures therefore include wrk's CPU competing with the server.
+# For each: start `cinematch serve` on a free loopback port, wait for
+# /readyz, check one answer's strategy (model or fold-in), warm up for 5 s,
+# then run `wrk -t WRK_THREADS (2) -c CONNECTIONS` for DURATION seconds
+# against GET /api/users/{id}/recommendations?k=10, every request for a
+# user drawn at random from the scenario's users. A Lua `done` hook reports
+# requests/s, p50, p90, p99, max, non-2xx responses and socket errors; the
+# server's own CPU time per request comes from /proc. wrk and the server
+# share the machine's cores (2 on CI), so the figures include wrk's CPU
+# competing with the server.
 #
 # Needs wrk (Debian's package, installed with apt-get when missing and run as
-# root; otherwise an error says so), curl, and sqlite3 or python3 to list the
-# users. Environment: SERVE_BENCH_STRICT=1 exits 1 when a bar is missed.
+# root; otherwise an error says so), curl, and python3 (the users, the
+# fold-in batch, peak memory). Environment: SERVE_BENCH_STRICT=1 exits 1
+# when a bar is missed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-30}
-CONNECTIONS=${2:-16}
+CONNECTIONS=${2:-32}
+WRK_THREADS=${WRK_THREADS:-2}
+FOLDIN_USERS=${FOLDIN_USERS:-300}
+SYNTH_RATINGS=${SYNTH_RATINGS:-1000000}
+SYNTH_USERS=${SYNTH_USERS:-6000}
 WARMUP=5
 ROOT=$PWD
 DATA=$ROOT/../shared/data/ml-latest-small
@@ -50,6 +63,7 @@ need_wrk() {
 }
 need_wrk
 command -v curl >/dev/null || { echo "error: curl is needed to probe /readyz" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "error: python3 is needed (users, fold-in batch, peak memory)" >&2; exit 1; }
 [ -d "$DATA" ] || { echo "error: $DATA is missing (the shared MovieLens data)" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/cinematch-serve-bench.XXXXXX)
@@ -115,11 +129,54 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 SUMMARY=()
 FAILED=0
 
-# run NAME DB_FILE MIN_RPS MAX_P99_MS
+# foldin_batch DB USERS_OUT: ingests FOLDIN_USERS brand-new users (ids above
+# every known one) with 5 to 200 ratings each, movies drawn by popularity,
+# into ratings_buffer; writes their ids to USERS_OUT.
+foldin_batch() {
+  local db=$1 out=$2
+  python3 - "$db" "$WORK/foldin.csv" "$out" "$FOLDIN_USERS" <<'PY'
+import random, sqlite3, sys
+db, csv_out, users_out, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+con = sqlite3.connect(db)
+top = con.execute("SELECT MAX(userId) FROM ratings").fetchone()[0]
+movies, counts = zip(*con.execute(
+    "SELECT movieId, COUNT(*) FROM ratings GROUP BY movieId ORDER BY movieId"))
+rng = random.Random(7)
+with open(csv_out, "w") as f, open(users_out, "w") as u:
+    f.write("userId,movieId,rating,timestamp\n")
+    for i in range(n):
+        user = top + 1 + i
+        u.write(f"{user}\n")
+        picked = set()
+        want = rng.randint(5, 200)
+        while len(picked) < want:
+            picked.update(rng.choices(movies, weights=counts, k=want - len(picked)))
+        for m in sorted(picked):
+            f.write(f"{user},{m},{rng.randint(1, 10) / 2},{2_000_000_000 + i}\n")
+PY
+  "$BIN" -q --db "sqlite://$db" ingest --batch-id bench_foldin "$WORK/foldin.csv" >/dev/null
+}
+
+# timed COMMAND...: runs it, then prints its wall seconds and peak memory.
+timed() {
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+t = time.time()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+print(f"{time.time() - t:.1f} s, peak memory {peak / 2**20:.2f} GiB")
+PY
+}
+
+# run NAME DB_FILE MIN_RPS MAX_P99_MS [STRATEGY=model USERS_FILE]
+# Without USERS_FILE, the users the model knows (train-split ratings).
 run() {
-  local name=$1 db=$2 min_rps=$3 max_p99=$4
-  # The users the model knows (train-split ratings), and its movies.
-  query "$db" "SELECT DISTINCT userId FROM ratings WHERE data_split = 'train' ORDER BY 1" >"$WORK/users.txt"
+  local name=$1 db=$2 min_rps=$3 max_p99=$4 strategy=${5:-model} users_file=${6:-}
+  if [ -n "$users_file" ]; then
+    cp "$users_file" "$WORK/users.txt"
+  else
+    query "$db" "SELECT DISTINCT userId FROM ratings WHERE data_split = 'train' ORDER BY 1" >"$WORK/users.txt"
+  fi
   local users movies port
   users=$(wc -l <"$WORK/users.txt")
   movies=$(query "$db" "SELECT COUNT(DISTINCT movieId) FROM ratings WHERE data_split = 'train'")
@@ -134,12 +191,12 @@ run() {
   curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "error: the server never became ready" >&2; exit 1; }
   local sample
   sample=$(curl -sf "http://127.0.0.1:$port/api/users/$(head -1 "$WORK/users.txt")/recommendations?k=10")
-  grep -q '"strategy":"model"' <<<"$sample" || { echo "error: not a model answer: $sample" >&2; exit 1; }
-  local cmd=(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/random_user.lua" "http://127.0.0.1:$port")
+  grep -q "\"strategy\":\"$strategy\"" <<<"$sample" || { echo "error: not a $strategy answer: $sample" >&2; exit 1; }
+  local cmd=(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/random_user.lua" "http://127.0.0.1:$port")
   echo
-  echo "== $name: model of $users users and $movies movies, server pid $SERVER_PID on 127.0.0.1:$port"
+  echo "== $name: $strategy lists for $users users, $movies movies, server pid $SERVER_PID on 127.0.0.1:$port"
   echo "   warm-up ${WARMUP}s, then: BENCH_USERS=users.txt ${cmd[*]/#$WORK\//}"
-  BENCH_USERS=$WORK/users.txt wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/random_user.lua" \
+  BENCH_USERS=$WORK/users.txt wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/random_user.lua" \
     "http://127.0.0.1:$port" >/dev/null
   echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
   local t0 t1 out result
@@ -167,14 +224,16 @@ run() {
   [ "$verdict" = pass ] || FAILED=1
   local bar="p99 < ${max_p99} ms, no errors"
   [ "$min_rps" -gt 0 ] && bar=">= $min_rps req/s, $bar"
-  SUMMARY+=("$(printf '%-18s %9s %9s %9s %8s %8s %7s  %-34s %s' \
+  SUMMARY+=("$(printf '%-20s %9s %9s %9s %8s %8s %7s  %-34s %s' \
     "$name" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$cpu_us" "$bar" "$verdict")")
 }
 
-echo "== ml-latest-small: load and train svd, 100 factors"
+echo "== ml-latest-small: load and train with the defaults (the ranking champion)"
 "$BIN" -q --db "sqlite://$WORK/small.db" load "$DATA" >/dev/null
-"$BIN" -q --db "sqlite://$WORK/small.db" train --algo svd --factors 100 >/dev/null
-run "ml-latest-small" "$WORK/small.db" 5000 5
+"$BIN" -q --db "sqlite://$WORK/small.db" train >/dev/null
+run "small ranking" "$WORK/small.db" 20000 5
+foldin_batch "$WORK/small.db" "$WORK/foldin_small.txt"
+run "small fold-in" "$WORK/small.db" 5000 10 fold-in "$WORK/foldin_small.txt"
 
 # Hot reload (tests/server.rs checks that every request succeeds across a
 # promotion; how fast the new champion is served is measured here): with
@@ -183,6 +242,7 @@ run "ml-latest-small" "$WORK/small.db" 5000 5
 # errors over the whole window. Bar: served within 10 s, no errors.
 reload_bench() {
   local db=$1 v2 port t0 t1 result reload_s verdict=pass
+  query "$db" "SELECT DISTINCT userId FROM ratings WHERE data_split = 'train' ORDER BY 1" >"$WORK/users.txt"
   v2=$("$BIN" -q --db "sqlite://$db" train --algo baseline --no-ranking | sed -n 's/^trained \(run_[^ ]*\).*/\1/p')
   [ -n "$v2" ] || { echo "error: no model version from train" >&2; exit 1; }
   port=$(free_port)
@@ -193,7 +253,7 @@ reload_bench() {
     sleep 0.1
   done
   local url="http://127.0.0.1:$port/api/users/$(head -1 "$WORK/users.txt")/recommendations?k=10"
-  BENCH_USERS=$WORK/users.txt wrk -t1 -c"$CONNECTIONS" -d8s -s "$WORK/random_user.lua" \
+  BENCH_USERS=$WORK/users.txt wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d8s -s "$WORK/random_user.lua" \
     "http://127.0.0.1:$port" >"$WORK/reload_wrk.txt" &
   local wrk_pid=$!
   sleep 2
@@ -221,18 +281,21 @@ echo "== hot reload on ml-latest-small: promote a new champion under load"
 reload_bench "$WORK/small.db"
 
 echo
-echo "== synthetic: 62,000 movies, 1,000,000 ratings, 6,000 users; svd, 128 factors, 5 epochs"
-"$BIN" -q data synth --out "$WORK/synth" --movies 62000 --ratings 1000000 --users 6000 >/dev/null
+echo "== synthetic: 62,000 movies, $SYNTH_RATINGS ratings, $SYNTH_USERS users; ials with the defaults"
+"$BIN" -q data synth --out "$WORK/synth" --movies 62000 --ratings "$SYNTH_RATINGS" --users "$SYNTH_USERS" >/dev/null
 "$BIN" -q --db "sqlite://$WORK/synth.db" load "$WORK/synth" >/dev/null
-"$BIN" -q --db "sqlite://$WORK/synth.db" train --algo svd --factors 128 --epochs 5 --no-ranking >/dev/null
-run "synthetic 62k/128" "$WORK/synth.db" 0 20
+TRAIN_COST=$(timed "$BIN" -q --db "sqlite://$WORK/synth.db" train --algo ials)
+echo "   train --algo ials (fit, evaluation, storing): $TRAIN_COST"
+run "synthetic 62k ials" "$WORK/synth.db" 0 20
+foldin_batch "$WORK/synth.db" "$WORK/foldin_synth.txt"
+run "synthetic fold-in" "$WORK/synth.db" 0 30 fold-in "$WORK/foldin_synth.txt"
 
-echo
-echo "GET /api/users/{random known user}/recommendations?k=10, wrk 1 thread, $CONNECTIONS connections, ${DURATION}s"
+echo "GET /api/users/{random user}/recommendations?k=10, wrk $WRK_THREADS threads, $CONNECTIONS connections, ${DURATION}s"
 echo "(wrk and the server share the same $(nproc) cores; $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
-printf '%-18s %9s %9s %9s %8s %8s %7s  %-34s %s\n' scenario "req/s" "p50 ms" "p99 ms" non-2xx "sock err" "CPU us" bar verdict
+printf '%-20s %9s %9s %9s %8s %8s %7s  %-34s %s\n' scenario "req/s" "p50 ms" "p99 ms" non-2xx "sock err" "CPU us" bar verdict
 for line in "${SUMMARY[@]}"; do echo "$line"; done
 echo "$RELOAD_SUMMARY"
+echo "synthetic ($SYNTH_RATINGS ratings, $SYNTH_USERS users, 62,000 movies): train --algo ials took $TRAIN_COST"
 if [ "$FAILED" = 1 ] && [ "${SERVE_BENCH_STRICT:-0}" = 1 ]; then
   exit 1
 fi

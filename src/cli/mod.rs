@@ -105,9 +105,9 @@ enum Command {
     Models(train::ModelsCommand),
     /// Re-evaluate a stored model on the current test split.
     Evaluate(train::EvaluateArgs),
-    /// The champion's top movies for a user (cold-start list for unknown users).
+    /// The champion's top movies for a user: from the model, folded in from newer ratings, or the popular list for unknown users.
     Recommend(recommend::RecommendArgs),
-    /// Movies most like a movie, by the champion's factors.
+    /// Movies most like a movie: the ranking champion's item relations (EASE weights, iALS factors), else genre features.
     Similar(recommend::SimilarArgs),
     /// Ingest a batch of new ratings into ratings_buffer (logged in ingestion_metadata).
     #[command(after_long_help = EXIT_CODES_HELP)]

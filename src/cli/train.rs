@@ -34,7 +34,7 @@ pub struct TrainArgs {
     #[arg(long)]
     init_std: Option<f64>,
     /// How ratings become the implicit signal of ranking models (ease, ials): all (every
-    /// rating counts 1), weighted (stars / 5) or >=T (only ratings of at least T stars).
+    /// rating counts 1), weighted (a rating counts its stars) or >=T (only ratings of at least T stars).
     #[arg(long)]
     signal: Option<String>,
     /// Training threads (svd; als always uses every core).

@@ -25,9 +25,10 @@
 //!
 //! **Pruning.** The full `B` of ml-latest-small is 8,500² floats (290 MB);
 //! serving needs only each row's strongest weights, so every row keeps its
-//! `neighbors` largest entries by absolute value (sparse rows), which costs
-//! almost nothing in ranking quality (measured in the README) and makes
-//! scoring a user proportional to their history, not to `n²`.
+//! `neighbors` largest entries by absolute value (sparse rows), which makes
+//! the artifact 20 times smaller and scoring a user proportional to their
+//! history, not to `n²`, for 0.009 of NDCG@10 on ml-latest-small at the
+//! default 200 (measured in the README; `neighbors = 0` keeps every weight).
 
 use std::collections::HashMap;
 use std::time::Instant;
