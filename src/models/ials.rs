@@ -36,7 +36,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{Csr, TrainSet};
-use super::linalg::{cholesky_solve, dot};
+use super::linalg::{cholesky_solve, dot, dot64};
 use super::signal::Signal;
 use super::{Algo, FactorModel};
 use crate::progress::Progress;
@@ -176,7 +176,10 @@ impl ImplicitSolver {
     /// no rating counts under the signal.
     pub fn fold_in(&self, q: &[f32], items: &[(u32, f32)]) -> Option<FoldedUser> {
         let k = self.k;
-        let mut a = self.gram.clone();
+        // The history's part of the system, `Σ (c_i − 1) y_i y_iᵀ`, in f32
+        // (lower triangle) where it vectorizes: this is most of a request's
+        // work. Added to the f64 `YᵀY + reg·I` for the exact solve.
+        let mut delta = vec![0.0f32; k * k];
         let mut b = vec![0.0f64; k];
         let mut used = Vec::with_capacity(items.len());
         for &(j, stars) in items {
@@ -184,26 +187,36 @@ impl ImplicitSolver {
                 continue;
             };
             let y = &q[j as usize * k..(j as usize + 1) * k];
-            let w = (c - 1.0) as f64;
-            for r in 0..k {
-                let yr = y[r] as f64;
-                let row = &mut a[r * k..r * k + r + 1];
-                for (g, &ys) in row.iter_mut().zip(&y[..=r]) {
-                    *g += w * yr * ys as f64;
-                }
-                b[r] += c as f64 * yr;
+            rank1_lower(&mut delta, y, c - 1.0, k);
+            for (br, &yr) in b.iter_mut().zip(y) {
+                *br += c as f64 * yr as f64;
             }
             used.push((j, c));
         }
         if used.is_empty() {
             return None;
         }
+        let mut a = self.gram.clone();
+        for r in 0..k {
+            for (x, &d) in a[r * k..r * k + r + 1].iter_mut().zip(&delta[r * k..]) {
+                *x += d as f64;
+            }
+        }
         if !cholesky_solve(&mut a, k, &mut b) {
             return None;
+        }
+        // Lᵀ row-major as well, so both triangular solves of `explain` read
+        // contiguous rows.
+        let mut upper = vec![0.0f64; k * k];
+        for i in 0..k {
+            for j in 0..=i {
+                upper[j * k + i] = a[i * k + j];
+            }
         }
         Some(FoldedUser {
             vector: b.iter().map(|&x| x as f32).collect(),
             chol: a,
+            chol_t: upper,
             items: used,
         })
     }
@@ -217,16 +230,41 @@ impl ImplicitSolver {
         let k = self.k;
         let yt = &q[target as usize * k..(target as usize + 1) * k];
         let mut z: Vec<f64> = yt.iter().map(|&x| x as f64).collect();
-        cholesky_apply_inverse(&user.chol, k, &mut z);
+        cholesky_apply_inverse(&user.chol, &user.chol_t, k, &mut z);
+        let z: Vec<f32> = z.iter().map(|&x| x as f32).collect();
         user.items
             .iter()
-            .map(|&(j, c)| {
-                let y = &q[j as usize * k..(j as usize + 1) * k];
-                let s: f64 = y.iter().zip(&z).map(|(&a, &b)| a as f64 * b).sum();
-                (c as f64 * s) as f32
-            })
+            .map(|&(j, c)| c * dot(&q[j as usize * k..(j as usize + 1) * k], &z))
             .collect()
     }
+}
+
+/// `delta += w · y yᵀ`, lower triangle of the row-major `k × k` `delta`;
+/// compiled for AVX2 and FMA where the CPU has them.
+fn rank1_lower(delta: &mut [f32], y: &[f32], w: f32, k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 and FMA support were checked just above.
+        unsafe { rank1_lower_avx2(delta, y, w, k) };
+        return;
+    }
+    rank1_lower_portable(delta, y, w, k);
+}
+
+#[inline(always)]
+fn rank1_lower_portable(delta: &mut [f32], y: &[f32], w: f32, k: usize) {
+    for r in 0..k {
+        let s = w * y[r];
+        for (d, &ys) in delta[r * k..r * k + r + 1].iter_mut().zip(&y[..=r]) {
+            *d += s * ys;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rank1_lower_avx2(delta: &mut [f32], y: &[f32], w: f32, k: usize) {
+    rank1_lower_portable(delta, y, w, k)
 }
 
 /// A user solved at request time.
@@ -235,6 +273,8 @@ pub struct FoldedUser {
     pub vector: Vec<f32>,
     /// Cholesky factor of the user's system matrix (lower triangle).
     chol: Vec<f64>,
+    /// Its transpose (upper triangle).
+    chol_t: Vec<f64>,
     /// The rated movies that counted, with their confidence.
     pub items: Vec<(u32, f32)>,
 }
@@ -272,20 +312,15 @@ fn gramian(y: &[f32], k: usize) -> Vec<f64> {
     g
 }
 
-/// `z ← (L Lᵀ)⁻¹ z` for the Cholesky factor `L` in the lower triangle of `l`.
-fn cholesky_apply_inverse(l: &[f64], k: usize, z: &mut [f64]) {
+/// `z ← (L Lᵀ)⁻¹ z` for the Cholesky factor `L` in the lower triangle of `l`
+/// and its transpose in the upper triangle of `lt` (both row-major).
+fn cholesky_apply_inverse(l: &[f64], lt: &[f64], k: usize, z: &mut [f64]) {
     for i in 0..k {
-        let mut s = z[i];
-        for j in 0..i {
-            s -= l[i * k + j] * z[j];
-        }
+        let s = z[i] - dot64(&l[i * k..i * k + i], &z[..i]);
         z[i] = s / l[i * k + i];
     }
     for i in (0..k).rev() {
-        let mut s = z[i];
-        for j in (i + 1)..k {
-            s -= l[j * k + i] * z[j];
-        }
+        let s = z[i] - dot64(&lt[i * k + i + 1..(i + 1) * k], &z[i + 1..]);
         z[i] = s / l[i * k + i];
     }
 }

@@ -20,7 +20,7 @@
 //! trials, every other trial is drawn near the best so far (continuous
 //! parameters scaled by up to 2x either way, integers to a neighbouring
 //! value, categories mostly kept) and the rest uniformly from the
-//! per-algorithm space ([`space`]): random search that also refines. A trial
+//! per-algorithm space (`space`): random search that also refines. A trial
 //! budget or a time budget ends it. With `folds > 1` every trial is scored
 //! on that many validation splits (seeds `seed`, `seed + 1`, ...) and
 //! averaged, which makes the choice less dependent on one carving.
