@@ -1,7 +1,7 @@
 //! Everything the commands print to stdout: each function takes what the
-//! library returned and writes it as text or a [`table`], so the command
-//! files only call the library. Numbers go through [`cinematch::format`],
-//! as on the dashboard.
+//! library returned and writes it as text or a [`table`](super::table), so
+//! the command files only call the library. Numbers go through
+//! [`cinematch::format`], as on the dashboard.
 //!
 //! One file per command group, re-exported here so a command calls
 //! `print::trained(..)` without knowing which file holds it.
