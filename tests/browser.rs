@@ -11,6 +11,12 @@
 //! explorer typed into and submitted as a person would, its lists compared
 //! with what the JSON API answers, for a known user, a new user (the
 //! popular list), a title, and bad input (a message, never a JS error).
+//! A second test onboards a brand-new user through the page against an
+//! `ease` champion: the write token typed in (kept in the tab's
+//! `sessionStorage`, never in the served page), a wrong token's 401 said
+//! plainly, five movies found by title and rated with the half-star
+//! buttons, and the list turning `fold-in`, mostly animation and children's
+//! movies, each explained by the movies just rated.
 //!
 //! How: [`Chromium`] starts `chromium --headless=new` on a throwaway profile
 //! with `--remote-debugging-port=0`, reads the `DevTools listening on ws://`
@@ -27,7 +33,7 @@
 //! `$CINEMATCH_CHROMIUM`) the test fails and says to install it;
 //! `./scripts/test.sh` installs it with apt. It runs on both backends (the
 //! PostgreSQL one needs `CINEMATCH_TEST_PG`, like every other test), one
-//! browser each, in about 10 s together.
+//! browser each per test.
 
 mod common;
 #[path = "browser/support.rs"]
@@ -45,6 +51,9 @@ use cinematch::store::{ModelRun, NewDriftAlert};
 use common::TestDb;
 use serde_json::{json, Value};
 use support::{load_small, train, TestServer};
+
+/// The write token the onboarding test's server requires.
+const TOKEN: &str = "onb0arding-s3cret-token";
 use tungstenite::{Message, WebSocket};
 
 /// How long any one browser step (a command, a load, a query) may take.
@@ -474,6 +483,30 @@ impl Page {
     }
 }
 
+impl Page {
+    /// `(method, url, Authorization header)` of every request the tab sent
+    /// with an Authorization header since the `from`-th event.
+    fn authorized_requests(&mut self, from: usize) -> Vec<(String, String, String)> {
+        self.drain();
+        self.events[from..]
+            .iter()
+            .filter(|e| e["method"] == "Network.requestWillBeSent")
+            .filter_map(|e| {
+                let r = &e["params"]["request"];
+                let auth = r["headers"].as_object()?.iter().find_map(|(k, v)| {
+                    k.eq_ignore_ascii_case("authorization")
+                        .then(|| v.as_str().unwrap_or("").to_string())
+                })?;
+                Some((
+                    r["method"].as_str()?.to_string(),
+                    r["url"].as_str()?.to_string(),
+                    auth,
+                ))
+            })
+            .collect()
+    }
+}
+
 /// Helpers the test defines in the page once it has loaded.
 const HELPERS: &str = r##"
 window.cmTest = {
@@ -594,7 +627,7 @@ fn settle(page: &mut Page, id: &str) -> String {
         Ok(v) => v.as_str().unwrap().to_string(),
         Err(e) => panic!(
             "{e}\nthe page's status lines: {}\nthe browser reported: {:?}",
-            page.eval("[document.getElementById('user-status').textContent, document.getElementById('movie-status').textContent].join(' | ')"),
+            page.eval("['user-status', 'movie-status', 'rate-status'].map(id => document.getElementById(id).textContent).join(' | ')"),
             page.problems(0)
         ),
     }
@@ -980,8 +1013,362 @@ fn dashboard_in_headless_chromium(db: TestDb) {
     eprintln!("browser test took {:?}", started.elapsed());
 }
 
+/// Onboarding as a person does it: a new user id, the write token typed
+/// into the page, five animated children's movies found by title and rated
+/// with the stars; the list turns `fold-in`, mostly animation and children's
+/// movies, each explained by the movies just rated.
+fn onboarding_in_headless_chromium(db: TestDb) {
+    let started = Instant::now();
+    let browser = Chromium::launch();
+    let mut store = db.store();
+    load_small(store.as_mut());
+    let opts = cinematch::registry::TrainOptions::new(cinematch::models::Hyperparams::default_for(
+        cinematch::models::Algo::Ease,
+    ));
+    let ease = cinematch::registry::train(store.as_mut(), &opts, &cinematch::progress::Silent)
+        .expect("train ease");
+    let server = TestServer::start(db.url(), |c| c.api_token = Some(TOKEN.into()));
+    server.wait_ready();
+    let origin = format!("http://{}", server.addr);
+
+    // The page (markup and script, all of it one response) carries no token.
+    let served = server.get("/");
+    assert_eq!(served.status, 200);
+    let html = served.text();
+    assert!(html.contains("id=\"token-input\""), "no token field");
+    assert!(
+        !html.contains(TOKEN),
+        "the served page contains the write token"
+    );
+
+    let mut page = Page::open(&browser);
+    page.navigate(&format!("{origin}/"));
+    assert_eq!(page.eval(HELPERS), json!(true));
+    assert_no_problems(&mut page, 0, "loading the dashboard");
+    assert_eq!(page.eval("sessionStorage.length"), json!(0));
+
+    // --- a brand-new user: the popular list ----------------------------------------
+    let user = 900_001;
+    reset_state(&mut page, "user-recs");
+    page.type_into("user-input", &user.to_string());
+    page.press_enter();
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_eq!(
+        page.eval("document.getElementById('user-recs').dataset.strategy"),
+        json!("popular")
+    );
+    let popular = page_items(&mut page, "user-recs");
+    assert_eq!(popular.len(), 10);
+    assert_eq!(
+        kids_shown(&mut page),
+        0,
+        "the popular list has no kids' movie"
+    );
+    let rating_as = page.eval("cmTest.text('rate-user')");
+    assert!(
+        rating_as["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("user {user}")),
+        "{rating_as}"
+    );
+
+    // --- stars before any token: a message, and nothing sent ----------------------------
+    find_title(&mut page, "toy story", 1);
+    let mark = page.events.len();
+    reset_state(&mut page, "rate-status");
+    page.click(&star(1, "5"));
+    assert_eq!(settle(&mut page, "rate-status"), "invalid");
+    let status = page.eval("cmTest.text('rate-status')");
+    assert_eq!(status["error"], true, "{status}");
+    assert!(
+        status["text"].as_str().unwrap().contains("write token"),
+        "{status}"
+    );
+    assert_eq!(
+        page.requests(mark),
+        vec![],
+        "a rating went out without a token"
+    );
+    assert_no_problems(&mut page, mark, "rating without a token");
+
+    // --- a wrong token: the server's 401, said plainly; the token is dropped -------------
+    let mark = page.events.len();
+    page.type_into("token-input", "not-the-token");
+    page.press_enter();
+    assert_eq!(
+        page.eval("sessionStorage.getItem('cinematch.writeToken')"),
+        json!("not-the-token")
+    );
+    reset_state(&mut page, "rate-status");
+    page.click(&star(1, "5"));
+    assert_eq!(settle(&mut page, "rate-status"), "error");
+    let status = page.eval("cmTest.text('rate-status')");
+    assert_eq!(status["error"], true, "{status}");
+    let text = status["text"].as_str().unwrap();
+    assert!(
+        text.contains("refused the write token") && text.contains("not valid"),
+        "{status}"
+    );
+    assert_eq!(
+        page.eval("sessionStorage.getItem('cinematch.writeToken')"),
+        Value::Null,
+        "a refused token stays kept"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('onboard').dataset.token"),
+        json!("unset")
+    );
+    assert_eq!(
+        page.requests(mark),
+        vec![(format!("{origin}/api/ratings"), 401)]
+    );
+    let problems = page.problems(mark);
+    assert!(
+        !problems.is_empty()
+            && problems
+                .iter()
+                .all(|p| p.starts_with("log error (network)") && p.contains("401")),
+        "a refused token gave more than a failed request: {problems:?}"
+    );
+    assert_eq!(
+        get_json(&server, &format!("/api/users/{user}/ratings"))["total"],
+        0,
+        "a refused rating was stored"
+    );
+
+    // --- the real token, kept in the tab's session storage only -------------------------
+    page.type_into("token-input", TOKEN);
+    page.press_enter();
+    assert_eq!(
+        page.eval("sessionStorage.getItem('cinematch.writeToken')"),
+        json!(TOKEN)
+    );
+    assert_eq!(
+        page.eval("document.getElementById('token-input').value"),
+        json!(""),
+        "the field keeps the token"
+    );
+    assert_eq!(
+        page.eval(&format!(
+            "document.documentElement.outerHTML.includes({TOKEN:?})"
+        )),
+        json!(false),
+        "the token is in the page's DOM"
+    );
+
+    // --- five ratings through the stars; the list follows each -------------------------
+    // Toy Story, Toy Story 2, Finding Nemo, Monsters, Inc., The Incredibles
+    // (half a star less: the stars rate in halves).
+    let five: [(i64, &str, &str); 5] = [
+        (1, "toy story", "5"),
+        (3114, "toy story 2", "5"),
+        (6377, "finding nemo", "5"),
+        (4886, "monsters inc", "5"),
+        (8961, "incredibles", "4.5"),
+    ];
+    let titles: Vec<String> = five
+        .iter()
+        .map(|&(id, _, _)| {
+            get_json(&server, &format!("/api/movies/{id}"))["title"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mark = page.events.len();
+    let mut lists = vec![popular];
+    for (n, &(id, query, stars)) in five.iter().enumerate() {
+        find_title(&mut page, query, id);
+        reset_state(&mut page, "rate-status");
+        page.click(&star(id, stars));
+        assert_eq!(settle(&mut page, "rate-status"), "done", "rating {query}");
+        assert_eq!(
+            page.eval("document.getElementById('user-recs').dataset.state"),
+            json!("done"),
+            "the list was not refreshed after rating {query}"
+        );
+        // The match shows the rating given.
+        let shown = page.eval(&format!(
+            "(() => {{ const s = document.querySelector('#movie-matches > li[data-movie-id=\"{id}\"] .stars'); \
+             return [s.dataset.rating, s.querySelectorAll('.star.on').length]; }})()"
+        ));
+        let want_on = (stars.parse::<f64>().unwrap() * 2.0) as i64;
+        assert_eq!(shown, json!([stars, want_on]), "the stars of {query}");
+        // Every rating so far is in the Rated list, newest first.
+        let rated: Vec<i64> = page_items(&mut page, "user-rated")
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        let mut want: Vec<i64> = five[..=n].iter().map(|r| r.0).collect();
+        want.sort_unstable();
+        let mut got = rated.clone();
+        got.sort_unstable();
+        assert_eq!(got, want, "the Rated list after {query}");
+        // A personal list from the first rating on, computed anew each time.
+        assert_eq!(
+            page.eval("document.getElementById('user-recs').dataset.strategy"),
+            json!("fold-in"),
+            "after rating {query}"
+        );
+        let list = page_items(&mut page, "user-recs");
+        assert_eq!(list.len(), 10);
+        assert!(
+            list.iter()
+                .all(|(m, _)| !five[..=n].iter().any(|r| r.0 == *m)),
+            "a rated movie is recommended: {list:?}"
+        );
+        lists.push(list);
+    }
+    assert_ne!(
+        lists[0], lists[1],
+        "the first rating did not change the list"
+    );
+    assert_ne!(lists[1], lists[5], "later ratings did not change the list");
+    assert_no_problems(&mut page, mark, "rating five movies");
+    for (url, status) in page.requests(mark) {
+        assert!(
+            url.starts_with(&format!("{origin}/api/")) && (status == 200 || status == 201),
+            "onboarding requested {url}: {status}"
+        );
+    }
+    // The token went out with the five ratings and nothing else.
+    let with_token = page.authorized_requests(mark);
+    assert_eq!(
+        with_token,
+        vec![
+            (
+                "POST".to_string(),
+                format!("{origin}/api/ratings"),
+                format!("Bearer {TOKEN}")
+            );
+            5
+        ]
+    );
+
+    // --- the list now: labelled fold-in, kids' movies, explained by the five ------------
+    let api = get_json(&server, &format!("/api/users/{user}/recommendations"));
+    assert_eq!(api["strategy"], "fold-in", "{api}");
+    assert_eq!(api["modelVersion"], ease.run.model_version.as_str());
+    let recs = page_items(&mut page, "user-recs");
+    assert_eq!(
+        recs,
+        api_items(&api["items"]),
+        "the page shows the API's list"
+    );
+    let heading = page.eval("document.getElementById('recs-title').textContent");
+    assert!(heading.as_str().unwrap().contains("fold-in"), "{heading}");
+    let status = page.eval("cmTest.text('user-status')");
+    assert!(
+        status["text"].as_str().unwrap().contains("fold-in")
+            && status["text"].as_str().unwrap().contains("5 ratings"),
+        "{status}"
+    );
+    let kids = kids_shown(&mut page);
+    assert!(
+        kids >= 4,
+        "{kids} of 10 animation or children's movies: {recs:?}"
+    );
+    let because = page.eval(
+        "Array.from(document.querySelectorAll('#user-recs > li')).map(li => \
+         { const b = li.querySelector('.because'); return b ? b.textContent : ''; })",
+    );
+    let because: Vec<&str> = because
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert_eq!(because.len(), 10);
+    for (why, item) in because.iter().zip(&recs) {
+        assert!(
+            why.starts_with("because you rated ")
+                && titles.iter().any(|t| why.contains(t.as_str())),
+            "{item:?} is not explained by the movies rated: {why:?}"
+        );
+    }
+    // What was stored: the five, with the stars given.
+    let stored = get_json(&server, &format!("/api/users/{user}/ratings"));
+    assert_eq!(stored["total"], 5, "{stored}");
+    for &(id, _, stars) in &five {
+        let r = stored["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["movieId"] == id)
+            .unwrap_or_else(|| panic!("movie {id} not stored: {stored}"));
+        assert_eq!(r["rating"].as_f64(), stars.parse::<f64>().ok(), "{r}");
+    }
+
+    // --- a reload in the same tab: the token is still kept, the page still has none -----
+    let mark = page.events.len();
+    page.navigate(&format!("{origin}/?user={user}"));
+    assert_eq!(page.eval(HELPERS), json!(true));
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_eq!(page_items(&mut page, "user-recs"), recs);
+    assert_eq!(
+        page.eval("document.getElementById('onboard').dataset.token"),
+        json!("set")
+    );
+    assert_eq!(
+        page.eval(&format!(
+            "document.documentElement.outerHTML.includes({TOKEN:?})"
+        )),
+        json!(false)
+    );
+    assert_no_problems(&mut page, mark, "reloading");
+    assert!(!server.get("/").text().contains(TOKEN));
+
+    // Forget: gone from the tab.
+    page.click("#token-forget");
+    assert_eq!(
+        page.eval("sessionStorage.getItem('cinematch.writeToken')"),
+        Value::Null
+    );
+    assert_eq!(
+        page.eval("(() => { const e = document.getElementById('js-errors'); return e.hidden && e.childElementCount === 0; })()"),
+        json!(true)
+    );
+    drop(page);
+    drop(browser);
+    eprintln!("onboarding test took {:?}", started.elapsed());
+}
+
+/// The star button worth `stars` of the match `movie_id`.
+fn star(movie_id: i64, stars: &str) -> String {
+    format!(
+        "#movie-matches > li[data-movie-id=\"{movie_id}\"] .stars > button[data-value=\"{stars}\"]"
+    )
+}
+
+/// Searches `query` in the explorer and checks `movie_id` is among the matches.
+fn find_title(page: &mut Page, query: &str, movie_id: i64) {
+    reset_state(page, "movie-similar");
+    page.type_into("movie-input", query);
+    page.press_enter();
+    assert_eq!(settle(page, "movie-similar"), "done", "searching {query:?}");
+    let matches = page_items(page, "movie-matches");
+    assert!(
+        matches.iter().any(|(id, _)| *id == movie_id),
+        "movie {movie_id} is not among the matches of {query:?}: {matches:?}"
+    );
+}
+
+/// How many recommended movies the page shows as Animation or Children.
+fn kids_shown(page: &mut Page) -> u64 {
+    page.eval(
+        "Array.from(document.querySelectorAll('#user-recs > li > .meta')).filter(m => \
+         /\\b(Animation|Children)\\b/.test(m.textContent)).length",
+    )
+    .as_u64()
+    .unwrap()
+}
+
 fn value_of_point(p: &Value) -> f64 {
     p["data"]["value"].as_str().unwrap().parse().unwrap()
 }
 
-on_both_backends!(dashboard_in_headless_chromium);
+on_both_backends!(
+    dashboard_in_headless_chromium,
+    onboarding_in_headless_chromium
+);

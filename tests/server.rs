@@ -876,6 +876,9 @@ fn a_new_user_is_folded_in_from_five_ratings(db: TestDb) {
         .collect();
     let r = server.post_json("/api/ratings", Some(TOKEN), &Value::Array(body).to_string());
     assert_eq!(r.status, 201, "{}", r.text());
+    // The dashboard rates with the token the person types in: the server
+    // never writes it into the page.
+    assert!(!server.get("/").text().contains(TOKEN));
     let recs = ok_json(server.get(&format!("/api/users/{user}/recommendations?k=10")));
     assert_eq!(recs["strategy"], "fold-in", "{recs}");
     assert_eq!(recs["modelVersion"], ease.run.model_version.as_str());

@@ -1,7 +1,9 @@
 //! The dashboard at `/`: one self-contained HTML page a person opens every
 //! morning. The server draws the charts as inline SVG, so the page needs no
 //! network beyond this server and no chart library; the only script is the
-//! explorer's few lines calling the JSON API.
+//! explorer's few lines calling the JSON API. The stylesheet, the
+//! explorer's markup and its script live beside this file in `dashboard/`
+//! (edited as CSS, HTML and JavaScript) and are inlined into the page.
 //!
 //! Every chart point carries `class="point"` (drift: `drift-point`) and a
 //! `data-version` (drift: `data-feature`, `data-alert`) so tests and people
@@ -629,88 +631,11 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
     h
 }
 
-const CSS: &str = r#"
-:root{--bg:#f5f6f8;--card:#fff;--ink:#1d2330;--muted:#6b7385;--line:#e3e6ec;--accent:#2f6fde;--ok:#1f8a4c;--bad:#c8322b;--warn:#b7791f}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-header{display:flex;align-items:baseline;gap:16px;padding:18px 28px;background:#1d2330;color:#fff}
-header h1{margin:0;font-size:20px;letter-spacing:.3px}
-header .sub{color:#aab2c5;font-size:13px}
-header nav{margin-left:auto;display:flex;gap:14px}
-header a{color:#cfd8ee;text-decoration:none;font-size:13px}
-main{max-width:1360px;margin:0 auto;padding:20px 28px 40px}
-.row{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:18px;margin-bottom:18px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 20px;margin-bottom:18px;box-shadow:0 1px 2px rgba(0,0,0,.03)}
-.row>.card{margin-bottom:0}
-h2{margin:0 0 10px;font-size:15px;font-weight:600}
-h3{margin:14px 0 6px;font-size:13px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.4px}
-.count{color:var(--muted);font-weight:400;font-size:13px;margin-left:6px}
-.note{color:var(--muted);font-size:13px;margin:6px 0}
-.big{font-size:26px;font-weight:650;margin:4px 0}
-.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px}
-.big.mono{font-size:20px}
-.verdict.ok{border-left:5px solid var(--ok)}.verdict.ok .big{color:var(--ok)}
-.verdict.bad{border-left:5px solid var(--bad)}.verdict.bad .big{color:var(--bad)}
-.alerts{margin:6px 0;padding-left:18px}
-.ok-text{color:var(--ok)}.warn-text{color:var(--warn)}
-.stats{display:flex;gap:26px;margin:10px 0}
-.stats span{display:block;color:var(--muted);font-size:12px}
-.stats b{font-size:20px;font-variant-numeric:tabular-nums}
-.charts{display:flex;flex-wrap:wrap;gap:12px}
-figure.chart{margin:0;padding:8px 6px 2px;border:1px solid var(--line);border-radius:8px;background:#fcfcfd}
-figcaption{font-weight:600;font-size:13px;padding:0 8px}
-figcaption .hint{font-weight:400;color:var(--muted);font-size:12px;margin-left:6px}
-svg .grid{stroke:#eceef2;stroke-width:1}
-svg .tick{fill:var(--muted);font-size:11px}
-svg .empty{fill:var(--muted);font-size:13px}
-svg .line{fill:none;stroke:var(--accent);stroke-width:2}
-svg .threshold{fill:none;stroke:var(--bad);stroke-width:1.5;stroke-dasharray:5 4;opacity:.8}
-svg circle.point,svg circle.drift-point{fill:#fff;stroke:var(--accent);stroke-width:2}
-svg circle.point.champion{fill:var(--accent);stroke:#0d3a8a;r:6}
-svg circle.drift-point.alert{fill:var(--bad);stroke:#7d1712;r:6}
-svg circle:hover{stroke-width:3}
-.alert-dot{display:inline-block;width:10px;height:10px;border-radius:50%;background:var(--bad);vertical-align:middle}
-table{width:100%;border-collapse:collapse;margin-top:10px;font-size:13px}
-th{text-align:left;color:var(--muted);font-weight:600;border-bottom:1px solid var(--line);padding:6px 8px}
-td{border-bottom:1px solid #f0f1f4;padding:6px 8px;vertical-align:top}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td.notes{color:var(--muted);max-width:280px}
-tr.is-champion td{background:#f2f6fe}
-.badge{background:var(--accent);color:#fff;border-radius:9px;padding:1px 7px;font-size:11px;margin-left:4px;font-family:system-ui,sans-serif}
-.status{border-radius:9px;padding:1px 8px;font-size:12px;background:#eef0f4}
-.status-completed{background:#e3f4ea;color:var(--ok)}.status-failed{background:#fbe6e5;color:var(--bad)}.status-in_progress{background:#fdf3df;color:var(--warn)}
-.barcell{width:40%}.bar{height:10px;border-radius:5px;background:var(--accent);opacity:.75;min-width:2px}
-form{display:flex;gap:8px;align-items:end;flex-wrap:wrap}
-label{display:flex;flex-direction:column;font-size:12px;color:var(--muted);gap:3px}
-input{font:inherit;padding:6px 9px;border:1px solid #cfd4de;border-radius:6px;min-width:200px}
-button{font:inherit;padding:7px 14px;border:0;border-radius:6px;background:var(--accent);color:#fff;cursor:pointer}
-button.link{background:none;color:var(--accent);padding:0;border:0;text-align:left}
-.results{margin:0;padding-left:22px}
-.results li{padding:2px 0}
-.results .meta{color:var(--muted);font-size:12px;margin-left:6px}
-.results .because{display:block;color:var(--muted);font-size:12px;margin-left:12px}
-.error-text{color:var(--bad)}
-"#;
+/// The page's look; inlined so the page stays one self-contained response.
+const CSS: &str = include_str!("dashboard/style.css");
 
-const EXPLORER: &str = r#"
-<section class="card" id="explorer"><h2>Explorer</h2>
-<div class="row">
-<div>
-<form id="user-form"><label>User id<input id="user-input" name="user" type="number" min="1" required placeholder="e.g. 1"></label><button type="submit">Recommend</button></form>
-<p class="note" id="user-status">A user id gives that user's recommendations and the movies they rated.</p>
-<h3 id="recs-title">Recommended</h3><ol class="results" id="user-recs"></ol>
-<h3>Rated</h3><ol class="results" id="user-rated"></ol>
-</div>
-<div>
-<form id="movie-form"><label>Movie title<input id="movie-input" name="movie" type="search" required placeholder="e.g. toy story"></label><button type="submit">Find similar</button></form>
-<p class="note" id="movie-status">A title finds the movie and the movies most like it.</p>
-<h3>Matches</h3><ol class="results" id="movie-matches"></ol>
-<h3 id="similar-title">Similar</h3><ol class="results" id="movie-similar"></ol>
-</div>
-</div>
-</section>
-<div id="js-errors" hidden></div>
-"#;
+/// The explorer's markup: a user's lists, a title's matches and similar movies.
+const EXPLORER: &str = include_str!("dashboard/explorer.html");
 
 /// The explorer: fetches the JSON API and fills the lists with textContent
 /// only (titles never become markup). `/?user=1&movie=toy` runs it on load.
@@ -718,171 +643,6 @@ const EXPLORER: &str = r#"
 /// For tests and devtools: every result `<li>` carries `data-movie-id`; each
 /// result list's `data-state` is `loading` while a request runs, then
 /// `done`, `empty`, `error` or (rejected by the form's own checks)
-/// `invalid`; `#user-recs` has `data-strategy` (`model` or `popular`).
-const SCRIPT: &str = r#"
-(function () {
-  "use strict";
-  var errors = document.getElementById("js-errors");
-  function report(text) {
-    var p = document.createElement("p");
-    p.textContent = text;
-    errors.appendChild(p);
-    errors.hidden = false;
-  }
-  window.addEventListener("error", function (e) { report(String(e.message || e)); });
-  window.addEventListener("unhandledrejection", function (e) {
-    report(String((e.reason && e.reason.message) || e.reason));
-  });
-  function $(id) { return document.getElementById(id); }
-  async function getJSON(url) {
-    var r = await fetch(url, { headers: { Accept: "application/json" } });
-    var body = await r.json();
-    if (!r.ok) { throw new Error(body.error || r.statusText); }
-    return body;
-  }
-  function fill(list, items, render) {
-    list.replaceChildren.apply(list, items.map(function (it) {
-      var li = document.createElement("li");
-      li.dataset.movieId = it.movieId;
-      render(li, it);
-      return li;
-    }));
-  }
-  function line(li, text, meta) {
-    li.appendChild(document.createTextNode(text));
-    var s = document.createElement("span");
-    s.className = "meta";
-    s.textContent = meta;
-    li.appendChild(s);
-  }
-  function status(id, text, isError) {
-    var el = $(id);
-    el.textContent = text;
-    el.className = isError ? "note error-text" : "note";
-  }
-  async function showUser(user) {
-    var recs = $("user-recs"), rated = $("user-rated");
-    status("user-status", "Loading…");
-    recs.dataset.state = "loading";
-    try {
-      var id = encodeURIComponent(user);
-      var r = await getJSON("/api/users/" + id + "/recommendations?k=10");
-      var h = await getJSON("/api/users/" + id + "/ratings?limit=15");
-      fill(recs, r.items, function (li, it) {
-        var score = it.predictedRating !== undefined
-          ? "predicted " + it.predictedRating.toFixed(2)
-          : (r.strategy === "popular" ? "mean " : "score ") + it.score.toFixed(2);
-        line(li, it.title, score + " · " + it.genres.join(", "));
-        if (it.because && it.because.length) {
-          var why = document.createElement("span");
-          why.className = "because";
-          why.textContent = "because you rated " + it.because.map(function (b) {
-            return b.title + " (" + Math.round(b.share * 100) + "%)";
-          }).join(", ");
-          li.appendChild(why);
-        }
-      });
-      fill(rated, h.items, function (li, it) {
-        line(li, it.title || ("movie " + it.movieId), "rated " + it.rating.toFixed(1));
-      });
-      var personal = r.strategy !== "popular";
-      $("recs-title").textContent = personal ? "Recommended" : "Popular (new user)";
-      status("user-status", "User " + r.userId + ": " + (r.strategy === "model"
-        ? "personalized by " + r.modelVersion
-        : r.strategy === "fold-in"
-          ? "personalized by " + r.modelVersion + " from their latest ratings (fold-in)"
-          : "not known to the model, so the most popular movies") +
-        "; " + h.total + " ratings.");
-      recs.dataset.strategy = r.strategy;
-      recs.dataset.state = "done";
-    } catch (e) {
-      recs.replaceChildren(); rated.replaceChildren();
-      $("recs-title").textContent = "Recommended";
-      delete recs.dataset.strategy;
-      status("user-status", e.message, true);
-      recs.dataset.state = "error";
-    }
-  }
-  async function showSimilar(movie) {
-    var list = $("movie-similar");
-    list.dataset.state = "loading";
-    var s = await getJSON("/api/movies/" + movie.movieId + "/similar?k=10");
-    $("similar-title").textContent = "Similar to " + movie.title;
-    fill(list, s.items, function (li, it) {
-      line(li, it.title, "similarity " + it.similarity.toFixed(2));
-    });
-    list.dataset.state = "done";
-  }
-  async function showMovie(q) {
-    var matches = $("movie-matches"), similar = $("movie-similar");
-    status("movie-status", "Loading…");
-    similar.dataset.state = "loading";
-    try {
-      var found = await getJSON("/api/movies?limit=5&q=" + encodeURIComponent(q));
-      fill(matches, found.movies, function (li, m) {
-        var b = document.createElement("button");
-        b.className = "link";
-        b.type = "button";
-        b.textContent = m.title;
-        b.addEventListener("click", function () {
-          showSimilar(m).catch(function (e) {
-            similar.replaceChildren();
-            status("movie-status", e.message, true);
-            similar.dataset.state = "error";
-          });
-        });
-        li.appendChild(b);
-        var meta = document.createElement("span");
-        meta.className = "meta";
-        meta.textContent = m.ratingCount + " ratings" +
-          (m.meanRating === null ? "" : ", mean " + m.meanRating.toFixed(2));
-        li.appendChild(meta);
-      });
-      if (found.movies.length === 0) {
-        similar.replaceChildren();
-        $("similar-title").textContent = "Similar";
-        status("movie-status", "No movie title matches \u201c" + q + "\u201d.", true);
-        similar.dataset.state = "empty";
-        return;
-      }
-      status("movie-status", found.count + " matches; similar movies of the first, click another to switch.");
-      await showSimilar(found.movies[0]);
-    } catch (e) {
-      matches.replaceChildren(); similar.replaceChildren();
-      $("similar-title").textContent = "Similar";
-      status("movie-status", e.message, true);
-      similar.dataset.state = "error";
-    }
-  }
-  function remember(key, value) {
-    var p = new URLSearchParams(location.search);
-    p.set(key, value);
-    history.replaceState(null, "", "?" + p.toString());
-  }
-  // The browser refuses a bad value (user 0, an empty title) before submit;
-  // say why next to the form too, where the results would appear.
-  $("user-input").addEventListener("invalid", function () {
-    status("user-status", $("user-input").validationMessage || "Enter a user id.", true);
-    $("user-recs").dataset.state = "invalid";
-  });
-  $("movie-input").addEventListener("invalid", function () {
-    status("movie-status", $("movie-input").validationMessage || "Enter a title.", true);
-    $("movie-similar").dataset.state = "invalid";
-  });
-  $("user-form").addEventListener("submit", function (e) {
-    e.preventDefault();
-    var v = $("user-input").value.trim();
-    remember("user", v);
-    showUser(v);
-  });
-  $("movie-form").addEventListener("submit", function (e) {
-    e.preventDefault();
-    var v = $("movie-input").value.trim();
-    remember("movie", v);
-    showMovie(v);
-  });
-  var params = new URLSearchParams(location.search);
-  if (params.get("user")) { $("user-input").value = params.get("user"); showUser(params.get("user")); }
-  if (params.get("movie")) { $("movie-input").value = params.get("movie"); showMovie(params.get("movie")); }
-})();
-"#;
+/// `invalid`; `#user-recs` has `data-strategy` (`model`, `fold-in` or
+/// `popular`).
+const SCRIPT: &str = include_str!("dashboard/explorer.js");

@@ -1,0 +1,333 @@
+(function () {
+  "use strict";
+  var errors = document.getElementById("js-errors");
+  function report(text) {
+    var p = document.createElement("p");
+    p.textContent = text;
+    errors.appendChild(p);
+    errors.hidden = false;
+  }
+  window.addEventListener("error", function (e) { report(String(e.message || e)); });
+  window.addEventListener("unhandledrejection", function (e) {
+    report(String((e.reason && e.reason.message) || e.reason));
+  });
+  function $(id) { return document.getElementById(id); }
+  // The JSON body of an answer; a refusal throws an Error carrying the
+  // server's message and the HTTP status (`e.status`, 0 for no answer).
+  async function answer(r) {
+    var body = null;
+    try { body = await r.json(); } catch (e) { body = null; }
+    if (!r.ok) {
+      var err = new Error((body && body.error) || r.statusText || ("HTTP " + r.status));
+      err.status = r.status;
+      throw err;
+    }
+    if (body === null) { throw new Error("the server's answer was not JSON"); }
+    return body;
+  }
+  async function getJSON(url) {
+    return answer(await fetch(url, { headers: { Accept: "application/json" } }));
+  }
+  function fill(list, items, render) {
+    list.replaceChildren.apply(list, items.map(function (it) {
+      var li = document.createElement("li");
+      li.dataset.movieId = it.movieId;
+      render(li, it);
+      return li;
+    }));
+  }
+  function line(li, text, meta) {
+    li.appendChild(document.createTextNode(text));
+    var s = document.createElement("span");
+    s.className = "meta";
+    s.textContent = meta;
+    li.appendChild(s);
+  }
+  function status(id, text, isError) {
+    var el = $(id);
+    el.textContent = text;
+    el.className = isError ? "note error-text" : "note";
+  }
+  // --- onboarding: the write token and the user being rated as ---------------
+  // The token is what the person typed, kept in this tab's sessionStorage
+  // (gone when the tab closes) and sent only to this server, only with a
+  // rating. The server never writes it into the page.
+  var TOKEN_KEY = "cinematch.writeToken";
+  function storedToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY); } catch (e) { return null; }
+  }
+  function showToken() {
+    var set = !!storedToken();
+    $("onboard").dataset.token = set ? "set" : "unset";
+    status("token-status", set
+      ? "A write token is kept for this tab (session storage); ratings are sent with it. Forget removes it."
+      : "Rating a movie sends it to this server with the write token. Type it here: it stays in this tab's session storage, never in the page.");
+  }
+  // The user whose lists are shown, and so the one stars rate as; their
+  // ratings by movie id (the newest 1000), to show on the stars.
+  var currentUser = null, known = {}, userSeq = 0;
+  function showRatingAs() {
+    status("rate-user", currentUser === null
+      ? "Rating as: nobody yet. Choose a user id below; an id nobody has used starts a new user, whose list follows the movies they rate."
+      : "Rating as user " + currentUser + ". Find a movie on the right and click its stars; the list below follows.");
+  }
+  function starsText(v) { return v + (v === 1 ? " star" : " stars"); }
+  function paintStars(box) {
+    var v = known[box.dataset.movieId];
+    box.dataset.rating = v === undefined ? "" : String(v);
+    Array.prototype.forEach.call(box.children, function (b) {
+      b.classList.toggle("on", v !== undefined && Number(b.dataset.value) <= v);
+    });
+    box.title = v === undefined ? "Not rated" : "Rated " + starsText(v);
+  }
+  // Ten buttons, each half a star, as MovieLens rates: 0.5 to 5 stars.
+  function starButtons(movie) {
+    var box = document.createElement("span");
+    box.className = "stars";
+    box.dataset.movieId = movie.movieId;
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", "Rate " + movie.title);
+    for (let i = 1; i <= 10; i++) {
+      let v = i / 2;
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = "star " + (i % 2 ? "left" : "right");
+      b.dataset.value = String(v);
+      b.setAttribute("aria-label", starsText(v));
+      var glyph = document.createElement("span");
+      glyph.textContent = "\u2605";
+      b.appendChild(glyph);
+      b.addEventListener("click", function () { rate(movie, v); });
+      box.appendChild(b);
+    }
+    paintStars(box);
+    return box;
+  }
+  function repaintStars() {
+    document.querySelectorAll("#movie-matches .stars").forEach(paintStars);
+  }
+  function rateFailed(text, state) {
+    status("rate-status", text, true);
+    $("rate-status").dataset.state = state;
+  }
+  async function rate(movie, value) {
+    var st = $("rate-status");
+    if (currentUser === null) {
+      rateFailed("Choose the user to rate as first: type a user id on the left (an id nobody " +
+        "has used starts a new user) and press Recommend.", "invalid");
+      $("user-input").focus();
+      return;
+    }
+    var token = storedToken();
+    if (!token) {
+      rateFailed("Type the write token above first: rating needs the server's " +
+        "CINEMATCH_API_TOKEN. Nothing was rated.", "invalid");
+      $("token-input").focus();
+      return;
+    }
+    var user = currentUser;
+    st.dataset.state = "loading";
+    status("rate-status", "Rating " + movie.title + " " + starsText(value) + " as user " + user + "…");
+    try {
+      await answer(await fetch("/api/ratings", {
+        method: "POST",
+        headers: {
+          Accept: "application/json",
+          "Content-Type": "application/json",
+          Authorization: "Bearer " + token,
+        },
+        body: JSON.stringify({ userId: user, movieId: movie.movieId, rating: value }),
+      }));
+    } catch (e) {
+      var text;
+      if (e.status === 401) {
+        try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* nothing kept */ }
+        showToken();
+        text = "The server refused the write token (" + e.message + "). Type it again above; nothing was rated.";
+      } else if (e.status === 403) {
+        text = "This server does not take ratings: " + e.message;
+      } else if (e.status >= 400 && e.status < 500) {
+        text = "The rating was refused (" + e.status + "): " + e.message;
+      } else if (e.status) {
+        text = "The server could not store the rating (" + e.status + "): " + e.message + ". Try again in a moment.";
+      } else {
+        text = "The rating did not reach the server: " + e.message;
+      }
+      rateFailed(text, "error");
+      return;
+    }
+    if (user === currentUser) {
+      known[movie.movieId] = value;
+      repaintStars();
+    }
+    status("rate-status", "Rated " + movie.title + " " + starsText(value) + " as user " + user +
+      "; the list is computed again from their ratings.");
+    if (user === currentUser) { await showUser(String(user)); }
+    st.dataset.state = "done";
+  }
+
+  async function showUser(user) {
+    var recs = $("user-recs"), rated = $("user-rated");
+    var seq = ++userSeq;
+    status("user-status", "Loading…");
+    recs.dataset.state = "loading";
+    try {
+      var id = encodeURIComponent(user);
+      var r = await getJSON("/api/users/" + id + "/recommendations?k=10");
+      var h = await getJSON("/api/users/" + id + "/ratings?limit=1000");
+      // A later request (another user typed meanwhile) owns the lists.
+      if (seq !== userSeq) { return; }
+      currentUser = r.userId;
+      known = {};
+      h.items.forEach(function (it) {
+        if (!(it.movieId in known)) { known[it.movieId] = it.rating; }
+      });
+      showRatingAs();
+      repaintStars();
+      fill(recs, r.items, function (li, it) {
+        var score = it.predictedRating !== undefined
+          ? "predicted " + it.predictedRating.toFixed(2)
+          : (r.strategy === "popular" ? "mean " : "score ") + it.score.toFixed(2);
+        line(li, it.title, score + " · " + it.genres.join(", "));
+        if (it.because && it.because.length) {
+          var why = document.createElement("span");
+          why.className = "because";
+          why.textContent = "because you rated " + it.because.map(function (b) {
+            return b.title + " (" + Math.round(b.share * 100) + "%)";
+          }).join(", ");
+          li.appendChild(why);
+        }
+      });
+      fill(rated, h.items.slice(0, 15), function (li, it) {
+        line(li, it.title || ("movie " + it.movieId), "rated " + it.rating.toFixed(1));
+      });
+      $("recs-title").textContent = r.strategy === "model" ? "Recommended"
+        : r.strategy === "fold-in" ? "Recommended from their latest ratings (fold-in)"
+          : "Popular (new user)";
+      status("user-status", "User " + r.userId + ": " + (r.strategy === "model"
+        ? "personalized by " + r.modelVersion
+        : r.strategy === "fold-in"
+          ? "personalized by " + r.modelVersion + " from their latest ratings (fold-in)"
+          : "not known to the model, so the most popular movies") +
+        "; " + h.total + " ratings.");
+      recs.dataset.strategy = r.strategy;
+      recs.dataset.state = "done";
+    } catch (e) {
+      if (seq !== userSeq) { return; }
+      currentUser = null;
+      known = {};
+      showRatingAs();
+      repaintStars();
+      recs.replaceChildren(); rated.replaceChildren();
+      $("recs-title").textContent = "Recommended";
+      delete recs.dataset.strategy;
+      status("user-status", e.message, true);
+      recs.dataset.state = "error";
+    }
+  }
+  async function showSimilar(movie) {
+    var list = $("movie-similar");
+    list.dataset.state = "loading";
+    var s = await getJSON("/api/movies/" + movie.movieId + "/similar?k=10");
+    $("similar-title").textContent = "Similar to " + movie.title;
+    fill(list, s.items, function (li, it) {
+      line(li, it.title, "similarity " + it.similarity.toFixed(2));
+    });
+    list.dataset.state = "done";
+  }
+  async function showMovie(q) {
+    var matches = $("movie-matches"), similar = $("movie-similar");
+    status("movie-status", "Loading…");
+    similar.dataset.state = "loading";
+    try {
+      var found = await getJSON("/api/movies?limit=5&q=" + encodeURIComponent(q));
+      fill(matches, found.movies, function (li, m) {
+        var b = document.createElement("button");
+        b.className = "link";
+        b.type = "button";
+        b.textContent = m.title;
+        b.addEventListener("click", function () {
+          showSimilar(m).catch(function (e) {
+            similar.replaceChildren();
+            status("movie-status", e.message, true);
+            similar.dataset.state = "error";
+          });
+        });
+        li.appendChild(b);
+        var meta = document.createElement("span");
+        meta.className = "meta";
+        meta.textContent = m.ratingCount + " ratings" +
+          (m.meanRating === null ? "" : ", mean " + m.meanRating.toFixed(2));
+        li.appendChild(meta);
+        li.appendChild(starButtons(m));
+      });
+      if (found.movies.length === 0) {
+        similar.replaceChildren();
+        $("similar-title").textContent = "Similar";
+        status("movie-status", "No movie title matches \u201c" + q + "\u201d.", true);
+        similar.dataset.state = "empty";
+        return;
+      }
+      status("movie-status", found.count + " matches; similar movies of the first, click another to switch.");
+      await showSimilar(found.movies[0]);
+    } catch (e) {
+      matches.replaceChildren(); similar.replaceChildren();
+      $("similar-title").textContent = "Similar";
+      status("movie-status", e.message, true);
+      similar.dataset.state = "error";
+    }
+  }
+  function remember(key, value) {
+    var p = new URLSearchParams(location.search);
+    p.set(key, value);
+    history.replaceState(null, "", "?" + p.toString());
+  }
+  // The browser refuses a bad value (user 0, an empty title) before submit;
+  // say why next to the form too, where the results would appear.
+  $("user-input").addEventListener("invalid", function () {
+    status("user-status", $("user-input").validationMessage || "Enter a user id.", true);
+    $("user-recs").dataset.state = "invalid";
+  });
+  $("movie-input").addEventListener("invalid", function () {
+    status("movie-status", $("movie-input").validationMessage || "Enter a title.", true);
+    $("movie-similar").dataset.state = "invalid";
+  });
+  $("user-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var v = $("user-input").value.trim();
+    remember("user", v);
+    showUser(v);
+  });
+  $("token-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var input = $("token-input"), v = input.value.trim();
+    input.value = "";
+    if (!v) {
+      status("token-status", "Type the token first (the server's CINEMATCH_API_TOKEN).", true);
+      return;
+    }
+    try {
+      sessionStorage.setItem(TOKEN_KEY, v);
+    } catch (err) {
+      status("token-status", "This browser keeps no session storage here, so the token cannot be kept: " + err.message, true);
+      return;
+    }
+    showToken();
+  });
+  $("token-forget").addEventListener("click", function () {
+    $("token-input").value = "";
+    try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* nothing kept */ }
+    showToken();
+  });
+  $("movie-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var v = $("movie-input").value.trim();
+    remember("movie", v);
+    showMovie(v);
+  });
+  showToken();
+  showRatingAs();
+  var params = new URLSearchParams(location.search);
+  if (params.get("user")) { $("user-input").value = params.get("user"); showUser(params.get("user")); }
+  if (params.get("movie")) { $("movie-input").value = params.get("movie"); showMovie(params.get("movie")); }
+})();
