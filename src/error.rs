@@ -58,6 +58,11 @@ pub enum Error {
     #[error("{0}")]
     Busy(String),
 
+    /// A rating names a movie the catalogue does not have (the spec's
+    /// "application enforces referential integrity"); nothing was stored.
+    #[error("movieId {movie_id} is not in the catalogue; nothing was stored")]
+    UnknownMovie { movie_id: i32 },
+
     /// Something asked for does not exist (unknown user, model version, ...).
     #[error("{0}")]
     NotFound(String),

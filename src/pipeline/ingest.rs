@@ -6,10 +6,12 @@
 //! died stays 'in_progress' until the next ingestion sees that no process is
 //! ingesting and marks it 'failed' as interrupted (`tests/faults.rs`).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use crate::data::{formats, ReadOptions, SkipReport};
 use crate::store::Store;
+use crate::types::Rating;
 use crate::{Error, Result};
 
 /// What an ingestion did.
@@ -36,6 +38,45 @@ pub fn validate_batch_id(batch_id: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What [`append_api_ratings`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The day's batch (`api_YYYY-MM-DD`, UTC) in `ingestion_metadata`.
+    pub batch_id: String,
+    pub accepted: u64,
+}
+
+/// Appends ratings received through the HTTP API to the batch of the UTC
+/// day of `now`, in one transaction with that batch's audit row.
+///
+/// The caller has validated each rating (ids, the 0.5 grid, no repeated
+/// pair); this checks what only the database knows, that every movie is in
+/// the catalogue, so the buffer never holds a rating training would have
+/// to drop. All or nothing: [`Error::UnknownMovie`] names the first
+/// unknown movie and nothing is stored.
+pub fn append_api_ratings(
+    store: &mut dyn Store,
+    ratings: &[Rating],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Appended> {
+    let batch_id = crate::store::api_batch_id(now.date_naive());
+    let mut ids: Vec<i32> = ratings.iter().map(|r| r.movie_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let known: HashSet<i32> = store
+        .movies_by_id(&ids)?
+        .into_iter()
+        .map(|m| m.movie_id)
+        .collect();
+    if let Some(r) = ratings.iter().find(|r| !known.contains(&r.movie_id)) {
+        return Err(Error::UnknownMovie {
+            movie_id: r.movie_id,
+        });
+    }
+    let accepted = store.append_to_batch(&batch_id, ratings)?;
+    Ok(Appended { batch_id, accepted })
 }
 
 /// Ingests a ratings file (any format `load` reads) as batch `batch_id`.

@@ -18,24 +18,10 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::errors::ApiError;
 use super::state::AppState;
+use super::stats::Statistics as Data;
 use crate::format;
-use crate::registry::{self, Objective, RunSummary};
-use crate::store::{DriftAlert, Ingestion, TableCount, TableSize};
-
-struct Data {
-    objective: Objective,
-    runs: Vec<RunSummary>,
-    champion: Option<String>,
-    /// Newest first.
-    alerts: Vec<DriftAlert>,
-    /// Triggered in the last day and not yet acted on by a retrain: the
-    /// spec's retraining check (see `pipeline::retrain::retraining_verdict`).
-    recent: Vec<DriftAlert>,
-    ingestions: Vec<Ingestion>,
-    sizes: Vec<TableSize>,
-    counts: Vec<TableCount>,
-    buffer: i64,
-}
+use crate::registry::{Objective, RunSummary};
+use crate::store::DriftAlert;
 
 /// The monitoring dashboard.
 #[utoipa::path(
@@ -48,23 +34,11 @@ struct Data {
     )
 )]
 pub async fn page(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let objective = state.objective;
-    let data = state
-        .pool
-        .run(move |store| {
-            Ok(Data {
-                objective,
-                runs: registry::run_summaries(store, objective)?,
-                champion: store.champion()?,
-                alerts: store.drift_alerts(None)?,
-                recent: crate::pipeline::retrain::retraining_verdict(store, 86_400)?.alerts,
-                ingestions: store.ingestions()?,
-                sizes: store.table_sizes()?,
-                counts: store.table_counts()?,
-                buffer: store.buffer_counts()?.iter().map(|(_, n)| n).sum(),
-            })
-        })
-        .await?;
+    // Cached for every client: a burst of page loads costs the database one
+    // computation (see `stats`).
+    let data = super::routes::statistics(&state)
+        .await
+        .map_err(|e| ApiError::from(&*e))?;
     let serving = state
         .snapshot
         .load()

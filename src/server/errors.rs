@@ -93,7 +93,13 @@ impl IntoResponse for ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
-        let (status, message) = public_message(&e);
+        ApiError::from(&e)
+    }
+}
+
+impl From<&Error> for ApiError {
+    fn from(e: &Error) -> ApiError {
+        let (status, message) = public_message(e);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(error = %crate::store::redact(&e.to_string()), "database call failed");
         }
@@ -111,6 +117,7 @@ pub fn public_message(e: &Error) -> (StatusCode, String) {
         Error::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
         Error::BatchCompleted { .. } | Error::Busy(_) => (StatusCode::CONFLICT, e.to_string()),
         Error::Input(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Error::UnknownMovie { .. } => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         other => {
             let kind = match other {
                 Error::Postgres(_) => "PostgreSQL error",

@@ -1,20 +1,26 @@
-//! Request counters and latency histograms, written in the Prometheus text
-//! exposition format by hand (it is a few lines; no client crate needed).
+//! `/metrics` in the Prometheus text exposition format, written by hand (it
+//! is a few lines; no client crate needed): request counters and latency
+//! histograms, and the gauges of what the server serves and what the
+//! database holds. The handler gathers the values ([`Serving`],
+//! [`Database`]); this module only counts and renders, so it depends on no
+//! other part of the server.
 //!
-//! Series are labelled by the matched route template (`/api/movies/{movieId}`,
-//! not the id), so their number stays bounded whatever clients send;
-//! unmatched paths share the label `unmatched`.
+//! Every label has a bounded set of values whatever clients send: routes
+//! are the matched templates (`/api/movies/{movieId}`, not the id;
+//! unmatched paths share `unmatched`), methods are the nine of RFC 9110 and
+//! PATCH (anything else counts as `other`), statuses are what the server
+//! answers. A client inventing paths or methods cannot grow the series, or
+//! the memory behind them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-
-use super::state::AppState;
 
 /// Upper bounds of the latency buckets, in seconds: fine below 5 ms, where
 /// the recommendation endpoint should live, coarse above.
@@ -42,23 +48,41 @@ impl Histogram {
     }
 }
 
-/// (route, method, status) → latency histogram; the count doubles as the
-/// request counter.
-#[derive(Default)]
-pub struct Metrics {
-    series: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+/// The label of a request method: the standard ones by name, any other
+/// (HTTP allows any token) as `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
-impl Metrics {
-    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+/// (route, method, status) → latency histogram; the count doubles as the
+/// request counter. Routes are the router's templates, so every key part
+/// comes from a bounded set.
+#[derive(Default)]
+pub struct RequestMetrics {
+    series: Mutex<BTreeMap<(String, &'static str, u16), Histogram>>,
+}
+
+impl RequestMetrics {
+    pub fn observe(&self, route: &str, method: &Method, status: u16, seconds: f64) {
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (route.to_string(), method.to_string(), status);
+        let key = (route.to_string(), method_label(method), status);
         series.entry(key).or_default().observe(seconds);
     }
 
     /// The request series in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let series: Vec<((String, String, u16), Histogram)> = {
+        let series: Vec<((String, &'static str, u16), Histogram)> = {
             let s = self.series.lock().unwrap_or_else(|e| e.into_inner());
             s.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
@@ -69,9 +93,8 @@ impl Metrics {
         for ((route, method, status), h) in &series {
             let _ = writeln!(
                 out,
-                "cinematch_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {}",
+                "cinematch_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
                 escape_label(route),
-                escape_label(method),
                 h.count
             );
         }
@@ -81,9 +104,8 @@ impl Metrics {
         );
         for ((route, method, status), h) in &series {
             let labels = format!(
-                "route=\"{}\",method=\"{}\",status=\"{status}\"",
+                "route=\"{}\",method=\"{method}\",status=\"{status}\"",
                 escape_label(route),
-                escape_label(method)
             );
             let mut cumulative = 0;
             for (i, le) in BUCKETS.iter().enumerate() {
@@ -127,16 +149,181 @@ pub fn escape_label(s: &str) -> String {
 }
 
 /// Middleware: times every request and counts it under its route template.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(
+    State(metrics): State<Arc<RequestMetrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let resp = next.run(req).await;
-    state.metrics.observe(
+    metrics.observe(
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        method.as_str(),
+        &method,
         resp.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
     resp
+}
+
+/// What this server serves, from memory.
+pub struct Serving<'a> {
+    /// The loaded champion and its algorithm, if any.
+    pub model: Option<(&'a str, &'a str)>,
+    pub catalogue_movies: usize,
+    /// When the served snapshot was loaded (Unix seconds).
+    pub loaded_at: Option<i64>,
+    pub reloads: u64,
+    pub reload_failures: u64,
+    /// Ratings received since the snapshot, kept apart until the next one.
+    pub recent_ratings: usize,
+    pub recent_users: usize,
+    /// Database statistics computed for the dashboard and this page, which
+    /// share one cache.
+    pub stats_refreshes: u64,
+}
+
+/// One drift test of the last check.
+pub struct DriftScore<'a> {
+    pub feature: &'a str,
+    pub score: Option<f64>,
+    pub triggered: bool,
+}
+
+/// What the database holds, from the cached statistics.
+pub struct Database<'a> {
+    pub buffer_ratings: i64,
+    /// The last drift check: when (Unix seconds), and its tests.
+    pub last_check: Option<(i64, Vec<DriftScore<'a>>)>,
+}
+
+/// The serving gauges in Prometheus text format.
+pub fn render_serving(out: &mut String, s: &Serving<'_>) {
+    out.push_str(
+        "# HELP cinematch_model_info The model version this server answers with (value 1).\n\
+         # TYPE cinematch_model_info gauge\n",
+    );
+    if let Some((version, algorithm)) = s.model {
+        let _ = writeln!(
+            out,
+            "cinematch_model_info{{model_version=\"{}\",algorithm=\"{}\"}} 1",
+            escape_label(version),
+            escape_label(algorithm)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cinematch_model_loaded Whether a champion model is loaded.\n\
+         # TYPE cinematch_model_loaded gauge\ncinematch_model_loaded {}",
+        u8::from(s.model.is_some())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cinematch_catalogue_movies Movies in the served catalogue.\n\
+         # TYPE cinematch_catalogue_movies gauge\ncinematch_catalogue_movies {}",
+        s.catalogue_movies
+    );
+    if let Some(at) = s.loaded_at {
+        let _ = writeln!(
+            out,
+            "# HELP cinematch_model_loaded_timestamp_seconds When the served snapshot was loaded.\n\
+             # TYPE cinematch_model_loaded_timestamp_seconds gauge\n\
+             cinematch_model_loaded_timestamp_seconds {at}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cinematch_model_reloads_total Snapshots loaded (champion changes).\n\
+         # TYPE cinematch_model_reloads_total counter\ncinematch_model_reloads_total {}\n\
+         # HELP cinematch_model_reload_failures_total Champion checks or loads that failed.\n\
+         # TYPE cinematch_model_reload_failures_total counter\ncinematch_model_reload_failures_total {}",
+        s.reloads, s.reload_failures
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cinematch_recent_ratings Ratings received since the served snapshot was loaded, held in memory until the next.\n\
+         # TYPE cinematch_recent_ratings gauge\ncinematch_recent_ratings {}\n\
+         # HELP cinematch_recent_rating_users Users with ratings received since the served snapshot.\n\
+         # TYPE cinematch_recent_rating_users gauge\ncinematch_recent_rating_users {}\n\
+         # HELP cinematch_stats_refreshes_total Times the dashboard's database statistics were computed (they are cached).\n\
+         # TYPE cinematch_stats_refreshes_total counter\ncinematch_stats_refreshes_total {}",
+        s.recent_ratings, s.recent_users, s.stats_refreshes
+    );
+}
+
+/// The database gauges: whether it answered this scrape, and the cached
+/// statistics when they could be had in time.
+pub fn render_database(out: &mut String, up: bool, db: Option<&Database<'_>>) {
+    let _ = writeln!(
+        out,
+        "# HELP cinematch_database_up Whether the database answered this scrape.\n\
+         # TYPE cinematch_database_up gauge\ncinematch_database_up {}",
+        u8::from(up)
+    );
+    let Some(db) = db else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "# HELP cinematch_buffer_ratings Ratings waiting in ratings_buffer.\n\
+         # TYPE cinematch_buffer_ratings gauge\ncinematch_buffer_ratings {}",
+        db.buffer_ratings
+    );
+    if let Some((at, tests)) = &db.last_check {
+        let _ = writeln!(
+            out,
+            "# HELP cinematch_drift_last_check_timestamp_seconds When the last drift check ran.\n\
+             # TYPE cinematch_drift_last_check_timestamp_seconds gauge\n\
+             cinematch_drift_last_check_timestamp_seconds {at}\n\
+             # HELP cinematch_drift_last_check_tests Tests in the last drift check.\n\
+             # TYPE cinematch_drift_last_check_tests gauge\ncinematch_drift_last_check_tests {}\n\
+             # HELP cinematch_drift_last_check_alerts Tests of the last drift check that triggered an alert.\n\
+             # TYPE cinematch_drift_last_check_alerts gauge\ncinematch_drift_last_check_alerts {}",
+            tests.len(),
+            tests.iter().filter(|t| t.triggered).count()
+        );
+        out.push_str(
+            "# HELP cinematch_drift_score Score of each test in the last drift check.\n\
+             # TYPE cinematch_drift_score gauge\n",
+        );
+        for t in tests {
+            if let Some(score) = t.score {
+                let _ = writeln!(
+                    out,
+                    "cinematch_drift_score{{feature=\"{}\",triggered=\"{}\"}} {score}",
+                    escape_label(t.feature),
+                    t.triggered,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let m = RequestMetrics::default();
+        for i in 0..1000 {
+            let method = Method::from_bytes(format!("X{i}").as_bytes()).unwrap();
+            m.observe("unmatched", &method, 405, 0.001);
+        }
+        m.observe("unmatched", &Method::GET, 404, 0.001);
+        let mut out = String::new();
+        m.render(&mut out);
+        let totals: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("cinematch_http_requests_total{"))
+            .collect();
+        assert_eq!(
+            totals,
+            [
+                "cinematch_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
+                "cinematch_http_requests_total{route=\"unmatched\",method=\"other\",status=\"405\"} 1000",
+            ]
+        );
+    }
 }

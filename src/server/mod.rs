@@ -8,30 +8,52 @@
 //! Layout:
 //! * [`state`]: the in-memory snapshot requests are served from, and the
 //!   background task that swaps in a new one when the champion changes.
-//! * `pool`: the small pool of synchronous store connections, always used
-//!   from blocking threads.
-//! * `api`: the JSON handlers and the OpenAPI document generated from them.
+//! * `pool`: the small pools of synchronous store connections, always used
+//!   from blocking threads (requests, the probes and the reloader each have
+//!   their own).
+//! * `routes`: the JSON handlers, one file per route group, and the OpenAPI
+//!   document generated from them.
+//! * `auth`: the write and read bearer tokens.
 //! * `errors`: one JSON error shape for every failure, including axum's own
 //!   rejections.
-//! * `metrics`: request counters and latency histograms in Prometheus text.
+//! * `metrics`: request counters, latency histograms and gauges in
+//!   Prometheus text.
+//! * `stats`: the dashboard's database statistics, cached and computed once
+//!   for every client.
 //! * `dashboard`: the HTML page at `/`, charts drawn as inline SVG.
+//!
+//! Abuse stays bounded: headers must arrive within `header_read_timeout`
+//! (hyper closes a connection that dribbles them, or idles between
+//! requests, longer), at most `max_concurrent_requests` requests run at once
+//! (tower's concurrency limit; beyond it the server answers 503 at once
+//! instead of queueing), every request ends within `request_timeout`, and
+//! the probes are outside the limit with their own database connection.
 
-mod api;
+mod auth;
 mod dashboard;
 mod errors;
 mod metrics;
 mod pool;
+mod routes;
 pub mod state;
+mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tower::ServiceBuilder;
 
-pub use api::ApiDoc;
+pub use routes::ApiDoc;
 pub use state::AppState;
 
 use crate::shutdown::Shutdown;
@@ -46,6 +68,10 @@ pub struct ServerConfig {
     /// Bearer token `POST /api/ratings` requires (`CINEMATCH_API_TOKEN`);
     /// without one, writes are refused rather than left open.
     pub api_token: Option<String>,
+    /// Bearer token a user's ratings and recommendations require
+    /// (`CINEMATCH_READ_TOKEN`; the write token works too); without one
+    /// they are public, as in a demo.
+    pub read_token: Option<String>,
     /// How often the champion is checked, i.e. the longest a promotion made
     /// by another process takes to reach this server.
     pub reload_interval: Duration,
@@ -54,8 +80,19 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Larger request bodies are refused with 413 before they are parsed.
     pub max_body_bytes: usize,
-    /// Database connections; the hot path uses none, so a few are enough.
+    /// Database connections for requests; the hot path uses none, so a few
+    /// are enough. The probes and the reloader have one each besides.
     pub pool_size: usize,
+    /// Requests running at once, probes aside; more are answered 503 at
+    /// once, which a client or load balancer retries elsewhere.
+    pub max_concurrent_requests: usize,
+    /// A connection must deliver a request's headers within this (also
+    /// the longest an idle keep-alive connection stays open): slow clients
+    /// cannot hold connections forever.
+    pub header_read_timeout: Duration,
+    /// How long the dashboard's and `/metrics`' database statistics are
+    /// reused before they are computed again.
+    pub stats_ttl: Duration,
     /// After a stop request, how long requests in flight may take to
     /// finish before the server stops anyway. Keep it under the time the
     /// process manager waits before SIGKILL (`docker stop`: 10 s,
@@ -72,14 +109,24 @@ impl ServerConfig {
             addr,
             db_url: db_url.into(),
             api_token: None,
+            read_token: None,
             reload_interval: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             pool_size: 4,
+            max_concurrent_requests: 256,
+            header_read_timeout: Duration::from_secs(10),
+            stats_ttl: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             objective: crate::registry::Objective::default(),
         }
     }
+}
+
+/// Whether a route is a probe: outside the concurrency limit, so an
+/// overloaded server still answers its load balancer and its scraper.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// The routes, in one table so the router and the tests that hold the
@@ -87,24 +134,28 @@ impl ServerConfig {
 pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
         ("GET", "/", get(dashboard::page)),
-        ("GET", "/healthz", get(api::healthz)),
-        ("GET", "/readyz", get(api::readyz)),
-        ("GET", "/metrics", get(api::metrics)),
-        ("GET", "/api/openapi.json", get(api::openapi)),
-        ("GET", "/api/status", get(api::status)),
-        ("GET", "/api/models", get(api::models)),
-        ("GET", "/api/drift", get(api::drift)),
-        ("GET", "/api/ingestions", get(api::ingestions)),
-        ("GET", "/api/movies", get(api::search_movies)),
-        ("GET", "/api/movies/{movieId}", get(api::movie)),
-        ("GET", "/api/movies/{movieId}/similar", get(api::similar)),
+        ("GET", "/healthz", get(routes::healthz)),
+        ("GET", "/readyz", get(routes::readyz)),
+        ("GET", "/metrics", get(routes::metrics)),
+        ("GET", "/api/openapi.json", get(routes::openapi)),
+        ("GET", "/api/status", get(routes::status)),
+        ("GET", "/api/models", get(routes::models)),
+        ("GET", "/api/drift", get(routes::drift)),
+        ("GET", "/api/ingestions", get(routes::ingestions)),
+        ("GET", "/api/movies", get(routes::search_movies)),
+        ("GET", "/api/movies/{movieId}", get(routes::movie)),
+        ("GET", "/api/movies/{movieId}/similar", get(routes::similar)),
         (
             "GET",
             "/api/users/{userId}/recommendations",
-            get(api::recommendations),
+            get(routes::recommendations),
         ),
-        ("GET", "/api/users/{userId}/ratings", get(api::user_ratings)),
-        ("POST", "/api/ratings", post(api::post_ratings)),
+        (
+            "GET",
+            "/api/users/{userId}/ratings",
+            get(routes::user_ratings),
+        ),
+        ("POST", "/api/ratings", post(routes::post_ratings)),
     ]
 }
 
@@ -112,11 +163,38 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
 /// an ephemeral port in-process, [`serve`] on the configured address.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits();
-    let mut app = Router::new();
+    let mut probes = Router::new();
+    let mut limited = Router::new();
     for (_, path, handler) in routes() {
-        app = app.route(path, handler);
+        if is_probe(path) {
+            probes = probes.route(path, handler);
+        } else {
+            limited = limited.route(path, handler);
+        }
     }
-    app.fallback(errors::not_found)
+    // One semaphore for every limited route (a plain concurrency limit
+    // would give each route its own); at the limit, load shedding answers
+    // 503 at once rather than queue without bound.
+    let limit = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(
+            move |_: tower::BoxError| async move {
+                errors::ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the server is answering {} requests already, its limit; try again shortly",
+                        limits.max_concurrent_requests
+                    ),
+                )
+                .into_response()
+            },
+        ))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests,
+        ));
+    probes
+        .merge(limited.route_layer(limit))
+        .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         // Innermost first: the body limit applies to extractors, the timeout
         // to the handler, errors become JSON, and metrics see the final status.
@@ -127,7 +205,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(errors::json_errors))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::track,
         ))
         .with_state(state)
@@ -163,42 +241,57 @@ pub async fn serve_on(
         database = %crate::store::redact(&config.db_url),
         reload_every = ?config.reload_interval,
         writes = if config.api_token.is_some() { "enabled" } else { "disabled (no CINEMATCH_API_TOKEN)" },
+        per_user_reads = if config.read_token.is_some() { "need the read token" } else { "public (no read token)" },
         "serving"
     );
-    // axum stops accepting when `shutdown` resolves and then waits for every
-    // connection without a limit; the grace period starts at the same moment.
+    // hyper's HTTP/1 connections, so that the header read timeout applies
+    // (axum's own `serve` gives hyper no timer, which disables it).
     let grace = config.shutdown_grace;
-    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!(
+    let app = router(state);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    // Idle connections close now, busy ones after their response; the
+    // grace period bounds the wait.
+    tracing::info!(
+        grace = ?grace,
+        "no longer accepting connections; finishing the requests in flight"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("every request finished; the server stopped"),
+        () = tokio::time::sleep(grace) => tracing::warn!(
             grace = ?grace,
-            "no longer accepting connections; finishing the requests in flight"
-        );
-        let _ = begun_tx.send(());
-    });
-    let grace_over = async move {
-        if begun_rx.await.is_err() {
-            // The server ended on its own; this branch must not win.
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(grace).await;
-    };
-    let result = tokio::select! {
-        r = server => {
-            tracing::info!("every request finished; the server stopped");
-            r
-        }
-        () = grace_over => {
-            tracing::warn!(
-                grace = ?grace,
-                "the grace period is over; stopping with requests still in flight"
-            );
-            Ok(())
-        }
-    };
+            "the grace period is over; stopping with requests still in flight"
+        ),
+    }
     reloader.abort();
-    result.map_err(|e| Error::InvalidArgument(format!("the HTTP server stopped: {e}")))
+    Ok(())
 }
 
 /// [`serve`] on its own multi-threaded runtime until SIGINT or SIGTERM

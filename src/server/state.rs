@@ -17,7 +17,10 @@
 //! reach `ratings_buffer` after a snapshot was taken (through this server's
 //! API at once, from other processes on the next check) are kept in a
 //! separate map, so a movie a user just rated is never recommended back to
-//! them and their next list already reflects it.
+//! them and their next list already reflects it. A new snapshot covers what
+//! was buffered before it started loading, so installing it drops those
+//! entries: the map holds only what arrived since the snapshot, one entry
+//! per (user, movie), and does not grow with the life of the process.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Deref;
@@ -27,8 +30,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::metrics::Metrics;
+use super::metrics::RequestMetrics;
 use super::pool::StorePool;
+use super::stats::{Cached, Statistics};
 use super::ServerConfig;
 use crate::recommend::Recommender;
 use crate::registry;
@@ -128,6 +132,10 @@ impl Snapshot {
     }
 
     /// Reads the champion, the catalogue and every rating's (user, movie).
+    ///
+    /// The buffer is read before the ratings table: a merge moves rows from
+    /// the one to the other, so between the two reads a row is seen twice
+    /// (and deduplicated) rather than not at all.
     fn load(store: &mut dyn Store) -> Result<Snapshot> {
         let t0 = std::time::Instant::now();
         let champion = match registry::load_champion(store) {
@@ -141,16 +149,20 @@ impl Snapshot {
         let movies = store.movies()?;
         let stats = store.movie_stats()?;
         let mut history: HashMap<i32, Vec<(i32, f32)>> = HashMap::new();
+        let mut buffered = store.buffer_ratings(None)?;
+        let fresh = buffered.iter().map(|r| r.user_id).collect();
+        // Newest first, and before the ratings table: of a (user, movie)
+        // rated more than once, the stable sort and `dedup_by_key` below
+        // keep the first, the latest stars.
+        buffered.reverse();
+        add_history(&mut history, &buffered);
         for split in [Split::Train, Split::Test] {
             add_history(&mut history, &store.ratings(split)?);
         }
-        let buffered = store.buffer_ratings(None)?;
-        let fresh = buffered.iter().map(|r| r.user_id).collect();
-        add_history(&mut history, &buffered);
         let history = history
             .into_iter()
             .map(|(u, mut v)| {
-                v.sort_unstable_by_key(|h| h.0);
+                v.sort_by_key(|h| h.0);
                 v.dedup_by_key(|h| h.0);
                 (u, v.into_boxed_slice())
             })
@@ -186,6 +198,16 @@ fn add_history(into: &mut HashMap<i32, Vec<(i32, f32)>>, ratings: &[Rating]) {
 pub(crate) struct Limits {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    pub max_concurrent_requests: usize,
+}
+
+/// A rating received after the snapshot was taken.
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    stars: f32,
+    /// [`Shared::rated_seq`] when it was recorded: a snapshot whose load
+    /// started after that covers it.
+    seq: u64,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -194,18 +216,33 @@ pub struct AppState(Arc<Shared>);
 
 /// The state behind [`AppState`]; its fields are the server's own.
 pub struct Shared {
+    /// Connections for requests.
     pub(crate) pool: Arc<StorePool>,
+    /// One connection for `/readyz` and `/metrics`' liveness check alone, so
+    /// requests that keep every pooled connection busy (a burst of heavy
+    /// pages, writes waiting on a lock) cannot make a healthy server look
+    /// dead to its load balancer.
+    pub(crate) probe_pool: Arc<StorePool>,
+    /// One connection for the reloader, so a busy pool does not delay the
+    /// champion check or the rated sets.
+    reload_pool: Arc<StorePool>,
     pub(crate) snapshot: ArcSwapOption<Snapshot>,
     /// Ratings buffered after the snapshot was taken: by user, movie →
     /// stars (O(1) membership; a newer rating of a movie replaces the older).
-    extra_rated: RwLock<HashMap<i32, HashMap<i32, f32>>>,
+    extra_rated: RwLock<HashMap<i32, HashMap<i32, Recent>>>,
+    /// Counts what [`AppState::add_rated`] recorded; see [`Recent::seq`].
+    rated_seq: AtomicU64,
     /// Whether `extra_rated` holds anything: until it does, recommendations
     /// never touch its lock.
     has_extra: AtomicBool,
     /// Buffer size when it was last read, -1 before the first read.
     buffer_seen: AtomicI64,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<RequestMetrics>,
+    /// The dashboard's and `/metrics`' database statistics.
+    pub(crate) stats: Arc<Cached<Statistics>>,
     pub(crate) api_token: Option<String>,
+    /// Per-user reads need this (or the write token) when set.
+    pub(crate) read_token: Option<String>,
     /// The deployment's objective, for the models list and the dashboard.
     pub(crate) objective: crate::registry::Objective,
     pub(crate) backend: &'static str,
@@ -246,19 +283,31 @@ impl AppState {
                 "the reload interval and the request timeout must be longer than zero".into(),
             ));
         }
+        if config.max_concurrent_requests == 0 {
+            return Err(Error::InvalidArgument(
+                "the limit of concurrent requests must be at least 1".into(),
+            ));
+        }
+        let token = |t: &Option<String>| t.clone().filter(|t| !t.trim().is_empty());
         Ok(AppState(Arc::new(Shared {
             pool: Arc::new(StorePool::new(url.to_string(), config.pool_size)),
+            probe_pool: Arc::new(StorePool::new(url.to_string(), 1)),
+            reload_pool: Arc::new(StorePool::new(url.to_string(), 1)),
             snapshot: ArcSwapOption::empty(),
             extra_rated: RwLock::new(HashMap::new()),
+            rated_seq: AtomicU64::new(0),
             has_extra: AtomicBool::new(false),
             buffer_seen: AtomicI64::new(-1),
-            metrics: Metrics::default(),
-            api_token: config.api_token.clone().filter(|t| !t.trim().is_empty()),
+            metrics: Arc::default(),
+            stats: Arc::new(Cached::new(config.stats_ttl)),
+            api_token: token(&config.api_token),
+            read_token: token(&config.read_token),
             objective: config.objective,
             backend,
             limits: Limits {
                 request_timeout: config.request_timeout,
                 max_body_bytes: config.max_body_bytes,
+                max_concurrent_requests: config.max_concurrent_requests,
             },
             reload_interval: config.reload_interval,
             reloads: AtomicU64::new(0),
@@ -295,8 +344,11 @@ impl AppState {
             .map(|s| s.model_version().map(str::to_string));
         let catalogue_empty = current.as_ref().is_none_or(|s| s.catalogue.is_empty());
         let seen = self.buffer_seen.load(Ordering::Acquire);
+        // Whatever was recorded up to here is in the database before the
+        // load below starts, so a snapshot from it covers it.
+        let covered = self.rated_seq.load(Ordering::Acquire);
         let outcome = self
-            .pool
+            .reload_pool
             .run(move |store| {
                 let champion = store.champion()?;
                 let stale = match &loaded {
@@ -344,6 +396,7 @@ impl AppState {
                         );
                         self.buffer_seen.store(total, Ordering::Release);
                         self.snapshot.store(Some(Arc::from(snap)));
+                        self.forget_rated_up_to(covered);
                         self.reloads.fetch_add(1, Ordering::Relaxed);
                         true
                     }
@@ -365,18 +418,45 @@ impl AppState {
     }
 
     /// Remembers ratings that reached the buffer after the snapshot.
+    /// Call it only once they are committed (see [`Recent::seq`]).
     pub(crate) fn add_rated(&self, ratings: &[Rating]) {
         if ratings.is_empty() {
             return;
         }
         let mut extra = self.extra_rated.write().unwrap_or_else(|e| e.into_inner());
+        // Under the write lock, so a snapshot's `covered` mark never falls
+        // between the number and the entries that carry it.
+        let seq = self.rated_seq.fetch_add(1, Ordering::AcqRel) + 1;
         for r in ratings {
-            extra
-                .entry(r.user_id)
-                .or_default()
-                .insert(r.movie_id, r.rating);
+            extra.entry(r.user_id).or_default().insert(
+                r.movie_id,
+                Recent {
+                    stars: r.rating,
+                    seq,
+                },
+            );
         }
         self.has_extra.store(true, Ordering::Release);
+    }
+
+    /// Drops what a new snapshot covers: entries recorded at or before
+    /// `covered`. Later ones (ratings that arrived while it loaded) stay.
+    fn forget_rated_up_to(&self, covered: u64) {
+        let mut extra = self.extra_rated.write().unwrap_or_else(|e| e.into_inner());
+        extra.retain(|_, movies| {
+            movies.retain(|_, r| r.seq > covered);
+            !movies.is_empty()
+        });
+        if extra.is_empty() {
+            self.has_extra.store(false, Ordering::Release);
+        }
+    }
+
+    /// (ratings, users) held apart from the snapshot: what `/metrics`
+    /// shows, so an operator (and a test) can see the map stay bounded.
+    pub(crate) fn recent_counts(&self) -> (usize, usize) {
+        let extra = self.extra_rated.read().unwrap_or_else(|e| e.into_inner());
+        (extra.values().map(HashMap::len).sum(), extra.len())
     }
 
     /// What `user` rated after the snapshot was taken (possibly some it has
@@ -389,7 +469,7 @@ impl AppState {
         let extra = self.extra_rated.read().unwrap_or_else(|e| e.into_inner());
         extra
             .get(&user)
-            .map(|m| m.iter().map(|(&k, &v)| (k, v)).collect())
+            .map(|m| m.iter().map(|(&k, r)| (k, r.stars)).collect())
             .unwrap_or_default()
     }
 }
