@@ -7,11 +7,15 @@
 #
 #   small ranking    ../shared/data/ml-latest-small, `train` with the
 #                    defaults (the ranking champion, ease). Bar (issue 9):
-#                    >= 20,000 requests/s with p99 < 5 ms, no errors.
+#                    >= 20,000 requests/s with p99 < 5 ms, no errors. A
+#                    returning user's list is kept per model version
+#                    (src/recommend/cache.rs), so after the warm-up this
+#                    measures answers from that cache.
 #   small fold-in    the same server after a batch of FOLDIN_USERS (300)
 #                    brand-new users with 5 to 200 ratings each was ingested
 #                    into ratings_buffer: every request is for one of them,
-#                    so every list is folded in at request time. Bar
+#                    so every list is folded in at request time (never
+#                    cached). Bar
 #                    (issue 12): >= 5,000 requests/s with p99 < 10 ms.
 #   hot reload       a new champion promoted by another process under load.
 #   synthetic        `data synth --movies 62000 --ratings SYNTH_RATINGS

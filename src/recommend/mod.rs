@@ -35,6 +35,7 @@
 //! random models built to break it (`scan`). Buffers are per thread and
 //! reused, so a request allocates only its answer.
 
+mod cache;
 mod catalogue;
 mod scan;
 #[cfg(test)]
@@ -53,6 +54,8 @@ use crate::store::{MovieStats, Store};
 use crate::topk::{Cand, TopK};
 use crate::types::Movie;
 use crate::{Error, Result};
+use cache::ListCache;
+pub use cache::DEFAULT_LIST_CACHE_ENTRIES;
 use catalogue::ModelCatalogue;
 
 /// The largest `k` any request may ask for.
@@ -198,6 +201,8 @@ pub struct Recommender {
     /// The 8-bit copy of a factor model's movie factors the serving scan
     /// reads, when the CPU has the kernels.
     quantized: Option<scan::Quantized>,
+    /// Lists of returning users (see the `cache` module).
+    lists: ListCache,
 }
 
 impl Recommender {
@@ -232,7 +237,20 @@ impl Recommender {
             model_version,
             model: Arc::new(model),
             rating_model: None,
+            lists: ListCache::new(DEFAULT_LIST_CACHE_ENTRIES),
         }
+    }
+
+    /// How many `model` lists are kept for returning users (0 computes
+    /// every list on every request); see [`DEFAULT_LIST_CACHE_ENTRIES`].
+    pub fn with_list_cache(mut self, entries: usize) -> Recommender {
+        self.lists = ListCache::new(entries);
+        self
+    }
+
+    /// Lists held for returning users.
+    pub fn cached_lists(&self) -> usize {
+        self.lists.len()
     }
 
     /// Shows predicted stars of `rating` beside a ranking champion's list.
@@ -310,12 +328,24 @@ impl Recommender {
             )));
         }
         let genre = req.genre.map(str::trim).filter(|g| !g.is_empty());
+        // Only lists of the history the model knew, unfiltered, are kept:
+        // fold-in lists follow every new rating.
+        let cacheable = genre.is_none() && !req.fresh;
+        if cacheable {
+            if let Some(top) = self.lists.get(req.user_id, req.k, req.explain, req.history) {
+                return Ok((Strategy::Model, top));
+            }
+        }
         let personal = match &*self.model {
             Model::Factor(m) => self.rank_factor(m, req, genre),
             Model::Ease(m) => self.rank_ease(m, req, genre),
         };
         if let Some((strategy, mut top)) = personal {
             self.attach_ratings(req.user_id, &mut top);
+            if cacheable && strategy == Strategy::Model {
+                self.lists
+                    .put(req.user_id, req.k, req.explain, req.history, &top);
+            }
             return Ok((strategy, top));
         }
         Ok((Strategy::Popular, self.popular(req, genre)))

@@ -446,3 +446,77 @@ fn reasons_are_the_largest_positive_shares() {
     assert_eq!(got, vec![(1, 0.5), (3, 0.25), (4, 0.25)]);
     assert!(reasons([1].into_iter(), &[-0.5]).is_empty());
 }
+
+/// Returning users' `model` lists come from the cache after the first
+/// request, identical to a recommender that computes every list; a rating
+/// merged into the history (not fresh) changes the key, so the rated movie
+/// never comes back; fold-in and genre lists are never kept.
+#[test]
+fn cached_lists_equal_computed_ones_and_follow_the_history() {
+    let (ratings, movies) = two_clusters();
+    let params = crate::models::Hyperparams::Ease(crate::models::EaseParams {
+        lambda: 5.0,
+        neighbors: 0,
+        ..Default::default()
+    });
+    let cached = Recommender::new(
+        "e1".into(),
+        fit_model(params.clone(), &ratings),
+        movies.clone(),
+        &[],
+    );
+    let plain =
+        Recommender::new("e1".into(), fit_model(params, &ratings), movies, &[]).with_list_cache(0);
+    let mut by_user: std::collections::BTreeMap<i32, Vec<(i32, f32)>> = Default::default();
+    for r in &ratings {
+        by_user
+            .entry(r.user_id)
+            .or_default()
+            .push((r.movie_id, r.rating));
+    }
+    for (user, history) in &by_user {
+        for _ in 0..2 {
+            let req = Request::new(*user, 5, history);
+            assert_eq!(
+                cached.recommend_ids(&req).unwrap(),
+                plain.recommend_ids(&req).unwrap(),
+                "user {user}"
+            );
+        }
+    }
+    assert_eq!(cached.cached_lists(), by_user.len());
+    assert_eq!(plain.cached_lists(), 0);
+
+    // The user's first answer, then the same user with that movie merged.
+    let (user, history) = by_user.iter().next().unwrap();
+    let (_, first) = cached
+        .recommend_ids(&Request::new(*user, 5, history))
+        .unwrap();
+    let mut merged = history.clone();
+    merged.push((first[0].movie_id, 4.0));
+    let (strategy, after) = cached
+        .recommend_ids(&Request::new(*user, 5, &merged))
+        .unwrap();
+    assert_eq!(strategy, Strategy::Model);
+    assert!(
+        after.iter().all(|r| r.movie_id != first[0].movie_id),
+        "{after:?}"
+    );
+
+    let before = cached.cached_lists();
+    let fresh = Request {
+        fresh: true,
+        ..Request::new(*user, 5, history)
+    };
+    cached.recommend_ids(&fresh).unwrap();
+    let genre = Request {
+        genre: Some("Comedy"),
+        ..Request::new(*user, 5, history)
+    };
+    cached.recommend_ids(&genre).unwrap();
+    assert_eq!(
+        cached.cached_lists(),
+        before,
+        "fold-in and genre lists are not kept"
+    );
+}
