@@ -143,8 +143,10 @@ fn serve(db_url: &str, args: &[&str]) -> (Proc, SocketAddr) {
     let mut serve_args = vec!["serve", "--addr", "127.0.0.1:0"];
     serve_args.extend_from_slice(args);
     let mut server = Proc::start(db_url, &serve_args);
-    server.wait_for_log("serving");
-    // "serving addr=Some(127.0.0.1:PORT) ..."
+    // The start-up line "serving addr=Some(127.0.0.1:PORT) ...": waiting
+    // for "serving" alone races "serving a new snapshot", which can come
+    // first.
+    server.wait_for_log("addr=Some(");
     let log = server.log();
     let at = log.find("addr=Some(").expect("the server logs its address") + 10;
     let addr: String = log[at..]
