@@ -8,8 +8,8 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{Json, Type};
 use postgres::Client;
 
-use super::schema::{self, MIGRATIONS};
-use super::sqlite::{ordered_tables, version_key};
+use super::schema::{self, ordered_tables, version_key, MIGRATIONS};
+
 use super::{
     pgconn, rollback_target, ArtifactBlob, Backend, DriftAlert, Ingestion, Lease, LeaseGrant,
     LoadSummary, ModelEvaluation, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
