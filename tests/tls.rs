@@ -18,7 +18,7 @@ mod support;
 
 use std::process::Command;
 
-use cinematch::store::pgconn;
+use cinematch::store::postgres::conn;
 
 fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| {

@@ -6,13 +6,12 @@
 //! conformance suite in `tests/conformance.rs` runs the same assertions on
 //! both.
 
-pub mod pgconn;
 pub mod postgres;
 pub mod roles;
 pub mod schema;
 pub mod sqlite;
 
-pub use pgconn::redact;
+pub use postgres::conn::redact;
 
 use crate::progress::Progress;
 use crate::types::{Movie, Rating, Split};
