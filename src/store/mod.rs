@@ -24,12 +24,19 @@ pub enum Backend {
     Sqlite,
 }
 
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Backend {
+    /// The engine's name as users know it ("PostgreSQL", "SQLite").
+    pub fn name(self) -> &'static str {
+        match self {
             Backend::Postgres => "PostgreSQL",
             Backend::Sqlite => "SQLite",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -509,40 +516,61 @@ pub trait Store: Send {
 /// The embedded default when no database is configured.
 pub const DEFAULT_DB_URL: &str = "sqlite://cinematch.db";
 
-/// Opens the store a URL names and brings its schema up to date, so every
-/// command works against an empty database.
-///
-/// `postgres://` and `postgresql://` go to PostgreSQL (with `sslmode`);
-/// `sqlite://PATH`, `sqlite:PATH` or a path ending in `.db`/`.sqlite` go to
-/// SQLite, `sqlite::memory:` to a private in-memory database.
+/// Opens the store a URL names (see [`DbUrl::parse`]) and brings its schema
+/// up to date, so every command works against an empty database.
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
-    let mut store: Box<dyn Store> = if url.starts_with("postgres://")
-        || url.starts_with("postgresql://")
-        || url.contains("host=")
-    {
-        Box::new(postgres::PgStore::connect(url)?)
-    } else if let Some(path) = sqlite_path(url) {
-        Box::new(sqlite::SqliteStore::open(&path)?)
-    } else {
-        return Err(Error::Config(format!(
-            "unrecognised database URL {:?}: use postgres://user@host/db or sqlite://path/to/file.db",
-            redact(url)
-        )));
+    let mut store: Box<dyn Store> = match DbUrl::parse(url)? {
+        DbUrl::Postgres(url) => Box::new(postgres::PgStore::connect(&url)?),
+        DbUrl::Sqlite(path) => Box::new(sqlite::SqliteStore::open(&path)?),
     };
     store.migrate()?;
     Ok(store)
 }
 
-/// The file path of a SQLite URL, or `None` if the URL is not SQLite.
-pub fn sqlite_path(url: &str) -> Option<String> {
-    if let Some(rest) = url.strip_prefix("sqlite://") {
-        Some(rest.to_string())
-    } else if let Some(rest) = url.strip_prefix("sqlite:") {
-        Some(rest.to_string())
-    } else if url.ends_with(".db") || url.ends_with(".sqlite") || url.ends_with(".sqlite3") {
-        Some(url.to_string())
-    } else {
-        None
+/// A database URL resolved to the engine that serves it. The one place that
+/// tells the engines' URLs apart, for opening a store, for the server's
+/// start-up check and for the CLI, so they can never disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// A `postgres://`/`postgresql://` URL or a libpq key/value string
+    /// (`host=... dbname=...`), as given.
+    Postgres(String),
+    /// The SQLite file's path; `:memory:` for a private in-memory database.
+    Sqlite(String),
+}
+
+impl DbUrl {
+    /// `postgres://` and `postgresql://` go to PostgreSQL (with `sslmode`),
+    /// as does a key/value string with `host=`; `sqlite://PATH`,
+    /// `sqlite:PATH` or a path ending in `.db`/`.sqlite`/`.sqlite3` go to
+    /// SQLite, `sqlite::memory:` to a private in-memory database. Anything
+    /// else is [`Error::Config`], with the password redacted.
+    pub fn parse(url: &str) -> Result<DbUrl> {
+        let url = url.trim();
+        if url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains("host=")
+        {
+            Ok(DbUrl::Postgres(url.to_string()))
+        } else if let Some(rest) = url.strip_prefix("sqlite://") {
+            Ok(DbUrl::Sqlite(rest.to_string()))
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            Ok(DbUrl::Sqlite(rest.to_string()))
+        } else if url.ends_with(".db") || url.ends_with(".sqlite") || url.ends_with(".sqlite3") {
+            Ok(DbUrl::Sqlite(url.to_string()))
+        } else {
+            Err(Error::Config(format!(
+                "unrecognised database URL {:?}: use postgres://user@host/db or sqlite://path/to/file.db",
+                redact(url)
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbUrl::Postgres(_) => Backend::Postgres,
+            DbUrl::Sqlite(_) => Backend::Sqlite,
+        }
     }
 }
 
@@ -722,3 +750,6 @@ pub(crate) fn already_loaded(ratings: i64, movies: i64) -> Error {
          loading again would double it. Pass --replace to replace it."
     ))
 }
+
+#[cfg(test)]
+mod tests;
