@@ -7,7 +7,7 @@ use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::store::schema::SPEC_TABLES;
 use cinematch::store::{ArtifactBlob, ModelEvaluation, NewModelRun, RunCommit, TuningTrial};
-use cinematch::{Error, Movie, Rating, Split};
+use cinematch::{Error, IngestionStatus, Movie, Rating, Split};
 use common::TestDb;
 
 // Reference figures for ml-latest-small, computed independently with Python's
@@ -610,7 +610,7 @@ fn clearing_a_batch_is_scoped_audited_and_reversible(db: TestDb) {
 
     assert_eq!(s.clear_batch("w1").unwrap(), 2);
     let w1 = status(&mut s, "w1");
-    assert_eq!(w1.status.as_deref(), Some("cleared"));
+    assert_eq!(w1.status, Some(IngestionStatus::Cleared));
     assert_eq!(w1.record_count, Some(2));
     assert!(w1
         .notes
@@ -635,7 +635,7 @@ fn clearing_a_batch_is_scoped_audited_and_reversible(db: TestDb) {
     s.complete_ingestion("w1", &[r(5, 1, 1), r(6, 2, 2), r(9, 1, 5)], "again")
         .unwrap();
     let w1 = status(&mut s, "w1");
-    assert_eq!(w1.status.as_deref(), Some("completed"));
+    assert_eq!(w1.status, Some(IngestionStatus::Completed));
     assert_eq!(w1.record_count, Some(3));
     assert_eq!(s.buffer_ratings(Some("w1")).unwrap().len(), 3);
     // Being ingested: refused.
@@ -645,18 +645,21 @@ fn clearing_a_batch_is_scoped_audited_and_reversible(db: TestDb) {
     // The API's batch, cleared when named, reopens with the next rating.
     assert_eq!(s.clear_batch("api_2025-01-06").unwrap(), 1);
     assert_eq!(
-        status(&mut s, "api_2025-01-06").status.as_deref(),
-        Some("cleared")
+        status(&mut s, "api_2025-01-06").status,
+        Some(IngestionStatus::Cleared)
     );
     s.append_to_batch("api_2025-01-06", &[r(8, 1, 6)]).unwrap();
     let api = status(&mut s, "api_2025-01-06");
-    assert_eq!(api.status.as_deref(), Some("completed"));
+    assert_eq!(api.status, Some(IngestionStatus::Completed));
     assert_eq!(api.record_count, Some(1));
     // After a merge nothing is buffered: clearing must not reopen the batch.
     s.merge_buffer().unwrap();
     let err = s.clear_batch("w2").unwrap_err();
     assert!(err.to_string().contains("merged into ratings"), "{err}");
-    assert_eq!(status(&mut s, "w2").status.as_deref(), Some("completed"));
+    assert_eq!(
+        status(&mut s, "w2").status,
+        Some(IngestionStatus::Completed)
+    );
     assert!(matches!(
         s.begin_ingestion("w2"),
         Err(Error::BatchCompleted { .. })

@@ -14,7 +14,7 @@ pub mod sqlite;
 pub use postgres::conn::redact;
 
 use crate::progress::Progress;
-use crate::types::{Movie, Rating, Split};
+use crate::types::{IngestionStatus, Movie, PipelineStatus, Rating, Split};
 use crate::{Error, Result};
 
 /// Which engine a store runs on; some output (sizes, maintenance) differs.
@@ -192,13 +192,12 @@ pub struct Ingestion {
     pub batch_id: String,
     pub ingestion_date: Option<chrono::NaiveDateTime>,
     pub record_count: Option<i64>,
-    /// 'completed', 'failed', 'in_progress' or 'cleared' (its buffered
-    /// ratings were deleted by [`Store::clear_batch`]; it may be ingested
-    /// again). A batch whose process died
-    /// stays 'in_progress' until the next ingestion finds no process
-    /// ingesting and marks it 'failed' with [`INTERRUPTED_NOTE`]; either way
-    /// it may be retried.
-    pub status: Option<String>,
+    /// Cleared: its buffered ratings were deleted by [`Store::clear_batch`]
+    /// and it may be ingested again. A batch whose process died stays
+    /// in progress until the next ingestion finds no process ingesting and
+    /// marks it failed with [`INTERRUPTED_NOTE`]; either way it may be
+    /// retried. NULL only in rows other tools wrote.
+    pub status: Option<IngestionStatus>,
     pub notes: Option<String>,
 }
 
@@ -230,7 +229,7 @@ pub struct PipelineRun {
     pub id: i64,
     pub started_at: chrono::NaiveDateTime,
     pub finished_at: Option<chrono::NaiveDateTime>,
-    pub status: String,
+    pub status: PipelineStatus,
     pub batch_id: Option<String>,
     /// JSON array of step outcomes.
     pub steps: Option<String>,
@@ -405,7 +404,7 @@ pub trait Store: Send {
     fn finish_pipeline_run(
         &mut self,
         id: i64,
-        status: &str,
+        status: PipelineStatus,
         steps: &str,
         summary: &str,
     ) -> Result<()>;
@@ -710,12 +709,12 @@ pub(crate) fn cleared_note(n: u64) -> String {
     )
 }
 
-pub(crate) fn nothing_to_clear(batch_id: &str, status: Option<&str>) -> Error {
+pub(crate) fn nothing_to_clear(batch_id: &str, status: Option<IngestionStatus>) -> Error {
     Error::NotFound(format!(
         "batch {batch_id:?} has no ratings in ratings_buffer (status {}): {}",
-        status.unwrap_or("unknown"),
+        status.map_or("unknown", IngestionStatus::as_str),
         match status {
-            Some("completed") =>
+            Some(IngestionStatus::Completed) =>
                 "they were merged into ratings by a retrain or a buffer merge, \
                  so clearing (and ingesting it again) would double them",
             Some(_) => "nothing of it was stored",
@@ -736,10 +735,10 @@ pub const INTERRUPTED_NOTE: &str = "interrupted: the ingesting process stopped (
      the database) before the batch completed, so none of its ratings are in ratings_buffer; \
      ingest it again with the same batch id";
 
-pub(crate) fn batch_not_open(batch_id: &str, status: Option<&str>) -> Error {
+pub(crate) fn batch_not_open(batch_id: &str, status: Option<IngestionStatus>) -> Error {
     Error::Conflict(format!(
         "batch {batch_id:?} is not being ingested (status {}); another process may have finished or failed it",
-        status.unwrap_or("missing")
+        status.map_or("missing", IngestionStatus::as_str)
     ))
 }
 

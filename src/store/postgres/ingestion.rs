@@ -6,7 +6,7 @@ use postgres::types::Type;
 
 use super::PgStore;
 use crate::store::Ingestion;
-use crate::types::Rating;
+use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
 
 /// Held shared by every session with a batch 'in_progress' (see
@@ -74,19 +74,19 @@ pub(super) fn begin_ingestion(store: &mut PgStore, batch_id: &str) -> Result<()>
          ON CONFLICT (batch_id) DO NOTHING",
         &[&batch_id],
     )?;
-    let status: Option<String> = tx
+    let status: Option<IngestionStatus> = tx
         .query_one(
             "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
             &[&batch_id],
         )?
-        .get(0);
-    match status.as_deref() {
-        Some("completed") => {
+        .try_get(0)?;
+    match status {
+        Some(IngestionStatus::Completed) => {
             return Err(Error::BatchCompleted {
                 batch_id: batch_id.to_string(),
             })
         }
-        Some("in_progress") => {}
+        Some(IngestionStatus::InProgress) => {}
         _ => {
             tx.execute(
                 "UPDATE ingestion_metadata SET status = 'in_progress', record_count = NULL,
@@ -108,14 +108,15 @@ pub(super) fn complete_ingestion(
     notes: &str,
 ) -> Result<u64> {
     let mut tx = store.client.transaction()?;
-    let status: Option<String> = tx
-        .query_opt(
-            "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
-            &[&batch_id],
-        )?
-        .and_then(|r| r.get(0));
-    if status.as_deref() != Some("in_progress") {
-        return Err(crate::store::batch_not_open(batch_id, status.as_deref()));
+    let status: Option<IngestionStatus> = match tx.query_opt(
+        "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
+        &[&batch_id],
+    )? {
+        Some(r) => r.try_get(0)?,
+        None => None,
+    };
+    if status != Some(IngestionStatus::InProgress) {
+        return Err(crate::store::batch_not_open(batch_id, status));
     }
     let n = copy_into_buffer(&mut tx, batch_id, ratings)?;
     tx.execute(
@@ -167,17 +168,18 @@ pub(super) fn ingestions(store: &mut PgStore) -> Result<Vec<Ingestion>> {
            FROM ingestion_metadata ORDER BY ingestion_date DESC NULLS LAST, id DESC",
         &[],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| Ingestion {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(Ingestion {
             id: r.get(0),
             batch_id: r.get(1),
             ingestion_date: r.get(2),
             record_count: r.get(3),
-            status: r.get(4),
+            status: r.try_get(4)?,
             notes: r.get(5),
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }
 
 pub(super) fn buffer_counts(store: &mut PgStore) -> Result<Vec<(Option<String>, i64)>> {
@@ -204,13 +206,14 @@ pub(super) fn merge_buffer(store: &mut PgStore) -> Result<u64> {
 
 pub(super) fn clear_batch(store: &mut PgStore, batch_id: &str) -> Result<u64> {
     let mut tx = store.client.transaction()?;
-    let status: Option<Option<String>> = tx
-        .query_opt(
-            "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
-            &[&batch_id],
-        )?
-        .map(|r| r.get(0));
-    if status.as_ref().and_then(|s| s.as_deref()) == Some("in_progress") {
+    let status: Option<IngestionStatus> = match tx.query_opt(
+        "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
+        &[&batch_id],
+    )? {
+        Some(r) => r.try_get(0)?,
+        None => None,
+    };
+    if status == Some(IngestionStatus::InProgress) {
         return Err(crate::store::clear_while_ingesting(batch_id));
     }
     let n = tx.execute(
@@ -218,8 +221,7 @@ pub(super) fn clear_batch(store: &mut PgStore, batch_id: &str) -> Result<u64> {
         &[&batch_id],
     )?;
     if n == 0 {
-        let status = status.flatten();
-        return Err(crate::store::nothing_to_clear(batch_id, status.as_deref()));
+        return Err(crate::store::nothing_to_clear(batch_id, status));
     }
     tx.execute(
         "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)

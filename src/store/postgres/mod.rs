@@ -28,7 +28,7 @@ use super::{
     TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
-use crate::types::{Movie, Rating, Split};
+use crate::types::{Movie, PipelineStatus, Rating, Split};
 use crate::Result;
 
 pub struct PgStore {
@@ -190,7 +190,7 @@ impl Store for PgStore {
     fn finish_pipeline_run(
         &mut self,
         id: i64,
-        status: &str,
+        status: PipelineStatus,
         steps: &str,
         summary: &str,
     ) -> Result<()> {

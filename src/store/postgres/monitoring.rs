@@ -2,6 +2,7 @@
 
 use super::PgStore;
 use crate::store::{DriftAlert, NewDriftAlert, PipelineRun};
+use crate::types::PipelineStatus;
 use crate::Result;
 
 pub(super) fn insert_drift_alerts(store: &mut PgStore, alerts: &[NewDriftAlert]) -> Result<()> {
@@ -82,14 +83,14 @@ pub(super) fn start_pipeline_run(store: &mut PgStore, batch_id: Option<&str>) ->
 pub(super) fn finish_pipeline_run(
     store: &mut PgStore,
     id: i64,
-    status: &str,
+    status: PipelineStatus,
     steps: &str,
     summary: &str,
 ) -> Result<()> {
     store.client.execute(
         "UPDATE pipeline_runs SET finished_at = clock_timestamp(), status = $2, steps = $3, summary = $4
           WHERE id = $1::int8",
-        &[&id, &status, &steps, &summary],
+        &[&id, &status.as_str(), &steps, &summary],
     )?;
     Ok(())
 }
@@ -100,16 +101,17 @@ pub(super) fn pipeline_runs(store: &mut PgStore) -> Result<Vec<PipelineRun>> {
            FROM pipeline_runs ORDER BY id DESC",
         &[],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| PipelineRun {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(PipelineRun {
             id: r.get(0),
             started_at: r.get(1),
             finished_at: r.get(2),
-            status: r.get(3),
+            status: r.try_get(3)?,
             batch_id: r.get(4),
             steps: r.get(5),
             summary: r.get(6),
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }

@@ -7,7 +7,7 @@ use super::rows::parse_ts;
 use super::SqliteStore;
 use super::NOW;
 use crate::store::Ingestion;
-use crate::types::Rating;
+use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
 
 impl SqliteStore {
@@ -44,7 +44,7 @@ pub(super) fn begin_ingestion(store: &mut SqliteStore, batch_id: &str) -> Result
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let status: Option<Option<String>> = tx
+    let status: Option<Option<IngestionStatus>> = tx
         .query_row(
             "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
             [batch_id],
@@ -56,7 +56,7 @@ pub(super) fn begin_ingestion(store: &mut SqliteStore, batch_id: &str) -> Result
             e => Err(e),
         })?;
     match status {
-        Some(Some(s)) if s == "completed" => {
+        Some(Some(IngestionStatus::Completed)) => {
             return Err(Error::BatchCompleted {
                 batch_id: batch_id.to_string(),
             });
@@ -96,7 +96,7 @@ pub(super) fn complete_ingestion(
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let status: Option<String> = tx
+    let status: Option<IngestionStatus> = tx
         .query_row(
             "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
             [batch_id],
@@ -106,8 +106,8 @@ pub(super) fn complete_ingestion(
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
             e => Err(e),
         })?;
-    if status.as_deref() != Some("in_progress") {
-        return Err(crate::store::batch_not_open(batch_id, status.as_deref()));
+    if status != Some(IngestionStatus::InProgress) {
+        return Err(crate::store::batch_not_open(batch_id, status));
     }
     {
         let mut stmt = tx.prepare(&format!(
@@ -247,7 +247,7 @@ pub(super) fn clear_batch(store: &mut SqliteStore, batch_id: &str) -> Result<u64
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let status: Option<Option<String>> = tx
+    let status: Option<Option<IngestionStatus>> = tx
         .query_row(
             "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
             [batch_id],
@@ -258,13 +258,12 @@ pub(super) fn clear_batch(store: &mut SqliteStore, batch_id: &str) -> Result<u64
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
             e => Err(e),
         })?;
-    if status.as_ref().and_then(|s| s.as_deref()) == Some("in_progress") {
+    if status.flatten() == Some(IngestionStatus::InProgress) {
         return Err(crate::store::clear_while_ingesting(batch_id));
     }
     let n = tx.execute("DELETE FROM ratings_buffer WHERE batch_id = ?1", [batch_id])? as u64;
     if n == 0 {
-        let status = status.flatten();
-        return Err(crate::store::nothing_to_clear(batch_id, status.as_deref()));
+        return Err(crate::store::nothing_to_clear(batch_id, status.flatten()));
     }
     tx.execute(
         &format!(

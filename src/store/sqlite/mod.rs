@@ -29,7 +29,7 @@ use super::{
     TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
-use crate::types::{Movie, Rating, Split};
+use crate::types::{Movie, PipelineStatus, Rating, Split};
 use crate::{Error, Result};
 
 pub struct SqliteStore {
@@ -217,7 +217,7 @@ impl Store for SqliteStore {
     fn finish_pipeline_run(
         &mut self,
         id: i64,
-        status: &str,
+        status: PipelineStatus,
         steps: &str,
         summary: &str,
     ) -> Result<()> {

@@ -6,6 +6,7 @@ use super::rows::parse_ts;
 use super::SqliteStore;
 use super::NOW;
 use crate::store::{DriftAlert, NewDriftAlert, PipelineRun};
+use crate::types::PipelineStatus;
 use crate::Result;
 
 pub(super) fn insert_drift_alerts(store: &mut SqliteStore, alerts: &[NewDriftAlert]) -> Result<()> {
@@ -89,7 +90,7 @@ pub(super) fn start_pipeline_run(store: &mut SqliteStore, batch_id: Option<&str>
 pub(super) fn finish_pipeline_run(
     store: &mut SqliteStore,
     id: i64,
-    status: &str,
+    status: PipelineStatus,
     steps: &str,
     summary: &str,
 ) -> Result<()> {
@@ -97,7 +98,7 @@ pub(super) fn finish_pipeline_run(
         &format!(
             "UPDATE pipeline_runs SET finished_at = {NOW}, status = ?2, steps = ?3, summary = ?4 WHERE id = ?1"
         ),
-        params![id, status, steps, summary],
+        params![id, status.as_str(), steps, summary],
     )?;
     Ok(())
 }
