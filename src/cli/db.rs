@@ -104,7 +104,7 @@ fn db_roles(ctx: &Ctx, args: &RolesArgs) -> Result<()> {
     let mut pg = store::postgres::PgStore::connect(&url)
         .with_context(|| format!("opening the database {} (from {from})", store::redact(&url)))?;
     pg.migrate()?;
-    let report = roles::apply(pg.client(), &passwords)?;
+    let report = roles::apply(pg.client(), &passwords).context("`cinematch db roles`")?;
     print::roles_report(&report);
     Ok(())
 }

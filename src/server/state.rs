@@ -267,12 +267,12 @@ impl AppState {
         let url = config.db_url.trim();
         let backend = store::DbUrl::parse(url)?.backend().name();
         if config.reload_interval.is_zero() || config.request_timeout.is_zero() {
-            return Err(Error::InvalidArgument(
+            return Err(Error::Server(
                 "the reload interval and the request timeout must be longer than zero".into(),
             ));
         }
         if config.max_concurrent_requests == 0 {
-            return Err(Error::InvalidArgument(
+            return Err(Error::Server(
                 "the limit of concurrent requests must be at least 1".into(),
             ));
         }

@@ -69,7 +69,7 @@ pub struct LoadSummary {
     pub movies: u64,
     pub train: u64,
     pub test: u64,
-    /// Whether an existing dataset was replaced (`--replace`).
+    /// Whether an existing dataset was replaced (the `replace` of [`Store::load_dataset`]).
     pub replaced: bool,
 }
 
@@ -281,7 +281,7 @@ pub trait Store: Send {
 
     /// Writes a whole dataset in one transaction: either every movie and
     /// rating lands or the database is left exactly as it was. Refuses with
-    /// [`Error::Conflict`] when a dataset is already loaded, unless `replace`.
+    /// [`Error::DatasetLoaded`] when a dataset is already loaded, unless `replace`.
     /// `splits[i]` is the split of `ratings[i]`.
     fn load_dataset(
         &mut self,
@@ -483,7 +483,7 @@ pub trait Store: Send {
     /// Every promotion, oldest first.
     fn promotions(&mut self) -> Result<Vec<Promotion>>;
 
-    /// Makes a stored model the champion. [`Error::NotFound`] if it has no artifact.
+    /// Makes a stored model the champion. [`Error::UnknownModel`] if it has no artifact.
     fn promote(&mut self, model_version: &str, reason: &str) -> Result<()>;
 
     /// Makes a stored model the champion only if the champion is still
@@ -739,14 +739,6 @@ pub(crate) fn batch_not_open(batch_id: &str, status: Option<IngestionStatus>) ->
     Error::Conflict(format!(
         "batch {batch_id:?} is not being ingested (status {}); another process may have finished or failed it",
         status.map_or("missing", IngestionStatus::as_str)
-    ))
-}
-
-/// The refusal both backends give when a dataset is already loaded.
-pub(crate) fn already_loaded(ratings: i64, movies: i64) -> Error {
-    Error::Conflict(format!(
-        "the database already holds a dataset ({ratings} ratings, {movies} movies); \
-         loading again would double it. Pass --replace to replace it."
     ))
 }
 

@@ -9,7 +9,7 @@ use super::PgStore;
 use crate::progress::Progress;
 use crate::store::{LoadSummary, MovieStats, SplitStats};
 use crate::types::{Movie, Rating, Split};
-use crate::Result;
+use crate::{Error, Result};
 
 const PROGRESS_CHUNK: usize = 50_000;
 
@@ -28,7 +28,10 @@ pub(super) fn load_dataset(
     let have_ratings: i64 = tx.query_one("SELECT COUNT(*) FROM ratings", &[])?.get(0);
     let have_movies: i64 = tx.query_one("SELECT COUNT(*) FROM movies", &[])?.get(0);
     if (have_ratings > 0 || have_movies > 0) && !replace {
-        return Err(crate::store::already_loaded(have_ratings, have_movies));
+        return Err(Error::DatasetLoaded {
+            ratings: have_ratings,
+            movies: have_movies,
+        });
     }
     let replaced = have_ratings > 0 || have_movies > 0;
     if replaced {

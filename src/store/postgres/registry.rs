@@ -185,9 +185,9 @@ pub(super) fn promote(store: &mut PgStore, model_version: &str, reason: &str) ->
         &[&model_version, &reason],
     )?;
     if n == 0 {
-        return Err(Error::NotFound(format!(
-            "no stored model {model_version:?}; `cinematch models list` shows the versions"
-        )));
+        return Err(Error::UnknownModel {
+            version: model_version.to_string(),
+        });
     }
     Ok(())
 }
@@ -207,9 +207,9 @@ pub(super) fn promote_if_champion_is(
         &[&model_version, &reason],
     )?;
     if n == 0 {
-        return Err(Error::NotFound(format!(
-            "no stored model {model_version:?}; `cinematch models list` shows the versions"
-        )));
+        return Err(Error::UnknownModel {
+            version: model_version.to_string(),
+        });
     }
     tx.commit()?;
     Ok(())

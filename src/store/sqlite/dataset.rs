@@ -7,7 +7,7 @@ use super::SqliteStore;
 use crate::progress::Progress;
 use crate::store::{sample_std, LoadSummary, MovieStats, SplitStats};
 use crate::types::{Movie, Rating, Split};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Rows per progress tick; small enough for a smooth bar, large enough to be free.
 const PROGRESS_CHUNK: usize = 50_000;
@@ -30,7 +30,10 @@ pub(super) fn load_dataset(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (have_ratings, have_movies) = (count(&tx, "ratings")?, count(&tx, "movies")?);
     if (have_ratings > 0 || have_movies > 0) && !replace {
-        return Err(crate::store::already_loaded(have_ratings, have_movies));
+        return Err(Error::DatasetLoaded {
+            ratings: have_ratings,
+            movies: have_movies,
+        });
     }
     let replaced = have_ratings > 0 || have_movies > 0;
     if replaced {

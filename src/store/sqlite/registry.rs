@@ -199,9 +199,9 @@ pub(super) fn promote(store: &mut SqliteStore, model_version: &str, reason: &str
         |r| r.get(0),
     )?;
     if !exists {
-        return Err(Error::NotFound(format!(
-            "no stored model {model_version:?}; `cinematch models list` shows the versions"
-        )));
+        return Err(Error::UnknownModel {
+            version: model_version.to_string(),
+        });
     }
     tx.execute(
         "INSERT INTO model_champions (model_version, promoted_at, reason)
@@ -229,9 +229,9 @@ pub(super) fn promote_if_champion_is(
         [model_version, reason],
     )?;
     if n == 0 {
-        return Err(Error::NotFound(format!(
-            "no stored model {model_version:?}; `cinematch models list` shows the versions"
-        )));
+        return Err(Error::UnknownModel {
+            version: model_version.to_string(),
+        });
     }
     tx.commit()?;
     Ok(())
