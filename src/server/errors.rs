@@ -303,3 +303,28 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     );
     Response::from_parts(parts, axum::body::Body::from(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_side_failures_are_never_client_errors() {
+        let broken = Error::Artifact("checksum mismatch".into());
+        let (status, message) = public_message(&broken);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(message.contains("stored model"), "{message}");
+        assert!(!message.contains("checksum"), "{message}");
+        let startup = Error::Server("cannot listen on 127.0.0.1:80: denied".into());
+        assert!(public_message(&startup).0.is_server_error());
+        let unknown = Error::UnknownModel {
+            version: "run_x_v1".into(),
+        };
+        assert_eq!(public_message(&unknown).0, StatusCode::NOT_FOUND);
+        let loaded = Error::DatasetLoaded {
+            ratings: 1,
+            movies: 1,
+        };
+        assert_eq!(public_message(&loaded).0, StatusCode::CONFLICT);
+    }
+}
