@@ -31,9 +31,22 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
 
     /// A request that conflicts with what the database holds (for example
-    /// loading twice without `--replace`).
+    /// clearing a batch while it is being ingested).
     #[error("{0}")]
     Conflict(String),
+
+    /// A dataset is loaded already: loading another on top would double it.
+    /// The caller may ask for it to be replaced; how is the caller's to say.
+    #[error(
+        "the database already holds a dataset ({ratings} ratings, {movies} movies); \
+         loading again would double it"
+    )]
+    DatasetLoaded { ratings: i64, movies: i64 },
+
+    /// No stored model has this version (a typo, or a version of another
+    /// database); the caller knows where the versions can be listed.
+    #[error("no stored model {version:?}")]
+    UnknownModel { version: String },
 
     /// The batch completed before: ingesting it again would double it.
     /// The pipeline treats it as done; the CLI exits with its own code.
@@ -76,6 +89,12 @@ pub enum Error {
     /// request that needed it.
     #[error("model artifact: {0}")]
     Artifact(String),
+
+    /// The HTTP server could not start or stopped (the address is taken,
+    /// its settings are unusable, the runtime failed): the operator's to
+    /// fix, never a client's mistake, so never [`Error::InvalidArgument`].
+    #[error("HTTP server: {0}")]
+    Server(String),
 }
 
 impl From<postgres::Error> for Error {

@@ -31,4 +31,4 @@ pub mod tracking;
 pub mod types;
 
 pub use error::{Error, Result};
-pub use types::{Movie, Rating, Split, SplitRating};
+pub use types::{IngestionStatus, Movie, PipelineStatus, Rating, Split, SplitRating, StepStatus};

@@ -91,6 +91,95 @@ impl Split {
     }
 }
 
+/// Where a batch stands (`ingestion_metadata.status`). The spec's values are
+/// 'completed', 'failed' and 'in_progress'; 'cleared' marks a batch whose
+/// buffered ratings were deleted so that it may be ingested again. The
+/// database stores exactly these strings, the [`Display`](std::fmt::Display)
+/// and [`FromStr`](std::str::FromStr) spellings.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum IngestionStatus {
+    InProgress,
+    Completed,
+    Failed,
+    Cleared,
+}
+
+/// Where a monitoring cycle stands (`pipeline_runs.status`, whose CHECK
+/// allows exactly these spellings).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum PipelineStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// How one step of a cycle ended, as recorded in `pipeline_runs.steps`
+/// (JSON) and printed.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum StepStatus {
+    Ok,
+    Skipped,
+    Failed,
+}
+
+impl IngestionStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl PipelineStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// A rating together with the split it was assigned to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SplitRating {
@@ -170,5 +259,41 @@ mod tests {
         let step = RATING_STEP.to_string();
         assert!(RatingError::NotHalfStep.to_string().ends_with(&step));
         assert!(RatingError::NotHalfStep.label().contains(&step));
+    }
+
+    #[test]
+    fn statuses_are_spelled_as_the_schema_stores_them() {
+        use IngestionStatus as I;
+        for (st, text) in [
+            (I::InProgress, "in_progress"),
+            (I::Completed, "completed"),
+            (I::Failed, "failed"),
+            (I::Cleared, "cleared"),
+        ] {
+            assert_eq!(st.to_string(), text);
+            assert_eq!(st.as_str(), text);
+            assert_eq!(text.parse::<I>().unwrap(), st);
+        }
+        use PipelineStatus as P;
+        for (st, text) in [
+            (P::Running, "running"),
+            (P::Succeeded, "succeeded"),
+            (P::Failed, "failed"),
+        ] {
+            assert_eq!(st.as_str(), text);
+            assert_eq!(text.parse::<P>().unwrap(), st);
+        }
+        for (st, text) in [
+            (StepStatus::Ok, "ok"),
+            (StepStatus::Skipped, "skipped"),
+            (StepStatus::Failed, "failed"),
+        ] {
+            assert_eq!(st.as_str(), text);
+            assert_eq!(serde_json::to_string(&st).unwrap(), format!("\"{text}\""));
+        }
+        // Tables pad them like the strings they replaced.
+        assert_eq!(format!("{:<8}|", StepStatus::Ok), "ok      |");
+        assert!("Completed".parse::<I>().is_err());
+        assert!("done".parse::<P>().is_err());
     }
 }

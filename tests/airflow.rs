@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cinematch::store;
+use cinematch::IngestionStatus;
 
 /// The virtualenv with Airflow, checked to be complete.
 fn airflow_venv() -> PathBuf {
@@ -322,7 +323,7 @@ fn airflow_dags_test_runs_one_weekly_cycle() {
         .iter()
         .find(|i| i.batch_id == "batch_20251215")
         .unwrap_or_else(|| panic!("no batch_20251215 in {audit:?}"));
-    assert_eq!(batch.status.as_deref(), Some("completed"));
+    assert_eq!(batch.status, Some(IngestionStatus::Completed));
     assert_eq!(batch.record_count, Some(600));
     assert!(
         !s.drift_alerts(None).unwrap().is_empty(),

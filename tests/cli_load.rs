@@ -308,6 +308,10 @@ fn loading_a_directory_twice_is_refused(db: TestDb) {
     let (ok, _, err) = cinematch(db.url(), &["load", dir]);
     assert!(!ok);
     assert!(err.contains("--replace"), "{err}");
+    assert!(
+        err.contains("loading again would double it. Pass --replace to replace it."),
+        "{err}"
+    );
     assert_eq!(snapshot(&db), before);
     let (ok, out, err) = cinematch(db.url(), &["load", "--replace", dir]);
     assert!(ok, "{err}");
@@ -319,8 +323,19 @@ fn loading_a_directory_twice_is_refused(db: TestDb) {
     );
 }
 
+/// The library's error names no command; the CLI adds where to look.
+fn an_unknown_model_version_points_at_the_list(db: TestDb) {
+    let (ok, _, err) = cinematch(db.url(), &["models", "promote", "run_nope_v9"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no stored model \"run_nope_v9\"; `cinematch models list` shows the versions"),
+        "{err}"
+    );
+}
+
 on_both_backends!(
     bad_input_is_refused_and_changes_nothing,
     skip_invalid_loads_the_rest_and_counts,
     loading_a_directory_twice_is_refused,
+    an_unknown_model_version_points_at_the_list,
 );

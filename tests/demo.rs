@@ -6,7 +6,7 @@ mod common;
 
 use cinematch::pipeline::demo::{self, DemoOptions};
 use cinematch::progress::Silent;
-use cinematch::Split;
+use cinematch::{IngestionStatus, Split};
 use common::TestDb;
 
 fn demo_story_alerts_only_in_the_drifted_week(db: TestDb) {
@@ -67,7 +67,7 @@ fn demo_story_alerts_only_in_the_drifted_week(db: TestDb) {
     assert_eq!(ing.len(), 3);
     assert!(ing
         .iter()
-        .all(|i| i.status.as_deref() == Some("completed") && i.record_count == Some(10_000)));
+        .all(|i| i.status == Some(IngestionStatus::Completed) && i.record_count == Some(10_000)));
     // model_metrics: a rating model (svd) and a ranking model (ease) on the
     // train split, then the drift-triggered retrain of the champion on
     // train + 3 batches.

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cinematch::store::{self, Ingestion, Store};
-use cinematch::{Rating, Split};
+use cinematch::{IngestionStatus, PipelineStatus, Rating, Split};
 use common::{PgDb, SqliteDb, TestDb};
 use rand::{Rng, SeedableRng};
 
@@ -521,7 +521,12 @@ fn snap(url: &str) -> Snap {
         .ingestions()
         .unwrap()
         .into_iter()
-        .map(|i| (i.batch_id, (i.status, i.record_count, 0)))
+        .map(|i| {
+            (
+                i.batch_id,
+                (i.status.map(|s| s.to_string()), i.record_count, 0),
+            )
+        })
         .collect();
     for (batch, n) in s.buffer_counts().unwrap() {
         let b = batch.unwrap_or_default();
@@ -548,7 +553,10 @@ fn ingestion(url: &str, batch: &str) -> Ingestion {
 }
 
 fn status(url: &str, batch: &str) -> String {
-    ingestion(url, batch).status.unwrap_or_default()
+    ingestion(url, batch)
+        .status
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 /// SQLite: the file survived the kill intact.
@@ -703,7 +711,7 @@ fn ingest_killed_leaves_no_partial_batch_and_an_honest_audit_trail(db: TestDb) {
     );
     live.wait_for(&marker("ingest:after_metadata_in_progress"));
     let w1_row = ingestion(url, "w1");
-    assert_eq!(w1_row.status.as_deref(), Some("failed"));
+    assert_eq!(w1_row.status, Some(IngestionStatus::Failed));
     assert_eq!(w1_row.notes.as_deref(), Some(store::INTERRUPTED_NOTE));
     run_ok(url, &["ingest", &w2, "--batch-id", "w2"]);
     assert_eq!(
@@ -724,7 +732,7 @@ fn ingest_killed_leaves_no_partial_batch_and_an_honest_audit_trail(db: TestDb) {
     );
     settle(&db);
     let w3_row = ingestion(url, "w3");
-    assert_eq!(w3_row.status.as_deref(), Some("failed"));
+    assert_eq!(w3_row.status, Some(IngestionStatus::Failed));
     let notes = w3_row.notes.unwrap_or_default();
     assert!(notes.contains("interrupted"), "w3 notes: {notes}");
     assert_eq!(w3_row.record_count, None);
@@ -737,7 +745,7 @@ fn ingest_killed_leaves_no_partial_batch_and_an_honest_audit_trail(db: TestDb) {
     let o = run_ok(url, &["ingest", &w1, "--batch-id", "w1"]);
     assert!(o.stdout.contains("ingested 3,000 ratings"), "{}", o.stdout);
     let w1_row = ingestion(url, "w1");
-    assert_eq!(w1_row.status.as_deref(), Some("completed"));
+    assert_eq!(w1_row.status, Some(IngestionStatus::Completed));
     assert_eq!(w1_row.record_count, Some(k1.len() as i64));
     run_ok(url, &["ingest", &w3, "--batch-id", "w3"]);
     let s = snap(url);
@@ -1043,7 +1051,10 @@ fn two_pipeline_runs_at_once_are_serialized(db: TestDb) {
     run_ok(url, &run_w3);
     assert_eq!(end_state(url), serial, "as if run one after the other");
     let runs = open(url).pipeline_runs().unwrap();
-    assert!(runs.iter().all(|r| r.status == "succeeded"), "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.status == PipelineStatus::Succeeded),
+        "{runs:?}"
+    );
 
     // Both at the same instant, same batch: whichever order, w3 lands once.
     let control2 = another(&db);
@@ -1762,9 +1773,9 @@ fn postgres_stopped_during_a_pipeline_cycle() {
             "re-run after PostgreSQL stopped at {fp}"
         );
         let runs = open(&url).pipeline_runs().unwrap();
-        assert_eq!(runs[0].status, "succeeded");
+        assert_eq!(runs[0].status, PipelineStatus::Succeeded);
         assert!(
-            runs[1..].iter().all(|r| r.status == "failed"),
+            runs[1..].iter().all(|r| r.status == PipelineStatus::Failed),
             "the interrupted run is recorded as failed: {runs:?}"
         );
         cluster.drop_db(&name);

@@ -26,6 +26,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::process::Command;
 
+use cinematch::IngestionStatus;
 use common::TestDb;
 use support::TestServer;
 
@@ -595,7 +596,7 @@ fn hostile_urls_and_file_names(db: TestDb) {
         .ingestions()
         .unwrap()
         .into_iter()
-        .filter(|i| i.status.as_deref() == Some("completed"))
+        .filter(|i| i.status == Some(IngestionStatus::Completed))
         .map(|i| i.batch_id)
         .collect();
     for stem in &expected {

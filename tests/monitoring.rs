@@ -16,7 +16,7 @@ use cinematch::pipeline::scheduler::{process_inbox_with, run_with, Clock, Schedu
 use cinematch::progress::Silent;
 use cinematch::registry::{self, TrainOptions};
 use cinematch::store::Store;
-use cinematch::{Error, Split};
+use cinematch::{Error, IngestionStatus, PipelineStatus, Split, StepStatus};
 use common::TestDb;
 
 fn batch_file(dir: &std::path::Path, name: &str, rows: &[(i32, i32, f32)]) -> PathBuf {
@@ -54,7 +54,7 @@ fn ingestion_is_atomic_audited_and_retryable(db: TestDb) {
     assert_eq!(count(s.as_mut(), "ratings_buffer"), 0);
     let audit = s.ingestions().unwrap();
     assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0].status.as_deref(), Some("failed"));
+    assert_eq!(audit[0].status, Some(IngestionStatus::Failed));
     assert!(audit[0].notes.as_deref().unwrap().contains("w1.csv:4"));
     // Unknown movie: rejected (referential integrity).
     let unknown = batch_file(tmp.path(), "w1b.csv", &[(1, 1, 4.0), (2, 999, 3.5)]);
@@ -72,22 +72,22 @@ fn ingestion_is_atomic_audited_and_retryable(db: TestDb) {
     assert_eq!(count(s.as_mut(), "ratings_buffer"), 3);
     let audit = s.ingestions().unwrap();
     assert_eq!(audit.len(), 1, "one audit row per batch id");
-    assert_eq!(audit[0].status.as_deref(), Some("completed"));
+    assert_eq!(audit[0].status, Some(IngestionStatus::Completed));
     assert_eq!(audit[0].record_count, Some(3));
     // A completed batch is refused and nothing doubles.
     let err = ingest_file(s.as_mut(), &good, "batch_w1", ReadOptions::default()).unwrap_err();
     assert!(matches!(err, Error::BatchCompleted { .. }), "{err}");
     assert_eq!(count(s.as_mut(), "ratings_buffer"), 3);
     assert_eq!(
-        s.ingestions().unwrap()[0].status.as_deref(),
-        Some("completed")
+        s.ingestions().unwrap()[0].status,
+        Some(IngestionStatus::Completed)
     );
     // An interrupted batch (killed after 'in_progress') is visible and retryable.
     s.begin_ingestion("batch_w2").unwrap();
     let audit = db.store().ingestions().unwrap();
     assert!(audit
         .iter()
-        .any(|i| i.batch_id == "batch_w2" && i.status.as_deref() == Some("in_progress")));
+        .any(|i| i.batch_id == "batch_w2" && i.status == Some(IngestionStatus::InProgress)));
     let w2 = batch_file(tmp.path(), "w2.csv", &[(5, 5, 2.0)]);
     ingest_file(s.as_mut(), &w2, "batch_w2", ReadOptions::default()).unwrap();
     assert_eq!(count(s.as_mut(), "ratings_buffer"), 4);
@@ -275,7 +275,11 @@ fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
     let report = run_cycle(s.as_mut(), &opts, &Silent).unwrap();
     assert!(report.succeeded);
     assert!(report.drift);
-    let statuses: Vec<(&str, &str)> = report.steps.iter().map(|x| (x.name, x.status)).collect();
+    let statuses: Vec<(&str, &str)> = report
+        .steps
+        .iter()
+        .map(|x| (x.name, x.status.as_str()))
+        .collect();
     assert_eq!(
         statuses,
         [("ingest", "ok"), ("drift_check", "ok"), ("retrain", "ok")]
@@ -290,9 +294,10 @@ fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
     let train_after = s.ratings(Split::Train).unwrap().len();
     let again = run_cycle(s.as_mut(), &opts, &Silent).unwrap();
     assert!(again.succeeded);
-    assert_eq!(again.steps[0].status, "skipped");
+    assert_eq!(again.steps[0].status, StepStatus::Skipped);
     assert_eq!(
-        again.steps[1].status, "skipped",
+        again.steps[1].status,
+        StepStatus::Skipped,
         "empty buffer: nothing to compare"
     );
     assert_eq!(s.ratings(Split::Train).unwrap().len(), train_after);
@@ -305,7 +310,7 @@ fn pipeline_cycles_are_recorded_idempotent_and_exclusive(db: TestDb) {
     );
     assert!(runs
         .iter()
-        .all(|r| r.status == "succeeded" && r.finished_at.is_some()));
+        .all(|r| r.status == PipelineStatus::Succeeded && r.finished_at.is_some()));
     let steps: serde_json::Value = serde_json::from_str(runs[1].steps.as_deref().unwrap()).unwrap();
     assert_eq!(steps.as_array().unwrap().len(), 3);
 }
@@ -483,7 +488,10 @@ fn scheduler_retries_with_doubling_backoff(db: TestDb) {
     );
     let runs = s.pipeline_runs().unwrap();
     assert_eq!(runs.len(), 3, "three attempts");
-    assert!(runs.iter().all(|r| r.status == "failed"), "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.status == PipelineStatus::Failed),
+        "{runs:?}"
+    );
     assert_eq!(done.cycles.len(), 1, "the last attempt's report");
     assert!(!done.all_succeeded());
     std::fs::remove_file(inbox.path().join("batch_bad.csv")).unwrap();
@@ -538,7 +546,7 @@ fn scheduler_cron_loop_waits_for_each_tick(db: TestDb) {
     let runs = s.pipeline_runs().unwrap();
     assert_eq!(runs.len(), 1, "one tick, one batch");
     assert_eq!(runs[0].batch_id.as_deref(), Some("batch_w1"));
-    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(runs[0].status, PipelineStatus::Succeeded);
     assert_eq!(
         clock.now(),
         "2025-01-13T09:00:00Z"
@@ -579,7 +587,7 @@ fn scheduler_retry_succeeds_once_the_cause_is_gone(db: TestDb) {
     assert!(done.cycles[0].succeeded);
     let audit = s.ingestions().unwrap();
     let w1 = audit.iter().find(|i| i.batch_id == "batch_w1").unwrap();
-    assert_eq!(w1.status.as_deref(), Some("completed"));
+    assert_eq!(w1.status, Some(IngestionStatus::Completed));
     assert_eq!(w1.record_count, Some(2));
 }
 
@@ -728,7 +736,7 @@ fn scheduler_waits_for_a_file_being_written(db: TestDb) {
     let audit = s.ingestions().unwrap();
     let ids: Vec<&str> = audit.iter().map(|i| i.batch_id.as_str()).collect();
     assert_eq!(ids, ["batch_w1"], "only the finished, visible batch file");
-    assert_eq!(audit[0].status.as_deref(), Some("completed"));
+    assert_eq!(audit[0].status, Some(IngestionStatus::Completed));
     assert_eq!(
         audit[0].record_count,
         Some(LINES as i64),
@@ -796,7 +804,7 @@ fn buffer_clear_is_scoped_and_keeps_api_ratings(db: TestDb) {
     );
     let audit = s.ingestions().unwrap();
     let w1 = audit.iter().find(|i| i.batch_id == "batch_w1").unwrap();
-    assert_eq!(w1.status.as_deref(), Some("cleared"));
+    assert_eq!(w1.status, Some(IngestionStatus::Cleared));
     assert_eq!(w1.record_count, Some(2));
 
     let out = cinematch_cli(&db, &["buffer", "clear", "--batch", &api]);

@@ -796,7 +796,7 @@ fn hostile_passwords_log_in_exactly_as_given() {
             .unwrap()
             .subsec_nanos()
     );
-    let mut admin = cinematch::store::pgconn::connect(&admin_url).expect("TLS cluster");
+    let mut admin = cinematch::store::postgres::conn::connect(&admin_url).expect("TLS cluster");
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .unwrap();
@@ -813,7 +813,7 @@ fn hostile_passwords_log_in_exactly_as_given() {
                 Role::MlPipeline => PIPELINE_PASSWORD,
             };
             let url = as_user(&db_url, role.name(), pw);
-            let mut c = cinematch::store::pgconn::connect(&url)
+            let mut c = cinematch::store::postgres::conn::connect(&url)
                 .unwrap_or_else(|e| panic!("{role} cannot log in with its password: {e}"));
             let who: String = c
                 .query_one("SELECT current_user::text", &[])
@@ -830,7 +830,7 @@ fn hostile_passwords_log_in_exactly_as_given() {
             ];
             for wrong in near_misses.iter().filter(|w| w.as_str() != pw) {
                 let url = as_user(&db_url, role.name(), wrong);
-                let err = match cinematch::store::pgconn::connect(&url) {
+                let err = match cinematch::store::postgres::conn::connect(&url) {
                     Ok(_) => panic!("{role} logged in with {wrong:?}"),
                     Err(e) => e.to_string(),
                 };

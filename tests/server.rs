@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cinematch::store::{NewDriftAlert, Store};
+use cinematch::IngestionStatus;
 use common::TestDb;
 use serde_json::{json, Value};
 use support::{http, load_small, train, Resp, TestServer};
@@ -673,7 +674,7 @@ fn posted_ratings_land_in_the_buffer(db: TestDb) {
     assert_eq!(rows.iter().map(|r| r.record_count.unwrap()).sum::<i64>(), 4);
     assert!(rows
         .iter()
-        .all(|r| r.status.as_deref() == Some("completed")));
+        .all(|r| r.status == Some(IngestionStatus::Completed)));
     // The user's ratings endpoint reads the buffer too.
     let mine = ok_json(server.get("/api/users/700000/ratings"));
     assert_eq!(mine["total"], 1);

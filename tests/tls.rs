@@ -18,7 +18,7 @@ mod support;
 
 use std::process::Command;
 
-use cinematch::store::pgconn;
+use cinematch::store::postgres::conn;
 
 fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| {
@@ -76,7 +76,7 @@ fn plain(query: &str) -> String {
 /// Connects and returns whether the session is encrypted (and its protocol).
 #[track_caller]
 fn connects(what: &str, url: &str) -> (bool, Option<String>) {
-    let mut c = pgconn::connect(url).unwrap_or_else(|e| panic!("{what}: expected success: {e}"));
+    let mut c = conn::connect(url).unwrap_or_else(|e| panic!("{what}: expected success: {e}"));
     let row = c
         .query_one(
             "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
@@ -107,7 +107,7 @@ fn plaintext(what: &str, url: &str) {
 /// Fails with a message containing every one of `want`, without `secret`.
 #[track_caller]
 fn refused(what: &str, url: &str, want: &[&str], secret: &str) -> String {
-    let msg = match pgconn::connect(url) {
+    let msg = match conn::connect(url) {
         Ok(_) => panic!("{what}: expected a refusal, but it connected"),
         Err(e) => e.to_string(),
     };
@@ -380,7 +380,7 @@ impl Canary {
         let token = format!("LeakCanary{}", n.replace('_', ""));
         let password = format!("{token}'\\\"@:/?&#%pw");
         let (db, role) = (format!("cm_tls_{n}"), format!("cm_tls_user_{n}"));
-        let mut admin = pgconn::connect(&t.url("localhost", "sslmode=require")).unwrap();
+        let mut admin = conn::connect(&t.url("localhost", "sslmode=require")).unwrap();
         let lit = cinematch::store::roles::quote_literal(&password).unwrap();
         // CREATE DATABASE cannot share a transaction (one simple query) with anything.
         admin

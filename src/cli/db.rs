@@ -88,9 +88,7 @@ fn stats(store: &mut dyn Store) -> Result<()> {
 /// `db roles`: the spec's two roles on PostgreSQL; a clear refusal on SQLite.
 fn db_roles(ctx: &Ctx, args: &RolesArgs) -> Result<()> {
     let (url, from) = ctx.db_url();
-    let postgres =
-        url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains("host=");
-    if !postgres && store::sqlite_path(&url).is_some() {
+    if let Ok(store::DbUrl::Sqlite(_)) = store::DbUrl::parse(&url) {
         bail!(
             "roles are a PostgreSQL feature: the database is the SQLite file {} (from {from}), \
              which has no users or privileges; protect the file with file permissions \
@@ -106,7 +104,7 @@ fn db_roles(ctx: &Ctx, args: &RolesArgs) -> Result<()> {
     let mut pg = store::postgres::PgStore::connect(&url)
         .with_context(|| format!("opening the database {} (from {from})", store::redact(&url)))?;
     pg.migrate()?;
-    let report = roles::apply(pg.client(), &passwords)?;
+    let report = roles::apply(pg.client(), &passwords).context("`cinematch db roles`")?;
     print::roles_report(&report);
     Ok(())
 }

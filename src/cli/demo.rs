@@ -77,7 +77,9 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> Result<()> {
     let started = std::time::Instant::now();
     let result = demo::run(store.as_mut(), &opts, &ctx.progress, &mut print::demo_line);
     let _ = std::fs::remove_dir_all(&work);
-    if let Err(e @ cinematch::Error::Conflict(_)) = &result {
+    if let Err(e @ (cinematch::Error::Conflict(_) | cinematch::Error::DatasetLoaded { .. })) =
+        &result
+    {
         anyhow::bail!("{e} (use --db with a new one, or --fresh to empty this one)");
     }
     result?;

@@ -174,7 +174,11 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", store::redact(&format!("{e:#}")));
+            eprintln!(
+                "error: {}{}",
+                store::redact(&format!("{e:#}")),
+                hint_of(&e).unwrap_or_default()
+            );
             ExitCode::from(exit_code_of(&e))
         }
     }
@@ -187,6 +191,19 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         Some(cinematch::Error::BatchCompleted { .. }) => EXIT_ALREADY_DONE,
         Some(cinematch::Error::Busy(_)) => EXIT_BUSY,
         _ => 1,
+    }
+}
+
+/// The command or flag that fixes a library error, which names none: the
+/// library does not know which command it runs in. Appended to the message,
+/// whose last part is the library error (context goes in front).
+fn hint_of(e: &anyhow::Error) -> Option<&'static str> {
+    match e.downcast_ref::<cinematch::Error>()? {
+        cinematch::Error::DatasetLoaded { .. } => Some(". Pass --replace to replace it."),
+        cinematch::Error::UnknownModel { .. } => {
+            Some("; `cinematch models list` shows the versions")
+        }
+        _ => None,
     }
 }
 

@@ -19,6 +19,7 @@ use super::retrain::{self, RetrainOptions, RetrainOutcome};
 use crate::data::ReadOptions;
 use crate::progress::Progress;
 use crate::store::Store;
+use crate::types::{PipelineStatus, StepStatus};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -48,8 +49,7 @@ impl Default for CycleOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
     pub name: &'static str,
-    /// "ok", "skipped" or "failed".
-    pub status: &'static str,
+    pub status: StepStatus,
     pub detail: String,
     pub seconds: f64,
 }
@@ -105,11 +105,11 @@ fn run_locked(
     for stale in store
         .pipeline_runs()?
         .into_iter()
-        .filter(|r| r.status == "running")
+        .filter(|r| r.status == PipelineStatus::Running)
     {
         store.finish_pipeline_run(
             stale.id,
-            "failed",
+            PipelineStatus::Failed,
             stale.steps.as_deref().unwrap_or("[]"),
             INTERRUPTED_RUN,
         )?;
@@ -123,11 +123,16 @@ fn run_locked(
     if let Some((path, id)) = &opts.batch {
         let t = Instant::now();
         let (status, detail) = match ingest::ingest_file(store, path, id, opts.read) {
-            Ok(r) => ("ok", format!("{} ratings ingested as {id}", r.records)),
-            Err(Error::BatchCompleted { .. }) => ("skipped", format!("{id} was already ingested")),
+            Ok(r) => (
+                StepStatus::Ok,
+                format!("{} ratings ingested as {id}", r.records),
+            ),
+            Err(Error::BatchCompleted { .. }) => {
+                (StepStatus::Skipped, format!("{id} was already ingested"))
+            }
             Err(e) => {
                 failed = true;
-                ("failed", e.to_string())
+                (StepStatus::Failed, e.to_string())
             }
         };
         steps.push(step("ingest", status, detail, t));
@@ -136,7 +141,12 @@ fn run_locked(
     if !failed {
         if let Err(e) = lease.check() {
             failed = true;
-            steps.push(step("drift_check", "failed", e.to_string(), Instant::now()));
+            steps.push(step(
+                "drift_check",
+                StepStatus::Failed,
+                e.to_string(),
+                Instant::now(),
+            ));
         }
     }
     if !failed {
@@ -153,12 +163,14 @@ fn run_locked(
                 } else {
                     format!("drift in {}", fired.join(", "))
                 };
-                steps.push(step("drift_check", "ok", detail, t));
+                steps.push(step("drift_check", StepStatus::Ok, detail, t));
             }
-            Err(Error::NotFound(msg)) => steps.push(step("drift_check", "skipped", msg, t)),
+            Err(Error::NotFound(msg)) => {
+                steps.push(step("drift_check", StepStatus::Skipped, msg, t))
+            }
             Err(e) => {
                 failed = true;
-                steps.push(step("drift_check", "failed", e.to_string(), t));
+                steps.push(step("drift_check", StepStatus::Failed, e.to_string(), t));
             }
         }
     }
@@ -166,7 +178,12 @@ fn run_locked(
     if !failed {
         if let Err(e) = lease.check() {
             failed = true;
-            steps.push(step("retrain", "failed", e.to_string(), Instant::now()));
+            steps.push(step(
+                "retrain",
+                StepStatus::Failed,
+                e.to_string(),
+                Instant::now(),
+            ));
         }
     }
     if !failed {
@@ -191,16 +208,16 @@ fn run_locked(
                         ),
                         RetrainOutcome::Skipped { reason } => reason.clone(),
                     };
-                    steps.push(step("retrain", "ok", detail, t));
+                    steps.push(step("retrain", StepStatus::Ok, detail, t));
                     retrained = Some(outcome);
                 }
                 Err(e) => {
                     failed = true;
-                    steps.push(step("retrain", "failed", e.to_string(), t));
+                    steps.push(step("retrain", StepStatus::Failed, e.to_string(), t));
                 }
             }
         } else {
-            steps.push(step("retrain", "skipped", "no drift".into(), t));
+            steps.push(step("retrain", StepStatus::Skipped, "no drift".into(), t));
         }
     }
 
@@ -214,7 +231,11 @@ fn run_locked(
     let steps_json = serde_json::to_string(&report.steps).unwrap_or_default();
     let recorded = store.finish_pipeline_run(
         run_id,
-        if failed { "failed" } else { "succeeded" },
+        if failed {
+            PipelineStatus::Failed
+        } else {
+            PipelineStatus::Succeeded
+        },
         &steps_json,
         &report.summary(),
     );
@@ -223,7 +244,7 @@ fn run_locked(
         // Typically the database went away mid-cycle: say where the cycle
         // stopped and what to do, not only what the driver saw.
         Err(Error::Postgres(msg)) => {
-            let at = match report.steps.iter().find(|s| s.status == "failed") {
+            let at = match report.steps.iter().find(|s| s.status == StepStatus::Failed) {
                 Some(s) => format!("stopped at step {}", s.name),
                 None => "finished its steps".to_string(),
             };
@@ -236,7 +257,7 @@ fn run_locked(
     }
 }
 
-fn step(name: &'static str, status: &'static str, detail: String, t: Instant) -> Step {
+fn step(name: &'static str, status: StepStatus, detail: String, t: Instant) -> Step {
     Step {
         name,
         status,

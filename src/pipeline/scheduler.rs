@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use super::cycle::{run_cycle, CycleOptions, CycleReport};
 use crate::progress::Progress;
 use crate::store::{self, Store};
+use crate::types::IngestionStatus;
 use crate::{Error, Result};
 
 /// Parses a standard 5-field cron expression (`min hour dom month dow`,
@@ -58,7 +59,7 @@ pub fn pending_batches(store: &mut dyn Store, inbox: &Path) -> Result<Vec<(PathB
     let done: std::collections::HashSet<String> = store
         .ingestions()?
         .into_iter()
-        .filter(|i| i.status.as_deref() == Some("completed"))
+        .filter(|i| i.status == Some(IngestionStatus::Completed))
         .map(|i| i.batch_id)
         .collect();
     let mut files: Vec<(PathBuf, String)> = std::fs::read_dir(inbox)

@@ -22,6 +22,7 @@ use super::stats::Statistics as Data;
 use crate::format;
 use crate::registry::{Objective, RunSummary};
 use crate::store::DriftAlert;
+use crate::types::IngestionStatus;
 
 /// The monitoring dashboard.
 #[utoipa::path(
@@ -551,7 +552,7 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
             "<table><thead><tr><th>Batch</th><th>Date</th><th class=\"num\">Ratings</th><th>Status</th><th>Notes</th></tr></thead><tbody>",
         );
         for i in d.ingestions.iter().take(50) {
-            let status = i.status.as_deref().unwrap_or("?");
+            let status = i.status.map_or("?", IngestionStatus::as_str);
             let _ = write!(
                 h,
                 "<tr><td class=\"mono\">{}</td><td>{}</td><td class=\"num\">{}</td>\

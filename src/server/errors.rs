@@ -100,8 +100,8 @@ impl From<Error> for ApiError {
 impl From<&Error> for ApiError {
     fn from(e: &Error) -> ApiError {
         let (status, message) = public_message(e);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(error = %crate::store::redact(&e.to_string()), "database call failed");
+        if status.is_server_error() {
+            tracing::error!(error = %crate::store::redact(&e.to_string()), "request failed");
         }
         ApiError::new(status, message)
     }
@@ -114,8 +114,17 @@ pub fn public_message(e: &Error) -> (StatusCode, String) {
     match e {
         Error::InvalidArgument(m) => (StatusCode::BAD_REQUEST, m.clone()),
         Error::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+        Error::UnknownModel { .. } => (StatusCode::NOT_FOUND, e.to_string()),
         Error::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
-        Error::BatchCompleted { .. } | Error::Busy(_) => (StatusCode::CONFLICT, e.to_string()),
+        Error::BatchCompleted { .. } | Error::Busy(_) | Error::DatasetLoaded { .. } => {
+            (StatusCode::CONFLICT, e.to_string())
+        }
+        // The stored model is broken, not the request: a server error, with
+        // no detail of the stored bytes.
+        Error::Artifact(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the stored model cannot be decoded; the server log has the details".to_string(),
+        ),
         Error::Input(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Error::UnknownMovie { .. } => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         other => {
@@ -293,4 +302,29 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         HeaderValue::from_static("application/json"),
     );
     Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_side_failures_are_never_client_errors() {
+        let broken = Error::Artifact("checksum mismatch".into());
+        let (status, message) = public_message(&broken);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(message.contains("stored model"), "{message}");
+        assert!(!message.contains("checksum"), "{message}");
+        let startup = Error::Server("cannot listen on 127.0.0.1:80: denied".into());
+        assert!(public_message(&startup).0.is_server_error());
+        let unknown = Error::UnknownModel {
+            version: "run_x_v1".into(),
+        };
+        assert_eq!(public_message(&unknown).0, StatusCode::NOT_FOUND);
+        let loaded = Error::DatasetLoaded {
+            ratings: 1,
+            movies: 1,
+        };
+        assert_eq!(public_message(&loaded).0, StatusCode::CONFLICT);
+    }
 }

@@ -222,7 +222,7 @@ pub async fn serve(
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .map_err(|e| Error::InvalidArgument(format!("cannot listen on {}: {e}", config.addr)))?;
+        .map_err(|e| Error::Server(format!("cannot listen on {}: {e}", config.addr)))?;
     serve_on(listener, config, shutdown).await
 }
 
@@ -302,11 +302,11 @@ pub fn run(config: ServerConfig) -> Result<()> {
         .enable_all()
         .thread_name("cinematch-http")
         .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Server(format!("cannot start the async runtime: {e}")))?;
     let result = runtime.block_on(async {
         // Before binding: once the port answers, a signal is a stop request.
         let shutdown = Shutdown::install().map_err(|e| {
-            Error::InvalidArgument(format!("cannot install the signal handlers: {e}"))
+            Error::Server(format!("cannot install the signal handlers: {e}"))
         })?;
         let first = shutdown.clone();
         let stop = async move {

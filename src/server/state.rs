@@ -265,26 +265,14 @@ impl AppState {
     /// snapshot is loaded by [`AppState::refresh`] (the reloader's first tick).
     pub fn new(config: &ServerConfig) -> Result<AppState> {
         let url = config.db_url.trim();
-        let backend = if url.starts_with("postgres://")
-            || url.starts_with("postgresql://")
-            || url.contains("host=")
-        {
-            "PostgreSQL"
-        } else if store::sqlite_path(url).is_some() {
-            "SQLite"
-        } else {
-            return Err(Error::Config(format!(
-                "unrecognised database URL {:?}: use postgres://user@host/db or sqlite://path/to/file.db",
-                store::redact(url)
-            )));
-        };
+        let backend = store::DbUrl::parse(url)?.backend().name();
         if config.reload_interval.is_zero() || config.request_timeout.is_zero() {
-            return Err(Error::InvalidArgument(
+            return Err(Error::Server(
                 "the reload interval and the request timeout must be longer than zero".into(),
             ));
         }
         if config.max_concurrent_requests == 0 {
-            return Err(Error::InvalidArgument(
+            return Err(Error::Server(
                 "the limit of concurrent requests must be at least 1".into(),
             ));
         }

@@ -6,16 +6,15 @@
 //! conformance suite in `tests/conformance.rs` runs the same assertions on
 //! both.
 
-pub mod pgconn;
 pub mod postgres;
 pub mod roles;
 pub mod schema;
 pub mod sqlite;
 
-pub use pgconn::redact;
+pub use postgres::conn::redact;
 
 use crate::progress::Progress;
-use crate::types::{Movie, Rating, Split};
+use crate::types::{IngestionStatus, Movie, PipelineStatus, Rating, Split};
 use crate::{Error, Result};
 
 /// Which engine a store runs on; some output (sizes, maintenance) differs.
@@ -25,12 +24,19 @@ pub enum Backend {
     Sqlite,
 }
 
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Backend {
+    /// The engine's name as users know it ("PostgreSQL", "SQLite").
+    pub fn name(self) -> &'static str {
+        match self {
             Backend::Postgres => "PostgreSQL",
             Backend::Sqlite => "SQLite",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -63,7 +69,7 @@ pub struct LoadSummary {
     pub movies: u64,
     pub train: u64,
     pub test: u64,
-    /// Whether an existing dataset was replaced (`--replace`).
+    /// Whether an existing dataset was replaced (the `replace` of [`Store::load_dataset`]).
     pub replaced: bool,
 }
 
@@ -186,13 +192,12 @@ pub struct Ingestion {
     pub batch_id: String,
     pub ingestion_date: Option<chrono::NaiveDateTime>,
     pub record_count: Option<i64>,
-    /// 'completed', 'failed', 'in_progress' or 'cleared' (its buffered
-    /// ratings were deleted by [`Store::clear_batch`]; it may be ingested
-    /// again). A batch whose process died
-    /// stays 'in_progress' until the next ingestion finds no process
-    /// ingesting and marks it 'failed' with [`INTERRUPTED_NOTE`]; either way
-    /// it may be retried.
-    pub status: Option<String>,
+    /// Cleared: its buffered ratings were deleted by [`Store::clear_batch`]
+    /// and it may be ingested again. A batch whose process died stays
+    /// in progress until the next ingestion finds no process ingesting and
+    /// marks it failed with [`INTERRUPTED_NOTE`]; either way it may be
+    /// retried. NULL only in rows other tools wrote.
+    pub status: Option<IngestionStatus>,
     pub notes: Option<String>,
 }
 
@@ -224,7 +229,7 @@ pub struct PipelineRun {
     pub id: i64,
     pub started_at: chrono::NaiveDateTime,
     pub finished_at: Option<chrono::NaiveDateTime>,
-    pub status: String,
+    pub status: PipelineStatus,
     pub batch_id: Option<String>,
     /// JSON array of step outcomes.
     pub steps: Option<String>,
@@ -276,7 +281,7 @@ pub trait Store: Send {
 
     /// Writes a whole dataset in one transaction: either every movie and
     /// rating lands or the database is left exactly as it was. Refuses with
-    /// [`Error::Conflict`] when a dataset is already loaded, unless `replace`.
+    /// [`Error::DatasetLoaded`] when a dataset is already loaded, unless `replace`.
     /// `splits[i]` is the split of `ratings[i]`.
     fn load_dataset(
         &mut self,
@@ -399,7 +404,7 @@ pub trait Store: Send {
     fn finish_pipeline_run(
         &mut self,
         id: i64,
-        status: &str,
+        status: PipelineStatus,
         steps: &str,
         summary: &str,
     ) -> Result<()>;
@@ -478,7 +483,7 @@ pub trait Store: Send {
     /// Every promotion, oldest first.
     fn promotions(&mut self) -> Result<Vec<Promotion>>;
 
-    /// Makes a stored model the champion. [`Error::NotFound`] if it has no artifact.
+    /// Makes a stored model the champion. [`Error::UnknownModel`] if it has no artifact.
     fn promote(&mut self, model_version: &str, reason: &str) -> Result<()>;
 
     /// Makes a stored model the champion only if the champion is still
@@ -510,40 +515,61 @@ pub trait Store: Send {
 /// The embedded default when no database is configured.
 pub const DEFAULT_DB_URL: &str = "sqlite://cinematch.db";
 
-/// Opens the store a URL names and brings its schema up to date, so every
-/// command works against an empty database.
-///
-/// `postgres://` and `postgresql://` go to PostgreSQL (with `sslmode`);
-/// `sqlite://PATH`, `sqlite:PATH` or a path ending in `.db`/`.sqlite` go to
-/// SQLite, `sqlite::memory:` to a private in-memory database.
+/// Opens the store a URL names (see [`DbUrl::parse`]) and brings its schema
+/// up to date, so every command works against an empty database.
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
-    let mut store: Box<dyn Store> = if url.starts_with("postgres://")
-        || url.starts_with("postgresql://")
-        || url.contains("host=")
-    {
-        Box::new(postgres::PgStore::connect(url)?)
-    } else if let Some(path) = sqlite_path(url) {
-        Box::new(sqlite::SqliteStore::open(&path)?)
-    } else {
-        return Err(Error::Config(format!(
-            "unrecognised database URL {:?}: use postgres://user@host/db or sqlite://path/to/file.db",
-            redact(url)
-        )));
+    let mut store: Box<dyn Store> = match DbUrl::parse(url)? {
+        DbUrl::Postgres(url) => Box::new(postgres::PgStore::connect(&url)?),
+        DbUrl::Sqlite(path) => Box::new(sqlite::SqliteStore::open(&path)?),
     };
     store.migrate()?;
     Ok(store)
 }
 
-/// The file path of a SQLite URL, or `None` if the URL is not SQLite.
-pub fn sqlite_path(url: &str) -> Option<String> {
-    if let Some(rest) = url.strip_prefix("sqlite://") {
-        Some(rest.to_string())
-    } else if let Some(rest) = url.strip_prefix("sqlite:") {
-        Some(rest.to_string())
-    } else if url.ends_with(".db") || url.ends_with(".sqlite") || url.ends_with(".sqlite3") {
-        Some(url.to_string())
-    } else {
-        None
+/// A database URL resolved to the engine that serves it. The one place that
+/// tells the engines' URLs apart, for opening a store, for the server's
+/// start-up check and for the CLI, so they can never disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// A `postgres://`/`postgresql://` URL or a libpq key/value string
+    /// (`host=... dbname=...`), as given.
+    Postgres(String),
+    /// The SQLite file's path; `:memory:` for a private in-memory database.
+    Sqlite(String),
+}
+
+impl DbUrl {
+    /// `postgres://` and `postgresql://` go to PostgreSQL (with `sslmode`),
+    /// as does a key/value string with `host=`; `sqlite://PATH`,
+    /// `sqlite:PATH` or a path ending in `.db`/`.sqlite`/`.sqlite3` go to
+    /// SQLite, `sqlite::memory:` to a private in-memory database. Anything
+    /// else is [`Error::Config`], with the password redacted.
+    pub fn parse(url: &str) -> Result<DbUrl> {
+        let url = url.trim();
+        if url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains("host=")
+        {
+            Ok(DbUrl::Postgres(url.to_string()))
+        } else if let Some(rest) = url.strip_prefix("sqlite://") {
+            Ok(DbUrl::Sqlite(rest.to_string()))
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            Ok(DbUrl::Sqlite(rest.to_string()))
+        } else if url.ends_with(".db") || url.ends_with(".sqlite") || url.ends_with(".sqlite3") {
+            Ok(DbUrl::Sqlite(url.to_string()))
+        } else {
+            Err(Error::Config(format!(
+                "unrecognised database URL {:?}: use postgres://user@host/db or sqlite://path/to/file.db",
+                redact(url)
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbUrl::Postgres(_) => Backend::Postgres,
+            DbUrl::Sqlite(_) => Backend::Sqlite,
+        }
     }
 }
 
@@ -683,12 +709,12 @@ pub(crate) fn cleared_note(n: u64) -> String {
     )
 }
 
-pub(crate) fn nothing_to_clear(batch_id: &str, status: Option<&str>) -> Error {
+pub(crate) fn nothing_to_clear(batch_id: &str, status: Option<IngestionStatus>) -> Error {
     Error::NotFound(format!(
         "batch {batch_id:?} has no ratings in ratings_buffer (status {}): {}",
-        status.unwrap_or("unknown"),
+        status.map_or("unknown", IngestionStatus::as_str),
         match status {
-            Some("completed") =>
+            Some(IngestionStatus::Completed) =>
                 "they were merged into ratings by a retrain or a buffer merge, \
                  so clearing (and ingesting it again) would double them",
             Some(_) => "nothing of it was stored",
@@ -709,17 +735,12 @@ pub const INTERRUPTED_NOTE: &str = "interrupted: the ingesting process stopped (
      the database) before the batch completed, so none of its ratings are in ratings_buffer; \
      ingest it again with the same batch id";
 
-pub(crate) fn batch_not_open(batch_id: &str, status: Option<&str>) -> Error {
+pub(crate) fn batch_not_open(batch_id: &str, status: Option<IngestionStatus>) -> Error {
     Error::Conflict(format!(
         "batch {batch_id:?} is not being ingested (status {}); another process may have finished or failed it",
-        status.unwrap_or("missing")
+        status.map_or("missing", IngestionStatus::as_str)
     ))
 }
 
-/// The refusal both backends give when a dataset is already loaded.
-pub(crate) fn already_loaded(ratings: i64, movies: i64) -> Error {
-    Error::Conflict(format!(
-        "the database already holds a dataset ({ratings} ratings, {movies} movies); \
-         loading again would double it. Pass --replace to replace it."
-    ))
-}
+#[cfg(test)]
+mod tests;

@@ -257,7 +257,7 @@ fn explain(e: postgres::Error) -> Error {
     let base = Error::from(e);
     if insufficient {
         Error::Postgres(format!(
-            "{}; `cinematch db roles` must run as a role that may create roles and owns \
+            "{}; the roles must be applied by a role that may create roles and owns \
              CineMatch's tables (the database owner, or a superuser)",
             base.to_string().trim_start_matches("PostgreSQL: ")
         ))
@@ -296,7 +296,7 @@ fn try_apply(
     })?;
     if !i_am_superuser && !i_create_roles {
         return Err(Error::InvalidArgument(format!(
-            "role {current_user:?} may not create roles: run `cinematch db roles` as the database \
+            "role {current_user:?} may not create roles: apply the roles as the database \
              owner (it has CREATEROLE on Neon) or a superuser"
         ))
         .into());

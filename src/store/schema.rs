@@ -380,3 +380,23 @@ CREATE TABLE IF NOT EXISTS tuning_trials (
 pub fn latest_version() -> &'static str {
     MIGRATIONS.last().map(|m| m.version).unwrap_or("0")
 }
+
+/// Orders `major.minor` versions numerically ("1.10" after "1.9").
+pub(crate) fn version_key(v: &str) -> (u32, u32) {
+    let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// The spec's tables first, in the spec's order, then CineMatch's own.
+pub(crate) fn ordered_tables(mut names: Vec<String>) -> Vec<String> {
+    names.sort_by_key(|n| {
+        (
+            SPEC_TABLES
+                .iter()
+                .position(|t| t == n)
+                .unwrap_or(usize::MAX),
+            n.clone(),
+        )
+    });
+    names
+}

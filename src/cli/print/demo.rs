@@ -56,7 +56,7 @@ fn ingestions_table(ingestions: Vec<Ingestion>) {
                     .map(|d| d.format(DATE_TIME).to_string())
                     .unwrap_or_default(),
                 i.record_count.map(thousands).unwrap_or_default(),
-                i.status.unwrap_or_default(),
+                i.status.map(|s| s.to_string()).unwrap_or_default(),
                 i.notes.unwrap_or_default(),
             ]
         })

@@ -190,7 +190,7 @@ pub fn pipeline_history(runs: Vec<PipelineRun>) {
                 r.finished_at
                     .map(|t| t.format("%H:%M:%S").to_string())
                     .unwrap_or_default(),
-                r.status,
+                r.status.to_string(),
                 r.batch_id.unwrap_or_default(),
                 r.summary.unwrap_or_default(),
             ]

@@ -33,7 +33,7 @@ impl From<&Ingestion> for IngestionBody {
             batch_id: i.batch_id.clone(),
             ingestion_date: i.ingestion_date.map(date),
             record_count: i.record_count,
-            status: i.status.clone(),
+            status: i.status.map(|s| s.to_string()),
             notes: i.notes.clone(),
         }
     }

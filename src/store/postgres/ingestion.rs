@@ -1,0 +1,272 @@
+//! Batch ingestion: the audit trail in `ingestion_metadata`, `ratings_buffer`,
+//! and the advisory lock that tells orphaned batches from running ones.
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+
+use super::PgStore;
+use crate::store::Ingestion;
+use crate::types::{IngestionStatus, Rating};
+use crate::{Error, Result};
+
+/// Held shared by every session with a batch 'in_progress' (see
+/// [`crate::store::Store::begin_ingestion`]); whoever can take it exclusively knows that no
+/// ingestion is running anywhere.
+const INGEST_LOCK: i64 = 0x6369_6e65_6d61_0003;
+
+/// The spec's "option 2" merge as one statement: the rows deleted are exactly
+/// the rows inserted, so a rating that arrives meanwhile is either moved or
+/// stays buffered, never lost or doubled.
+pub(super) const MERGE_BUFFER: &str =
+    "WITH moved AS (DELETE FROM ratings_buffer RETURNING userid, movieid, rating, timestamp)
+     INSERT INTO ratings (userid, movieid, rating, timestamp, data_split, loaded_at)
+     SELECT userid, movieid, rating, timestamp, 'train', NOW() FROM moved";
+
+/// Counts appended ratings in a batch's audit row; a batch cleared earlier
+/// (`buffer clear`) is open again, counting from zero. SET expressions all
+/// see the old row, so `status` is tested before it changes.
+const APPEND_AUDIT_PG: &str = "UPDATE ingestion_metadata SET
+        record_count = CASE WHEN status = 'cleared' THEN 0 ELSE COALESCE(record_count, 0) END + $2,
+        notes = CASE WHEN status = 'cleared' THEN 'ratings received through the API (after a clear)' ELSE notes END,
+        status = CASE WHEN status = 'cleared' THEN 'completed' ELSE status END,
+        ingestion_date = clock_timestamp()
+      WHERE batch_id = $1";
+
+impl PgStore {
+    /// after marking orphaned batches interrupted if no session ingests.
+    fn claim_ingestion(&mut self) -> Result<()> {
+        if self.ingesting {
+            return Ok(());
+        }
+        let mut tx = self.client.transaction()?;
+        let alone: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&INGEST_LOCK])?
+            .get(0);
+        if alone {
+            tx.execute(
+                "UPDATE ingestion_metadata SET status = 'failed', record_count = NULL, notes = $1
+                  WHERE status = 'in_progress'",
+                &[&crate::store::INTERRUPTED_NOTE],
+            )?;
+        }
+        tx.commit()?;
+        self.client
+            .execute("SELECT pg_advisory_lock_shared($1)", &[&INGEST_LOCK])?;
+        self.ingesting = true;
+        Ok(())
+    }
+
+    fn release_ingestion(&mut self) {
+        if std::mem::take(&mut self.ingesting) {
+            let _ = self
+                .client
+                .execute("SELECT pg_advisory_unlock_shared($1)", &[&INGEST_LOCK]);
+        }
+    }
+}
+
+pub(super) fn begin_ingestion(store: &mut PgStore, batch_id: &str) -> Result<()> {
+    store.claim_ingestion()?;
+    let mut tx = store.client.transaction()?;
+    tx.execute(
+        "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
+         VALUES ($1, clock_timestamp(), 'in_progress', 'ingestion started')
+         ON CONFLICT (batch_id) DO NOTHING",
+        &[&batch_id],
+    )?;
+    let status: Option<IngestionStatus> = tx
+        .query_one(
+            "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
+            &[&batch_id],
+        )?
+        .try_get(0)?;
+    match status {
+        Some(IngestionStatus::Completed) => {
+            return Err(Error::BatchCompleted {
+                batch_id: batch_id.to_string(),
+            })
+        }
+        Some(IngestionStatus::InProgress) => {}
+        _ => {
+            tx.execute(
+                "UPDATE ingestion_metadata SET status = 'in_progress', record_count = NULL,
+                    ingestion_date = clock_timestamp(),
+                    notes = 'retry after: ' || COALESCE(notes, status)
+                  WHERE batch_id = $1",
+                &[&batch_id],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn complete_ingestion(
+    store: &mut PgStore,
+    batch_id: &str,
+    ratings: &[Rating],
+    notes: &str,
+) -> Result<u64> {
+    let mut tx = store.client.transaction()?;
+    let status: Option<IngestionStatus> = match tx.query_opt(
+        "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
+        &[&batch_id],
+    )? {
+        Some(r) => r.try_get(0)?,
+        None => None,
+    };
+    if status != Some(IngestionStatus::InProgress) {
+        return Err(crate::store::batch_not_open(batch_id, status));
+    }
+    let n = copy_into_buffer(&mut tx, batch_id, ratings)?;
+    tx.execute(
+        "UPDATE ingestion_metadata SET status = 'completed', record_count = $2,
+            ingestion_date = clock_timestamp(), notes = $3 WHERE batch_id = $1",
+        &[&batch_id, &(n as i32), &notes],
+    )?;
+    crate::failpoint::hit("ingest:after_rows_before_commit");
+    tx.commit()?;
+    store.release_ingestion();
+    Ok(n)
+}
+
+pub(super) fn append_to_batch(
+    store: &mut PgStore,
+    batch_id: &str,
+    ratings: &[Rating],
+) -> Result<u64> {
+    let mut tx = store.client.transaction()?;
+    tx.execute(
+        "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
+         VALUES ($1, clock_timestamp(), 0, 'completed', 'ratings received through the API')
+         ON CONFLICT (batch_id) DO NOTHING",
+        &[&batch_id],
+    )?;
+    let n = copy_into_buffer(&mut tx, batch_id, ratings)?;
+    tx.execute(APPEND_AUDIT_PG, &[&batch_id, &(n as i32)])?;
+    tx.commit()?;
+    Ok(n)
+}
+
+pub(super) fn fail_ingestion(store: &mut PgStore, batch_id: &str, reason: &str) -> Result<()> {
+    let failed = store.client.execute(
+        "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
+         VALUES ($1, clock_timestamp(), 'failed', $2)
+         ON CONFLICT (batch_id) DO UPDATE SET status = 'failed', notes = EXCLUDED.notes,
+            ingestion_date = EXCLUDED.ingestion_date, record_count = NULL
+          WHERE ingestion_metadata.status IS DISTINCT FROM 'completed'",
+        &[&batch_id, &reason],
+    );
+    store.release_ingestion();
+    failed?;
+    Ok(())
+}
+
+pub(super) fn ingestions(store: &mut PgStore) -> Result<Vec<Ingestion>> {
+    let rows = store.client.query(
+        "SELECT id::int8, batch_id::text, ingestion_date, record_count::int8, status::text, notes
+           FROM ingestion_metadata ORDER BY ingestion_date DESC NULLS LAST, id DESC",
+        &[],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(Ingestion {
+            id: r.get(0),
+            batch_id: r.get(1),
+            ingestion_date: r.get(2),
+            record_count: r.get(3),
+            status: r.try_get(4)?,
+            notes: r.get(5),
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn buffer_counts(store: &mut PgStore) -> Result<Vec<(Option<String>, i64)>> {
+    Ok(store
+        .client
+        .query(
+            "SELECT batch_id::text, COUNT(*) FROM ratings_buffer GROUP BY batch_id ORDER BY batch_id",
+            &[],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+pub(super) fn merge_buffer(store: &mut PgStore) -> Result<u64> {
+    // One statement: the rows deleted are exactly the rows inserted, so a
+    // rating that arrives meanwhile is either moved or stays buffered.
+    let mut tx = store.client.transaction()?;
+    let n = tx.execute(MERGE_BUFFER, &[])?;
+    crate::failpoint::hit("merge:before_commit");
+    tx.commit()?;
+    Ok(n)
+}
+
+pub(super) fn clear_batch(store: &mut PgStore, batch_id: &str) -> Result<u64> {
+    let mut tx = store.client.transaction()?;
+    let status: Option<IngestionStatus> = match tx.query_opt(
+        "SELECT status::text FROM ingestion_metadata WHERE batch_id = $1 FOR UPDATE",
+        &[&batch_id],
+    )? {
+        Some(r) => r.try_get(0)?,
+        None => None,
+    };
+    if status == Some(IngestionStatus::InProgress) {
+        return Err(crate::store::clear_while_ingesting(batch_id));
+    }
+    let n = tx.execute(
+        "DELETE FROM ratings_buffer WHERE batch_id = $1",
+        &[&batch_id],
+    )?;
+    if n == 0 {
+        return Err(crate::store::nothing_to_clear(batch_id, status));
+    }
+    tx.execute(
+        "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
+         VALUES ($1, clock_timestamp(), $2, 'cleared', $3)
+         ON CONFLICT (batch_id) DO UPDATE SET status = 'cleared',
+            record_count = EXCLUDED.record_count, notes = EXCLUDED.notes,
+            ingestion_date = EXCLUDED.ingestion_date",
+        &[&batch_id, &(n as i32), &crate::store::cleared_note(n)],
+    )?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Writes ratings into `ratings_buffer` by binary COPY inside `tx`.
+fn copy_into_buffer(
+    tx: &mut postgres::Transaction<'_>,
+    batch_id: &str,
+    ratings: &[Rating],
+) -> Result<u64> {
+    let now = chrono::Utc::now().naive_utc();
+    let sink = tx.copy_in(
+        "COPY ratings_buffer (userid, movieid, rating, timestamp, batch_id, ingested_at) \
+         FROM STDIN (FORMAT binary)",
+    )?;
+    let mut w = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT4,
+            Type::INT4,
+            Type::FLOAT8,
+            Type::INT8,
+            Type::VARCHAR,
+            Type::TIMESTAMP,
+        ],
+    );
+    for r in ratings {
+        let rating = r.rating as f64;
+        w.write(&[
+            &r.user_id,
+            &r.movie_id,
+            &rating,
+            &r.timestamp,
+            &batch_id,
+            &now,
+        ])?;
+    }
+    Ok(w.finish()?)
+}

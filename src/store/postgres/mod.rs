@@ -1,0 +1,283 @@
+//! The production backend: the CineMatch schema on PostgreSQL 15 (or Neon).
+//!
+//! Bulk paths use binary `COPY` both ways; everything else is parameterized
+//! SQL. Identifiers are unquoted as in the spec, so `userId` is `userid`.
+//!
+//! [`PgStore`] implements [`Store`] by delegating to one module per concern,
+//! as the SQLite backend does (`maintenance`, `dataset`, `search`,
+//! `ingestion`, `monitoring`, `leases`, `registry`, `rows`); [`conn`] turns
+//! URLs into TLS-checked connections for the store and for `db roles`.
+
+pub mod conn;
+mod dataset;
+mod ingestion;
+mod leases;
+mod maintenance;
+mod monitoring;
+mod registry;
+mod rows;
+mod search;
+
+pub use search::{search_sql, SearchParam, TITLE_TSVECTOR};
+
+use postgres::Client;
+
+use super::{
+    ArtifactBlob, Backend, DriftAlert, Ingestion, Lease, LeaseGrant, LoadSummary, ModelRun,
+    MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion, RunCommit, SplitStats, Store,
+    TableCount, TableSize, TuningTrial,
+};
+use crate::progress::Progress;
+use crate::types::{Movie, PipelineStatus, Rating, Split};
+use crate::Result;
+
+pub struct PgStore {
+    client: Client,
+    /// The URL as given (with its password), for [`Store::reopen`]; never shown.
+    url: String,
+    location: String,
+    /// This session holds [`INGEST_LOCK`] shared.
+    ingesting: bool,
+}
+
+impl PgStore {
+    pub fn connect(url: &str) -> Result<PgStore> {
+        let client = conn::connect(url)?;
+        Ok(PgStore {
+            client,
+            url: url.to_string(),
+            location: conn::redact(url),
+            ingesting: false,
+        })
+    }
+
+    /// Direct access for backend-specific tests and maintenance.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn migrate(&mut self) -> Result<Vec<&'static str>> {
+        maintenance::migrate(self)
+    }
+
+    fn schema_version(&mut self) -> Result<Option<String>> {
+        maintenance::schema_version(self)
+    }
+
+    fn table_counts(&mut self) -> Result<Vec<TableCount>> {
+        maintenance::table_counts(self)
+    }
+
+    fn table_sizes(&mut self) -> Result<Vec<TableSize>> {
+        maintenance::table_sizes(self)
+    }
+
+    fn load_dataset(
+        &mut self,
+        movies: &[Movie],
+        ratings: &[Rating],
+        splits: &[Split],
+        replace: bool,
+        progress: &dyn Progress,
+    ) -> Result<LoadSummary> {
+        dataset::load_dataset(self, movies, ratings, splits, replace, progress)
+    }
+
+    fn split_stats(&mut self) -> Result<Vec<SplitStats>> {
+        dataset::split_stats(self)
+    }
+
+    fn ratings(&mut self, split: Split) -> Result<Vec<Rating>> {
+        dataset::ratings(self, split)
+    }
+
+    fn movies(&mut self) -> Result<Vec<Movie>> {
+        dataset::movies(self)
+    }
+
+    fn buffer_ratings(&mut self, batch_id: Option<&str>) -> Result<Vec<Rating>> {
+        dataset::buffer_ratings(self, batch_id)
+    }
+
+    fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>> {
+        dataset::movies_by_id(self, ids)
+    }
+
+    fn user_ratings(&mut self, user_id: i32) -> Result<Vec<Rating>> {
+        dataset::user_ratings(self, user_id)
+    }
+
+    fn movie_stats(&mut self) -> Result<Vec<MovieStats>> {
+        dataset::movie_stats(self)
+    }
+
+    fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>> {
+        dataset::movie_ids(self)
+    }
+
+    fn search_movies(
+        &mut self,
+        query: &str,
+        genre: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Movie>> {
+        search::search_movies(self, query, genre, limit)
+    }
+
+    fn begin_ingestion(&mut self, batch_id: &str) -> Result<()> {
+        ingestion::begin_ingestion(self, batch_id)
+    }
+
+    fn complete_ingestion(
+        &mut self,
+        batch_id: &str,
+        ratings: &[Rating],
+        notes: &str,
+    ) -> Result<u64> {
+        ingestion::complete_ingestion(self, batch_id, ratings, notes)
+    }
+
+    fn append_to_batch(&mut self, batch_id: &str, ratings: &[Rating]) -> Result<u64> {
+        ingestion::append_to_batch(self, batch_id, ratings)
+    }
+
+    fn fail_ingestion(&mut self, batch_id: &str, reason: &str) -> Result<()> {
+        ingestion::fail_ingestion(self, batch_id, reason)
+    }
+
+    fn ingestions(&mut self) -> Result<Vec<Ingestion>> {
+        ingestion::ingestions(self)
+    }
+
+    fn buffer_counts(&mut self) -> Result<Vec<(Option<String>, i64)>> {
+        ingestion::buffer_counts(self)
+    }
+
+    fn merge_buffer(&mut self) -> Result<u64> {
+        ingestion::merge_buffer(self)
+    }
+
+    fn clear_batch(&mut self, batch_id: &str) -> Result<u64> {
+        ingestion::clear_batch(self, batch_id)
+    }
+
+    fn insert_drift_alerts(&mut self, alerts: &[NewDriftAlert]) -> Result<()> {
+        monitoring::insert_drift_alerts(self, alerts)
+    }
+
+    fn drift_alerts(&mut self, within_secs: Option<i64>) -> Result<Vec<DriftAlert>> {
+        monitoring::drift_alerts(self, within_secs)
+    }
+
+    fn archive_drift_alerts(&mut self, older_than_secs: i64) -> Result<u64> {
+        monitoring::archive_drift_alerts(self, older_than_secs)
+    }
+
+    fn start_pipeline_run(&mut self, batch_id: Option<&str>) -> Result<i64> {
+        monitoring::start_pipeline_run(self, batch_id)
+    }
+
+    fn finish_pipeline_run(
+        &mut self,
+        id: i64,
+        status: PipelineStatus,
+        steps: &str,
+        summary: &str,
+    ) -> Result<()> {
+        monitoring::finish_pipeline_run(self, id, status, steps, summary)
+    }
+
+    fn pipeline_runs(&mut self) -> Result<Vec<PipelineRun>> {
+        monitoring::pipeline_runs(self)
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        maintenance::reset(self)
+    }
+
+    fn vacuum(&mut self) -> Result<()> {
+        maintenance::vacuum(self)
+    }
+
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        take_over: Option<&str>,
+    ) -> Result<LeaseGrant> {
+        leases::acquire_lease(self, name, holder, ttl, take_over)
+    }
+
+    fn renew_lease(&mut self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+        leases::renew_lease(self, name, holder, ttl)
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()> {
+        leases::release_lease(self, name, holder)
+    }
+
+    fn lease(&mut self, name: &str) -> Result<Option<Lease>> {
+        leases::lease(self, name)
+    }
+
+    fn reopen(&self) -> Result<Box<dyn Store>> {
+        Ok(Box::new(PgStore::connect(&self.url)?))
+    }
+
+    fn insert_model_run(
+        &mut self,
+        run: &NewModelRun,
+        artifact: &ArtifactBlob,
+        commit: &RunCommit,
+    ) -> Result<(ModelRun, u64)> {
+        registry::insert_model_run(self, run, artifact, commit)
+    }
+
+    fn model_runs(&mut self) -> Result<Vec<ModelRun>> {
+        registry::model_runs(self)
+    }
+
+    fn insert_tuning_trial(&mut self, t: &TuningTrial) -> Result<()> {
+        registry::insert_tuning_trial(self, t)
+    }
+
+    fn tuning_trials(&mut self, study: Option<&str>) -> Result<Vec<TuningTrial>> {
+        registry::tuning_trials(self, study)
+    }
+
+    fn artifact(&mut self, model_version: &str) -> Result<Option<ArtifactBlob>> {
+        registry::artifact(self, model_version)
+    }
+
+    fn promotions(&mut self) -> Result<Vec<Promotion>> {
+        registry::promotions(self)
+    }
+
+    fn promote(&mut self, model_version: &str, reason: &str) -> Result<()> {
+        registry::promote(self, model_version, reason)
+    }
+
+    fn promote_if_champion_is(
+        &mut self,
+        expected: Option<&str>,
+        model_version: &str,
+        reason: &str,
+    ) -> Result<()> {
+        registry::promote_if_champion_is(self, expected, model_version, reason)
+    }
+
+    fn rollback(&mut self) -> Result<(String, String)> {
+        registry::rollback(self)
+    }
+}

@@ -1,0 +1,301 @@
+//! Batch ingestion: the audit trail in `ingestion_metadata`, `ratings_buffer`,
+//! and the `<db>.ingest-lock` file that tells orphaned batches from running ones.
+
+use rusqlite::{params, Transaction};
+
+use super::rows::parse_ts;
+use super::SqliteStore;
+use super::NOW;
+use crate::store::Ingestion;
+use crate::types::{IngestionStatus, Rating};
+use crate::{Error, Result};
+
+impl SqliteStore {
+    /// Locks `<db>.ingest-lock` shared for a batch about to go 'in_progress',
+    /// after marking orphaned batches interrupted if the file could be locked
+    /// exclusively (no process is ingesting). The lock dies with the process.
+    fn claim_ingestion(&mut self) -> Result<()> {
+        if self.ingest_lock.is_some() || self.path == ":memory:" {
+            return Ok(());
+        }
+        let lock_path = format!("{}.ingest-lock", self.path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        if file.try_lock().is_ok() {
+            self.conn.execute(
+                "UPDATE ingestion_metadata SET status = 'failed', record_count = NULL, notes = ?1
+                  WHERE status = 'in_progress'",
+                [crate::store::INTERRUPTED_NOTE],
+            )?;
+        }
+        // Replaces the exclusive lock, if taken, by a shared one.
+        file.lock_shared().map_err(|e| Error::io(&lock_path, e))?;
+        self.ingest_lock = Some(file);
+        Ok(())
+    }
+}
+
+pub(super) fn begin_ingestion(store: &mut SqliteStore, batch_id: &str) -> Result<()> {
+    store.claim_ingestion()?;
+    let tx = store
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let status: Option<Option<IngestionStatus>> = tx
+        .query_row(
+            "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
+            [batch_id],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    match status {
+        Some(Some(IngestionStatus::Completed)) => {
+            return Err(Error::BatchCompleted {
+                batch_id: batch_id.to_string(),
+            });
+        }
+        Some(_) => {
+            // A failed or interrupted attempt: nothing of it is in the
+            // buffer (batches land in one transaction), so retry afresh.
+            tx.execute(
+                &format!(
+                    "UPDATE ingestion_metadata SET status = 'in_progress', record_count = NULL,
+                        ingestion_date = {NOW}, notes = 'retry after: ' || COALESCE(notes, status)
+                      WHERE batch_id = ?1"
+                ),
+                [batch_id],
+            )?;
+        }
+        None => {
+            tx.execute(
+                &format!(
+                    "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
+                     VALUES (?1, {NOW}, 'in_progress', 'ingestion started')"
+                ),
+                [batch_id],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn complete_ingestion(
+    store: &mut SqliteStore,
+    batch_id: &str,
+    ratings: &[Rating],
+    notes: &str,
+) -> Result<u64> {
+    let tx = store
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let status: Option<IngestionStatus> = tx
+        .query_row(
+            "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
+            [batch_id],
+            |r| r.get(0),
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    if status != Some(IngestionStatus::InProgress) {
+        return Err(crate::store::batch_not_open(batch_id, status));
+    }
+    {
+        let mut stmt = tx.prepare(&format!(
+            "INSERT INTO ratings_buffer (userId, movieId, rating, timestamp, batch_id, ingested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"
+        ))?;
+        for r in ratings {
+            stmt.execute(params![
+                r.user_id,
+                r.movie_id,
+                r.rating as f64,
+                r.timestamp,
+                batch_id
+            ])?;
+        }
+    }
+    tx.execute(
+        &format!(
+            "UPDATE ingestion_metadata SET status = 'completed', record_count = ?2,
+                ingestion_date = {NOW}, notes = ?3 WHERE batch_id = ?1"
+        ),
+        params![batch_id, ratings.len() as i64, notes],
+    )?;
+    crate::failpoint::hit("ingest:after_rows_before_commit");
+    tx.commit()?;
+    store.ingest_lock = None;
+    Ok(ratings.len() as u64)
+}
+
+pub(super) fn append_to_batch(
+    store: &mut SqliteStore,
+    batch_id: &str,
+    ratings: &[Rating],
+) -> Result<u64> {
+    let tx = store
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
+             VALUES (?1, {NOW}, 0, 'completed', 'ratings received through the API')
+             ON CONFLICT (batch_id) DO NOTHING"
+        ),
+        [batch_id],
+    )?;
+    {
+        let mut stmt = tx.prepare(&format!(
+            "INSERT INTO ratings_buffer (userId, movieId, rating, timestamp, batch_id, ingested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"
+        ))?;
+        for r in ratings {
+            stmt.execute(params![
+                r.user_id,
+                r.movie_id,
+                r.rating as f64,
+                r.timestamp,
+                batch_id
+            ])?;
+        }
+    }
+    // A batch cleared earlier (`buffer clear`) is open again, counting
+    // from zero; SET expressions all see the old row.
+    tx.execute(
+        &format!(
+            "UPDATE ingestion_metadata SET
+                record_count = CASE WHEN status = 'cleared' THEN 0 ELSE COALESCE(record_count, 0) END + ?2,
+                notes = CASE WHEN status = 'cleared' THEN 'ratings received through the API (after a clear)' ELSE notes END,
+                status = CASE WHEN status = 'cleared' THEN 'completed' ELSE status END,
+                ingestion_date = {NOW}
+              WHERE batch_id = ?1"
+        ),
+        params![batch_id, ratings.len() as i64],
+    )?;
+    tx.commit()?;
+    Ok(ratings.len() as u64)
+}
+
+pub(super) fn fail_ingestion(store: &mut SqliteStore, batch_id: &str, reason: &str) -> Result<()> {
+    let failed = store.conn.execute(
+        &format!(
+            "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
+             VALUES (?1, {NOW}, 'failed', ?2)
+             ON CONFLICT (batch_id) DO UPDATE SET status = 'failed', notes = excluded.notes,
+                ingestion_date = excluded.ingestion_date, record_count = NULL
+             WHERE ingestion_metadata.status <> 'completed'"
+        ),
+        [batch_id, reason],
+    );
+    store.ingest_lock = None;
+    failed?;
+    Ok(())
+}
+
+pub(super) fn ingestions(store: &mut SqliteStore) -> Result<Vec<Ingestion>> {
+    let mut stmt = store.conn.prepare(
+        "SELECT id, batch_id, ingestion_date, record_count, status, notes
+           FROM ingestion_metadata ORDER BY ingestion_date DESC, id DESC",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Ingestion {
+                id: r.get(0)?,
+                batch_id: r.get(1)?,
+                ingestion_date: r.get::<_, Option<String>>(2)?.map(|s| parse_ts(&s)),
+                record_count: r.get(3)?,
+                status: r.get(4)?,
+                notes: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub(super) fn buffer_counts(store: &mut SqliteStore) -> Result<Vec<(Option<String>, i64)>> {
+    let mut stmt = store.conn.prepare(
+        "SELECT batch_id, COUNT(*) FROM ratings_buffer GROUP BY batch_id ORDER BY batch_id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub(super) fn merge_buffer(store: &mut SqliteStore) -> Result<u64> {
+    // One writer at a time in SQLite: between BEGIN IMMEDIATE and COMMIT
+    // nobody can add to the buffer, so copy-then-delete moves exactly once.
+    let tx = store
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let moved = merge_buffer_in(&tx)?;
+    crate::failpoint::hit("merge:before_commit");
+    tx.commit()?;
+    Ok(moved)
+}
+
+pub(super) fn clear_batch(store: &mut SqliteStore, batch_id: &str) -> Result<u64> {
+    let tx = store
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let status: Option<Option<IngestionStatus>> = tx
+        .query_row(
+            "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
+            [batch_id],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    if status.flatten() == Some(IngestionStatus::InProgress) {
+        return Err(crate::store::clear_while_ingesting(batch_id));
+    }
+    let n = tx.execute("DELETE FROM ratings_buffer WHERE batch_id = ?1", [batch_id])? as u64;
+    if n == 0 {
+        return Err(crate::store::nothing_to_clear(batch_id, status.flatten()));
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
+             VALUES (?1, {NOW}, ?2, 'cleared', ?3)
+             ON CONFLICT (batch_id) DO UPDATE SET status = 'cleared',
+                record_count = excluded.record_count, notes = excluded.notes,
+                ingestion_date = excluded.ingestion_date"
+        ),
+        params![batch_id, n as i64, crate::store::cleared_note(n)],
+    )?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// The spec's "option 2" merge inside an IMMEDIATE transaction: SQLite has
+/// one writer at a time, so nothing can enter the buffer between the copy and
+/// the delete and each rating moves exactly once.
+pub(super) fn merge_buffer_in(tx: &Transaction<'_>) -> Result<u64> {
+    let moved = tx.execute(
+        &format!(
+            "INSERT INTO ratings (userId, movieId, rating, timestamp, data_split, loaded_at)
+             SELECT userId, movieId, rating, timestamp, 'train', {NOW} FROM ratings_buffer"
+        ),
+        [],
+    )?;
+    crate::failpoint::hit("merge:after_insert_before_delete");
+    let deleted = tx.execute("DELETE FROM ratings_buffer", [])?;
+    if moved != deleted {
+        return Err(Error::Conflict(format!(
+            "buffer changed during the merge ({moved} copied, {deleted} deleted); nothing was merged"
+        )));
+    }
+    Ok(moved as u64)
+}
