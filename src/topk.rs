@@ -55,14 +55,6 @@ impl TopK {
         self.heap.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
-
     /// Whether `k` candidates are kept, so [`TopK::worst`] is a real bar.
     pub fn is_full(&self) -> bool {
         self.heap.len() >= self.k

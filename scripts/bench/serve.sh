@@ -46,6 +46,9 @@ cd "$(dirname "$0")/../.."
 DURATION=${1:-30}
 CONNECTIONS=${2:-32}
 WRK_THREADS=${WRK_THREADS:-2}
+# Seconds a server may take to load before it is declared stuck (a
+# 25M-rating store takes minutes to read).
+READY_SECS=${READY_SECS:-600}
 FOLDIN_USERS=${FOLDIN_USERS:-300}
 SYNTH_RATINGS=${SYNTH_RATINGS:-1000000}
 SYNTH_USERS=${SYNTH_USERS:-6000}
@@ -187,7 +190,7 @@ run() {
   port=$(free_port)
   CINEMATCH_LOG=warn "$BIN" -q --db "sqlite://$db" serve --addr "127.0.0.1:$port" >"$WORK/serve.log" 2>&1 &
   SERVER_PID=$!
-  for _ in $(seq 600); do
+  for _ in $(seq $((READY_SECS * 10))); do
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; echo "error: the server exited" >&2; exit 1; }
     sleep 0.1
@@ -252,7 +255,7 @@ reload_bench() {
   port=$(free_port)
   CINEMATCH_LOG=warn "$BIN" -q --db "sqlite://$db" serve --addr "127.0.0.1:$port" --reload-secs 1 >"$WORK/serve.log" 2>&1 &
   SERVER_PID=$!
-  for _ in $(seq 600); do
+  for _ in $(seq $((READY_SECS * 10))); do
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
     sleep 0.1
   done
