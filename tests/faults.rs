@@ -1113,7 +1113,9 @@ fn serve(url: &str, env: &[(&str, &str)]) -> Server {
     cmd.env("CINEMATCH_API_TOKEN", TOKEN);
     cmd.envs(env.iter().copied());
     let mut proc = Proc::spawn(cmd);
-    proc.wait_for("serving");
+    // The start-up line "serving addr=Some(127.0.0.1:PORT) ...": waiting
+    // for "serving" alone races "serving a new snapshot".
+    proc.wait_for("addr=Some(");
     let err = proc.stderr();
     // "serving addr=Some(127.0.0.1:PORT) ..." (the line before names port 0)
     let at = err.find("addr=Some(").expect("the server logs its address") + "addr=Some(".len();
