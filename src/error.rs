@@ -28,7 +28,13 @@ pub enum Error {
     Postgres(String),
 
     #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+
+    /// A statement ran out of its time (a statement timeout, a lock or a
+    /// busy database waited on too long): its transaction was rolled back,
+    /// so nothing of it was written.
+    #[error("{0}")]
+    TimedOut(String),
 
     /// A request that conflicts with what the database holds (for example
     /// clearing a batch while it is being ingested).
@@ -76,6 +82,14 @@ pub enum Error {
     #[error("movieId {movie_id} is not in the catalogue; nothing was stored")]
     UnknownMovie { movie_id: i32 },
 
+    /// An idempotency key sent again with another request: a client bug
+    /// (a key must name one request), never a retry; nothing was stored.
+    #[error(
+        "Idempotency-Key {key:?} was used for a different request; \
+         a key names one request (send a new key for a new request)"
+    )]
+    IdempotencyKeyReused { key: String },
+
     /// Something asked for does not exist (unknown user, model version, ...).
     #[error("{0}")]
     NotFound(String),
@@ -97,8 +111,28 @@ pub enum Error {
     Server(String),
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Error::TimedOut(format!(
+                    "SQLite: {e} (another process held the write lock longer than the busy timeout)"
+                ))
+            }
+            _ => Error::Sqlite(e),
+        }
+    }
+}
+
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
+        use postgres::error::SqlState;
+        if let Some(db) = e.as_db_error() {
+            if *db.code() == SqlState::QUERY_CANCELED || *db.code() == SqlState::LOCK_NOT_AVAILABLE
+            {
+                return Error::TimedOut(format!("PostgreSQL: {}", db.message()));
+            }
+        }
         // `postgres::Error`'s Display is terse ("db error"); the source chain
         // carries the server's message, which is what a user can act on.
         let mut msg = e.to_string();

@@ -6,7 +6,9 @@ mod common;
 use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::store::schema::SPEC_TABLES;
-use cinematch::store::{ArtifactBlob, ModelEvaluation, NewModelRun, RunCommit, TuningTrial};
+use cinematch::store::{
+    ArtifactBlob, ChangeKind, IdempotentWrite, ModelEvaluation, NewModelRun, RunCommit, TuningTrial,
+};
 use cinematch::{Error, IngestionStatus, Movie, Rating, Split};
 use common::TestDb;
 
@@ -1035,7 +1037,150 @@ fn search_follows_the_catalogue(db: TestDb) {
     assert_eq!(search_ids(db.store().as_mut(), "heat", None, 20), [40]);
 }
 
+fn r(user_id: i32, movie_id: i32, rating: f32) -> Rating {
+    Rating {
+        user_id,
+        movie_id,
+        rating,
+        timestamp: 1_000,
+    }
+}
+
+/// The change log servers follow: every write of ratings, the buffer or the
+/// movies is one numbered change, in commit order; the appends' rows are
+/// found again exactly; a merge, a clear or a load is a change of its own
+/// kind, after which only it is kept; a reset starts over.
+fn changes_are_numbered_and_name_their_rows(db: TestDb) {
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    assert_eq!(s.data_version().unwrap(), 0);
+    assert!(s.data_changes(0).unwrap().is_empty());
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
+    s.append_to_batch("api_2030-01-01", &[r(7, 1, 4.0), r(7, 2, 3.5)])
+        .unwrap();
+    s.append_to_batch("api_2030-01-01", &[r(8, 1, 2.0)])
+        .unwrap();
+    s.begin_ingestion("week_1").unwrap();
+    s.complete_ingestion("week_1", &[r(9, 2, 5.0)], "a file")
+        .unwrap();
+    assert_eq!(s.data_version().unwrap(), 4);
+    let kinds: Vec<(i64, ChangeKind, Option<String>, i64)> = s
+        .data_changes(0)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.version, c.kind, c.batch_id, c.rows))
+        .collect();
+    let api = Some("api_2030-01-01".to_string());
+    assert_eq!(
+        kinds,
+        [
+            (1, ChangeKind::Load, None, 3),
+            (2, ChangeKind::Append, api.clone(), 2),
+            (3, ChangeKind::Append, api.clone(), 1),
+            (4, ChangeKind::Append, Some("week_1".into()), 1),
+        ]
+    );
+    assert_eq!(s.data_changes(3).unwrap().len(), 1);
+    let users = |rs: Vec<Rating>| {
+        rs.iter()
+            .map(|r| (r.user_id, r.movie_id))
+            .collect::<Vec<_>>()
+    };
+    // Each append's rows, and only those.
+    assert_eq!(users(s.appended_ratings(1, 2).unwrap()), [(7, 1), (7, 2)]);
+    assert_eq!(users(s.appended_ratings(2, 3).unwrap()), [(8, 1)]);
+    assert_eq!(
+        users(s.appended_ratings(1, 4).unwrap()),
+        [(7, 1), (7, 2), (8, 1), (9, 2)]
+    );
+    assert!(s.appended_ratings(4, 4).unwrap().is_empty());
+    // Another connection sees the same numbers.
+    assert_eq!(db.store().data_version().unwrap(), 4);
+
+    s.clear_batch("week_1").unwrap();
+    assert_eq!(s.merge_buffer().unwrap(), 3);
+    // A merge of nothing changes nothing.
+    assert_eq!(s.merge_buffer().unwrap(), 0);
+    assert_eq!(s.data_version().unwrap(), 6);
+    let after: Vec<(i64, ChangeKind)> = s
+        .data_changes(0)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.version, c.kind))
+        .collect();
+    // After a reload-everything change only it is kept: a reader behind
+    // it sees the gap and reloads.
+    assert_eq!(after, [(6, ChangeKind::Merge)]);
+    // Merged rows are no longer the buffer's.
+    assert!(s.appended_ratings(1, 6).unwrap().is_empty());
+    s.reset().unwrap();
+    assert_eq!(s.data_version().unwrap(), 0);
+}
+
+/// `append_to_batch_once`: the key commits with the rows; the same key
+/// again (from any connection) writes nothing and returns the record; a
+/// write that fails writes no key either.
+fn idempotent_appends_store_once(db: TestDb) {
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
+    let write = IdempotentWrite {
+        key: "0b7c1f6e-key".into(),
+        request_hash: "a".repeat(64),
+        status: 201,
+        response: r#"{"accepted":2,"batchId":"api_2030-01-01"}"#.into(),
+    };
+    let two = [r(7, 1, 4.0), r(7, 2, 3.5)];
+    assert_eq!(
+        s.append_to_batch_once("api_2030-01-01", &two, &write)
+            .unwrap(),
+        None
+    );
+    let version = s.data_version().unwrap();
+    let mut other = db.store();
+    let again = IdempotentWrite {
+        request_hash: "b".repeat(64),
+        response: "{}".into(),
+        ..write.clone()
+    };
+    assert_eq!(
+        other
+            .append_to_batch_once("api_2030-01-01", &two, &again)
+            .unwrap(),
+        Some(write.clone()),
+        "the first record, whatever the second call brought"
+    );
+    assert_eq!(s.buffer_ratings(None).unwrap().len(), 2);
+    assert_eq!(s.data_version().unwrap(), version, "nothing was written");
+    assert_eq!(
+        db.query_strings("SELECT CAST(record_count AS TEXT) FROM ingestion_metadata"),
+        ["2"]
+    );
+    // A failed write (a rating outside the CHECK) keeps no key.
+    let bad = IdempotentWrite {
+        key: "bad-write".into(),
+        ..write.clone()
+    };
+    assert!(s
+        .append_to_batch_once("api_2030-01-01", &[r(7, 1, 9.0)], &bad)
+        .is_err());
+    assert_eq!(
+        db.query_strings("SELECT idempotency_key FROM api_idempotency"),
+        ["0b7c1f6e-key"]
+    );
+    assert_eq!(
+        s.append_to_batch_once("api_2030-01-01", &[r(8, 1, 1.0)], &bad)
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.buffer_ratings(None).unwrap().len(), 3);
+}
+
 on_both_backends!(
+    changes_are_numbered_and_name_their_rows,
+    idempotent_appends_store_once,
     ranking_runs_keep_null_rmse_and_queryable_ndcg,
     tuning_trials_round_trip,
     compare_and_set_promotion,

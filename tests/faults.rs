@@ -1093,7 +1093,11 @@ struct Server {
     addr: SocketAddr,
 }
 
-fn serve(url: &str) -> Server {
+/// `cinematch serve` with a 4 s request timeout (3 s per statement): a
+/// write stuck behind a merge runs out of time, is rolled back and says so,
+/// and the client retries it.
+/// `env`: extra environment (a failpoint).
+fn serve(url: &str, env: &[(&str, &str)]) -> Server {
     let mut cmd = cinematch(
         url,
         &[
@@ -1101,14 +1105,17 @@ fn serve(url: &str) -> Server {
             "--addr",
             "127.0.0.1:0",
             "--timeout-secs",
-            "600",
+            "4",
             "--pool",
             "4",
         ],
     );
     cmd.env("CINEMATCH_API_TOKEN", TOKEN);
+    cmd.envs(env.iter().copied());
     let mut proc = Proc::spawn(cmd);
-    proc.wait_for("serving");
+    // The start-up line "serving addr=Some(127.0.0.1:PORT) ...": waiting
+    // for "serving" alone races "serving a new snapshot".
+    proc.wait_for("addr=Some(");
     let err = proc.stderr();
     // "serving addr=Some(127.0.0.1:PORT) ..." (the line before names port 0)
     let at = err.find("addr=Some(").expect("the server logs its address") + "addr=Some(".len();
@@ -1122,25 +1129,50 @@ fn serve(url: &str) -> Server {
     }
 }
 
-/// POST /api/ratings on a fresh connection; the status, or an I/O error.
-fn post_ratings(addr: SocketAddr, body: &str) -> std::io::Result<u16> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(900)))?;
+/// What a client saw of one POST: the status and whether it was the
+/// replay of an earlier attempt with the same key.
+struct Answer {
+    status: u16,
+    replayed: bool,
+}
+
+/// POST /api/ratings with an Idempotency-Key on a fresh connection, giving
+/// up after `patience` (as a client with a timeout does); the answer, or an
+/// I/O error (refused while the server restarts, a reset, the timeout).
+fn post_ratings(
+    addr: SocketAddr,
+    body: &str,
+    key: &str,
+    patience: Duration,
+) -> std::io::Result<Answer> {
+    let mut s = TcpStream::connect_timeout(&addr, patience)?;
+    s.set_read_timeout(Some(patience))?;
+    s.set_write_timeout(Some(patience))?;
     write!(
         s,
         "POST /api/ratings HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Length: {}\r\n\r\n",
+         Idempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )?;
     s.write_all(body.as_bytes())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
-    let head = String::from_utf8_lossy(&buf[..buf.len().min(64)]).into_owned();
-    head.split(' ')
+    let text = String::from_utf8_lossy(&buf);
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let status = head
+        .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {head:?}")))
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {head:?}")))?;
+    Ok(Answer {
+        status,
+        replayed: head.contains("idempotent-replayed: true"),
+    })
 }
 
 /// Rating number `seq`: a unique (user, movie) pair and timestamp.
@@ -1166,8 +1198,16 @@ fn merged_count(stdout: &str) -> u64 {
 }
 
 /// Several clients POST ratings to `cinematch serve` while `retrain` and
-/// `buffer merge` run again and again: afterwards every accepted (201)
-/// rating is in exactly one of `ratings` (train) or `ratings_buffer`.
+/// `buffer merge` run again and again, and the server is stopped with
+/// SIGTERM (it drains) and started again six times along the way; clients
+/// give up on a request after a second and retry it (same
+/// Idempotency-Key) after that, a refused or reset connection or a 503.
+/// Each server process holds its third write for 1.5 s before the commit
+/// (a failpoint standing for a slow disk or a long lock), so in every
+/// server's life a client gives up on a write that then commits, and its
+/// retry must get the first answer, not a second copy. Afterwards every
+/// request was accepted and every rating is in exactly one of `ratings`
+/// (train) or `ratings_buffer`, once.
 fn api_ratings_under_load_survive_concurrent_merges(db: TestDb) {
     let total: u64 = std::env::var("CINEMATCH_FAULTS_API_RATINGS")
         .ok()
@@ -1175,6 +1215,17 @@ fn api_ratings_under_load_survive_concurrent_merges(db: TestDb) {
         .unwrap_or(60_000);
     let per_request: u64 = if total >= 500_000 { 1000 } else { 500 };
     let clients: u64 = 4;
+    // How long a client waits for an answer before it gives up and retries.
+    let patience = Duration::from_millis(
+        std::env::var("CINEMATCH_FAULTS_CLIENT_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000),
+    );
+    let slow_write = [
+        ("CINEMATCH_FAILPOINT", "append:before_commit#3"),
+        ("CINEMATCH_FAILPOINT_SLEEP_MS", "1500"),
+    ];
     let url = db.url().to_string();
     setup_small(&url);
     let movies: Arc<Vec<i32>> = Arc::new(
@@ -1186,16 +1237,20 @@ fn api_ratings_under_load_survive_concurrent_merges(db: TestDb) {
             .collect(),
     );
     let base = snap(&url);
-    let server = serve(&url);
-    let addr = server.addr;
+    let first = serve(&url, &slow_write);
+    let current = Arc::new(Mutex::new(first.addr));
 
     let requests = total.div_ceil(per_request);
     let next = Arc::new(AtomicU64::new(0));
-    // Per request: 0 = not sent, 201 = accepted, other = status, 1 = I/O error.
+    // Per request: 0 = not sent, 201 = accepted, other = the status that
+    // ended it.
     let outcome: Arc<Vec<AtomicU64>> = Arc::new((0..requests).map(|_| AtomicU64::new(0)).collect());
     let posting = Arc::new(AtomicBool::new(true));
     let t0 = Instant::now();
     let max_latency = Arc::new(AtomicU64::new(0));
+    // What the clients went through: (attempts, gave up waiting, refused
+    // or reset, 503 or 408, replayed answers).
+    let tally: Arc<[AtomicU64; 5]> = Arc::new(Default::default());
 
     // The merger: retrain and buffer merge, alternately, while clients post.
     let merger = {
@@ -1218,13 +1273,49 @@ fn api_ratings_under_load_survive_concurrent_merges(db: TestDb) {
             merges
         })
     };
+    // The restarter: SIGTERM, the drain (exit 0), a new server on a new
+    // port, each time another sixth of the requests is done.
+    let done = Arc::new(AtomicU64::new(0));
+    let restarter = {
+        let (url, posting, current, done) =
+            (url.clone(), posting.clone(), current.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut server = first;
+            let mut restarts = 0u64;
+            loop {
+                let due = requests * (restarts + 1) / 7;
+                while (restarts == 6 || done.load(Ordering::SeqCst) < due)
+                    && posting.load(Ordering::SeqCst)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if !posting.load(Ordering::SeqCst) {
+                    return (server, restarts);
+                }
+                server._proc.signal("TERM");
+                let done = server._proc.finish();
+                assert!(
+                    done.ok(),
+                    "the server did not stop cleanly on SIGTERM ({}):\n{}",
+                    done.status,
+                    done.stderr
+                );
+                server = serve(&url, &slow_write);
+                *current.lock().unwrap() = server.addr;
+                restarts += 1;
+            }
+        })
+    };
     let workers: Vec<_> = (0..clients)
         .map(|_| {
-            let (next, outcome, movies, max_latency) = (
+            let (next, outcome, movies, max_latency, current, tally, done) = (
                 next.clone(),
                 outcome.clone(),
                 movies.clone(),
                 max_latency.clone(),
+                current.clone(),
+                tally.clone(),
+                done.clone(),
             );
             std::thread::spawn(move || loop {
                 let r = next.fetch_add(1, Ordering::SeqCst);
@@ -1245,10 +1336,45 @@ fn api_ratings_under_load_survive_concurrent_merges(db: TestDb) {
                     ));
                 }
                 body.push(']');
-                let t = Instant::now();
-                let code = post_ratings(addr, &body).map(u64::from).unwrap_or(1);
-                max_latency.fetch_max(t.elapsed().as_millis() as u64, Ordering::SeqCst);
+                let key = format!("faults-request-{r}");
+                let started = Instant::now();
+                let code = loop {
+                    assert!(
+                        started.elapsed() < STEP_TIMEOUT,
+                        "request {r} not accepted within {STEP_TIMEOUT:?}"
+                    );
+                    tally[0].fetch_add(1, Ordering::SeqCst);
+                    let addr = *current.lock().unwrap();
+                    let t = Instant::now();
+                    let answer = post_ratings(addr, &body, &key, patience);
+                    max_latency.fetch_max(t.elapsed().as_millis() as u64, Ordering::SeqCst);
+                    match answer {
+                        Ok(a) if a.status == 201 => {
+                            if a.replayed {
+                                tally[4].fetch_add(1, Ordering::SeqCst);
+                            }
+                            break 201;
+                        }
+                        Ok(a) if a.status == 503 || a.status == 408 => {
+                            tally[3].fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(a) => break u64::from(a.status),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            tally[1].fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(_) => {
+                            tally[2].fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                };
                 outcome[r as usize].store(code, Ordering::SeqCst);
+                done.fetch_add(1, Ordering::SeqCst);
             })
         })
         .collect();
@@ -1258,6 +1384,7 @@ fn api_ratings_under_load_survive_concurrent_merges(db: TestDb) {
     let posting_time = t0.elapsed();
     posting.store(false, Ordering::SeqCst);
     let merges = merger.join().unwrap();
+    let (server, restarts) = restarter.join().unwrap();
     drop(server);
 
     // Every rating sent, by sequence number: how often it is stored.
@@ -1332,16 +1459,32 @@ fn api_ratings_under_load_survive_concurrent_merges(db: TestDb) {
     let train_end = s.ratings(Split::Train).unwrap();
     assert_eq!(train_end.len(), base.train.len() + total as usize);
     assert!(s.buffer_ratings(None).unwrap().is_empty());
+    let t = |i: usize| tally[i].load(Ordering::SeqCst);
     eprintln!(
         "API under load ({}): {total} ratings in {requests} requests of {per_request} from {clients} clients \
-         in {posting_time:.1?} ({:.0} ratings/s, slowest request {} ms); meanwhile {} merges ({} by retrain) \
+         in {posting_time:.1?} ({:.0} ratings/s, slowest attempt {} ms); {} attempts: {} gave up after \
+         {patience:?} and retried, {} refused or reset (restarts), {} answered 503/408 and retried, {} \
+         answered by replay; {restarts} SIGTERM restarts; meanwhile {} merges ({} by retrain) \
          moved {moved}; at the end {api_train} in ratings + {api_buffer} in ratings_buffer = {stored} \
          stored of {accepted} accepted",
         if is_sqlite(&db) { "SQLite" } else { "PostgreSQL" },
         total as f64 / posting_time.as_secs_f64(),
         max_latency.load(Ordering::SeqCst),
+        t(0),
+        t(1),
+        t(2),
+        t(3),
+        t(4),
         merges.len(),
         merges.iter().filter(|m| m.0 == "retrain").count(),
+    );
+    assert_eq!(stored, total, "every rating stored once");
+    assert_eq!(restarts, 6, "the server was restarted along the way");
+    assert!(
+        t(1) > 0 && t(4) > 0,
+        "no client gave up on a write that then committed (gave up {}, replays {})",
+        t(1),
+        t(4)
     );
 }
 

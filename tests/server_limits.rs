@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestDb;
+use common::{HeldLock, TestDb};
 use serde_json::{json, Value};
 use support::{http, load_small, train, Resp, TestServer};
 
@@ -232,42 +232,8 @@ fn labels_and_rated_sets_stay_bounded(db: TestDb) {
     assert!(excluded(&server));
 }
 
-/// Holds the database's write lock (SQLite) or locks the tables the
-/// dashboard counts and the writes go to (PostgreSQL) until dropped.
-enum Lock {
-    Sqlite(rusqlite::Connection),
-    Pg(::postgres::Client),
-}
-
-impl Lock {
-    fn take(db: &TestDb) -> Lock {
-        match db {
-            TestDb::Sqlite(d) => {
-                let c = d.conn();
-                c.execute_batch(
-                    "BEGIN IMMEDIATE; INSERT INTO drift_alerts (feature_name) VALUES ('lock');",
-                )
-                .unwrap();
-                Lock::Sqlite(c)
-            }
-            TestDb::Pg(d) => {
-                let mut c = d.client();
-                c.batch_execute(
-                    "BEGIN; LOCK TABLE ratings, ratings_buffer IN ACCESS EXCLUSIVE MODE;",
-                )
-                .unwrap();
-                Lock::Pg(c)
-            }
-        }
-    }
-
-    fn release(self) {
-        match self {
-            Lock::Sqlite(c) => c.execute_batch("ROLLBACK").unwrap(),
-            Lock::Pg(mut c) => c.batch_execute("ROLLBACK").unwrap(),
-        }
-    }
-}
+/// The tables the dashboard counts and the writes go to, locked.
+const DASHBOARD_AND_WRITES: &str = "LOCK TABLE ratings, ratings_buffer IN ACCESS EXCLUSIVE MODE";
 
 /// Item 10: 20 dashboard loads and 20 writes, all stuck behind a lock and
 /// holding every pooled connection, while `/readyz` keeps answering 200
@@ -286,7 +252,7 @@ fn readyz_stays_200_while_the_pool_is_busy(db: TestDb) {
     server.wait_ready();
     // Nothing has asked for the statistics yet.
     assert_eq!(server.metrics_gauge("cinematch_stats_refreshes_total"), 0.0);
-    let lock = Lock::take(&db);
+    let lock = HeldLock::take(&db, DASHBOARD_AND_WRITES);
     let addr = server.addr;
     let requests: Vec<_> = (0..40)
         .map(|i| {
@@ -355,7 +321,7 @@ fn beyond_the_concurrency_limit_503_at_once(db: TestDb) {
         c.max_concurrent_requests = 2;
     });
     server.wait_ready();
-    let lock = Lock::take(&db);
+    let lock = HeldLock::take(&db, DASHBOARD_AND_WRITES);
     let addr = server.addr;
     let finished = Arc::new(AtomicUsize::new(0));
     let writes: Vec<_> = (0..10)
@@ -465,4 +431,43 @@ fn slow_headers_are_cut_off() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert_eq!(server.get("/healthz").status, 200);
+}
+
+/// Item 10's statement timeout, on PostgreSQL (SQLite readers never wait:
+/// its busy timeout bounds writes, see `tests/server_writes.rs`): a read
+/// stuck behind a lock ends at the statement timeout with 503, and the
+/// connection it held serves the next request, even when it is the pool's
+/// only one.
+#[test]
+fn a_stuck_read_gives_its_connection_back() {
+    let db = TestDb::Pg(common::PgDb::new());
+    let mut store = db.store();
+    load_small(store.as_mut());
+    train(store.as_mut(), 1);
+    let server = TestServer::start(db.url(), |c| {
+        c.request_timeout = Duration::from_secs(2);
+        c.pool_size = 1;
+    });
+    server.wait_ready();
+    let lock = HeldLock::take(&db, "LOCK TABLE ratings IN ACCESS EXCLUSIVE MODE");
+    let r = server.get("/api/users/1/ratings");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer in time"),
+        "{}",
+        r.text()
+    );
+    // The drift history reads no locked table.
+    let r = server.get("/api/drift");
+    assert_eq!(
+        r.status,
+        200,
+        "the stuck read kept the connection: {}",
+        r.text()
+    );
+    lock.release();
+    assert_eq!(server.get("/api/users/1/ratings").status, 200);
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::data::{formats, ReadOptions, SkipReport};
-use crate::store::Store;
+use crate::store::{IdempotentWrite, Store};
 use crate::types::Rating;
 use crate::{Error, Result};
 
@@ -40,12 +40,43 @@ pub fn validate_batch_id(batch_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// What [`append_api_ratings`] stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What [`append_api_ratings`] stored, as the API answers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Appended {
+    pub accepted: u64,
     /// The day's batch (`api_YYYY-MM-DD`, UTC) in `ingestion_metadata`.
     pub batch_id: String,
-    pub accepted: u64,
+}
+
+/// A client's name for one write (`Idempotency-Key`) and a digest of the
+/// request it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    pub key: String,
+    /// Hex SHA-256 of the request as sent (see [`request_hash`]).
+    pub request_hash: String,
+}
+
+/// Hex SHA-256 of `bytes`: what tells a retry (same request) from a
+/// reused key (another request).
+pub fn request_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// How an API append ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored now.
+    Stored(Appended),
+    /// The key was seen before (by any process sharing the database):
+    /// nothing was stored, and this is what the first attempt answered,
+    /// status and body.
+    Replayed { status: u16, body: String },
 }
 
 /// Appends ratings received through the HTTP API to the batch of the UTC
@@ -56,11 +87,19 @@ pub struct Appended {
 /// the catalogue, so the buffer never holds a rating training would have
 /// to drop. All or nothing: [`Error::UnknownMovie`] names the first
 /// unknown movie and nothing is stored.
+///
+/// With a `key`, the write happens at most once: the key and the answer
+/// commit with the ratings, and a later call with the same key (a client's
+/// retry after a timeout or a lost connection, to this server or another)
+/// stores nothing and gets [`AppendOutcome::Replayed`];
+/// [`Error::IdempotencyKeyReused`] when the same key comes with another
+/// request.
 pub fn append_api_ratings(
     store: &mut dyn Store,
     ratings: &[Rating],
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Appended> {
+    key: Option<&RequestKey>,
+) -> Result<AppendOutcome> {
     let batch_id = crate::store::api_batch_id(now.date_naive());
     let mut ids: Vec<i32> = ratings.iter().map(|r| r.movie_id).collect();
     ids.sort_unstable();
@@ -75,8 +114,34 @@ pub fn append_api_ratings(
             movie_id: r.movie_id,
         });
     }
-    let accepted = store.append_to_batch(&batch_id, ratings)?;
-    Ok(Appended { batch_id, accepted })
+    let appended = Appended {
+        accepted: ratings.len() as u64,
+        batch_id,
+    };
+    let Some(key) = key else {
+        let accepted = store.append_to_batch(&appended.batch_id, ratings)?;
+        return Ok(AppendOutcome::Stored(Appended {
+            accepted,
+            ..appended
+        }));
+    };
+    let write = IdempotentWrite {
+        key: key.key.clone(),
+        request_hash: key.request_hash.clone(),
+        status: 201,
+        response: serde_json::to_string(&appended)
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode the answer: {e}")))?,
+    };
+    match store.append_to_batch_once(&appended.batch_id, ratings, &write)? {
+        None => Ok(AppendOutcome::Stored(appended)),
+        Some(earlier) if earlier.request_hash == key.request_hash => Ok(AppendOutcome::Replayed {
+            status: earlier.status,
+            body: earlier.response,
+        }),
+        Some(_) => Err(Error::IdempotencyKeyReused {
+            key: key.key.clone(),
+        }),
+    }
 }
 
 /// Ingests a ratings file (any format `load` reads) as batch `batch_id`.

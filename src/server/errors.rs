@@ -126,7 +126,16 @@ pub fn public_message(e: &Error) -> (StatusCode, String) {
             "the stored model cannot be decoded; the server log has the details".to_string(),
         ),
         Error::Input(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        Error::UnknownMovie { .. } => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Error::UnknownMovie { .. } | Error::IdempotencyKeyReused { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        // The detail may name tables or locks: the log has it.
+        Error::TimedOut(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database did not answer in time (it was busy or locked) and the work was \
+             rolled back; try again later"
+                .to_string(),
+        ),
         other => {
             let kind = match other {
                 Error::Postgres(_) => "PostgreSQL error",
@@ -262,6 +271,23 @@ pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) ->
                 limit.as_millis()
             ),
         )
+        .into_response(),
+    }
+}
+
+/// The writes' last resort. A write waits for the database's verdict (the
+/// statement timeout ends it well before this), so that its answer says
+/// what was stored; only a database that stops answering altogether leaves
+/// the outcome unknown, and the answer says so.
+pub async fn write_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::unavailable(format!(
+            "the database did not answer within {} ms, so whether the ratings were stored \
+             is unknown; send the request again with the same Idempotency-Key (it is stored \
+             at most once)",
+            limit.as_millis()
+        ))
         .into_response(),
     }
 }

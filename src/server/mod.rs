@@ -76,7 +76,10 @@ pub struct ServerConfig {
     /// by another process takes to reach this server.
     pub reload_interval: Duration,
     /// Requests running longer are answered 408 so a stuck database cannot
-    /// pile up connections.
+    /// pile up connections; database statements get three quarters of it
+    /// (PostgreSQL `statement_timeout`, SQLite's busy timeout). A write is
+    /// never answered before the database decided: it gets 503 "nothing
+    /// was stored" when its statements run out of time.
     pub request_timeout: Duration,
     /// Larger request bodies are refused with 413 before they are parsed.
     pub max_body_bytes: usize,
@@ -165,7 +168,21 @@ pub fn router(state: AppState) -> Router {
     let limits = state.limits();
     let mut probes = Router::new();
     let mut limited = Router::new();
-    for (_, path, handler) in routes() {
+    for (method, path, handler) in routes() {
+        // A write waits for the database's verdict (its statements are
+        // bounded, see `state::statement_timeout`), so that its answer
+        // says what was stored; the rest end at the request timeout.
+        let handler = if method == "POST" {
+            handler.layer(axum::middleware::from_fn_with_state(
+                limits.request_timeout * 3,
+                errors::write_timeout,
+            ))
+        } else {
+            handler.layer(axum::middleware::from_fn_with_state(
+                limits.request_timeout,
+                errors::timeout,
+            ))
+        };
         if is_probe(path) {
             probes = probes.route(path, handler);
         } else {
@@ -196,13 +213,10 @@ pub fn router(state: AppState) -> Router {
         .merge(limited.route_layer(limit))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
-        // Innermost first: the body limit applies to extractors, the timeout
-        // to the handler, errors become JSON, and metrics see the final status.
+        // Innermost first: the body limit applies to extractors (the
+        // timeouts, per route above, to the handlers), errors become JSON,
+        // and metrics see the final status.
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            limits.request_timeout,
-            errors::timeout,
-        ))
         .layer(axum::middleware::from_fn(errors::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),

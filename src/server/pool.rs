@@ -16,6 +16,9 @@ use crate::{Error, Result};
 
 pub(crate) struct StorePool {
     url: String,
+    /// Set on every connection this pool opens (see
+    /// [`Store::set_statement_timeout`]).
+    statement_timeout: Option<std::time::Duration>,
     idle: Mutex<Vec<Box<dyn Store>>>,
     permits: Arc<Semaphore>,
 }
@@ -35,9 +38,14 @@ impl Drop for StorePool {
 }
 
 impl StorePool {
-    pub fn new(url: String, size: usize) -> StorePool {
+    pub fn new(
+        url: String,
+        size: usize,
+        statement_timeout: Option<std::time::Duration>,
+    ) -> StorePool {
         StorePool {
             url,
+            statement_timeout,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size.max(1))),
         }
@@ -63,14 +71,23 @@ impl StorePool {
             let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut store = match idle {
                 Some(s) => s,
-                None => store::open(&pool.url)?,
+                None => {
+                    let mut s = store::open(&pool.url)?;
+                    s.set_statement_timeout(pool.statement_timeout)?;
+                    s
+                }
             };
             let out = f(store.as_mut());
             // A database error may mean a broken connection: do not hand it
-            // to the next request. Logical errors keep the connection.
+            // to the next request (a statement cancelled by its timeout in
+            // the middle of a COPY closes it, too). Logical errors keep it.
             let broken = matches!(
                 out,
-                Err(Error::Postgres(_) | Error::Sqlite(_) | Error::Config(_) | Error::Io { .. })
+                Err(Error::Postgres(_)
+                    | Error::Sqlite(_)
+                    | Error::Config(_)
+                    | Error::Io { .. }
+                    | Error::TimedOut(_))
             );
             if !broken {
                 pool.idle

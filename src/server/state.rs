@@ -3,11 +3,22 @@
 //! A [`Snapshot`] holds the champion's [`Recommender`], the catalogue with
 //! its rating statistics, and every user's rated movies,
 //! all in memory: a recommendation touches no database. The snapshot sits
-//! in an [`ArcSwapOption`]; a background task checks the champion every
-//! `reload_interval` and, when another process promoted a new one, loads a
-//! fresh snapshot on a blocking thread and swaps it in. Requests in flight
-//! keep the snapshot they started with, so none waits for a reload or is
-//! dropped by one.
+//! in an [`ArcSwapOption`]; a background task checks the database every
+//! `reload_interval` and, when another process promoted a new champion,
+//! loaded a dataset, merged the buffer into `ratings` or cleared a batch,
+//! loads a fresh snapshot on a blocking thread and swaps it in. Requests in
+//! flight keep the snapshot they started with, so none waits for a reload
+//! or is dropped by one.
+//!
+//! The check is cheap and incremental: every transaction that changes the
+//! buffer, the ratings or the movies records a numbered row in
+//! `data_changes` (numbers in commit order, see [`Store::data_changes`]),
+//! and the server reads only the rows after the last number it saw. When
+//! they are all appends, it reads just the ratings those appends wrote;
+//! anything else (or a gap: rows pruned while it was away) reloads the
+//! snapshot. So a rating posted to any server sharing the database is
+//! excluded by every other within one interval, merges without a promotion
+//! refresh the rated sets, and new movies appear without a new champion.
 //!
 //! The snapshot keeps every user's ratings (train, test and buffer) with
 //! their stars: they exclude rated movies from the user's list, and models
@@ -36,7 +47,7 @@ use super::stats::{Cached, Statistics};
 use super::ServerConfig;
 use crate::recommend::Recommender;
 use crate::registry;
-use crate::store::{self, MovieStats, Store};
+use crate::store::{self, ChangeKind, MovieStats, Store};
 use crate::types::{Movie, Rating, Split};
 use crate::{Error, Result};
 
@@ -109,6 +120,9 @@ pub struct Snapshot {
     fresh: HashSet<i32>,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
     pub load_seconds: f64,
+    /// The database's change version read before anything else: every
+    /// change up to it is in this snapshot.
+    data_version: i64,
 }
 
 impl Snapshot {
@@ -138,6 +152,7 @@ impl Snapshot {
     /// (and deduplicated) rather than not at all.
     fn load(store: &mut dyn Store) -> Result<Snapshot> {
         let t0 = std::time::Instant::now();
+        let data_version = store.data_version()?;
         let champion = match registry::load_champion(store) {
             Ok(found) => Some(found),
             Err(Error::NotFound(why)) => {
@@ -181,6 +196,7 @@ impl Snapshot {
             fresh,
             loaded_at: chrono::Utc::now(),
             load_seconds: t0.elapsed().as_secs_f64(),
+            data_version,
         })
     }
 }
@@ -192,6 +208,17 @@ fn add_history(into: &mut HashMap<i32, Vec<(i32, f32)>>, ratings: &[Rating]) {
             .push((r.movie_id, r.rating));
     }
 }
+
+/// The statement timeout of the request pool's connections: under the
+/// request timeout, so a statement stuck on a lock or a busy SQLite file
+/// ends (and its transaction rolls back) while the request can still say
+/// so, instead of going on after the client was told it timed out.
+pub(crate) fn statement_timeout(request_timeout: Duration) -> Duration {
+    (request_timeout * 3 / 4).max(Duration::from_millis(1))
+}
+
+/// The probes' connection waits no longer than a probe does.
+const PROBE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Limits the router's layers need.
 #[derive(Debug, Clone, Copy)]
@@ -235,8 +262,9 @@ pub struct Shared {
     /// Whether `extra_rated` holds anything: until it does, recommendations
     /// never touch its lock.
     has_extra: AtomicBool,
-    /// Buffer size when it was last read, -1 before the first read.
-    buffer_seen: AtomicI64,
+    /// The last change version followed (see [`Store::data_version`]), -1
+    /// before the first snapshot.
+    data_seen: AtomicI64,
     pub(crate) metrics: Arc<RequestMetrics>,
     /// The dashboard's and `/metrics`' database statistics.
     pub(crate) stats: Arc<Cached<Statistics>>,
@@ -278,14 +306,23 @@ impl AppState {
         }
         let token = |t: &Option<String>| t.clone().filter(|t| !t.trim().is_empty());
         Ok(AppState(Arc::new(Shared {
-            pool: Arc::new(StorePool::new(url.to_string(), config.pool_size)),
-            probe_pool: Arc::new(StorePool::new(url.to_string(), 1)),
-            reload_pool: Arc::new(StorePool::new(url.to_string(), 1)),
+            pool: Arc::new(StorePool::new(
+                url.to_string(),
+                config.pool_size,
+                Some(statement_timeout(config.request_timeout)),
+            )),
+            probe_pool: Arc::new(StorePool::new(
+                url.to_string(),
+                1,
+                Some(PROBE_STATEMENT_TIMEOUT),
+            )),
+            // Snapshots of a large catalogue take long to read: no limit.
+            reload_pool: Arc::new(StorePool::new(url.to_string(), 1, None)),
             snapshot: ArcSwapOption::empty(),
             extra_rated: RwLock::new(HashMap::new()),
             rated_seq: AtomicU64::new(0),
             has_extra: AtomicBool::new(false),
-            buffer_seen: AtomicI64::new(-1),
+            data_seen: AtomicI64::new(-1),
             metrics: Arc::default(),
             stats: Arc::new(Cached::new(config.stats_ttl)),
             api_token: token(&config.api_token),
@@ -322,7 +359,8 @@ impl AppState {
     }
 
     /// One check: loads a new snapshot if the champion changed (or none is
-    /// loaded yet), else picks up ratings other processes buffered. Returns
+    /// loaded yet) or the data changed other than by appends, else picks up
+    /// the ratings appended since the last check, by any process. Returns
     /// whether a new snapshot was installed. Failures are logged and retried
     /// on the next tick; the current snapshot keeps serving.
     pub async fn refresh(&self) -> bool {
@@ -331,7 +369,7 @@ impl AppState {
             .as_ref()
             .map(|s| s.model_version().map(str::to_string));
         let catalogue_empty = current.as_ref().is_none_or(|s| s.catalogue.is_empty());
-        let seen = self.buffer_seen.load(Ordering::Acquire);
+        let seen = self.data_seen.load(Ordering::Acquire);
         // Whatever was recorded up to here is in the database before the
         // load below starts, so a snapshot from it covers it.
         let covered = self.rated_seq.load(Ordering::Acquire);
@@ -343,14 +381,28 @@ impl AppState {
                     None => true,
                     Some(v) => *v != champion || (champion.is_none() && catalogue_empty),
                 };
-                let total: i64 = store.buffer_counts()?.iter().map(|(_, n)| n).sum();
+                let reload = |store: &mut dyn Store, why: &'static str| {
+                    Ok(Refresh::Snapshot(Box::new(Snapshot::load(store)?), why))
+                };
                 if stale {
-                    return Ok(Refresh::Snapshot(Box::new(Snapshot::load(store)?), total));
+                    return reload(store, "the champion changed");
                 }
-                if total != seen {
-                    return Ok(Refresh::Buffer(store.buffer_ratings(None)?, total));
+                let version = store.data_version()?;
+                if version == seen {
+                    return Ok(Refresh::Unchanged);
                 }
-                Ok(Refresh::Unchanged)
+                if version < seen {
+                    return reload(store, "the database was reset");
+                }
+                let changes = store.data_changes(seen)?;
+                if changes.first().map(|c| c.version) != Some(seen + 1) {
+                    return reload(store, "changes were missed");
+                }
+                if changes.iter().any(|c| c.kind != ChangeKind::Append) {
+                    return reload(store, "ratings or movies changed");
+                }
+                let upto = changes.last().map_or(seen, |c| c.version);
+                Ok(Refresh::Appended(store.appended_ratings(seen, upto)?, upto))
             })
             .await;
         match outcome {
@@ -361,16 +413,17 @@ impl AppState {
                     .unwrap_or_else(|e| e.into_inner()) = None;
                 match r {
                     Refresh::Unchanged => false,
-                    Refresh::Buffer(ratings, total) => {
+                    Refresh::Appended(ratings, upto) => {
                         self.add_rated(&ratings);
-                        self.buffer_seen.store(total, Ordering::Release);
+                        self.data_seen.store(upto, Ordering::Release);
                         false
                     }
-                    Refresh::Snapshot(snap, total) => {
+                    Refresh::Snapshot(snap, why) => {
                         let from = current
                             .as_ref()
                             .and_then(|s| s.model_version().map(str::to_string));
                         tracing::info!(
+                            why,
                             from = from.as_deref().unwrap_or("none"),
                             to = snap.model_version().unwrap_or("none"),
                             movies = snap.catalogue.len(),
@@ -382,7 +435,7 @@ impl AppState {
                             seconds = snap.load_seconds,
                             "serving a new snapshot"
                         );
-                        self.buffer_seen.store(total, Ordering::Release);
+                        self.data_seen.store(snap.data_version, Ordering::Release);
                         self.snapshot.store(Some(Arc::from(snap)));
                         self.forget_rated_up_to(covered);
                         self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -464,6 +517,8 @@ impl AppState {
 
 enum Refresh {
     Unchanged,
-    Buffer(Vec<Rating>, i64),
-    Snapshot(Box<Snapshot>, i64),
+    /// Ratings appended since the last check, and the version they reach.
+    Appended(Vec<Rating>, i64),
+    /// A new snapshot, and why.
+    Snapshot(Box<Snapshot>, &'static str),
 }

@@ -257,6 +257,56 @@ pub enum LeaseGrant {
     Held(Lease),
 }
 
+/// A write made at most once: the `Idempotency-Key` a client sent with
+/// it, a digest of the request, and the answer the first attempt got, kept
+/// in `api_idempotency` in the same transaction as the rows it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentWrite {
+    pub key: String,
+    /// Hex SHA-256 of the request as the client sent it: the same key with
+    /// another request is the client's mistake, not a retry.
+    pub request_hash: String,
+    pub status: u16,
+    /// The response body of the first attempt.
+    pub response: String,
+}
+
+/// How long an idempotency key is remembered; a retry later than this is
+/// a new write.
+pub const IDEMPOTENCY_RETENTION_SECS: i64 = 86_400;
+
+/// What a committed change did to the data servers answer from.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum ChangeKind {
+    /// Ratings added to `ratings_buffer` (an API append or a batch file).
+    Append,
+    /// The buffer moved into `ratings` (`buffer merge`, a retrain).
+    Merge,
+    /// A batch deleted from the buffer (`buffer clear`).
+    Clear,
+    /// A dataset (movies and ratings) loaded or replaced.
+    Load,
+}
+
+/// One row of `data_changes`: every transaction that changes ratings,
+/// the buffer or the movies records one, numbered in commit order, so a
+/// server can follow the database by reading what is new since the last
+/// version it saw instead of everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataChange {
+    pub version: i64,
+    pub kind: ChangeKind,
+    pub batch_id: Option<String>,
+    pub rows: i64,
+}
+
+/// Changes kept in `data_changes` besides the latest: a reader further
+/// behind finds a gap and reloads everything.
+pub const CHANGES_KEPT: i64 = 100_000;
+
 /// The CineMatch schema, whatever engine holds it.
 ///
 /// Methods take `&mut self` because both engines hand out one connection per
@@ -362,6 +412,20 @@ pub trait Store: Send {
     /// count current.
     fn append_to_batch(&mut self, batch_id: &str, ratings: &[Rating]) -> Result<u64>;
 
+    /// [`Store::append_to_batch`] at most once per `write.key`: the key and
+    /// the answer are recorded in the same transaction as the ratings, so
+    /// they commit together or not at all. When the key was recorded before
+    /// (by this process or any other sharing the database) nothing is
+    /// written and the earlier record is returned; a concurrent write with
+    /// the same key waits for the first to end. Keys older than
+    /// [`IDEMPOTENCY_RETENTION_SECS`] are forgotten.
+    fn append_to_batch_once(
+        &mut self,
+        batch_id: &str,
+        ratings: &[Rating],
+        write: &IdempotentWrite,
+    ) -> Result<Option<IdempotentWrite>>;
+
     /// Marks a batch 'failed' with the reason; nothing of it is in the buffer.
     fn fail_ingestion(&mut self, batch_id: &str, reason: &str) -> Result<()>;
 
@@ -413,6 +477,27 @@ pub trait Store: Send {
     /// Empties every CineMatch table (ids restart), keeping the schema: for
     /// `demo --fresh` and tests, never called implicitly.
     fn reset(&mut self) -> Result<()>;
+
+    // --- following the data (servers) ------------------------------------------
+
+    /// The version of the last committed change (`data_changes`), 0 when
+    /// none; it only grows, except through [`Store::reset`].
+    fn data_version(&mut self) -> Result<i64>;
+
+    /// The changes after version `after`, oldest first (those still kept:
+    /// see [`CHANGES_KEPT`]).
+    fn data_changes(&mut self, after: i64) -> Result<Vec<DataChange>>;
+
+    /// The ratings the appends numbered `after + 1 ..= upto` wrote that are
+    /// still buffered.
+    fn appended_ratings(&mut self, after: i64, upto: i64) -> Result<Vec<Rating>>;
+
+    /// Bounds each statement of this connection: on PostgreSQL
+    /// `statement_timeout` (lock waits included), on SQLite the busy
+    /// timeout (how long a write waits for another writer). A statement
+    /// over the limit fails with [`Error::TimedOut`] and its transaction
+    /// rolls back. `None` restores the default (no limit; SQLite: 30 s).
+    fn set_statement_timeout(&mut self, limit: Option<std::time::Duration>) -> Result<()>;
 
     /// VACUUM ANALYZE of the three core tables (the spec's weekly maintenance).
     fn vacuum(&mut self) -> Result<()>;

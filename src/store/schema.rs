@@ -374,6 +374,64 @@ CREATE TABLE IF NOT EXISTS tuning_trials (
 );
 "#,
     },
+    Migration {
+        version: "1.7",
+        description: "idempotent API writes (api_idempotency) and the change log servers follow (data_versions, data_changes)",
+        // `api_idempotency`: a retried POST /api/ratings with the same
+        // Idempotency-Key answers what the first attempt answered and stores
+        // nothing new, across every server sharing the database; the key is
+        // written in the same transaction as the ratings.
+        // `data_changes`: every transaction that appends to, merges or
+        // clears the buffer or loads a dataset records one row, numbered by
+        // the counter in `data_versions`, which it updates last, so the
+        // numbers follow commit order; a server reads what is newer than
+        // the last number it saw (the appended rows are found again by
+        // their batch and `ingested_at`) instead of the whole buffer.
+        postgres: r#"
+CREATE TABLE IF NOT EXISTS api_idempotency (
+    idempotency_key VARCHAR(255) PRIMARY KEY,
+    request_hash CHAR(64) NOT NULL,
+    status_code INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_idempotency_created ON api_idempotency(created_at);
+CREATE TABLE IF NOT EXISTS data_versions (
+    name VARCHAR(50) PRIMARY KEY,
+    version BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS data_changes (
+    version BIGINT PRIMARY KEY,
+    kind VARCHAR(10) NOT NULL CHECK (kind IN ('append', 'merge', 'clear', 'load')),
+    batch_id VARCHAR(50),
+    ingested_at TIMESTAMP,
+    row_count BIGINT NOT NULL,
+    changed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+"#,
+        sqlite: r#"
+CREATE TABLE IF NOT EXISTS api_idempotency (
+    idempotency_key VARCHAR(255) PRIMARY KEY CHECK (length(idempotency_key) <= 255),
+    request_hash CHAR(64) NOT NULL,
+    status_code INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_idempotency_created ON api_idempotency(created_at);
+CREATE TABLE IF NOT EXISTS data_versions (
+    name VARCHAR(50) PRIMARY KEY,
+    version BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS data_changes (
+    version BIGINT PRIMARY KEY,
+    kind VARCHAR(10) NOT NULL CHECK (kind IN ('append', 'merge', 'clear', 'load')),
+    batch_id VARCHAR(50),
+    ingested_at TIMESTAMP,
+    row_count BIGINT NOT NULL,
+    changed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+"#,
+    },
 ];
 
 /// The version a fully migrated database reports.

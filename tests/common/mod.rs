@@ -139,6 +139,49 @@ impl TestDb {
     }
 }
 
+/// Holds a lock another session took until released: SQLite's write lock
+/// (an IMMEDIATE transaction with a write in it; readers go on, writers
+/// wait), or on PostgreSQL the table locks of `pg_lock` (e.g. `LOCK TABLE
+/// ratings_buffer IN EXCLUSIVE MODE`, the repro) in an open
+/// transaction.
+pub enum HeldLock {
+    Sqlite(rusqlite::Connection),
+    Pg(postgres::Client),
+}
+
+impl HeldLock {
+    pub fn take(db: &TestDb, pg_lock: &str) -> HeldLock {
+        match db {
+            TestDb::Sqlite(d) => {
+                let c = d.conn();
+                // Wait for a server's own short writes (opening a
+                // connection checks the schema) rather than fail.
+                c.busy_timeout(std::time::Duration::from_secs(30))
+                    .expect("busy timeout");
+                c.execute_batch(
+                    "BEGIN IMMEDIATE; INSERT INTO drift_alerts (feature_name) VALUES ('lock');",
+                )
+                .expect("take the SQLite write lock");
+                HeldLock::Sqlite(c)
+            }
+            TestDb::Pg(d) => {
+                let mut c = d.client();
+                c.batch_execute(&format!("BEGIN; {pg_lock};"))
+                    .expect("lock the tables");
+                HeldLock::Pg(c)
+            }
+        }
+    }
+
+    /// Ends the lock's transaction, writing nothing.
+    pub fn release(self) {
+        match self {
+            HeldLock::Sqlite(c) => c.execute_batch("ROLLBACK").expect("release the lock"),
+            HeldLock::Pg(mut c) => c.batch_execute("ROLLBACK").expect("release the lock"),
+        }
+    }
+}
+
 /// `../shared/data/NAME` next to the project, as CI lays it out.
 pub fn shared_data(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

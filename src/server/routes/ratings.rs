@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +16,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{genre_list, in_range};
+use crate::pipeline::ingest::{append_api_ratings, request_hash, AppendOutcome, RequestKey};
 use crate::server::auth::{Authorized, ReadAuthorized};
 use crate::server::errors::{ApiError, ApiJson, ApiQuery, ErrorBody, PathId};
 use crate::server::state::AppState;
@@ -142,34 +145,51 @@ pub async fn user_ratings(
 /// ids, ratings 0.5..5.0 in half steps, no repeated (user, movie), and only
 /// movies of the catalogue. All or nothing: one invalid rating refuses the
 /// request.
+///
+/// Retries are safe with an `Idempotency-Key` header (any 1 to 255 visible
+/// ASCII characters naming this request, e.g. a UUID): the key commits with
+/// the ratings, and a request with a key seen before, by this server or any
+/// other sharing the database, stores nothing and gets the first answer
+/// again (header `Idempotent-Replayed: true`); the same key with another
+/// body is refused with 422. The answer is never given before the database
+/// has decided: a write that runs out of time is rolled back and answered
+/// 503 "nothing was stored".
 #[utoipa::path(
     post,
     path = "/api/ratings",
     tag = "ratings",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request so that retries store it once (1 to 255 visible ASCII characters)")),
     request_body(content = NewRatings, description = "One rating or a list", content_type = "application/json"),
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Buffered", body = AcceptedBody),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 201, description = "Buffered (or, with a known Idempotency-Key, buffered before: the first answer again)", body = AcceptedBody),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 403, description = "Writes are disabled (no CINEMATCH_API_TOKEN)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A rating is invalid or names an unknown movie", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody)
+        (status = 422, description = "A rating is invalid or names an unknown movie, or the Idempotency-Key named another request", body = ErrorBody),
+        (status = 503, description = "Database unavailable or out of time; nothing was stored", body = ErrorBody)
     )
 )]
 pub async fn post_ratings(
     State(state): State<AppState>,
     _auth: Authorized,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let now = chrono::Utc::now();
     let (ratings, positions) = parse_ratings(&body, now.timestamp())?;
+    let key = key.map(|key| RequestKey {
+        key,
+        request_hash: request_hash(&serde_json::to_vec(&body).unwrap_or_default()),
+    });
     let to_store = ratings.clone();
-    let appended = state
+    // Awaited to the end, whatever the time: the answer says what the
+    // database did (the statement timeout bounds the wait).
+    let outcome = state
         .pool
-        .run(move |store| crate::pipeline::ingest::append_api_ratings(store, &to_store, now))
+        .run(move |store| append_api_ratings(store, &to_store, now, key.as_ref()))
         .await
         .map_err(|e| match e {
             // Name the rating in the body, as the other validation errors do.
@@ -182,17 +202,64 @@ pub async fn post_ratings(
                     .unwrap_or_default();
                 ApiError::unprocessable(format!("{at}{e}"))
             }
+            Error::TimedOut(why) => {
+                tracing::warn!(%why, "a write ran out of time and was rolled back");
+                ApiError::unavailable(
+                    "the database did not store the ratings in time (it was busy or locked), \
+                     so nothing was stored; send the request again (with the same \
+                     Idempotency-Key a retry is always safe)",
+                )
+            }
             e => ApiError::from(e),
         })?;
+    // Committed, now or by the first attempt: exclude them at once.
     state.add_rated(&ratings);
-    Ok((
-        StatusCode::CREATED,
-        Json(AcceptedBody {
-            accepted: appended.accepted,
-            batch_id: appended.batch_id,
-        }),
-    )
-        .into_response())
+    Ok(match outcome {
+        AppendOutcome::Stored(a) => (
+            StatusCode::CREATED,
+            Json(AcceptedBody {
+                accepted: a.accepted,
+                batch_id: a.batch_id,
+            }),
+        )
+            .into_response(),
+        AppendOutcome::Replayed { status, body } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED),
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (
+                    HeaderName::from_static("idempotent-replayed"),
+                    HeaderValue::from_static("true"),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+    })
+}
+
+/// The optional `Idempotency-Key` header, checked before the body is read.
+pub struct IdempotencyKey(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(v) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        match v.to_str() {
+            Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+                Ok(IdempotencyKey(Some(k.to_string())))
+            }
+            _ => Err(ApiError::bad_request(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID, say)",
+            )),
+        }
+    }
 }
 
 /// Validates the body field by field so each problem names the rating and

@@ -91,6 +91,13 @@ pub(super) fn load_dataset(
         }
         w.finish()?;
     }
+    super::changes::record_change(
+        &mut tx,
+        crate::store::ChangeKind::Load,
+        None,
+        None,
+        train + test,
+    )?;
     crate::failpoint::hit("load:after_copy_before_commit");
     tx.commit()?;
     progress.finish();

@@ -4,8 +4,9 @@
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 
+use super::changes::{claim_key, record_change};
 use super::PgStore;
-use crate::store::Ingestion;
+use crate::store::{ChangeKind, IdempotentWrite, Ingestion};
 use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
 
@@ -118,34 +119,48 @@ pub(super) fn complete_ingestion(
     if status != Some(IngestionStatus::InProgress) {
         return Err(crate::store::batch_not_open(batch_id, status));
     }
-    let n = copy_into_buffer(&mut tx, batch_id, ratings)?;
+    let stamp = stamp();
+    let n = copy_into_buffer(&mut tx, batch_id, ratings, stamp)?;
     tx.execute(
         "UPDATE ingestion_metadata SET status = 'completed', record_count = $2,
             ingestion_date = clock_timestamp(), notes = $3 WHERE batch_id = $1",
         &[&batch_id, &(n as i32), &notes],
     )?;
+    record_change(&mut tx, ChangeKind::Append, Some(batch_id), Some(stamp), n)?;
     crate::failpoint::hit("ingest:after_rows_before_commit");
     tx.commit()?;
     store.release_ingestion();
     Ok(n)
 }
 
+/// Appends in one transaction; with `write`, at most once per its key
+/// (returns the earlier record, having written nothing, when the key is
+/// known).
 pub(super) fn append_to_batch(
     store: &mut PgStore,
     batch_id: &str,
     ratings: &[Rating],
-) -> Result<u64> {
+    write: Option<&IdempotentWrite>,
+) -> Result<(u64, Option<IdempotentWrite>)> {
     let mut tx = store.client.transaction()?;
+    if let Some(w) = write {
+        if let Some(earlier) = claim_key(&mut tx, w)? {
+            return Ok((0, Some(earlier)));
+        }
+    }
     tx.execute(
         "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
          VALUES ($1, clock_timestamp(), 0, 'completed', 'ratings received through the API')
          ON CONFLICT (batch_id) DO NOTHING",
         &[&batch_id],
     )?;
-    let n = copy_into_buffer(&mut tx, batch_id, ratings)?;
+    let stamp = stamp();
+    let n = copy_into_buffer(&mut tx, batch_id, ratings, stamp)?;
     tx.execute(APPEND_AUDIT_PG, &[&batch_id, &(n as i32)])?;
+    record_change(&mut tx, ChangeKind::Append, Some(batch_id), Some(stamp), n)?;
+    crate::failpoint::hit("append:before_commit");
     tx.commit()?;
-    Ok(n)
+    Ok((n, None))
 }
 
 pub(super) fn fail_ingestion(store: &mut PgStore, batch_id: &str, reason: &str) -> Result<()> {
@@ -199,6 +214,9 @@ pub(super) fn merge_buffer(store: &mut PgStore) -> Result<u64> {
     // rating that arrives meanwhile is either moved or stays buffered.
     let mut tx = store.client.transaction()?;
     let n = tx.execute(MERGE_BUFFER, &[])?;
+    if n > 0 {
+        record_change(&mut tx, ChangeKind::Merge, None, None, n)?;
+    }
     crate::failpoint::hit("merge:before_commit");
     tx.commit()?;
     Ok(n)
@@ -231,17 +249,30 @@ pub(super) fn clear_batch(store: &mut PgStore, batch_id: &str) -> Result<u64> {
             ingestion_date = EXCLUDED.ingestion_date",
         &[&batch_id, &(n as i32), &crate::store::cleared_note(n)],
     )?;
+    record_change(&mut tx, ChangeKind::Clear, Some(batch_id), None, n)?;
     tx.commit()?;
     Ok(n)
 }
 
-/// Writes ratings into `ratings_buffer` by binary COPY inside `tx`.
+/// `ingested_at` for the rows of one write: one value for all of them, so
+/// the change log can name them (PostgreSQL keeps microseconds).
+fn stamp() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+/// Writes ratings into `ratings_buffer` by binary COPY inside `tx`, each
+/// with `ingested_at` = `now`.
 fn copy_into_buffer(
     tx: &mut postgres::Transaction<'_>,
     batch_id: &str,
     ratings: &[Rating],
+    now: chrono::NaiveDateTime,
 ) -> Result<u64> {
-    let now = chrono::Utc::now().naive_utc();
+    // The lock COPY would take, taken by a plain statement first: a
+    // statement timeout while waiting for it (another session holding the
+    // table) then leaves the connection usable, where a COPY cancelled
+    // before it started closes it.
+    tx.batch_execute("LOCK TABLE ratings_buffer IN ROW EXCLUSIVE MODE")?;
     let sink = tx.copy_in(
         "COPY ratings_buffer (userid, movieid, rating, timestamp, batch_id, ingested_at) \
          FROM STDIN (FORMAT binary)",

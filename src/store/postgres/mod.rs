@@ -5,9 +5,10 @@
 //!
 //! [`PgStore`] implements [`Store`] by delegating to one module per concern,
 //! as the SQLite backend does (`maintenance`, `dataset`, `search`,
-//! `ingestion`, `monitoring`, `leases`, `registry`, `rows`); [`conn`] turns
+//! `ingestion`, `monitoring`, `leases`, `registry`, `changes`, `rows`); [`conn`] turns
 //! URLs into TLS-checked connections for the store and for `db roles`.
 
+mod changes;
 pub mod conn;
 mod dataset;
 mod ingestion;
@@ -23,9 +24,9 @@ pub use search::{search_sql, SearchParam, TITLE_TSVECTOR};
 use postgres::Client;
 
 use super::{
-    ArtifactBlob, Backend, DriftAlert, Ingestion, Lease, LeaseGrant, LoadSummary, ModelRun,
-    MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion, RunCommit, SplitStats, Store,
-    TableCount, TableSize, TuningTrial,
+    ArtifactBlob, Backend, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease, LeaseGrant,
+    LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
+    RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, PipelineStatus, Rating, Split};
@@ -148,7 +149,16 @@ impl Store for PgStore {
     }
 
     fn append_to_batch(&mut self, batch_id: &str, ratings: &[Rating]) -> Result<u64> {
-        ingestion::append_to_batch(self, batch_id, ratings)
+        Ok(ingestion::append_to_batch(self, batch_id, ratings, None)?.0)
+    }
+
+    fn append_to_batch_once(
+        &mut self,
+        batch_id: &str,
+        ratings: &[Rating],
+        write: &IdempotentWrite,
+    ) -> Result<Option<IdempotentWrite>> {
+        Ok(ingestion::append_to_batch(self, batch_id, ratings, Some(write))?.1)
     }
 
     fn fail_ingestion(&mut self, batch_id: &str, reason: &str) -> Result<()> {
@@ -203,6 +213,22 @@ impl Store for PgStore {
 
     fn reset(&mut self) -> Result<()> {
         maintenance::reset(self)
+    }
+
+    fn data_version(&mut self) -> Result<i64> {
+        changes::data_version(self)
+    }
+
+    fn data_changes(&mut self, after: i64) -> Result<Vec<DataChange>> {
+        changes::data_changes(self, after)
+    }
+
+    fn appended_ratings(&mut self, after: i64, upto: i64) -> Result<Vec<Rating>> {
+        changes::appended_ratings(self, after, upto)
+    }
+
+    fn set_statement_timeout(&mut self, limit: Option<std::time::Duration>) -> Result<()> {
+        changes::set_statement_timeout(self, limit)
     }
 
     fn vacuum(&mut self) -> Result<()> {

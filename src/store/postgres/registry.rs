@@ -4,8 +4,8 @@
 use super::ingestion::MERGE_BUFFER;
 use super::PgStore;
 use crate::store::{
-    rollback_target, ArtifactBlob, ModelEvaluation, ModelRun, NewModelRun, Promotion, RunCommit,
-    TuningTrial,
+    rollback_target, ArtifactBlob, ChangeKind, ModelEvaluation, ModelRun, NewModelRun, Promotion,
+    RunCommit, TuningTrial,
 };
 use crate::{Error, Result};
 
@@ -87,6 +87,9 @@ pub(super) fn insert_model_run(
     crate::failpoint::hit("retrain:after_promote_before_merge");
     let merged = if commit.merge_buffer {
         let n = tx.execute(MERGE_BUFFER, &[])?;
+        if n > 0 {
+            super::changes::record_change(&mut tx, ChangeKind::Merge, None, None, n)?;
+        }
         crate::failpoint::hit("merge:before_commit");
         n
     } else {

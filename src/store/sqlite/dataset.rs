@@ -83,6 +83,13 @@ pub(super) fn load_dataset(
             crate::failpoint::hit("load:mid_ratings");
         }
     }
+    super::changes::record_change(
+        &tx,
+        crate::store::ChangeKind::Load,
+        None,
+        None,
+        train + test,
+    )?;
     crate::failpoint::hit("load:after_copy_before_commit");
     tx.commit()?;
     progress.finish();

@@ -3,10 +3,11 @@
 
 use rusqlite::{params, Transaction};
 
+use super::changes::{claim_key, record_change, stamp};
 use super::rows::parse_ts;
 use super::SqliteStore;
 use super::NOW;
-use crate::store::Ingestion;
+use crate::store::{ChangeKind, IdempotentWrite, Ingestion};
 use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
 
@@ -109,21 +110,8 @@ pub(super) fn complete_ingestion(
     if status != Some(IngestionStatus::InProgress) {
         return Err(crate::store::batch_not_open(batch_id, status));
     }
-    {
-        let mut stmt = tx.prepare(&format!(
-            "INSERT INTO ratings_buffer (userId, movieId, rating, timestamp, batch_id, ingested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"
-        ))?;
-        for r in ratings {
-            stmt.execute(params![
-                r.user_id,
-                r.movie_id,
-                r.rating as f64,
-                r.timestamp,
-                batch_id
-            ])?;
-        }
-    }
+    let stamp = stamp();
+    insert_into_buffer(&tx, batch_id, ratings, &stamp)?;
     tx.execute(
         &format!(
             "UPDATE ingestion_metadata SET status = 'completed', record_count = ?2,
@@ -131,20 +119,36 @@ pub(super) fn complete_ingestion(
         ),
         params![batch_id, ratings.len() as i64, notes],
     )?;
+    record_change(
+        &tx,
+        ChangeKind::Append,
+        Some(batch_id),
+        Some(&stamp),
+        ratings.len() as u64,
+    )?;
     crate::failpoint::hit("ingest:after_rows_before_commit");
     tx.commit()?;
     store.ingest_lock = None;
     Ok(ratings.len() as u64)
 }
 
+/// Appends in one transaction; with `write`, at most once per its key
+/// (returns the earlier record, having written nothing, when the key is
+/// known).
 pub(super) fn append_to_batch(
     store: &mut SqliteStore,
     batch_id: &str,
     ratings: &[Rating],
-) -> Result<u64> {
+    write: Option<&IdempotentWrite>,
+) -> Result<(u64, Option<IdempotentWrite>)> {
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if let Some(w) = write {
+        if let Some(earlier) = claim_key(&tx, w)? {
+            return Ok((0, Some(earlier)));
+        }
+    }
     tx.execute(
         &format!(
             "INSERT INTO ingestion_metadata (batch_id, ingestion_date, record_count, status, notes)
@@ -153,21 +157,8 @@ pub(super) fn append_to_batch(
         ),
         [batch_id],
     )?;
-    {
-        let mut stmt = tx.prepare(&format!(
-            "INSERT INTO ratings_buffer (userId, movieId, rating, timestamp, batch_id, ingested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"
-        ))?;
-        for r in ratings {
-            stmt.execute(params![
-                r.user_id,
-                r.movie_id,
-                r.rating as f64,
-                r.timestamp,
-                batch_id
-            ])?;
-        }
-    }
+    let stamp = stamp();
+    insert_into_buffer(&tx, batch_id, ratings, &stamp)?;
     // A batch cleared earlier (`buffer clear`) is open again, counting
     // from zero; SET expressions all see the old row.
     tx.execute(
@@ -181,8 +172,41 @@ pub(super) fn append_to_batch(
         ),
         params![batch_id, ratings.len() as i64],
     )?;
+    record_change(
+        &tx,
+        ChangeKind::Append,
+        Some(batch_id),
+        Some(&stamp),
+        ratings.len() as u64,
+    )?;
+    crate::failpoint::hit("append:before_commit");
     tx.commit()?;
-    Ok(ratings.len() as u64)
+    Ok((ratings.len() as u64, None))
+}
+
+/// Inserts ratings into `ratings_buffer` inside `tx`, each with
+/// `ingested_at` = `stamp`.
+fn insert_into_buffer(
+    tx: &Transaction<'_>,
+    batch_id: &str,
+    ratings: &[Rating],
+    stamp: &str,
+) -> Result<()> {
+    let mut stmt = tx.prepare(
+        "INSERT INTO ratings_buffer (userId, movieId, rating, timestamp, batch_id, ingested_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for r in ratings {
+        stmt.execute(params![
+            r.user_id,
+            r.movie_id,
+            r.rating as f64,
+            r.timestamp,
+            batch_id,
+            stamp
+        ])?;
+    }
+    Ok(())
 }
 
 pub(super) fn fail_ingestion(store: &mut SqliteStore, batch_id: &str, reason: &str) -> Result<()> {
@@ -275,6 +299,7 @@ pub(super) fn clear_batch(store: &mut SqliteStore, batch_id: &str) -> Result<u64
         ),
         params![batch_id, n as i64, crate::store::cleared_note(n)],
     )?;
+    record_change(&tx, ChangeKind::Clear, Some(batch_id), None, n)?;
     tx.commit()?;
     Ok(n)
 }
@@ -296,6 +321,9 @@ pub(super) fn merge_buffer_in(tx: &Transaction<'_>) -> Result<u64> {
         return Err(Error::Conflict(format!(
             "buffer changed during the merge ({moved} copied, {deleted} deleted); nothing was merged"
         )));
+    }
+    if moved > 0 {
+        record_change(tx, ChangeKind::Merge, None, None, moved as u64)?;
     }
     Ok(moved as u64)
 }

@@ -22,6 +22,14 @@ impl SqliteStore {
 }
 
 pub(super) fn migrate(store: &mut SqliteStore) -> Result<Vec<&'static str>> {
+    // Up to date: a read, no write lock, so opening a connection never
+    // waits behind another process's write (a server's pool opening one
+    // while a batch is ingested, say).
+    if schema_version(store)?
+        .is_some_and(|v| version_key(&v) >= version_key(schema::latest_version()))
+    {
+        return Ok(Vec::new());
+    }
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

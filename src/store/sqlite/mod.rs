@@ -10,8 +10,10 @@
 //! - `monitoring`: drift alerts and pipeline runs;
 //! - `leases`: the named leases the pipeline lock is built on;
 //! - `registry`: model runs, artifacts, champions and tuning trials;
+//! - `changes`: the change log servers follow, idempotency keys, timeouts;
 //! - `rows`: row-to-record conversions shared by the others.
 
+mod changes;
 mod dataset;
 mod ingestion;
 mod leases;
@@ -24,9 +26,9 @@ mod search;
 use rusqlite::Connection;
 
 use super::{
-    ArtifactBlob, Backend, DriftAlert, Ingestion, Lease, LeaseGrant, LoadSummary, ModelRun,
-    MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion, RunCommit, SplitStats, Store,
-    TableCount, TableSize, TuningTrial,
+    ArtifactBlob, Backend, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease, LeaseGrant,
+    LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
+    RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, PipelineStatus, Rating, Split};
@@ -65,7 +67,7 @@ impl SqliteStore {
         // sync is durable across application crashes, which is what the
         // all-or-nothing guarantees need. The busy timeout makes concurrent
         // CineMatch processes wait for each other instead of failing.
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.busy_timeout(changes::DEFAULT_BUSY_TIMEOUT)?;
         if path != ":memory:" {
             conn.pragma_update(None, "journal_mode", "WAL")?;
         }
@@ -175,7 +177,16 @@ impl Store for SqliteStore {
     }
 
     fn append_to_batch(&mut self, batch_id: &str, ratings: &[Rating]) -> Result<u64> {
-        ingestion::append_to_batch(self, batch_id, ratings)
+        Ok(ingestion::append_to_batch(self, batch_id, ratings, None)?.0)
+    }
+
+    fn append_to_batch_once(
+        &mut self,
+        batch_id: &str,
+        ratings: &[Rating],
+        write: &IdempotentWrite,
+    ) -> Result<Option<IdempotentWrite>> {
+        Ok(ingestion::append_to_batch(self, batch_id, ratings, Some(write))?.1)
     }
 
     fn fail_ingestion(&mut self, batch_id: &str, reason: &str) -> Result<()> {
@@ -230,6 +241,22 @@ impl Store for SqliteStore {
 
     fn reset(&mut self) -> Result<()> {
         maintenance::reset(self)
+    }
+
+    fn data_version(&mut self) -> Result<i64> {
+        changes::data_version(self)
+    }
+
+    fn data_changes(&mut self, after: i64) -> Result<Vec<DataChange>> {
+        changes::data_changes(self, after)
+    }
+
+    fn appended_ratings(&mut self, after: i64, upto: i64) -> Result<Vec<Rating>> {
+        changes::appended_ratings(self, after, upto)
+    }
+
+    fn set_statement_timeout(&mut self, limit: Option<std::time::Duration>) -> Result<()> {
+        changes::set_statement_timeout(self, limit)
     }
 
     fn vacuum(&mut self) -> Result<()> {

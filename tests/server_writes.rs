@@ -1,0 +1,179 @@
+//! `POST /api/ratings` when things go wrong (issue 10, item 1), over real
+//! HTTP against real SQLite and PostgreSQL databases: a write that runs out
+//! of time behind a lock is rolled back and says so, never committing
+//! after its answer; a retry with the same `Idempotency-Key` stores the
+//! ratings once and every later one gets the first answer again; a write
+//! that waits and then commits says so.
+
+mod common;
+#[path = "browser/support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use common::{HeldLock, TestDb};
+use serde_json::{json, Value};
+use support::{http, load_small, train, Resp, TestServer};
+
+const TOKEN: &str = "writes-test-token";
+/// The issue's repro: `BEGIN; LOCK TABLE ratings_buffer IN EXCLUSIVE MODE;`
+/// in another session (on SQLite, another writer's open transaction).
+const BUFFER_LOCK: &str = "LOCK TABLE ratings_buffer IN EXCLUSIVE MODE";
+
+fn post(server: &TestServer, key: Option<&str>, body: &str) -> Resp {
+    let auth = format!("Bearer {TOKEN}");
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    if let Some(k) = key {
+        headers.push(("Idempotency-Key", k));
+    }
+    http(
+        server.addr,
+        "POST",
+        "/api/ratings",
+        &headers,
+        body.as_bytes(),
+    )
+}
+
+/// Buffered ratings of `user`, straight from the database.
+fn buffered(db: &TestDb, user: i32) -> usize {
+    db.store()
+        .buffer_ratings(None)
+        .unwrap()
+        .iter()
+        .filter(|r| r.user_id == user)
+        .count()
+}
+
+fn ratings_of(user: i32) -> String {
+    json!([
+        {"userId": user, "movieId": 1, "rating": 4.5, "timestamp": 1_700_000_000},
+        {"userId": user, "movieId": 2, "rating": 3, "timestamp": 1_700_000_001}
+    ])
+    .to_string()
+}
+
+/// The issue's repro: the buffer locked in another session, a POST runs
+/// out of time, the lock goes, the client retries with the same key: the
+/// ratings are stored once. The timed-out attempt stored nothing, not even
+/// after the lock went; every retry after the success gets the first
+/// answer again; the key with another body is refused.
+fn a_retry_after_a_timeout_stores_once(db: TestDb) {
+    let mut store = db.store();
+    load_small(store.as_mut());
+    train(store.as_mut(), 1);
+    let server = TestServer::start(db.url(), |c| {
+        c.api_token = Some(TOKEN.into());
+        c.request_timeout = Duration::from_secs(2);
+    });
+    server.wait_ready();
+    let user = 920_001;
+    let body = ratings_of(user);
+
+    let lock = HeldLock::take(&db, BUFFER_LOCK);
+    let r = post(&server, Some("retry-1"), &body);
+    assert_eq!(r.status, 503, "{}", r.text());
+    let why = r.json()["error"].as_str().unwrap().to_string();
+    assert!(why.contains("nothing was stored"), "{why}");
+    lock.release();
+    // The attempt was rolled back: the lock going does not let it finish
+    // (give it the time it would need).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(buffered(&db, user), 0, "the timed-out write committed");
+
+    let r = post(&server, Some("retry-1"), &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("idempotent-replayed"), None);
+    let first = r.json();
+    assert_eq!(first["accepted"], 2);
+    assert_eq!(buffered(&db, user), 2);
+
+    // Retries after the success: the first answer, nothing stored.
+    for _ in 0..3 {
+        let r = post(&server, Some("retry-1"), &body);
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.header("idempotent-replayed"), Some("true"));
+        assert_eq!(r.json(), first);
+    }
+    assert_eq!(buffered(&db, user), 2);
+
+    // The same key for another request is a client bug.
+    let other = ratings_of(user + 1);
+    let r = post(&server, Some("retry-1"), &other);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("Idempotency-Key"));
+    assert_eq!(buffered(&db, user + 1), 0);
+
+    // Keys a server cannot keep are refused before anything happens.
+    for bad in ["", "has space", &"k".repeat(256), "tab\there"] {
+        let r = post(&server, Some(bad), &other);
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.text());
+    }
+    // Without a key a write still works, once per request.
+    let r = post(&server, None, &other);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(buffered(&db, user + 1), 2);
+    // The keys are in the database, with the answer.
+    let keys = db.query_strings(
+        "SELECT idempotency_key || ' ' || status_code || ' ' || response FROM api_idempotency",
+    );
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("retry-1 201 {"), "{keys:?}");
+}
+
+/// A write held up by a lock for less than its time waits, commits, and
+/// answers 201: the answer says what the database did.
+fn a_write_that_waits_reports_its_commit(db: TestDb) {
+    let mut store = db.store();
+    load_small(store.as_mut());
+    train(store.as_mut(), 1);
+    let server = TestServer::start(db.url(), |c| {
+        c.api_token = Some(TOKEN.into());
+        c.request_timeout = Duration::from_secs(60);
+    });
+    server.wait_ready();
+    let user = 920_101;
+    let lock = HeldLock::take(&db, BUFFER_LOCK);
+    let addr = server.addr;
+    let body = ratings_of(user);
+    let write = std::thread::spawn(move || {
+        let auth = format!("Bearer {TOKEN}");
+        http(
+            addr,
+            "POST",
+            "/api/ratings",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &auth),
+                ("Idempotency-Key", "waits-1"),
+            ],
+            body.as_bytes(),
+        )
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!write.is_finished(), "the lock did not hold the write back");
+    assert_eq!(buffered(&db, user), 0);
+    lock.release();
+    let r = write.join().unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["accepted"], 2);
+    assert_eq!(buffered(&db, user), 2);
+    // A retry (say the client gave up waiting) stores nothing.
+    let r = post(&server, Some("waits-1"), &ratings_of(user));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("idempotent-replayed"), Some("true"));
+    assert_eq!(buffered(&db, user), 2);
+    let answer: Value = r.json();
+    assert_eq!(answer["accepted"], 2);
+}
+
+on_both_backends!(
+    a_retry_after_a_timeout_stores_once,
+    a_write_that_waits_reports_its_commit,
+);
