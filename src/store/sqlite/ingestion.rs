@@ -40,22 +40,28 @@ impl SqliteStore {
     }
 }
 
-pub(super) fn begin_ingestion(store: &mut SqliteStore, batch_id: &str) -> Result<()> {
-    store.claim_ingestion()?;
-    let tx = store
-        .conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let status: Option<Option<IngestionStatus>> = tx
+/// The audit row's status of `batch_id`: `None` without a row, `Some(None)`
+/// for a row whose status is NULL.
+fn batch_status(
+    tx: &rusqlite::Transaction<'_>,
+    batch_id: &str,
+) -> Result<Option<Option<IngestionStatus>>> {
+    use rusqlite::OptionalExtension;
+    Ok(tx
         .query_row(
             "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
             [batch_id],
             |r| r.get(0),
         )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+        .optional()?)
+}
+
+pub(super) fn begin_ingestion(store: &mut SqliteStore, batch_id: &str) -> Result<()> {
+    store.claim_ingestion()?;
+    let tx = store
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let status = batch_status(&tx, batch_id)?;
     match status {
         Some(Some(IngestionStatus::Completed)) => {
             return Err(Error::BatchCompleted {
@@ -271,17 +277,7 @@ pub(super) fn clear_batch(store: &mut SqliteStore, batch_id: &str) -> Result<u64
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let status: Option<Option<IngestionStatus>> = tx
-        .query_row(
-            "SELECT status FROM ingestion_metadata WHERE batch_id = ?1",
-            [batch_id],
-            |r| r.get(0),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+    let status = batch_status(&tx, batch_id)?;
     if status.flatten() == Some(IngestionStatus::InProgress) {
         return Err(crate::store::clear_while_ingesting(batch_id));
     }
