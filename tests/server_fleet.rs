@@ -12,7 +12,6 @@ mod common;
 mod support;
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -48,20 +47,7 @@ impl Serve {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start cinematch serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let log = common::capture_stderr(&mut child);
         let start = Instant::now();
         let addr = loop {
             let text = log.lock().unwrap().clone();
