@@ -921,8 +921,66 @@ fn a_new_user_is_folded_in_from_five_ratings(db: TestDb) {
     assert_eq!(sim["basis"], "item_weights", "{sim}");
 }
 
+/// The gauge `name` in a `/metrics` page.
+fn gauge(server: &TestServer, name: &str) -> f64 {
+    let text = server.get("/metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// With the default precomputation, every user's list is computed in the
+/// background after the snapshot (iALS: the scan and the explanation's
+/// solve), and the answers served from it are byte for byte those of a
+/// server that computes every list on every request, for k up to the
+/// precomputed depth, with and without explanations.
+fn precomputed_lists_are_served_as_computed(db: TestDb) {
+    let mut store = db.store();
+    load_small(store.as_mut());
+    let opts = cinematch::registry::TrainOptions::new(cinematch::models::Hyperparams::Ials(
+        cinematch::models::IalsParams {
+            factors: 16,
+            iterations: 3,
+            ..Default::default()
+        },
+    ));
+    cinematch::registry::train(store.as_mut(), &opts, &cinematch::progress::Silent)
+        .expect("train ials");
+    let users = db.query_strings(
+        "SELECT CAST(COUNT(DISTINCT userId) AS TEXT) FROM ratings WHERE data_split = 'train'",
+    );
+    let users: f64 = users[0].parse().unwrap();
+    let warm = TestServer::start(db.url(), |_| {});
+    let cold = TestServer::start(db.url(), |c| {
+        c.precompute_k = 0;
+        c.list_cache_items = 0;
+    });
+    warm.wait_ready();
+    cold.wait_ready();
+    warm.wait_until("every list precomputed", Duration::from_secs(120), |s| {
+        gauge(s, "cinematch_lists_precompute_remaining") == 0.0
+            && gauge(s, "cinematch_lists_cached") == users
+    });
+    for user in (1..=610).step_by(13) {
+        for query in ["k=10", "k=4", "k=10&explain=false"] {
+            let path = format!("/api/users/{user}/recommendations?{query}");
+            let (a, b) = (warm.get(&path), cold.get(&path));
+            assert_eq!(a.status, 200, "{path}: {}", a.text());
+            assert_eq!(a.text(), b.text(), "{path}");
+            if !query.contains("explain=false") {
+                assert!(a.text().contains("\"because\""), "{path}: {}", a.text());
+            }
+        }
+    }
+    // Nothing was computed on demand by the warm server, nothing kept by
+    // the cold one.
+    assert_eq!(gauge(&warm, "cinematch_lists_cached"), users);
+    assert_eq!(gauge(&cold, "cinematch_lists_cached"), 0.0);
+}
+
 on_both_backends!(
     a_new_user_is_folded_in_from_five_ratings,
+    precomputed_lists_are_served_as_computed,
     happy_paths,
     openapi_matches_routes,
     bad_requests_get_json_4xx,

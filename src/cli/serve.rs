@@ -49,6 +49,15 @@ pub struct ServeArgs {
     /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
+    /// After each model or data reload, compute the top this many movies
+    /// of every returning user in the background, so their requests are
+    /// answered from memory (0: each list on its first request; at most 100).
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    precompute_k: usize,
+    /// Movies of cached lists kept in memory at most, about 40 bytes each
+    /// (0: compute every list on every request).
+    #[arg(long, default_value_t = cinematch::recommend::DEFAULT_LIST_CACHE_ITEMS, value_name = "N")]
+    list_cache_items: usize,
 }
 
 impl ServeArgs {
@@ -85,6 +94,14 @@ impl ServeArgs {
         config.header_read_timeout = Duration::from_secs(self.header_timeout_secs.max(1));
         config.stats_ttl = Duration::from_secs(self.stats_secs);
         config.shutdown_grace = Duration::from_secs(self.grace_secs);
+        anyhow::ensure!(
+            self.precompute_k <= cinematch::recommend::MAX_K,
+            "--precompute-k must be at most {}, got {}",
+            cinematch::recommend::MAX_K,
+            self.precompute_k
+        );
+        config.precompute_k = self.precompute_k;
+        config.list_cache_items = self.list_cache_items;
         Ok(config)
     }
 }

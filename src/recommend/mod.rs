@@ -55,7 +55,7 @@ use crate::topk::{Cand, TopK};
 use crate::types::Movie;
 use crate::{Error, Result};
 use cache::ListCache;
-pub use cache::DEFAULT_LIST_CACHE_ENTRIES;
+pub use cache::DEFAULT_LIST_CACHE_ITEMS;
 use catalogue::ModelCatalogue;
 
 /// The largest `k` any request may ask for.
@@ -237,20 +237,46 @@ impl Recommender {
             model_version,
             model: Arc::new(model),
             rating_model: None,
-            lists: ListCache::new(DEFAULT_LIST_CACHE_ENTRIES),
+            lists: ListCache::new(DEFAULT_LIST_CACHE_ITEMS),
         }
     }
 
-    /// How many `model` lists are kept for returning users (0 computes
-    /// every list on every request); see [`DEFAULT_LIST_CACHE_ENTRIES`].
-    pub fn with_list_cache(mut self, entries: usize) -> Recommender {
-        self.lists = ListCache::new(entries);
+    /// How many movies of `model` lists are kept for returning users (0
+    /// computes every list on every request); see
+    /// [`DEFAULT_LIST_CACHE_ITEMS`].
+    pub fn with_list_cache(mut self, items: usize) -> Recommender {
+        self.lists = ListCache::new(items);
         self
     }
 
-    /// Lists held for returning users.
+    /// Users whose list is held.
     pub fn cached_lists(&self) -> usize {
         self.lists.len()
+    }
+
+    /// Computes and keeps the user's top `k` with explanations, as their
+    /// first request would, so that requests for up to `k` movies from the
+    /// history given are answered from memory (see the `cache` module).
+    /// Only users the model ranks from what it learned have such a list:
+    /// returns whether one is held (false for users it would fold in or
+    /// give the popular list, and once the cache's budget is spent).
+    pub fn precompute(&self, user_id: i32, history: &[(i32, f32)], k: usize) -> Result<bool> {
+        let req = Request {
+            explain: true,
+            ..Request::new(user_id, k, history)
+        };
+        if self.lists.answers(user_id, k, true, history) {
+            return Ok(true);
+        }
+        let ranks_from_model = match &*self.model {
+            Model::Factor(m) => m.user_index(user_id).is_some(),
+            Model::Ease(_) => !history.is_empty(),
+        };
+        if !ranks_from_model || !self.lists.has_room(k) {
+            return Ok(false);
+        }
+        self.recommend_ids(&req)?;
+        Ok(self.lists.answers(user_id, k, true, history))
     }
 
     /// Shows predicted stars of `rating` beside a ranking champion's list.

@@ -520,3 +520,110 @@ fn cached_lists_equal_computed_ones_and_follow_the_history() {
         "fold-in and genre lists are not kept"
     );
 }
+
+/// A precomputed list answers every request it covers exactly as a
+/// recommender that computes each list would (any k up to its depth, with
+/// or without explanations: the top k is the first k of the top n), for
+/// iALS (explanations from the user's solve) and EASE; users the model
+/// would fold in or cannot rank get none, and deeper or fresh requests are
+/// computed.
+#[test]
+fn precomputed_lists_answer_as_computed_ones() {
+    let (ratings, movies) = two_clusters();
+    let mut by_user: std::collections::BTreeMap<i32, Vec<(i32, f32)>> = Default::default();
+    for r in &ratings {
+        by_user
+            .entry(r.user_id)
+            .or_default()
+            .push((r.movie_id, r.rating));
+    }
+    let models = [
+        crate::models::Hyperparams::Ials(crate::models::IalsParams {
+            factors: 4,
+            iterations: 8,
+            reg: 0.1,
+            ..Default::default()
+        }),
+        crate::models::Hyperparams::Ease(crate::models::EaseParams {
+            lambda: 5.0,
+            neighbors: 0,
+            ..Default::default()
+        }),
+    ];
+    for params in models {
+        let model = fit_model(params.clone(), &ratings);
+        let warm = Recommender::new("v".into(), model, movies.clone(), &[]);
+        let plain = Recommender::new("v".into(), fit_model(params, &ratings), movies.clone(), &[])
+            .with_list_cache(0);
+        for (user, history) in &by_user {
+            assert!(warm.precompute(*user, history, 6).unwrap(), "user {user}");
+        }
+        assert_eq!(warm.cached_lists(), by_user.len());
+        for (user, history) in &by_user {
+            for k in [1, 3, 6] {
+                for explain in [true, false] {
+                    let req = Request {
+                        explain,
+                        ..Request::new(*user, k, history)
+                    };
+                    let want = plain.recommend_ids(&req).unwrap();
+                    assert_eq!(want.0, Strategy::Model);
+                    assert_eq!(want.1.len(), k);
+                    if explain {
+                        assert!(want.1.iter().any(|r| !r.because.is_empty()), "{want:?}");
+                    }
+                    assert_eq!(warm.recommend_ids(&req).unwrap(), want, "user {user} k {k}");
+                }
+            }
+        }
+        // Nothing computed on those requests: the same users are held.
+        assert_eq!(warm.cached_lists(), by_user.len());
+        let (user, history) = by_user.iter().next().unwrap();
+        let deeper = Request::new(*user, 9, history);
+        assert_eq!(
+            warm.recommend_ids(&deeper).unwrap(),
+            plain.recommend_ids(&deeper).unwrap()
+        );
+        let fresh = Request {
+            fresh: true,
+            ..Request::new(*user, 3, history)
+        };
+        assert_eq!(
+            warm.recommend_ids(&fresh).unwrap(),
+            plain.recommend_ids(&fresh).unwrap()
+        );
+        // A user the model never saw: iALS folds them in, so no list is
+        // kept for them; EASE ranks any history.
+        let stranger = [(100, 5.0), (101, 4.0)];
+        let is_ease = matches!(&*warm.model, Model::Ease(_));
+        assert_eq!(warm.precompute(999, &stranger, 6).unwrap(), is_ease);
+        assert!(!warm.precompute(998, &[], 6).unwrap());
+    }
+}
+
+/// Once the cache's budget is spent, precomputing stops holding lists
+/// rather than evicting others.
+#[test]
+fn precomputing_stops_at_the_cache_budget() {
+    let (ratings, movies) = two_clusters();
+    let params = crate::models::Hyperparams::Ease(crate::models::EaseParams {
+        lambda: 5.0,
+        neighbors: 0,
+        ..Default::default()
+    });
+    let rec =
+        Recommender::new("v".into(), fit_model(params, &ratings), movies, &[]).with_list_cache(25);
+    let mut held = 0;
+    for user in 1..=60 {
+        let history: Vec<(i32, f32)> = ratings
+            .iter()
+            .filter(|r| r.user_id == user)
+            .map(|r| (r.movie_id, r.rating))
+            .collect();
+        if rec.precompute(user, &history, 5).unwrap() {
+            held += 1;
+        }
+    }
+    assert_eq!(held, 5);
+    assert_eq!(rec.cached_lists(), 5);
+}

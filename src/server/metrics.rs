@@ -182,6 +182,10 @@ pub struct Serving<'a> {
     /// Database statistics computed for the dashboard and this page, which
     /// share one cache.
     pub stats_refreshes: u64,
+    /// Users whose list is held in memory, and users the background
+    /// precomputation has still to reach.
+    pub lists_cached: usize,
+    pub precompute_remaining: usize,
 }
 
 /// One drift test of the last check.
@@ -249,6 +253,14 @@ pub fn render_serving(out: &mut String, s: &Serving<'_>) {
          # HELP cinematch_stats_refreshes_total Times the dashboard's database statistics were computed (they are cached).\n\
          # TYPE cinematch_stats_refreshes_total counter\ncinematch_stats_refreshes_total {}",
         s.recent_ratings, s.recent_users, s.stats_refreshes
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cinematch_lists_cached Users whose recommendation list is held in memory for the served model.\n\
+         # TYPE cinematch_lists_cached gauge\ncinematch_lists_cached {}\n\
+         # HELP cinematch_lists_precompute_remaining Users the background precomputation of lists has still to reach.\n\
+         # TYPE cinematch_lists_precompute_remaining gauge\ncinematch_lists_precompute_remaining {}",
+        s.lists_cached, s.precompute_remaining
     );
 }
 

@@ -18,6 +18,8 @@
 //!   rejections.
 //! * `metrics`: request counters, latency histograms and gauges in
 //!   Prometheus text.
+//! * `precompute`: every returning user's list computed in the background
+//!   after each snapshot, so requests are answered from memory.
 //! * `stats`: the dashboard's database statistics, cached and computed once
 //!   for every client.
 //! * `dashboard`: the HTML page at `/`, charts drawn as inline SVG.
@@ -34,6 +36,7 @@ mod dashboard;
 mod errors;
 mod metrics;
 mod pool;
+mod precompute;
 mod routes;
 pub mod state;
 mod stats;
@@ -104,6 +107,14 @@ pub struct ServerConfig {
     /// The deployment's objective: what the models list and the
     /// dashboard's charts compare.
     pub objective: crate::registry::Objective,
+    /// After each snapshot, the top this many movies (with explanations)
+    /// of every user the model ranks from training are computed in the
+    /// background, so their requests for up to this many are answered
+    /// from memory; 0 computes each list on its first request.
+    pub precompute_k: usize,
+    /// Movies of cached lists kept at most (about 40 bytes each); 0 keeps
+    /// none and computes every list on every request.
+    pub list_cache_items: usize,
 }
 
 impl ServerConfig {
@@ -122,6 +133,8 @@ impl ServerConfig {
             stats_ttl: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             objective: crate::registry::Objective::default(),
+            precompute_k: 10,
+            list_cache_items: crate::recommend::DEFAULT_LIST_CACHE_ITEMS,
         }
     }
 }

@@ -35,8 +35,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -123,6 +123,9 @@ pub struct Snapshot {
     /// The database's change version read before anything else: every
     /// change up to it is in this snapshot.
     data_version: i64,
+    /// Users whose list the background precomputation has not reached yet
+    /// (see the `precompute` module); 0 when it is done, stopped or off.
+    pub(crate) precompute_remaining: AtomicUsize,
 }
 
 impl Snapshot {
@@ -132,6 +135,19 @@ impl Snapshot {
 
     pub fn users_with_ratings(&self) -> usize {
         self.history.len()
+    }
+
+    /// Users with ratings and none buffered (whose lists the model makes
+    /// from what it learned), most ratings first, then by id.
+    pub(crate) fn settled_users(&self) -> Vec<i32> {
+        let mut users: Vec<(usize, i32)> = self
+            .history
+            .iter()
+            .filter(|(u, _)| !self.fresh.contains(u))
+            .map(|(&u, h)| (h.len(), u))
+            .collect();
+        users.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        users.into_iter().map(|(_, u)| u).collect()
     }
 
     /// What `user` had rated when this was loaded, `(movieId, stars)`
@@ -150,7 +166,8 @@ impl Snapshot {
     /// The buffer is read before the ratings table: a merge moves rows from
     /// the one to the other, so between the two reads a row is seen twice
     /// (and deduplicated) rather than not at all.
-    fn load(store: &mut dyn Store) -> Result<Snapshot> {
+    /// `list_cache_items` bounds the recommender's list cache.
+    fn load(store: &mut dyn Store, list_cache_items: usize) -> Result<Snapshot> {
         let t0 = std::time::Instant::now();
         let data_version = store.data_version()?;
         let champion = match registry::load_champion(store) {
@@ -187,7 +204,9 @@ impl Snapshot {
             _ => None,
         };
         let recommender = champion.map(|(version, model)| {
-            Recommender::new(version, model, movies.clone(), &stats).with_rating_model(rating_model)
+            Recommender::new(version, model, movies.clone(), &stats)
+                .with_rating_model(rating_model)
+                .with_list_cache(list_cache_items)
         });
         Ok(Snapshot {
             recommender,
@@ -197,6 +216,7 @@ impl Snapshot {
             loaded_at: chrono::Utc::now(),
             load_seconds: t0.elapsed().as_secs_f64(),
             data_version,
+            precompute_remaining: AtomicUsize::new(0),
         })
     }
 }
@@ -276,6 +296,10 @@ pub struct Shared {
     pub(crate) backend: &'static str,
     pub(crate) limits: Limits,
     reload_interval: Duration,
+    /// Depth of the lists computed ahead of requests (0: none).
+    pub(crate) precompute_k: usize,
+    /// The list cache's budget, in movies.
+    list_cache_items: usize,
     pub(crate) reloads: AtomicU64,
     pub(crate) reload_failures: AtomicU64,
     pub(crate) last_reload_error: Mutex<Option<String>>,
@@ -335,6 +359,8 @@ impl AppState {
                 max_concurrent_requests: config.max_concurrent_requests,
             },
             reload_interval: config.reload_interval,
+            precompute_k: config.precompute_k.min(crate::recommend::MAX_K),
+            list_cache_items: config.list_cache_items,
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
@@ -343,6 +369,12 @@ impl AppState {
 
     pub(crate) fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// A handle that does not keep the server's state alive (background
+    /// work stops when the server is gone).
+    pub(crate) fn downgrade(&self) -> Weak<Shared> {
+        Arc::downgrade(&self.0)
     }
 
     /// Runs [`AppState::refresh`] now and then every `reload_interval`.
@@ -370,6 +402,7 @@ impl AppState {
             .map(|s| s.model_version().map(str::to_string));
         let catalogue_empty = current.as_ref().is_none_or(|s| s.catalogue.is_empty());
         let seen = self.data_seen.load(Ordering::Acquire);
+        let list_cache_items = self.list_cache_items;
         // Whatever was recorded up to here is in the database before the
         // load below starts, so a snapshot from it covers it.
         let covered = self.rated_seq.load(Ordering::Acquire);
@@ -382,7 +415,10 @@ impl AppState {
                     Some(v) => *v != champion || (champion.is_none() && catalogue_empty),
                 };
                 let reload = |store: &mut dyn Store, why: &'static str| {
-                    Ok(Refresh::Snapshot(Box::new(Snapshot::load(store)?), why))
+                    Ok(Refresh::Snapshot(
+                        Box::new(Snapshot::load(store, list_cache_items)?),
+                        why,
+                    ))
                 };
                 if stale {
                     return reload(store, "the champion changed");
@@ -436,7 +472,9 @@ impl AppState {
                             "serving a new snapshot"
                         );
                         self.data_seen.store(snap.data_version, Ordering::Release);
-                        self.snapshot.store(Some(Arc::from(snap)));
+                        let snap: Arc<Snapshot> = Arc::from(snap);
+                        self.snapshot.store(Some(Arc::clone(&snap)));
+                        super::precompute::spawn(self, &snap);
                         self.forget_rated_up_to(covered);
                         self.reloads.fetch_add(1, Ordering::Relaxed);
                         true

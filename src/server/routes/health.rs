@@ -123,6 +123,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             recent_ratings,
             recent_users,
             stats_refreshes: state.stats.refreshes(),
+            lists_cached: model.map_or(0, |r| r.cached_lists()),
+            precompute_remaining: snap
+                .as_ref()
+                .map_or(0, |s| s.precompute_remaining.load(Ordering::Acquire)),
         },
     );
     let up = tokio::time::timeout(
