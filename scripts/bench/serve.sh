@@ -225,7 +225,11 @@ run() {
   local cmd=(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/random_user.lua" "http://127.0.0.1:$port")
   echo
   echo "== $name: $strategy lists for $users users, $movies movies, server pid $SERVER_PID on 127.0.0.1:$port"
-  echo "   serve ${SERVE_ARGS[*]:-(defaults)}: lists of $cached users precomputed ${precomputed} s after /readyz"
+  if [ "$cached" = 0 ]; then
+    echo "   serve ${SERVE_ARGS[*]:-(defaults)}: no list held, each computed on request"
+  else
+    echo "   serve ${SERVE_ARGS[*]:-(defaults)}: lists of $cached users precomputed ${precomputed} s after /readyz"
+  fi
   echo "   warm-up ${WARMUP}s, then: BENCH_USERS=users.txt ${cmd[*]/#$WORK\//}"
   BENCH_USERS=$WORK/users.txt wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/random_user.lua" \
     "http://127.0.0.1:$port" >/dev/null
@@ -336,7 +340,11 @@ echo "(wrk and the server share the same $(nproc) cores; $(uname -m), $(grep -m1
 printf '%-20s %9s %9s %9s %8s %8s %7s  %-34s %s\n' scenario "req/s" "p50 ms" "p99 ms" non-2xx "sock err" "CPU us" bar verdict
 for line in "${SUMMARY[@]}"; do echo "$line"; done
 echo "$RELOAD_SUMMARY"
-echo "synthetic ($SYNTH_RATINGS ratings, $SYNTH_USERS users, 62,000 movies): train --algo ials took $TRAIN_COST"
+if [ -n "${SYNTH_DB:-}" ]; then
+  echo "synthetic: the store in $SYNTH_DB (62,000 movies), reused as trained"
+else
+  echo "synthetic ($SYNTH_RATINGS ratings, $SYNTH_USERS users, 62,000 movies): train --algo ials took $TRAIN_COST"
+fi
 if [ "$FAILED" = 1 ] && [ "${SERVE_BENCH_STRICT:-0}" = 1 ]; then
   exit 1
 fi
