@@ -288,12 +288,14 @@ fn recommend(requests: usize) {
                     .collect()
             })
             .collect();
+        // Every list computed: no cache answering repeated users.
         let rec = Recommender::new(
             "bench".into(),
             Model::Factor(model.clone()),
             catalogue,
             &stats,
-        );
+        )
+        .with_list_cache(0);
         let one = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
