@@ -1232,19 +1232,20 @@ fn onboarding_in_headless_chromium(db: TestDb) {
             "onboarding requested {url}: {status}"
         );
     }
-    // The token went out with the five ratings and nothing else.
+    // The token went out with the five ratings and the user's own ratings
+    // and list, to this server, and nothing else.
     let with_token = page.authorized_requests(mark);
-    assert_eq!(
-        with_token,
-        vec![
-            (
-                "POST".to_string(),
-                format!("{origin}/api/ratings"),
-                format!("Bearer {TOKEN}")
-            );
-            5
-        ]
-    );
+    let posts = with_token.iter().filter(|r| r.0 == "POST").count();
+    assert_eq!(posts, 5, "{with_token:?}");
+    let own = format!("{origin}/api/users/{user}/");
+    for (method, url, auth) in &with_token {
+        assert_eq!(auth, &format!("Bearer {TOKEN}"));
+        assert!(
+            (method == "POST" && *url == format!("{origin}/api/ratings"))
+                || (method == "GET" && url.starts_with(&own)),
+            "the token went with {method} {url}"
+        );
+    }
 
     // --- the list now: labelled fold-in, kids' movies, explained by the five ------------
     let api = get_json(&server, &format!("/api/users/{user}/recommendations"));
@@ -1366,6 +1367,102 @@ fn kids_shown(page: &mut Page) -> u64 {
 
 fn value_of_point(p: &Value) -> f64 {
     p["data"]["value"].as_str().unwrap().parse().unwrap()
+}
+
+/// The read token of the private-lists test's server.
+const READ_TOKEN: &str = "r3ad-only-t0ken";
+
+/// On a server with a read token, a user's lists in the explorer need a
+/// token: without one the page says the lists are private (the server's
+/// 401 and nothing else went wrong); with the read token typed in, the
+/// user's list is shown, equal to the API's, and the token went only with
+/// that user's two requests, to this server.
+#[test]
+fn explorer_with_a_read_token() {
+    let db = TestDb::Sqlite(common::SqliteDb::new());
+    let browser = Chromium::launch();
+    let mut store = db.store();
+    load_small(store.as_mut());
+    train(store.as_mut(), 1);
+    let server = TestServer::start(db.url(), |c| {
+        c.api_token = Some(TOKEN.into());
+        c.read_token = Some(READ_TOKEN.into());
+    });
+    server.wait_ready();
+    let origin = format!("http://{}", server.addr);
+    let mut page = Page::open(&browser);
+    page.navigate(&format!("{origin}/"));
+    assert_eq!(page.eval(HELPERS), json!(true));
+    assert_no_problems(&mut page, 0, "loading the dashboard");
+
+    // --- no token: private, said plainly ---------------------------------------------
+    let mark = page.events.len();
+    reset_state(&mut page, "user-recs");
+    page.type_into("user-input", "1");
+    page.press_enter();
+    assert_eq!(settle(&mut page, "user-recs"), "error");
+    let status = page.eval("cmTest.text('user-status')");
+    assert_eq!(status["error"], true, "{status}");
+    let text = status["text"].as_str().unwrap();
+    assert!(
+        text.contains("private") && text.contains("read or write token"),
+        "{status}"
+    );
+    assert!(page_items(&mut page, "user-recs").is_empty());
+    assert_eq!(
+        page.requests(mark),
+        vec![(format!("{origin}/api/users/1/recommendations?k=10"), 401)]
+    );
+    assert!(page.authorized_requests(mark).is_empty());
+    let problems = page.problems(mark);
+    assert!(
+        !problems.is_empty()
+            && problems
+                .iter()
+                .all(|p| p.starts_with("log error (network)") && p.contains("401")),
+        "a private list gave more than a refused request: {problems:?}"
+    );
+
+    // --- the read token: the user's list ---------------------------------------------
+    page.type_into("token-input", READ_TOKEN);
+    page.press_enter();
+    let mark = page.events.len();
+    reset_state(&mut page, "user-recs");
+    page.type_into("user-input", "1");
+    page.press_enter();
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_no_problems(
+        &mut page,
+        mark,
+        "showing a private list with the read token",
+    );
+    let api = support::http(
+        server.addr,
+        "GET",
+        "/api/users/1/recommendations?k=10",
+        &[("Authorization", &format!("Bearer {READ_TOKEN}"))],
+        b"",
+    );
+    assert_eq!(api.status, 200, "{}", api.text());
+    let api = api.json();
+    assert_eq!(api["strategy"], "model");
+    assert_eq!(page_items(&mut page, "user-recs"), api_items(&api["items"]));
+    let bearer = format!("Bearer {READ_TOKEN}");
+    assert_eq!(
+        page.authorized_requests(mark),
+        vec![
+            (
+                "GET".to_string(),
+                format!("{origin}/api/users/1/recommendations?k=10"),
+                bearer.clone()
+            ),
+            (
+                "GET".to_string(),
+                format!("{origin}/api/users/1/ratings?limit=1000"),
+                bearer
+            ),
+        ]
+    );
 }
 
 on_both_backends!(

@@ -28,6 +28,15 @@
   async function getJSON(url) {
     return answer(await fetch(url, { headers: { Accept: "application/json" } }));
   }
+  // A user's ratings and list are private on a server with a read token:
+  // they go out with the token typed in this tab (the read or the write
+  // token), and only to this server.
+  async function getPrivateJSON(url) {
+    var headers = { Accept: "application/json" };
+    var token = storedToken();
+    if (token) { headers.Authorization = "Bearer " + token; }
+    return answer(await fetch(url, { headers: headers }));
+  }
   function fill(list, items, render) {
     list.replaceChildren.apply(list, items.map(function (it) {
       var li = document.createElement("li");
@@ -51,7 +60,8 @@
   // --- onboarding: the write token and the user being rated as ---------------
   // The token is what the person typed, kept in this tab's sessionStorage
   // (gone when the tab closes) and sent only to this server, only with a
-  // rating. The server never writes it into the page.
+  // rating or a request for a user's own ratings and list. The server
+  // never writes it into the page.
   var TOKEN_KEY = "cinematch.writeToken";
   function storedToken() {
     try { return sessionStorage.getItem(TOKEN_KEY); } catch (e) { return null; }
@@ -60,8 +70,8 @@
     var set = !!storedToken();
     $("onboard").dataset.token = set ? "set" : "unset";
     status("token-status", set
-      ? "A write token is kept for this tab (session storage); ratings are sent with it. Forget removes it."
-      : "Rating a movie sends it to this server with the write token. Type it here: it stays in this tab's session storage, never in the page.");
+      ? "A token is kept for this tab (session storage); ratings and users' lists are requested with it. Forget removes it."
+      : "Rating a movie sends it to this server with the write token (a server with a read token also needs it, or the read token, to show a user's lists). Type it here: it stays in this tab's session storage, never in the page.");
   }
   // The user whose lists are shown, and so the one stars rate as; their
   // ratings by movie id (the newest 1000), to show on the stars.
@@ -173,8 +183,8 @@
     recs.dataset.state = "loading";
     try {
       var id = encodeURIComponent(user);
-      var r = await getJSON("/api/users/" + id + "/recommendations?k=10");
-      var h = await getJSON("/api/users/" + id + "/ratings?limit=1000");
+      var r = await getPrivateJSON("/api/users/" + id + "/recommendations?k=10");
+      var h = await getPrivateJSON("/api/users/" + id + "/ratings?limit=1000");
       // A later request (another user typed meanwhile) owns the lists.
       if (seq !== userSeq) { return; }
       currentUser = r.userId;
@@ -221,7 +231,10 @@
       recs.replaceChildren(); rated.replaceChildren();
       $("recs-title").textContent = "Recommended";
       delete recs.dataset.strategy;
-      status("user-status", e.message, true);
+      status("user-status", e.status === 401 || e.status === 403
+        ? "This server keeps users' ratings and lists private (" + e.message +
+          "). Type its read or write token above, then show the user again."
+        : e.message, true);
       recs.dataset.state = "error";
     }
   }
