@@ -921,14 +921,6 @@ fn a_new_user_is_folded_in_from_five_ratings(db: TestDb) {
     assert_eq!(sim["basis"], "item_weights", "{sim}");
 }
 
-/// The gauge `name` in a `/metrics` page.
-fn gauge(server: &TestServer, name: &str) -> f64 {
-    let text = server.get("/metrics").text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-}
-
 /// With the default precomputation, every user's list is computed in the
 /// background after the snapshot (iALS: the scan and the explanation's
 /// solve), and the answers served from it are byte for byte those of a
@@ -958,8 +950,8 @@ fn precomputed_lists_are_served_as_computed(db: TestDb) {
     warm.wait_ready();
     cold.wait_ready();
     warm.wait_until("every list precomputed", Duration::from_secs(120), |s| {
-        gauge(s, "cinematch_lists_precompute_remaining") == 0.0
-            && gauge(s, "cinematch_lists_cached") == users
+        s.gauge("cinematch_lists_precompute_remaining") == 0.0
+            && s.gauge("cinematch_lists_cached") == users
     });
     for user in (1..=610).step_by(13) {
         for query in ["k=10", "k=4", "k=10&explain=false"] {
@@ -974,8 +966,8 @@ fn precomputed_lists_are_served_as_computed(db: TestDb) {
     }
     // Nothing was computed on demand by the warm server, nothing kept by
     // the cold one.
-    assert_eq!(gauge(&warm, "cinematch_lists_cached"), users);
-    assert_eq!(gauge(&cold, "cinematch_lists_cached"), 0.0);
+    assert_eq!(warm.gauge("cinematch_lists_cached"), users);
+    assert_eq!(cold.gauge("cinematch_lists_cached"), 0.0);
 }
 
 on_both_backends!(

@@ -18,21 +18,10 @@ use std::time::Duration;
 
 use common::{HeldLock, TestDb};
 use serde_json::{json, Value};
-use support::{http, load_small, train, Resp, TestServer};
+use support::{gauge, http, load_small, train, Resp, TestServer};
 
 const TOKEN: &str = "write-token-for-tests";
 const READ: &str = "read-token-for-tests";
-
-/// The value of an unlabelled sample (`name value`) in a `/metrics` page.
-#[track_caller]
-fn gauge(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 fn movie_ids(items: &Value) -> Vec<i64> {
     items
@@ -41,16 +30,6 @@ fn movie_ids(items: &Value) -> Vec<i64> {
         .iter()
         .map(|i| i["movieId"].as_i64().expect("movieId"))
         .collect()
-}
-
-trait MetricsGauge {
-    fn metrics_gauge(&self, name: &str) -> f64;
-}
-
-impl MetricsGauge for TestServer {
-    fn metrics_gauge(&self, name: &str) -> f64 {
-        gauge(&self.get("/metrics").text(), name)
-    }
 }
 
 fn get_with(server: &TestServer, path: &str, token: Option<&str>) -> Resp {
@@ -224,7 +203,7 @@ fn labels_and_rated_sets_stay_bounded(db: TestDb) {
     let reloads = gauge(&text, "cinematch_model_reloads_total");
     store.promote(&v2, "a new snapshot").unwrap();
     server.wait_until("the new snapshot", Duration::from_secs(60), |s| {
-        gauge(&s.get("/metrics").text(), "cinematch_model_reloads_total") > reloads
+        s.gauge("cinematch_model_reloads_total") > reloads
     });
     let text = server.get("/metrics").text();
     assert_eq!(gauge(&text, "cinematch_recent_ratings"), 0.0);
@@ -251,7 +230,7 @@ fn readyz_stays_200_while_the_pool_is_busy(db: TestDb) {
     });
     server.wait_ready();
     // Nothing has asked for the statistics yet.
-    assert_eq!(server.metrics_gauge("cinematch_stats_refreshes_total"), 0.0);
+    assert_eq!(server.gauge("cinematch_stats_refreshes_total"), 0.0);
     let lock = HeldLock::take(&db, DASHBOARD_AND_WRITES);
     let addr = server.addr;
     let requests: Vec<_> = (0..40)
@@ -303,7 +282,7 @@ fn readyz_stays_200_while_the_pool_is_busy(db: TestDb) {
     assert_eq!(buffered.len(), 20, "each write stored once");
     // The loads (and the scrapes meanwhile) shared one computation.
     assert_eq!(
-        server.metrics_gauge("cinematch_stats_refreshes_total"),
+        server.gauge("cinematch_stats_refreshes_total"),
         1.0,
         "20 dashboard loads computed the statistics more than once"
     );

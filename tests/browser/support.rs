@@ -1,4 +1,4 @@
-//! Shared by `tests/server.rs` and `tests/browser.rs`: the server running
+//! Shared by the server and browser tests: the server running
 //! in-process on an ephemeral port, a minimal HTTP/1.1 client over a plain
 //! TcpStream (what any client sends, nothing clever), and the dataset.
 #![allow(dead_code)]
@@ -220,6 +220,12 @@ impl TestServer {
         }
     }
 
+    /// The value of the unlabelled sample `name` in this server's `/metrics`.
+    #[track_caller]
+    pub fn gauge(&self, name: &str) -> f64 {
+        gauge(&self.get("/metrics").text(), name)
+    }
+
     /// Waits for `/readyz` to say 200 (database reachable, champion loaded).
     pub fn wait_ready(&self) {
         self.wait_until("/readyz to answer 200", Duration::from_secs(60), |s| {
@@ -237,4 +243,15 @@ impl Drop for TestServer {
             rt.shutdown_timeout(Duration::from_secs(5));
         }
     }
+}
+
+/// The value of an unlabelled sample (`name value`) in a `/metrics` page.
+#[track_caller]
+pub fn gauge(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
