@@ -49,7 +49,6 @@ impl TrainSet {
         movie_ids.dedup();
         let uix = index_map(&user_ids);
         let mix = index_map(&movie_ids);
-        let mut sum = 0.0f64;
         let mut entries = Vec::with_capacity(ratings.len());
         for r in ratings {
             if !r.rating.is_finite() {
@@ -58,15 +57,19 @@ impl TrainSet {
                     r.user_id, r.movie_id
                 )));
             }
-            sum += r.rating as f64;
             entries.push(Entry {
                 u: uix[&r.user_id],
                 i: mix[&r.movie_id],
                 r: r.rating,
             });
         }
+        if let Some(dropped) = superseded(&entries, ratings, user_ids.len()) {
+            let mut keep = dropped.iter().map(|d| !d);
+            entries.retain(|_| keep.next().unwrap_or(true));
+        }
+        let sum: f64 = entries.iter().map(|e| f64::from(e.r)).sum();
         Ok(TrainSet {
-            global_mean: sum / ratings.len() as f64,
+            global_mean: sum / entries.len() as f64,
             user_ids,
             movie_ids,
             entries,
@@ -156,9 +159,108 @@ impl Csr {
 }
 
 /// Id → dense index for a list of distinct ids.
+/// Which ratings a later one replaces: a user who rated a movie more than
+/// once (a re-rating posted through the API and merged into `ratings`,
+/// which has no key on the pair) counts once, with the latest rating (the
+/// largest timestamp; on a tie, the later row). Training on both would
+/// weigh the movie twice and keep stars the user took back. `None` when
+/// every (user, movie) is rated once, as in MovieLens releases; one
+/// counting sort by user and a small sort per user find out.
+fn superseded(entries: &[Entry], ratings: &[Rating], n_users: usize) -> Option<Vec<bool>> {
+    let mut offsets = vec![0usize; n_users + 1];
+    for e in entries {
+        offsets[e.u as usize + 1] += 1;
+    }
+    for u in 0..n_users {
+        offsets[u + 1] += offsets[u];
+    }
+    let mut next = offsets.clone();
+    let mut by_user = vec![0u32; entries.len()];
+    for (at, e) in entries.iter().enumerate() {
+        by_user[next[e.u as usize]] = at as u32;
+        next[e.u as usize] += 1;
+    }
+    let mut dropped: Option<Vec<bool>> = None;
+    let mut row: Vec<(u32, i64, u32)> = Vec::new();
+    for u in 0..n_users {
+        row.clear();
+        row.extend(
+            by_user[offsets[u]..offsets[u + 1]]
+                .iter()
+                .map(|&at| (entries[at as usize].i, ratings[at as usize].timestamp, at)),
+        );
+        row.sort_unstable();
+        for pair in row.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                dropped.get_or_insert_with(|| vec![false; entries.len()])[pair[0].2 as usize] =
+                    true;
+            }
+        }
+    }
+    dropped
+}
+
 pub(crate) fn index_map(ids: &[i32]) -> HashMap<i32, u32> {
     ids.iter()
         .enumerate()
         .map(|(i, &id)| (id, i as u32))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rating(user_id: i32, movie_id: i32, rating: f32, timestamp: i64) -> Rating {
+        Rating {
+            user_id,
+            movie_id,
+            rating,
+            timestamp,
+        }
+    }
+
+    /// A movie rated twice by one user counts once, with the later stars
+    /// (by timestamp, then by row); other users' ratings of it and the
+    /// order of the rest are untouched, and the mean is over what counts.
+    #[test]
+    fn a_re_rating_replaces_the_earlier_one() {
+        let ratings = [
+            rating(1, 10, 2.0, 100),
+            rating(2, 10, 4.0, 100),
+            rating(1, 20, 3.0, 100),
+            rating(1, 10, 5.0, 200),
+            rating(2, 20, 1.0, 300),
+            rating(2, 20, 1.5, 300),
+        ];
+        let set = TrainSet::new(&ratings).unwrap();
+        let got: Vec<(u32, u32, f32)> = set.entries.iter().map(|e| (e.u, e.i, e.r)).collect();
+        assert_eq!(
+            got,
+            vec![(1, 0, 4.0), (0, 1, 3.0), (0, 0, 5.0), (1, 1, 1.5)]
+        );
+        assert_eq!(set.global_mean, (4.0 + 3.0 + 5.0 + 1.5) / 4.0);
+        // Written the other way round, the later timestamp still wins;
+        // of the two at 300, the later row is now the 1-star one.
+        let mut reversed = ratings;
+        reversed.reverse();
+        let set = TrainSet::new(&reversed).unwrap();
+        let got: Vec<(u32, u32, f32)> = set.entries.iter().map(|e| (e.u, e.i, e.r)).collect();
+        assert_eq!(
+            got,
+            vec![(1, 1, 1.0), (0, 0, 5.0), (0, 1, 3.0), (1, 0, 4.0)]
+        );
+    }
+
+    #[test]
+    fn unique_pairs_keep_every_rating_in_order() {
+        let ratings = [
+            rating(3, 10, 2.0, 5),
+            rating(1, 10, 4.0, 1),
+            rating(3, 11, 3.5, 9),
+        ];
+        let set = TrainSet::new(&ratings).unwrap();
+        let got: Vec<(u32, u32, f32)> = set.entries.iter().map(|e| (e.u, e.i, e.r)).collect();
+        assert_eq!(got, vec![(1, 0, 2.0), (0, 0, 4.0), (1, 1, 3.5)]);
+    }
 }
