@@ -34,21 +34,21 @@ pub(crate) fn spawn(state: &AppState, snap: &Arc<Snapshot>) {
         snap.precompute_remaining.store(0, Ordering::Release);
         return;
     }
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let job = Arc::new(Job {
         users: snap.settled_users(),
         next: AtomicUsize::new(0),
         held: AtomicUsize::new(0),
-        running: AtomicUsize::new(0),
+        // All of them before any starts, so the last one out is the last.
+        running: AtomicUsize::new(threads),
         k,
         started: Instant::now(),
     });
     snap.precompute_remaining
         .store(job.users.len(), Ordering::Release);
-    tracing::info!(users = job.users.len(), k, "precomputing lists");
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    tracing::info!(users = job.users.len(), k, threads, "precomputing lists");
     for _ in 0..threads {
         let (shared, weak, mine) = (state.downgrade(), Arc::downgrade(snap), Arc::clone(&job));
-        job.running.fetch_add(1, Ordering::AcqRel);
         let spawned = std::thread::Builder::new()
             .name("cinematch-precompute".into())
             .spawn(move || run(shared, weak, mine));
@@ -66,6 +66,7 @@ struct Job {
     /// The next chunk to take.
     next: AtomicUsize,
     held: AtomicUsize,
+    /// Threads not finished yet.
     running: AtomicUsize,
     k: usize,
     started: Instant,
