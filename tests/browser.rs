@@ -633,6 +633,15 @@ fn settle(page: &mut Page, id: &str) -> String {
     }
 }
 
+/// Types `value` into the form field `input`, submits it with Enter and
+/// waits for the list `list` to settle: its `data-state`.
+fn submit(page: &mut Page, input: &str, value: &str, list: &str) -> String {
+    reset_state(page, list);
+    page.type_into(input, value);
+    page.press_enter();
+    settle(page, list)
+}
+
 #[track_caller]
 fn assert_no_problems(page: &mut Page, from: usize, when: &str) {
     let problems = page.problems(from);
@@ -821,10 +830,7 @@ fn dashboard_in_headless_chromium(db: TestDb) {
 
     // --- the explorer: a known user -------------------------------------------------------
     let mark = page.events.len();
-    reset_state(&mut page, "user-recs");
-    page.type_into("user-input", "1");
-    page.press_enter();
-    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_eq!(submit(&mut page, "user-input", "1", "user-recs"), "done");
     let api = get_json(&server, "/api/users/1/recommendations");
     assert_eq!(api["strategy"], "model");
     let recs = page_items(&mut page, "user-recs");
@@ -849,10 +855,10 @@ fn dashboard_in_headless_chromium(db: TestDb) {
 
     // --- a user the model does not know: the popular list, labelled so -------------------
     let mark = page.events.len();
-    reset_state(&mut page, "user-recs");
-    page.type_into("user-input", "999999");
-    page.press_enter();
-    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_eq!(
+        submit(&mut page, "user-input", "999999", "user-recs"),
+        "done"
+    );
     let api = get_json(&server, "/api/users/999999/recommendations");
     assert_eq!(api["strategy"], "popular");
     let recs = page_items(&mut page, "user-recs");
@@ -926,10 +932,10 @@ fn dashboard_in_headless_chromium(db: TestDb) {
     // --- bad input: a message next to the form, never a JS error -----------------------------
     // A title nothing matches.
     let mark = page.events.len();
-    reset_state(&mut page, "movie-similar");
-    page.type_into("movie-input", "qqzzxx nothing");
-    page.press_enter();
-    assert_eq!(settle(&mut page, "movie-similar"), "empty");
+    assert_eq!(
+        submit(&mut page, "movie-input", "qqzzxx nothing", "movie-similar"),
+        "empty"
+    );
     let status = page.eval("cmTest.text('movie-status')");
     assert_eq!(status["error"], true, "{status}");
     assert!(
@@ -950,10 +956,7 @@ fn dashboard_in_headless_chromium(db: TestDb) {
 
     // User 0: the form itself refuses it, says why, and asks nothing.
     let mark = page.events.len();
-    reset_state(&mut page, "user-recs");
-    page.type_into("user-input", "0");
-    page.press_enter();
-    assert_eq!(settle(&mut page, "user-recs"), "invalid");
+    assert_eq!(submit(&mut page, "user-input", "0", "user-recs"), "invalid");
     let status = page.eval("cmTest.text('user-status')");
     assert_eq!(status["error"], true, "{status}");
     assert!(
@@ -966,10 +969,10 @@ fn dashboard_in_headless_chromium(db: TestDb) {
     // An id the server refuses (too large): its message, and the failed
     // request is the only thing the browser reports.
     let mark = page.events.len();
-    reset_state(&mut page, "user-recs");
-    page.type_into("user-input", "99999999999");
-    page.press_enter();
-    assert_eq!(settle(&mut page, "user-recs"), "error");
+    assert_eq!(
+        submit(&mut page, "user-input", "99999999999", "user-recs"),
+        "error"
+    );
     let status = page.eval("cmTest.text('user-status')");
     assert_eq!(status["error"], true, "{status}");
     assert!(
@@ -1049,10 +1052,10 @@ fn onboarding_in_headless_chromium(db: TestDb) {
 
     // --- a brand-new user: the popular list ----------------------------------------
     let user = 900_001;
-    reset_state(&mut page, "user-recs");
-    page.type_into("user-input", &user.to_string());
-    page.press_enter();
-    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_eq!(
+        submit(&mut page, "user-input", &user.to_string(), "user-recs"),
+        "done"
+    );
     assert_eq!(
         page.eval("document.getElementById('user-recs').dataset.strategy"),
         json!("popular")
@@ -1344,10 +1347,11 @@ fn star(movie_id: i64, stars: &str) -> String {
 
 /// Searches `query` in the explorer and checks `movie_id` is among the matches.
 fn find_title(page: &mut Page, query: &str, movie_id: i64) {
-    reset_state(page, "movie-similar");
-    page.type_into("movie-input", query);
-    page.press_enter();
-    assert_eq!(settle(page, "movie-similar"), "done", "searching {query:?}");
+    assert_eq!(
+        submit(page, "movie-input", query, "movie-similar"),
+        "done",
+        "searching {query:?}"
+    );
     let matches = page_items(page, "movie-matches");
     assert!(
         matches.iter().any(|(id, _)| *id == movie_id),
@@ -1397,10 +1401,7 @@ fn explorer_with_a_read_token() {
 
     // --- no token: private, said plainly ---------------------------------------------
     let mark = page.events.len();
-    reset_state(&mut page, "user-recs");
-    page.type_into("user-input", "1");
-    page.press_enter();
-    assert_eq!(settle(&mut page, "user-recs"), "error");
+    assert_eq!(submit(&mut page, "user-input", "1", "user-recs"), "error");
     let status = page.eval("cmTest.text('user-status')");
     assert_eq!(status["error"], true, "{status}");
     let text = status["text"].as_str().unwrap();
@@ -1427,10 +1428,7 @@ fn explorer_with_a_read_token() {
     page.type_into("token-input", READ_TOKEN);
     page.press_enter();
     let mark = page.events.len();
-    reset_state(&mut page, "user-recs");
-    page.type_into("user-input", "1");
-    page.press_enter();
-    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_eq!(submit(&mut page, "user-input", "1", "user-recs"), "done");
     assert_no_problems(
         &mut page,
         mark,

@@ -25,15 +25,12 @@
     if (body === null) { throw new Error("the server's answer was not JSON"); }
     return body;
   }
-  async function getJSON(url) {
-    return answer(await fetch(url, { headers: { Accept: "application/json" } }));
-  }
-  // A user's ratings and list are private on a server with a read token:
-  // they go out with the token typed in this tab (the read or the write
-  // token), and only to this server.
-  async function getPrivateJSON(url) {
+  // `asUser`: a user's ratings and list, which a server with a read token
+  // keeps private; they go out with the token typed in this tab (the read or
+  // the write token), and only to this server.
+  async function getJSON(url, asUser) {
     var headers = { Accept: "application/json" };
-    var token = storedToken();
+    var token = asUser ? storedToken() : null;
     if (token) { headers.Authorization = "Bearer " + token; }
     return answer(await fetch(url, { headers: headers }));
   }
@@ -183,8 +180,8 @@
     recs.dataset.state = "loading";
     try {
       var id = encodeURIComponent(user);
-      var r = await getPrivateJSON("/api/users/" + id + "/recommendations?k=10");
-      var h = await getPrivateJSON("/api/users/" + id + "/ratings?limit=1000");
+      var r = await getJSON("/api/users/" + id + "/recommendations?k=10", true);
+      var h = await getJSON("/api/users/" + id + "/ratings?limit=1000", true);
       // A later request (another user typed meanwhile) owns the lists.
       if (seq !== userSeq) { return; }
       currentUser = r.userId;
