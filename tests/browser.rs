@@ -642,6 +642,20 @@ fn submit(page: &mut Page, input: &str, value: &str, list: &str) -> String {
     settle(page, list)
 }
 
+/// What the browser reported since `from` is only the server's 401s, of
+/// which there was at least one: a refusal said in the page, not a failure.
+#[track_caller]
+fn assert_only_refused(page: &mut Page, from: usize, when: &str) {
+    let problems = page.problems(from);
+    assert!(
+        !problems.is_empty()
+            && problems
+                .iter()
+                .all(|p| p.starts_with("log error (network)") && p.contains("401")),
+        "{when}: {problems:?}"
+    );
+}
+
 #[track_caller]
 fn assert_no_problems(page: &mut Page, from: usize, when: &str) {
     let problems = page.problems(from);
@@ -1126,13 +1140,10 @@ fn onboarding_in_headless_chromium(db: TestDb) {
         page.requests(mark),
         vec![(format!("{origin}/api/ratings"), 401)]
     );
-    let problems = page.problems(mark);
-    assert!(
-        !problems.is_empty()
-            && problems
-                .iter()
-                .all(|p| p.starts_with("log error (network)") && p.contains("401")),
-        "a refused token gave more than a failed request: {problems:?}"
+    assert_only_refused(
+        &mut page,
+        mark,
+        "a refused token gave more than a failed request",
     );
     assert_eq!(
         get_json(&server, &format!("/api/users/{user}/ratings"))["total"],
@@ -1415,13 +1426,10 @@ fn explorer_with_a_read_token() {
         vec![(format!("{origin}/api/users/1/recommendations?k=10"), 401)]
     );
     assert!(page.authorized_requests(mark).is_empty());
-    let problems = page.problems(mark);
-    assert!(
-        !problems.is_empty()
-            && problems
-                .iter()
-                .all(|p| p.starts_with("log error (network)") && p.contains("401")),
-        "a private list gave more than a refused request: {problems:?}"
+    assert_only_refused(
+        &mut page,
+        mark,
+        "a private list gave more than a refused request",
     );
 
     // --- the read token: the user's list ---------------------------------------------

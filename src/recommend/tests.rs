@@ -306,6 +306,27 @@ fn two_clusters() -> (Vec<crate::types::Rating>, Vec<Movie>) {
     (ratings, movies)
 }
 
+/// EASE unpruned with a small lambda: what the two clusters need.
+fn small_ease() -> crate::models::Hyperparams {
+    crate::models::Hyperparams::Ease(crate::models::EaseParams {
+        lambda: 5.0,
+        neighbors: 0,
+        ..Default::default()
+    })
+}
+
+/// Each user's `(movieId, stars)`, by user id.
+fn histories(ratings: &[crate::types::Rating]) -> std::collections::BTreeMap<i32, Vec<(i32, f32)>> {
+    let mut by_user: std::collections::BTreeMap<i32, Vec<(i32, f32)>> = Default::default();
+    for r in ratings {
+        by_user
+            .entry(r.user_id)
+            .or_default()
+            .push((r.movie_id, r.rating));
+    }
+    by_user
+}
+
 fn fit_model(params: crate::models::Hyperparams, ratings: &[crate::types::Rating]) -> Model {
     crate::models::fit(&params, ratings, 3, &crate::progress::Silent).unwrap()
 }
@@ -317,14 +338,7 @@ fn fit_model(params: crate::models::Hyperparams, ratings: &[crate::types::Rating
 #[test]
 fn ease_folds_in_new_users_and_explains() {
     let (ratings, movies) = two_clusters();
-    let model = fit_model(
-        crate::models::Hyperparams::Ease(crate::models::EaseParams {
-            lambda: 5.0,
-            neighbors: 0,
-            ..Default::default()
-        }),
-        &ratings,
-    );
+    let model = fit_model(small_ease(), &ratings);
     let rec = Recommender::new("e1".into(), model, movies, &[]);
     let history = vec![(100, 5.0), (101, 4.5), (102, 4.0)];
     let req = Request {
@@ -454,11 +468,7 @@ fn reasons_are_the_largest_positive_shares() {
 #[test]
 fn cached_lists_equal_computed_ones_and_follow_the_history() {
     let (ratings, movies) = two_clusters();
-    let params = crate::models::Hyperparams::Ease(crate::models::EaseParams {
-        lambda: 5.0,
-        neighbors: 0,
-        ..Default::default()
-    });
+    let params = small_ease();
     let cached = Recommender::new(
         "e1".into(),
         fit_model(params.clone(), &ratings),
@@ -467,13 +477,7 @@ fn cached_lists_equal_computed_ones_and_follow_the_history() {
     );
     let plain =
         Recommender::new("e1".into(), fit_model(params, &ratings), movies, &[]).with_list_cache(0);
-    let mut by_user: std::collections::BTreeMap<i32, Vec<(i32, f32)>> = Default::default();
-    for r in &ratings {
-        by_user
-            .entry(r.user_id)
-            .or_default()
-            .push((r.movie_id, r.rating));
-    }
+    let by_user = histories(&ratings);
     for (user, history) in &by_user {
         for _ in 0..2 {
             let req = Request::new(*user, 5, history);
@@ -530,13 +534,7 @@ fn cached_lists_equal_computed_ones_and_follow_the_history() {
 #[test]
 fn precomputed_lists_answer_as_computed_ones() {
     let (ratings, movies) = two_clusters();
-    let mut by_user: std::collections::BTreeMap<i32, Vec<(i32, f32)>> = Default::default();
-    for r in &ratings {
-        by_user
-            .entry(r.user_id)
-            .or_default()
-            .push((r.movie_id, r.rating));
-    }
+    let by_user = histories(&ratings);
     let models = [
         crate::models::Hyperparams::Ials(crate::models::IalsParams {
             factors: 4,
@@ -544,11 +542,7 @@ fn precomputed_lists_answer_as_computed_ones() {
             reg: 0.1,
             ..Default::default()
         }),
-        crate::models::Hyperparams::Ease(crate::models::EaseParams {
-            lambda: 5.0,
-            neighbors: 0,
-            ..Default::default()
-        }),
+        small_ease(),
     ];
     for params in models {
         let model = fit_model(params.clone(), &ratings);
@@ -606,11 +600,7 @@ fn precomputed_lists_answer_as_computed_ones() {
 #[test]
 fn precomputing_stops_at_the_cache_budget() {
     let (ratings, movies) = two_clusters();
-    let params = crate::models::Hyperparams::Ease(crate::models::EaseParams {
-        lambda: 5.0,
-        neighbors: 0,
-        ..Default::default()
-    });
+    let params = small_ease();
     let rec =
         Recommender::new("v".into(), fit_model(params, &ratings), movies, &[]).with_list_cache(25);
     let mut held = 0;
