@@ -52,7 +52,7 @@ use cinematch::models::{fit, Algo, AlsParams, FactorModel, Hyperparams, Model, S
 use cinematch::progress::{Progress, Silent};
 use cinematch::recommend::{Recommender, Request};
 use cinematch::store::{self, MovieStats};
-use cinematch::{Movie, Rating, Split};
+use cinematch::{Movie, Rated, Rating, Split};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -278,13 +278,13 @@ fn recommend(requests: usize) {
             })
             .collect();
         // Each user rated ~150 movies, which the recommendation excludes.
-        let rated: Vec<Vec<(i32, f32)>> = (0..users)
+        let rated: Vec<Vec<Rated>> = (0..users)
             .map(|_| {
                 (0..150)
                     .map(|_| rng.random_range(1..=movies as i32))
                     .collect::<HashSet<i32>>()
                     .into_iter()
-                    .map(|m| (m, 4.0))
+                    .map(|m| Rated::new(m, 4.0, 0))
                     .collect()
             })
             .collect();
@@ -449,12 +449,9 @@ fn write_lists(model: &Model, train: &[Rating], test: &[Rating], path: &str) {
     use cinematch::eval::Scorer;
     use std::collections::{BTreeSet, HashMap};
     use std::fmt::Write as _;
-    let mut history: HashMap<i32, Vec<(i32, f32)>> = HashMap::new();
+    let mut history: HashMap<i32, Vec<Rated>> = HashMap::new();
     for r in train {
-        history
-            .entry(r.user_id)
-            .or_default()
-            .push((r.movie_id, r.rating));
+        history.entry(r.user_id).or_default().push(Rated::from(r));
     }
     let users: BTreeSet<i32> = test.iter().map(|r| r.user_id).collect();
     let mut out = String::new();
@@ -463,12 +460,12 @@ fn write_lists(model: &Model, train: &[Rating], test: &[Rating], path: &str) {
         let Some(h) = history.get_mut(&u) else {
             continue;
         };
-        h.sort_unstable_by_key(|&(m, _)| m);
+        h.sort_unstable_by_key(|r| r.movie_id);
         scores.clear();
         if !model.score_catalogue(u, h, &mut scores) {
             continue;
         }
-        let seen: HashSet<i32> = h.iter().map(|&(m, _)| m).collect();
+        let seen: HashSet<i32> = h.iter().map(|r| r.movie_id).collect();
         scores.retain(|(m, _)| !seen.contains(m));
         scores.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         write!(out, "{u}").unwrap();

@@ -65,4 +65,6 @@ pub mod tracking;
 pub mod types;
 
 pub use error::{Error, Result};
-pub use types::{IngestionStatus, Movie, PipelineStatus, Rating, Split, SplitRating, StepStatus};
+pub use types::{
+    IngestionStatus, Movie, PipelineStatus, Rated, Rating, Split, SplitRating, StepStatus,
+};

@@ -16,6 +16,41 @@ pub struct Rating {
     pub timestamp: i64,
 }
 
+/// One movie of a user's history as scoring reads it: what the user rated,
+/// how many stars, and when. Models that weigh recent ratings more
+/// ([`crate::models::HalfLife`]) need the time; everything else reads the
+/// movie and the stars.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rated {
+    pub movie_id: i32,
+    pub stars: f32,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+impl Rated {
+    pub fn new(movie_id: i32, stars: f32, timestamp: i64) -> Rated {
+        Rated {
+            movie_id,
+            stars,
+            timestamp,
+        }
+    }
+}
+
+/// `(movieId, stars)` pairs as a history rated at time 0, for tests whose
+/// models ignore time.
+#[cfg(test)]
+pub(crate) fn rated(pairs: &[(i32, f32)]) -> Vec<Rated> {
+    pairs.iter().map(|&(m, s)| Rated::new(m, s, 0)).collect()
+}
+
+impl From<&Rating> for Rated {
+    fn from(r: &Rating) -> Rated {
+        Rated::new(r.movie_id, r.rating, r.timestamp)
+    }
+}
+
 /// Lowest rating MovieLens allows; predictions are clipped to it.
 pub const MIN_RATING: f32 = 0.5;
 /// Highest rating MovieLens allows; predictions are clipped to it.

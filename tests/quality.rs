@@ -33,7 +33,7 @@ use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::recommend::{Recommender, Request, Strategy};
 use cinematch::registry::{self, TrainOptions};
-use cinematch::Split;
+use cinematch::{Rated, Split};
 
 /// The issue's bar for the best tuned CineMatch algorithms (`svd` and `als`
 /// defaults): "RMSE below 0.860, i.e. better than every Surprise algorithm
@@ -302,7 +302,7 @@ fn ials_fold_in_reproduces_the_trained_lists() {
     let mut same = 0usize;
     let mut lists = 0usize;
     for (user, rs) in users.iter().step_by(6).take(100) {
-        let history: Vec<(i32, f32)> = rs.iter().map(|r| (r.movie_id, r.rating)).collect();
+        let history: Vec<Rated> = rs.iter().map(Rated::from).collect();
         let trained = Request::new(*user, 10, &history);
         let folded = Request {
             fresh: true,
@@ -374,7 +374,7 @@ fn new_users_folded_in_beat_the_most_rated_list() {
             if relevant.is_empty() {
                 continue;
             }
-            let history: Vec<(i32, f32)> = posted.iter().map(|r| (r.movie_id, r.rating)).collect();
+            let history: Vec<Rated> = posted.iter().map(Rated::from).collect();
             let req = Request {
                 fresh: true,
                 ..Request::new(*user, 10, &history)

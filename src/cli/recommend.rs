@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use cinematch::recommend::{Recommender, Request};
+use cinematch::recommend::{Known, Recommender, Request};
 
 use super::{print, Ctx};
 
@@ -35,15 +35,7 @@ pub fn run(args: RecommendArgs, ctx: &Ctx) -> Result<()> {
     let rec = Recommender::load(store.as_mut())?;
     // Everything the user rated (both splits and the buffer); buffered
     // ratings are newer than the champion, so they make the list a fold-in.
-    let history: Vec<(i32, f32)> = store
-        .user_ratings(args.user)?
-        .into_iter()
-        .map(|r| (r.movie_id, r.rating))
-        .collect();
-    let fresh = store
-        .buffer_ratings(None)?
-        .iter()
-        .any(|r| r.user_id == args.user);
+    let (history, fresh) = Known::user(store.as_mut(), args.user)?;
     let req = Request {
         genre: args.genre.as_deref(),
         fresh,

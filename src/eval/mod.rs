@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::types::Rating;
+use crate::types::{Rated, Rating};
 
 pub use metrics::{
     catalogue_coverage, mae, ndcg_at_k, precision_at_k, precision_at_k_rated, ranking_metrics,
@@ -56,9 +56,9 @@ pub trait Scorer: Sync {
     /// ranking; returns false if the model cannot rank for this user
     /// (unknown user), who is then left out of the ranking metrics.
     ///
-    /// `history` is what the user rated in train, `(movieId, rating)`
-    /// ascending by movieId: models that score from a user's ratings (EASE)
-    /// need it; models with per-user factors may ignore it.
+    /// `history` is what the user rated in train, ascending by movieId:
+    /// models that score from a user's ratings (EASE) need it; models with
+    /// per-user factors may ignore it.
     ///
     /// Pushes one `(movieId, score)` per catalogue movie, each movie once,
     /// onto `out`, which evaluation hands over empty and reuses across the
@@ -66,8 +66,7 @@ pub trait Scorer: Sync {
     /// per user), and are free to push in any order. Scores need not be
     /// clipped; only their order matters. The catalogue is taken to be the
     /// movies pushed here (its size is the denominator of coverage).
-    fn score_catalogue(&self, user: i32, history: &[(i32, f32)], out: &mut Vec<(i32, f32)>)
-        -> bool;
+    fn score_catalogue(&self, user: i32, history: &[Rated], out: &mut Vec<(i32, f32)>) -> bool;
 }
 
 /// Evaluation results, stored with a model version and compared across
@@ -340,17 +339,21 @@ fn rank_catalogue(
         .enumerate()
         .map(|(i, (u, _))| (*u, i))
         .collect();
-    let mut history: Vec<Vec<(i32, f32)>> = vec![Vec::new(); chosen.len()];
+    let mut history: Vec<Vec<Rated>> = vec![Vec::new(); chosen.len()];
     for r in train {
         if let Some(&i) = slot.get(&r.user_id) {
-            history[i].push((r.movie_id, r.rating));
+            history[i].push(Rated::from(r));
         }
     }
     let rated: Vec<Vec<i32>> = history
         .par_iter_mut()
         .map(|h| {
-            h.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-            let mut ids: Vec<i32> = h.iter().map(|p| p.0).collect();
+            h.sort_unstable_by(|a, b| {
+                (a.movie_id, a.timestamp)
+                    .cmp(&(b.movie_id, b.timestamp))
+                    .then(a.stars.total_cmp(&b.stars))
+            });
+            let mut ids: Vec<i32> = h.iter().map(|p| p.movie_id).collect();
             ids.dedup();
             ids
         })

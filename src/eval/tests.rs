@@ -21,7 +21,7 @@ impl Scorer for TableScorer {
             .copied()
             .unwrap_or(self.fallback)
     }
-    fn score_catalogue(&self, user: i32, _: &[(i32, f32)], out: &mut Vec<(i32, f32)>) -> bool {
+    fn score_catalogue(&self, user: i32, _: &[Rated], out: &mut Vec<(i32, f32)>) -> bool {
         if self.unknown.contains(&user) {
             return false;
         }
@@ -247,15 +247,13 @@ impl Scorer for HistoryScorer {
     fn predict(&self, _: i32, _: i32) -> f32 {
         panic!("a ranking model is never asked for ratings")
     }
-    fn score_catalogue(
-        &self,
-        user: i32,
-        history: &[(i32, f32)],
-        out: &mut Vec<(i32, f32)>,
-    ) -> bool {
-        self.seen.lock().unwrap().push((user, history.to_vec()));
+    fn score_catalogue(&self, user: i32, history: &[Rated], out: &mut Vec<(i32, f32)>) -> bool {
+        self.seen.lock().unwrap().push((
+            user,
+            history.iter().map(|h| (h.movie_id, h.stars)).collect(),
+        ));
         // Score = the movie's id distance to the user's last rated movie.
-        let last = history.last().map_or(0, |h| h.0);
+        let last = history.last().map_or(0, |h| h.movie_id);
         out.extend(
             self.catalogue
                 .iter()
@@ -559,7 +557,7 @@ impl Scorer for HashScorer {
     fn predict(&self, user: i32, movie: i32) -> f32 {
         hashed_score(user, movie)
     }
-    fn score_catalogue(&self, user: i32, _: &[(i32, f32)], out: &mut Vec<(i32, f32)>) -> bool {
+    fn score_catalogue(&self, user: i32, _: &[Rated], out: &mut Vec<(i32, f32)>) -> bool {
         if let Some(asked) = &self.asked {
             asked.lock().unwrap().push(user);
         }

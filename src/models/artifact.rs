@@ -12,7 +12,9 @@
 //! | 1               | flags, 0                                             |
 //! | 4               | length `L` of the settings (u32)                     |
 //! | L               | settings the model needs at serving time, JSON       |
-//! |                 | (iALS: `reg`, `alpha`, `signal`; EASE: its params)   |
+//! |                 | (iALS: `reg`, `alpha`, `signal`, `half_life`,        |
+//! |                 | `reference_time`; EASE: its params and               |
+//! |                 | `reference_time`, both absent in older artifacts)    |
 //! | ...             | the body, by algorithm (below)                       |
 //! | 4               | CRC-32 (IEEE) of every preceding byte                |
 //!
@@ -36,7 +38,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::ease::{EaseModel, EaseParams};
-use super::signal::Signal;
+use super::signal::{HalfLife, Signal, Weighting};
 use super::{Algo, FactorModel, Model};
 use crate::{Error, Result};
 
@@ -59,7 +61,14 @@ struct ImplicitSettings {
     reg: f32,
     alpha: f32,
     signal: Signal,
+    #[serde(default)]
+    half_life: HalfLife,
+    #[serde(default)]
+    reference_time: i64,
 }
+
+/// The key the EASE settings block adds to the model's parameters.
+const REFERENCE_TIME: &str = "reference_time";
 
 /// Appends little-endian values.
 struct Writer(Vec<u8>);
@@ -210,7 +219,9 @@ impl FactorModel {
             Some(s) => serde_json::to_string(&ImplicitSettings {
                 reg: s.reg,
                 alpha: s.alpha,
-                signal: s.signal,
+                signal: s.weighting.signal,
+                half_life: s.weighting.half_life,
+                reference_time: s.weighting.reference,
             })
             .unwrap_or_default(),
             None => "{}".to_string(),
@@ -234,7 +245,11 @@ impl FactorModel {
 impl EaseModel {
     /// Serializes the model (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let settings = serde_json::to_string(self.params()).unwrap_or_default();
+        let mut settings = serde_json::to_value(self.params()).unwrap_or_default();
+        if let Some(map) = settings.as_object_mut() {
+            map.insert(REFERENCE_TIME.into(), self.reference_time().into());
+        }
+        let settings = settings.to_string();
         let (offsets, cols, vals) = self.parts();
         let n = self.movie_ids().len();
         let body = 12 + 4 * (n + offsets.len() + cols.len() + vals.len());
@@ -249,13 +264,29 @@ impl EaseModel {
         w.finish()
     }
 
-    fn read_body(params: EaseParams, r: &mut Reader) -> Result<EaseModel> {
+    /// The parameters and reference time of an EASE settings block (older
+    /// artifacts have no reference time: 0, which no half-life then uses).
+    fn read_settings(settings: &[u8]) -> Result<(EaseParams, i64)> {
+        let bad = |e: serde_json::Error| err(format!("corrupted ease settings: {e}"));
+        let mut map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(settings).map_err(bad)?;
+        let reference = match map.remove(REFERENCE_TIME) {
+            Some(v) => v
+                .as_i64()
+                .ok_or_else(|| err("corrupted ease settings: reference_time is not an integer"))?,
+            None => 0,
+        };
+        let params = serde_json::from_value(serde_json::Value::Object(map)).map_err(bad)?;
+        Ok((params, reference))
+    }
+
+    fn read_body(params: EaseParams, reference: i64, r: &mut Reader) -> Result<EaseModel> {
         let (n, catalogue, weights) = (r.u32()? as usize, r.u32()?, r.u32()? as usize);
         let movie_ids = r.i32s(n)?;
         let offsets = r.u32s(n + 1)?;
         let cols = r.u32s(weights)?;
         let vals = r.f32s(weights)?;
-        EaseModel::from_parts(params, movie_ids, catalogue, offsets, cols, vals)
+        EaseModel::from_parts(params, reference, movie_ids, catalogue, offsets, cols, vals)
             .map_err(|e| err(e.to_string()))
     }
 }
@@ -334,16 +365,23 @@ impl Model {
         };
         let model = match algo {
             Algo::Ease => {
-                let params: EaseParams = serde_json::from_slice(settings)
-                    .map_err(|e| err(format!("corrupted ease settings: {e}")))?;
-                Model::Ease(EaseModel::read_body(params, &mut r)?)
+                let (params, reference) = EaseModel::read_settings(settings)?;
+                Model::Ease(EaseModel::read_body(params, reference, &mut r)?)
             }
             _ => {
                 let mut m = FactorModel::read_body(algo, &mut r)?;
                 if algo == Algo::Ials {
                     let s: ImplicitSettings = serde_json::from_slice(settings)
                         .map_err(|e| err(format!("corrupted ials settings: {e}")))?;
-                    m.set_implicit(s.reg, s.alpha, s.signal);
+                    m.set_implicit(
+                        s.reg,
+                        s.alpha,
+                        Weighting {
+                            signal: s.signal,
+                            half_life: s.half_life,
+                            reference: s.reference_time,
+                        },
+                    );
                 }
                 Model::Factor(m)
             }

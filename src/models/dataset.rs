@@ -23,6 +23,9 @@ pub(crate) struct TrainSet {
     pub user_ids: Vec<i32>,
     pub movie_ids: Vec<i32>,
     pub entries: Vec<Entry>,
+    /// When each entry was rated (unix seconds), aligned with `entries`:
+    /// what recency-weighted models ([`super::HalfLife`]) read.
+    pub timestamps: Vec<i64>,
     /// Mean rating, accumulated in f64.
     pub global_mean: f64,
 }
@@ -50,6 +53,7 @@ impl TrainSet {
         let uix = index_map(&user_ids);
         let mix = index_map(&movie_ids);
         let mut entries = Vec::with_capacity(ratings.len());
+        let mut timestamps: Vec<i64> = ratings.iter().map(|r| r.timestamp).collect();
         for r in ratings {
             if !r.rating.is_finite() {
                 return Err(Error::InvalidArgument(format!(
@@ -66,6 +70,8 @@ impl TrainSet {
         if let Some(dropped) = superseded(&entries, ratings, user_ids.len()) {
             let mut keep = dropped.iter().map(|d| !d);
             entries.retain(|_| keep.next().unwrap_or(true));
+            let mut keep = dropped.iter().map(|d| !d);
+            timestamps.retain(|_| keep.next().unwrap_or(true));
         }
         let sum: f64 = entries.iter().map(|e| f64::from(e.r)).sum();
         Ok(TrainSet {
@@ -73,18 +79,21 @@ impl TrainSet {
             user_ids,
             movie_ids,
             entries,
+            timestamps,
         })
     }
 
-    /// The same users and movies with each rating replaced by `f(rating)`,
-    /// and dropped where `f` gives `None`: how ranking models turn stars
-    /// into their implicit signal while keeping every id's index.
-    pub fn map_values(&self, f: impl Fn(f32) -> Option<f32>) -> TrainSet {
-        let entries: Vec<Entry> = self
+    /// The same users and movies with each rating replaced by `f(rating,
+    /// timestamp)`, and dropped where `f` gives `None`: how ranking models
+    /// turn stars and times into their implicit signal
+    /// ([`super::signal::Weighting`]) while keeping every id's index.
+    pub fn map_weights(&self, f: impl Fn(f32, i64) -> Option<f32>) -> TrainSet {
+        let (entries, timestamps): (Vec<Entry>, Vec<i64>) = self
             .entries
             .iter()
-            .filter_map(|e| f(e.r).map(|r| Entry { r, ..*e }))
-            .collect();
+            .zip(&self.timestamps)
+            .filter_map(|(e, &t)| f(e.r, t).map(|r| (Entry { r, ..*e }, t)))
+            .unzip();
         let global_mean = if entries.is_empty() {
             0.0
         } else {
@@ -94,8 +103,15 @@ impl TrainSet {
             user_ids: self.user_ids.clone(),
             movie_ids: self.movie_ids.clone(),
             entries,
+            timestamps,
             global_mean,
         }
+    }
+
+    /// The newest rating's time: what a recency-weighted model measures
+    /// ages from (0 for an empty set).
+    pub fn reference_time(&self) -> i64 {
+        self.timestamps.iter().copied().max().unwrap_or(0)
     }
 
     pub fn n_users(&self) -> usize {

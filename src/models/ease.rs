@@ -41,8 +41,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::TrainSet;
-use super::signal::Signal;
+use super::signal::{HalfLife, Signal, Weighting};
 use crate::progress::Progress;
+use crate::types::Rated;
 use crate::{Error, Result};
 
 /// EASE hyperparameters, chosen on validation splits carved from
@@ -61,6 +62,9 @@ pub struct EaseParams {
     pub lambda: f64,
     /// How ratings become the weights of `X` (see [`Signal`]).
     pub signal: Signal,
+    /// How fast a rating's weight fades with age, in training and when
+    /// scoring a history (see [`HalfLife`]); `none` by default.
+    pub half_life: HalfLife,
     /// Largest catalogue modelled (memory grows as `8 · max_items²` bytes);
     /// larger ones keep their most-rated movies.
     pub max_items: usize,
@@ -73,6 +77,7 @@ impl Default for EaseParams {
         EaseParams {
             lambda: 300.0,
             signal: Signal::Weighted,
+            half_life: HalfLife::NONE,
             max_items: 10_000,
             neighbors: 200,
         }
@@ -98,6 +103,7 @@ impl EaseParams {
                 self.max_items
             ));
         }
+        self.half_life.validate("ease")?;
         self.signal.validate("ease")
     }
 }
@@ -106,6 +112,9 @@ impl EaseParams {
 #[derive(Clone)]
 pub struct EaseModel {
     params: EaseParams,
+    /// The newest training rating's time, from which the half-life
+    /// measures ages.
+    reference: i64,
     /// Covered movies, ascending; position = dense index.
     movie_ids: Vec<i32>,
     movie_index: HashMap<i32, u32>,
@@ -134,6 +143,7 @@ impl EaseModel {
     /// bounds).
     pub(crate) fn from_parts(
         params: EaseParams,
+        reference: i64,
         movie_ids: Vec<i32>,
         catalogue: u32,
         offsets: Vec<u32>,
@@ -179,6 +189,7 @@ impl EaseModel {
             .collect();
         Ok(EaseModel {
             params,
+            reference,
             movie_ids,
             movie_index,
             catalogue,
@@ -190,6 +201,20 @@ impl EaseModel {
 
     pub fn params(&self) -> &EaseParams {
         &self.params
+    }
+
+    /// How this model turns a rating into a weight (training's rule).
+    pub fn weighting(&self) -> Weighting {
+        Weighting {
+            signal: self.params.signal,
+            half_life: self.params.half_life,
+            reference: self.reference,
+        }
+    }
+
+    /// The newest training rating's time (unix seconds).
+    pub fn reference_time(&self) -> i64 {
+        self.reference
     }
 
     /// Covered movies, ascending; the order of [`EaseModel::score`]'s output.
@@ -222,13 +247,15 @@ impl EaseModel {
     }
 
     /// A user's history as `(movie index, weight)`: the ratings the signal
-    /// counts, for movies the model covers.
-    pub fn history(&self, ratings: impl IntoIterator<Item = (i32, f32)>) -> Vec<(u32, f32)> {
+    /// counts, for movies the model covers, weighted as training weighed
+    /// them (stars and age).
+    pub fn history<'a>(&self, ratings: impl IntoIterator<Item = &'a Rated>) -> Vec<(u32, f32)> {
+        let weighting = self.weighting();
         ratings
             .into_iter()
-            .filter_map(|(movie, stars)| {
-                let i = *self.movie_index.get(&movie)?;
-                Some((i, self.params.signal.weight(stars)?))
+            .filter_map(|r| {
+                let i = *self.movie_index.get(&r.movie_id)?;
+                Some((i, weighting.weight(r.stars, r.timestamp)?))
             })
             .collect()
     }
@@ -331,7 +358,13 @@ pub(crate) fn fit(
 ) -> Result<EaseModel> {
     let started = Instant::now();
     let signal = params.signal;
-    let implicit = data.map_values(|r| signal.weight(r));
+    let reference = data.reference_time();
+    let weighting = Weighting {
+        signal,
+        half_life: params.half_life,
+        reference,
+    };
+    let implicit = data.map_weights(|r, t| weighting.weight(r, t));
     let mut counts = vec![0u32; data.n_movies()];
     for e in &implicit.entries {
         counts[e.i as usize] += 1;
@@ -495,6 +528,7 @@ pub(crate) fn fit(
         .collect();
     EaseModel::from_parts(
         params.clone(),
+        reference,
         movie_ids,
         data.n_movies() as u32,
         offsets,
@@ -543,7 +577,11 @@ mod tests {
     /// The closed form computed independently with nalgebra: a dense
     /// inverse of `XᵀX + λ·mean(x²)·I` (the mean over the nonzero entries
     /// of X), then `B = I − P diag(1/diag P)`.
-    fn reference_b(ratings: &[Rating], signal: Signal, lambda: f64) -> (Vec<i32>, DMatrix<f64>) {
+    fn reference_b(
+        ratings: &[Rating],
+        weight: impl Fn(&Rating) -> Option<f64>,
+        lambda: f64,
+    ) -> (Vec<i32>, DMatrix<f64>) {
         let mut movies: Vec<i32> = ratings.iter().map(|r| r.movie_id).collect();
         movies.sort();
         movies.dedup();
@@ -554,8 +592,8 @@ mod tests {
         for r in ratings {
             let u = users.binary_search(&r.user_id).unwrap();
             let m = movies.binary_search(&r.movie_id).unwrap();
-            if let Some(w) = signal.weight(r.rating) {
-                x[(u, m)] = w as f64;
+            if let Some(w) = weight(r) {
+                x[(u, m)] = w;
             }
         }
         let n = movies.len();
@@ -577,6 +615,52 @@ mod tests {
         (movies, b)
     }
 
+    fn stars(signal: Signal) -> impl Fn(&Rating) -> Option<f64> {
+        move |r| signal.weight(r.rating).map(f64::from)
+    }
+
+    /// With a half-life, `X` holds `stars · 0.5^(age / half-life)`, ages
+    /// from the newest rating (computed here by hand, not by the model's
+    /// weighting), and a history is scored with the same weights.
+    #[test]
+    fn half_life_weights_match_the_closed_form() {
+        let day = 86_400;
+        let mut ratings = toy();
+        for (i, r) in ratings.iter_mut().enumerate() {
+            r.timestamp = (i as i64 % 5) * 10 * day;
+        }
+        let newest = 40 * day;
+        let params = EaseParams {
+            lambda: 0.7,
+            signal: Signal::Weighted,
+            half_life: HalfLife::days(10.0),
+            neighbors: 0,
+            ..EaseParams::default()
+        };
+        let model = fit(&params, &TrainSet::new(&ratings).unwrap(), &Silent).unwrap();
+        let by_hand = |r: &Rating| {
+            Some(
+                f64::from(r.rating)
+                    * 0.5f64.powf((newest - r.timestamp) as f64 / (10 * day) as f64),
+            )
+        };
+        let (movies, b) = reference_b(&ratings, by_hand, 0.7);
+        assert_eq!(model.reference_time(), newest);
+        for i in 0..movies.len() {
+            for j in 0..movies.len() {
+                let got = model.weight(i, j) as f64;
+                assert!(
+                    (got - b[(i, j)]).abs() < 1e-5 * b.amax().max(1.0),
+                    "B[{i},{j}]"
+                );
+            }
+        }
+        // Movie 10 rated 5 stars 20 days before the newest rating weighs a
+        // quarter of 5; movie 30 rated 2 stars at the newest time weighs 2.
+        let hist = model.history(&[Rated::new(10, 5.0, 20 * day), Rated::new(30, 2.0, newest)]);
+        assert_eq!(hist, vec![(0, 1.25), (2, 2.0)]);
+    }
+
     #[test]
     fn weights_match_the_closed_form_computed_with_nalgebra() {
         for signal in [Signal::All, Signal::Weighted, Signal::AtLeast(3.5)] {
@@ -588,7 +672,7 @@ mod tests {
                 ..EaseParams::default()
             };
             let model = fit(&params, &TrainSet::new(&ratings).unwrap(), &Silent).unwrap();
-            let (movies, b) = reference_b(&ratings, signal, 0.7);
+            let (movies, b) = reference_b(&ratings, stars(signal), 0.7);
             assert_eq!(model.movie_ids(), &movies[..]);
             for i in 0..movies.len() {
                 for j in 0..movies.len() {
@@ -614,8 +698,8 @@ mod tests {
             ..EaseParams::default()
         };
         let model = fit(&params, &TrainSet::new(&ratings).unwrap(), &Silent).unwrap();
-        let (_, b) = reference_b(&ratings, Signal::All, 0.5);
-        let hist = model.history([(10, 4.0), (30, 2.0)]);
+        let (_, b) = reference_b(&ratings, stars(Signal::All), 0.5);
+        let hist = model.history(&crate::types::rated(&[(10, 4.0), (30, 2.0)]));
         let mut scores = Vec::new();
         model.score(&hist, &mut scores);
         for j in 0..5 {

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::ials::{FoldedUser, ImplicitSolver};
-use super::signal::Signal;
+use super::signal::Weighting;
 use super::{dataset, linalg, Algo, MAX_RATING, MIN_RATING};
 use crate::topk::select_top;
+use crate::types::Rated;
 use crate::{Error, Result};
 
 /// A trained model: `r̂(u, i) = μ + b_u + b_i + p_u · q_i`, clipped to the
@@ -138,8 +139,8 @@ impl FactorModel {
 
     /// Marks the model as implicit-feedback (iALS) with the settings a
     /// fold-in must reuse, precomputing `YᵀY + reg·I`.
-    pub(crate) fn set_implicit(&mut self, reg: f32, alpha: f32, signal: Signal) {
-        self.implicit = Some(ImplicitSolver::new(reg, alpha, signal, &self.q, self.k));
+    pub(crate) fn set_implicit(&mut self, reg: f32, alpha: f32, weighting: Weighting) {
+        self.implicit = Some(ImplicitSolver::new(reg, alpha, weighting, &self.q, self.k));
     }
 
     /// The fold-in solver of an implicit-feedback model.
@@ -320,11 +321,14 @@ impl FactorModel {
     /// against the fixed movie factors (implicit-feedback models only;
     /// movies the model does not know are skipped). `None` when the model
     /// cannot fold in or no rating counts.
-    pub fn fold_in(&self, history: &[(i32, f32)]) -> Option<FoldedUser> {
+    pub fn fold_in(&self, history: &[Rated]) -> Option<FoldedUser> {
         let solver = self.implicit.as_ref()?;
         let items: Vec<(u32, f32)> = history
             .iter()
-            .filter_map(|&(movie, stars)| Some((*self.movie_index.get(&movie)?, stars)))
+            .filter_map(|r| {
+                let j = *self.movie_index.get(&r.movie_id)?;
+                Some((j, solver.confidence(r.stars, r.timestamp)?))
+            })
             .collect();
         solver.fold_in(&self.q, &items)
     }

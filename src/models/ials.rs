@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::{Csr, TrainSet};
 use super::linalg::{cholesky_solve, dot, dot64};
-use super::signal::Signal;
+use super::signal::{HalfLife, Signal, Weighting};
 use super::{Algo, FactorModel};
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -67,6 +67,9 @@ pub struct IalsParams {
     pub alpha: f64,
     /// How ratings become the weights `w` (see [`Signal`]).
     pub signal: Signal,
+    /// How fast a rating's weight fades with age, in training and in a
+    /// fold-in (see [`HalfLife`]); `none` by default.
+    pub half_life: HalfLife,
     pub solver: IalsSolver,
     /// Conjugate-gradient steps per row and sweep (`solver = cg`).
     pub cg_steps: usize,
@@ -82,6 +85,7 @@ impl Default for IalsParams {
             reg: 50.0,
             alpha: 1.7,
             signal: Signal::Weighted,
+            half_life: HalfLife::NONE,
             solver: IalsSolver::Cg,
             cg_steps: 3,
             init_std: 0.01,
@@ -129,6 +133,7 @@ impl IalsParams {
                 self.init_std
             ));
         }
+        self.half_life.validate("ials")?;
         self.signal.validate("ials")
     }
 }
@@ -140,7 +145,9 @@ impl IalsParams {
 pub struct ImplicitSolver {
     pub reg: f32,
     pub alpha: f32,
-    pub signal: Signal,
+    /// How a rating becomes the `w` of its confidence `1 + alpha · w`,
+    /// exactly as in training.
+    pub weighting: Weighting,
     k: usize,
     /// `YᵀY + reg·I`, `k × k` row-major, in f64 for the exact solve.
     gram: Vec<f64>,
@@ -148,7 +155,7 @@ pub struct ImplicitSolver {
 
 impl ImplicitSolver {
     /// Precomputes `YᵀY + reg·I` of the movie factors `q` (`k` wide).
-    pub fn new(reg: f32, alpha: f32, signal: Signal, q: &[f32], k: usize) -> ImplicitSolver {
+    pub fn new(reg: f32, alpha: f32, weighting: Weighting, q: &[f32], k: usize) -> ImplicitSolver {
         let mut gram = gramian(q, k);
         for a in 0..k {
             gram[a * k + a] += reg as f64;
@@ -156,24 +163,27 @@ impl ImplicitSolver {
         ImplicitSolver {
             reg,
             alpha,
-            signal,
+            weighting,
             k,
             gram,
         }
     }
 
-    /// The confidence of a rating of `stars`, or `None` if the signal
-    /// ignores it.
-    pub fn confidence(&self, stars: f32) -> Option<f32> {
-        self.signal.weight(stars).map(|w| 1.0 + self.alpha * w)
+    /// The confidence of a rating of `stars` given at `timestamp`, or
+    /// `None` if the signal ignores it.
+    pub fn confidence(&self, stars: f32, timestamp: i64) -> Option<f32> {
+        self.weighting
+            .weight(stars, timestamp)
+            .map(|w| 1.0 + self.alpha * w)
     }
 
-    /// The exact least-squares factors of a user who rated `items`
-    /// (`(movie index, stars)`) against the movie factors `q`: the equation
-    /// training solves, so a training user solved again from the same
-    /// ratings gets (nearly) the vector training gave them. Returns the
-    /// Cholesky factor too, for [`ImplicitSolver::explain`]. `None` when
-    /// no rating counts under the signal.
+    /// The exact least-squares factors of a user whose rated movies have
+    /// the confidences `items` (`(movie index, confidence)`, see
+    /// [`ImplicitSolver::confidence`]) against the movie factors `q`: the
+    /// equation training solves, so a training user solved again from the
+    /// same ratings gets (nearly) the vector training gave them. Returns
+    /// the Cholesky factor too, for [`ImplicitSolver::explain`]. `None`
+    /// when `items` is empty.
     pub fn fold_in(&self, q: &[f32], items: &[(u32, f32)]) -> Option<FoldedUser> {
         let k = self.k;
         // The history's part of the system, `Σ (c_i − 1) y_i y_iᵀ`, in f32
@@ -182,10 +192,7 @@ impl ImplicitSolver {
         let mut delta = vec![0.0f32; k * k];
         let mut b = vec![0.0f64; k];
         let mut used = Vec::with_capacity(items.len());
-        for &(j, stars) in items {
-            let Some(c) = self.confidence(stars) else {
-                continue;
-            };
+        for &(j, c) in items {
             let y = &q[j as usize * k..(j as usize + 1) * k];
             rank1_lower(&mut delta, y, c - 1.0, k);
             for (br, &yr) in b.iter_mut().zip(y) {
@@ -502,10 +509,9 @@ unsafe fn cg_row_avx2(
 
 /// The rating matrix as confidences `1 + alpha · w`, grouped by user and by
 /// movie.
-fn confidences(params: &IalsParams, data: &TrainSet) -> (Csr, Csr) {
-    let alpha = params.alpha as f32;
-    let signal = params.signal;
-    let implicit = data.map_values(|r| signal.weight(r).map(|w| 1.0 + alpha * w));
+fn confidences(weighting: &Weighting, alpha: f64, data: &TrainSet) -> (Csr, Csr) {
+    let alpha = alpha as f32;
+    let implicit = data.map_weights(|r, t| weighting.weight(r, t).map(|w| 1.0 + alpha * w));
     (implicit.csr(true), implicit.csr(false))
 }
 
@@ -517,7 +523,12 @@ pub(crate) fn fit(
 ) -> Result<FactorModel> {
     let started = Instant::now();
     let k = params.factors;
-    let (by_user, by_movie) = confidences(params, data);
+    let weighting = Weighting {
+        signal: params.signal,
+        half_life: params.half_life,
+        reference: data.reference_time(),
+    };
+    let (by_user, by_movie) = confidences(&weighting, params.alpha, data);
     if by_user.cols.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "ials: no rating counts under the signal {}; choose a lower threshold",
@@ -579,7 +590,7 @@ pub(crate) fn fit(
         users,
         movies,
     )?;
-    model.set_implicit(params.reg as f32, params.alpha as f32, params.signal);
+    model.set_implicit(params.reg as f32, params.alpha as f32, weighting);
     Ok(model)
 }
 
@@ -590,7 +601,7 @@ mod tests {
     use super::*;
     use crate::models::testutil::low_rank;
     use crate::progress::Silent;
-    use crate::types::Rating;
+    use crate::types::{Rated, Rating};
 
     /// Builds the dense normal equations of one user from scratch with
     /// nalgebra: `(YᵀCY + reg I) x = YᵀCp` over *every* movie, with
@@ -611,6 +622,14 @@ mod tests {
         a.cholesky().unwrap().solve(&b)
     }
 
+    fn untimed(signal: Signal) -> Weighting {
+        Weighting {
+            signal,
+            half_life: HalfLife::NONE,
+            reference: 0,
+        }
+    }
+
     fn random_q(n: usize, k: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let nd = Normal::new(0.0, 0.3).unwrap();
@@ -621,9 +640,13 @@ mod tests {
     fn fold_in_solves_the_textbook_normal_equations() {
         let (n, k) = (40, 6);
         let q = random_q(n, k, 3);
-        let solver = ImplicitSolver::new(0.5, 4.0, Signal::Weighted, &q, k);
+        let solver = ImplicitSolver::new(0.5, 4.0, untimed(Signal::Weighted), &q, k);
         let stars = [(3u32, 5.0f32), (7, 2.0), (11, 4.5), (30, 1.0)];
-        let folded = solver.fold_in(&q, &stars).unwrap();
+        let given: Vec<(u32, f32)> = stars
+            .iter()
+            .map(|&(j, s)| (j, solver.confidence(s, 0).unwrap()))
+            .collect();
+        let folded = solver.fold_in(&q, &given).unwrap();
         let conf: Vec<(u32, f32)> = stars.iter().map(|&(j, s)| (j, 1.0 + 4.0 * s)).collect();
         let want = dense_user_solution(&q, k, &conf, 0.5);
         for (a, b) in folded.vector.iter().zip(want.iter()) {
@@ -635,9 +658,9 @@ mod tests {
     fn explanations_sum_to_the_score() {
         let (n, k) = (30, 5);
         let q = random_q(n, k, 9);
-        let solver = ImplicitSolver::new(0.2, 10.0, Signal::All, &q, k);
+        let solver = ImplicitSolver::new(0.2, 10.0, untimed(Signal::All), &q, k);
         let folded = solver
-            .fold_in(&q, &[(1, 4.0), (2, 3.0), (17, 5.0)])
+            .fold_in(&q, &[(1, 11.0), (2, 11.0), (17, 11.0)])
             .unwrap();
         for target in [0u32, 5, 29] {
             let parts = solver.explain(&q, &folded, target);
@@ -712,37 +735,46 @@ mod tests {
     /// lets the server fold in users consistently.
     #[test]
     fn folding_in_a_training_user_recovers_their_vector() {
-        let ratings = low_rank(80, 50, 3, 0.3, 2);
-        let params = IalsParams {
-            factors: 6,
-            iterations: 12,
-            solver: IalsSolver::Cholesky,
-            ..IalsParams::default()
-        };
-        let model = fit_with(&ratings, &params);
-        let solver = model.implicit().unwrap();
-        let k = model.k();
-        let mut worst = 0.0f32;
-        for &user in model.user_ids().iter().take(20) {
-            let items: Vec<(u32, f32)> = ratings
-                .iter()
-                .filter(|r| r.user_id == user)
-                .map(|r| (model.movie_index(r.movie_id).unwrap() as u32, r.rating))
-                .collect();
-            let folded = solver.fold_in(model.q(), &items).unwrap();
-            let trained = model.user_vector(user).unwrap();
-            let norm: f32 = trained.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let diff: f32 = folded
-                .vector
-                .iter()
-                .zip(trained)
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum::<f32>()
-                .sqrt();
-            worst = worst.max(diff / norm);
-            assert_eq!(folded.vector.len(), k);
+        // Ratings spread over ~100 days, so a half-life weighs them apart.
+        let mut ratings = low_rank(80, 50, 3, 0.3, 2);
+        for (i, r) in ratings.iter_mut().enumerate() {
+            r.timestamp = (i as i64 * 7_919) % (100 * 86_400);
         }
-        assert!(worst < 1e-4, "relative difference up to {worst}");
+        for half_life in [HalfLife::NONE, HalfLife::days(20.0)] {
+            let params = IalsParams {
+                factors: 6,
+                iterations: 12,
+                solver: IalsSolver::Cholesky,
+                half_life,
+                ..IalsParams::default()
+            };
+            let model = fit_with(&ratings, &params);
+            let k = model.k();
+            let mut worst = 0.0f32;
+            for &user in model.user_ids().iter().take(20) {
+                let history: Vec<Rated> = ratings
+                    .iter()
+                    .filter(|r| r.user_id == user)
+                    .map(Rated::from)
+                    .collect();
+                let folded = model.fold_in(&history).unwrap();
+                let trained = model.user_vector(user).unwrap();
+                let norm: f32 = trained.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let diff: f32 = folded
+                    .vector
+                    .iter()
+                    .zip(trained)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f32>()
+                    .sqrt();
+                worst = worst.max(diff / norm);
+                assert_eq!(folded.vector.len(), k);
+            }
+            assert!(
+                worst < 1e-4,
+                "{half_life}: relative difference up to {worst}"
+            );
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod ease;
 mod factor;
 pub mod ials;
 mod linalg;
+pub mod popular;
 pub mod signal;
 pub mod svd;
 
@@ -52,11 +53,11 @@ pub use baseline::BaselineParams;
 pub use ease::{EaseModel, EaseParams};
 pub use factor::FactorModel;
 pub use ials::{FoldedUser, IalsParams, IalsSolver, ImplicitSolver};
-pub use signal::Signal;
+pub use signal::{HalfLife, Signal, Weighting};
 pub use svd::SvdParams;
 
 use crate::progress::Progress;
-use crate::types::Rating;
+use crate::types::{Rated, Rating};
 use crate::{Error, Result};
 
 pub use crate::types::{MAX_RATING, MIN_RATING};
@@ -319,7 +320,7 @@ impl Model {
     /// Ranking scores of every movie of [`Model::movie_ids`] for `user` into
     /// `out`, or `None` if the model cannot rank for them.
     ///
-    /// `history` is the user's ratings as `(movie id, stars)`. With
+    /// `history` is the user's ratings with their times. With
     /// `from_history = false` a user training knew is scored from their
     /// trained factors (the history is then ignored); otherwise, and for
     /// users training did not know, models that can (see
@@ -329,7 +330,7 @@ impl Model {
     pub fn score(
         &self,
         user: i32,
-        history: &[(i32, f32)],
+        history: &[Rated],
         from_history: bool,
         out: &mut Vec<f32>,
     ) -> Option<ScoreBasis> {
@@ -353,7 +354,7 @@ impl Model {
                 }
             }
             Model::Ease(m) => {
-                let hist = m.history(history.iter().copied());
+                let hist = m.history(history);
                 if hist.is_empty() {
                     return None;
                 }
@@ -376,12 +377,7 @@ impl crate::eval::Scorer for Model {
         Model::predict(self, user, movie).unwrap_or(f32::NAN)
     }
 
-    fn score_catalogue(
-        &self,
-        user: i32,
-        history: &[(i32, f32)],
-        out: &mut Vec<(i32, f32)>,
-    ) -> bool {
+    fn score_catalogue(&self, user: i32, history: &[Rated], out: &mut Vec<(i32, f32)>) -> bool {
         thread_local! {
             static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
         }

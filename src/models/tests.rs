@@ -502,7 +502,7 @@ fn ranking_artifacts_round_trip() {
             back.predict(1000, 7).is_none(),
             "ranking models predict no stars"
         );
-        let history = [(7, 4.0), (12, 5.0), (17, 2.0)];
+        let history = crate::types::rated(&[(7, 4.0), (12, 5.0), (17, 2.0)]);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         assert!(m.score(1, &history, true, &mut a).is_some());
         assert!(back.score(1, &history, true, &mut b).is_some());
@@ -511,7 +511,7 @@ fn ranking_artifacts_round_trip() {
     if let Model::Factor(f) = fit(&small_params(Algo::Ials), &ratings, 1, &Silent).unwrap() {
         let back = FactorModel::from_bytes(&f.to_bytes()).unwrap();
         let (x, y) = (f.implicit().unwrap(), back.implicit().unwrap());
-        assert_eq!((x.reg, x.alpha, x.signal), (y.reg, y.alpha, y.signal));
+        assert_eq!((x.reg, x.alpha, x.weighting), (y.reg, y.alpha, y.weighting));
     }
     let ease = fit(&small_params(Algo::Ease), &ratings, 1, &Silent).unwrap();
     let e = FactorModel::from_bytes(&ease.to_bytes())

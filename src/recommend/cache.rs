@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{Ranked, MAX_REASONS};
+use crate::types::Rated;
 
 /// Items (movies of cached lists) kept at most: 4,000,000 is every list of
 /// 10 of 400,000 users, about 160 MB.
@@ -123,7 +124,7 @@ impl ListCache {
         user: i32,
         k: usize,
         explain: bool,
-        history: &[(i32, f32)],
+        history: &[Rated],
     ) -> Option<Vec<Ranked>> {
         if self.budget == 0 {
             return None;
@@ -138,13 +139,7 @@ impl ListCache {
     }
 
     /// Whether a held list answers the request (see [`ListCache::get`]).
-    pub(super) fn answers(
-        &self,
-        user: i32,
-        k: usize,
-        explain: bool,
-        history: &[(i32, f32)],
-    ) -> bool {
+    pub(super) fn answers(&self, user: i32, k: usize, explain: bool, history: &[Rated]) -> bool {
         let fp = fingerprint(history);
         self.lock()
             .by_user
@@ -160,7 +155,7 @@ impl ListCache {
         user: i32,
         k: usize,
         explain: bool,
-        history: &[(i32, f32)],
+        history: &[Rated],
         list: &[Ranked],
     ) -> bool {
         if self.budget == 0 {
@@ -199,13 +194,17 @@ impl ListCache {
     }
 }
 
-/// A 64-bit hash of the history in order (FNV-1a over each movie id and
-/// rating): any added, removed or changed rating changes it.
-fn fingerprint(history: &[(i32, f32)]) -> u64 {
+/// A 64-bit hash of the history in order (FNV-1a over each movie id,
+/// rating and time): any added, removed or changed rating changes it.
+fn fingerprint(history: &[Rated]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ history.len() as u64;
-    for &(movie, stars) in history {
-        let word = (u64::from(movie as u32) << 32) | u64::from(stars.to_bits());
-        for byte in word.to_le_bytes() {
+    for r in history {
+        let word = (u64::from(r.movie_id as u32) << 32) | u64::from(r.stars.to_bits());
+        for byte in word
+            .to_le_bytes()
+            .into_iter()
+            .chain(r.timestamp.to_le_bytes())
+        {
             h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
         }
     }
@@ -215,6 +214,7 @@ fn fingerprint(history: &[(i32, f32)]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::rated;
 
     fn list(ids: &[i32]) -> Vec<Ranked> {
         ids.iter()
@@ -236,18 +236,22 @@ mod tests {
     #[test]
     fn a_changed_history_misses() {
         let cache = ListCache::new(100);
-        let h = [(1, 4.0), (2, 3.5)];
+        let h = rated(&[(1, 4.0), (2, 3.5)]);
         assert!(cache.put(7, 2, true, &h, &list(&[3, 4])));
         assert_eq!(cache.get(7, 2, true, &h), Some(list(&[3, 4])));
         assert_eq!(cache.get(8, 2, true, &h), None, "the user is in the key");
-        assert_eq!(cache.get(7, 2, true, &[(1, 4.0)]), None, "one rating fewer");
         assert_eq!(
-            cache.get(7, 2, true, &[(1, 4.0), (2, 4.0)]),
+            cache.get(7, 2, true, &rated(&[(1, 4.0)])),
+            None,
+            "one rating fewer"
+        );
+        assert_eq!(
+            cache.get(7, 2, true, &rated(&[(1, 4.0), (2, 4.0)])),
             None,
             "a changed rating"
         );
         assert_eq!(
-            cache.get(7, 2, true, &[(1, 4.0), (2, 3.5), (3, 5.0)]),
+            cache.get(7, 2, true, &rated(&[(1, 4.0), (2, 3.5), (3, 5.0)])),
             None,
             "a merged rating"
         );
@@ -256,7 +260,7 @@ mod tests {
     #[test]
     fn a_deeper_list_answers_shorter_ones_and_plain_ones() {
         let cache = ListCache::new(100);
-        let h = [(1, 4.0)];
+        let h = rated(&[(1, 4.0)]);
         cache.put(7, 4, true, &h, &list(&[5, 6, 7, 8]));
         assert_eq!(cache.get(7, 2, true, &h), Some(list(&[5, 6])));
         assert_eq!(cache.get(7, 3, false, &h), Some(plain(&[5, 6, 7])));
@@ -277,15 +281,18 @@ mod tests {
     fn memory_stays_within_the_budget() {
         let cache = ListCache::new(100);
         for user in 0..1_000 {
-            let held = cache.put(user, 3, true, &[(1, 4.0)], &list(&[2, 3, 4]));
+            let held = cache.put(user, 3, true, &rated(&[(1, 4.0)]), &list(&[2, 3, 4]));
             assert_eq!(held, user < 33, "user {user}");
         }
         assert_eq!(cache.len(), 33);
         assert_eq!(cache.lock().items, 99);
         // Replacing a held list frees its items first.
-        assert!(cache.put(0, 4, true, &[(1, 4.0)], &list(&[2, 3, 4, 5])));
+        assert!(cache.put(0, 4, true, &rated(&[(1, 4.0)]), &list(&[2, 3, 4, 5])));
         assert_eq!(cache.lock().items, 100);
-        assert_eq!(cache.get(32, 3, true, &[(1, 4.0)]), Some(list(&[2, 3, 4])));
+        assert_eq!(
+            cache.get(32, 3, true, &rated(&[(1, 4.0)])),
+            Some(list(&[2, 3, 4]))
+        );
     }
 
     #[test]

@@ -4,14 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::MovieStats;
 use crate::types::Movie;
-
-/// Cold start: a movie needs this many training ratings to be listed...
-pub const POPULAR_MIN_COUNT: i64 = 10;
-/// ...and its mean is shrunk toward the global mean by this many pseudo-ratings,
-/// so a movie with ten 5-star ratings does not outrank one with a thousand 4.6s.
-pub const POPULAR_DAMPING: f64 = 25.0;
 
 /// The catalogue as seen from one model's movie indices.
 pub(super) struct ModelCatalogue {
@@ -26,13 +19,17 @@ pub(super) struct ModelCatalogue {
 }
 
 impl ModelCatalogue {
-    pub fn new(model_movies: &[i32], movies: Vec<Movie>, stats: &[MovieStats]) -> ModelCatalogue {
+    pub fn new(
+        model_movies: &[i32],
+        movies: Vec<Movie>,
+        popular: Vec<(i32, f64)>,
+    ) -> ModelCatalogue {
         let movies: HashMap<i32, Movie> = movies.into_iter().map(|m| (m.movie_id, m)).collect();
         ModelCatalogue {
             genres: GenreIndex::new(model_movies, &movies),
             index_by_id: index_table(model_movies),
             movies,
-            popular: popularity(stats),
+            popular,
         }
     }
 
@@ -143,27 +140,4 @@ impl GenreIndex {
             }
         }
     }
-}
-
-/// Movies with at least [`POPULAR_MIN_COUNT`] ratings, by damped mean
-/// `(sum + D * global_mean) / (count + D)`, best first (ties by id).
-pub fn popularity(stats: &[MovieStats]) -> Vec<(i32, f64)> {
-    let (n, sum) = stats.iter().fold((0i64, 0.0f64), |(n, s), m| {
-        (n + m.count, s + m.mean * m.count as f64)
-    });
-    if n == 0 {
-        return Vec::new();
-    }
-    let global = sum / n as f64;
-    let mut ranked: Vec<(i32, f64)> = stats
-        .iter()
-        .filter(|m| m.count >= POPULAR_MIN_COUNT)
-        .map(|m| {
-            let damped = (m.mean * m.count as f64 + POPULAR_DAMPING * global)
-                / (m.count as f64 + POPULAR_DAMPING);
-            (m.movie_id, damped)
-        })
-        .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    ranked
 }

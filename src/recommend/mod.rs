@@ -37,6 +37,7 @@
 
 mod cache;
 mod catalogue;
+mod known;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -46,13 +47,16 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use catalogue::{popularity, POPULAR_DAMPING, POPULAR_MIN_COUNT};
+pub use crate::models::popular::{
+    by_count, popularity, ColdStart, POPULAR_DAMPING, POPULAR_MIN_COUNT,
+};
+pub use known::Known;
 
 use crate::models::{EaseModel, FactorModel, FoldedUser, Model, MAX_RATING, MIN_RATING};
 use crate::registry;
 use crate::store::{MovieStats, Store};
 use crate::topk::{Cand, TopK};
-use crate::types::Movie;
+use crate::types::{Movie, Rated};
 use crate::{Error, Result};
 use cache::ListCache;
 pub use cache::DEFAULT_LIST_CACHE_ITEMS;
@@ -152,11 +156,10 @@ pub struct Request<'a> {
     pub user_id: i32,
     pub k: usize,
     pub genre: Option<&'a str>,
-    /// Every rating of the user the caller knows, `(movieId, stars)`, in
-    /// any split, the buffer or just posted, in any order (duplicates are
-    /// fine): none of these movies is recommended, and models that score
-    /// from ratings read them.
-    pub history: &'a [(i32, f32)],
+    /// Every rating of the user the caller knows, in any split, the buffer
+    /// or just posted, in any order (duplicates are fine): none of these
+    /// movies is recommended, and models that score from ratings read them.
+    pub history: &'a [Rated],
     /// Whether some of `history` is newer than the champion (buffered or
     /// posted since it was trained): the list is then folded in from the
     /// history where the model can.
@@ -167,7 +170,7 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     /// A plain request: no genre, no explanations, nothing fresh.
-    pub fn new(user_id: i32, k: usize, history: &'a [(i32, f32)]) -> Request<'a> {
+    pub fn new(user_id: i32, k: usize, history: &'a [Rated]) -> Request<'a> {
         Request {
             user_id,
             k,
@@ -197,6 +200,8 @@ pub struct Recommender {
     /// The model predicted stars come from when the champion is a ranking
     /// model, with its version.
     pub rating_model: Option<(String, Arc<Model>)>,
+    /// How the `popular` list of users nobody knows is made.
+    pub cold_start: ColdStart,
     catalogue: ModelCatalogue,
     /// The 8-bit copy of a factor model's movie factors the serving scan
     /// reads, when the CPU has the kernels.
@@ -206,21 +211,41 @@ pub struct Recommender {
 }
 
 impl Recommender {
-    /// Loads the champion, the rating model (see
-    /// [`registry::load_rating_model`]), the catalogue and the popularity
-    /// ranking.
+    /// Loads the champion and everything serving it needs (see
+    /// [`Recommender::assemble`]).
     pub fn load(store: &mut dyn Store) -> Result<Recommender> {
         let (version, model) = registry::load_champion(store)?;
+        let movies = store.movies()?;
+        let stats = store.movie_stats()?;
+        Recommender::assemble(store, version, model, movies, &stats)
+    }
+
+    /// A recommender for `model` as the server serves it: with the rating
+    /// model whose stars are shown beside a ranking model's list (see
+    /// [`registry::load_rating_model`]) and the cold-start list the run
+    /// recorded (see [`registry::serving_cold_start`]), from what the store
+    /// knows now.
+    pub fn assemble(
+        store: &mut dyn Store,
+        version: String,
+        model: Model,
+        movies: Vec<Movie>,
+        stats: &[MovieStats],
+    ) -> Result<Recommender> {
         let rating = if model.predicts_ratings() {
             None
         } else {
             registry::load_rating_model(store)?
         };
-        let movies = store.movies()?;
-        let stats = store.movie_stats()?;
-        Ok(Recommender::new(version, model, movies, &stats).with_rating_model(rating))
+        let cold_start = registry::serving_cold_start(store, &version)?;
+        let list = cold_start_list(store, cold_start, stats)?;
+        Ok(Recommender::new(version, model, movies, stats)
+            .with_rating_model(rating)
+            .with_cold_start(cold_start, list))
     }
 
+    /// A recommender whose cold-start list is [`ColdStart::TopRated`] from
+    /// `stats` (see [`Recommender::with_cold_start`] for another).
     pub fn new(
         model_version: String,
         model: Model,
@@ -232,13 +257,22 @@ impl Recommender {
             Model::Ease(_) => None,
         };
         Recommender {
-            catalogue: ModelCatalogue::new(model.movie_ids(), movies, stats),
+            catalogue: ModelCatalogue::new(model.movie_ids(), movies, popularity(stats)),
             quantized,
             model_version,
             model: Arc::new(model),
             rating_model: None,
+            cold_start: ColdStart::TopRated,
             lists: ListCache::new(DEFAULT_LIST_CACHE_ITEMS),
         }
+    }
+
+    /// Serves `list` (movie ids with a score, best first) to users nobody
+    /// knows, made as `kind` says.
+    pub fn with_cold_start(mut self, kind: ColdStart, list: Vec<(i32, f64)>) -> Recommender {
+        self.cold_start = kind;
+        self.catalogue.popular = list;
+        self
     }
 
     /// How many movies of `model` lists are kept for returning users (0
@@ -260,7 +294,7 @@ impl Recommender {
     /// Only users the model ranks from what it learned have such a list:
     /// returns whether one is held (false for users it would fold in or
     /// give the popular list, and once the cache's budget is spent).
-    pub fn precompute(&self, user_id: i32, history: &[(i32, f32)], k: usize) -> Result<bool> {
+    pub fn precompute(&self, user_id: i32, history: &[Rated], k: usize) -> Result<bool> {
         let req = Request {
             explain: true,
             ..Request::new(user_id, k, history)
@@ -381,7 +415,7 @@ impl Recommender {
     fn popular(&self, req: &Request, genre: Option<&str>) -> Vec<Ranked> {
         let many = req.history.len() > 32;
         let set: std::collections::HashSet<i32> = if many {
-            req.history.iter().map(|h| h.0).collect()
+            req.history.iter().map(|h| h.movie_id).collect()
         } else {
             Default::default()
         };
@@ -389,7 +423,7 @@ impl Recommender {
             if many {
                 set.contains(&id)
             } else {
-                req.history.iter().any(|h| h.0 == id)
+                req.history.iter().any(|h| h.movie_id == id)
             }
         };
         self.catalogue
@@ -426,8 +460,8 @@ impl Recommender {
     /// it to −∞ in `scores` (indexed like the model's movies).
     fn exclude(&self, scores: &mut [f32], req: &Request, genre: Option<&str>) {
         let model = &*self.model;
-        for &(id, _) in req.history {
-            if let Some(m) = self.catalogue.index(id, |id| model.movie_index(id)) {
+        for h in req.history {
+            if let Some(m) = self.catalogue.index(h.movie_id, |id| model.movie_index(id)) {
                 scores[m] = f32::NEG_INFINITY;
             }
         }
@@ -554,7 +588,7 @@ impl Recommender {
         req: &Request,
         genre: Option<&str>,
     ) -> Option<(Strategy, Vec<Ranked>)> {
-        let hist = m.history(req.history.iter().copied());
+        let hist = m.history(req.history);
         if hist.is_empty() {
             return None;
         }
@@ -651,6 +685,21 @@ impl Recommender {
         sims.truncate(k);
         sims
     }
+}
+
+/// The cold-start list `kind` describes, from what `store` knows now
+/// (`stats`: the train split's per-movie statistics, for
+/// [`ColdStart::TopRated`]).
+pub fn cold_start_list(
+    store: &mut dyn Store,
+    kind: ColdStart,
+    stats: &[MovieStats],
+) -> Result<Vec<(i32, f64)>> {
+    Ok(match kind {
+        ColdStart::Trending { window } => by_count(&store.movie_counts(Some(window))?),
+        ColdStart::MostRated => by_count(&store.movie_counts(None)?),
+        ColdStart::TopRated => popularity(stats),
+    })
 }
 
 /// The best [`MAX_REASONS`] positive terms of a score as `(movieId,

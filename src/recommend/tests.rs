@@ -2,6 +2,7 @@ use std::collections::HashSet;
 
 use super::*;
 use crate::models::Algo;
+use crate::types::rated;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -116,15 +117,15 @@ fn serving_scan_equals_top_k() {
 }
 
 /// `(movie, 3 stars)` for each id: a history that only excludes.
-fn hist(ids: &[i32]) -> Vec<(i32, f32)> {
-    ids.iter().map(|&id| (id, 3.0)).collect()
+fn hist(ids: &[i32]) -> Vec<Rated> {
+    ids.iter().map(|&id| Rated::new(id, 3.0, 0)).collect()
 }
 
 fn ids_and_scores(r: &[Ranked]) -> Vec<(i32, f32)> {
     r.iter().map(|x| (x.movie_id, x.score)).collect()
 }
 
-fn ask<'a>(user: i32, k: usize, genre: Option<&'a str>, history: &'a [(i32, f32)]) -> Request<'a> {
+fn ask<'a>(user: i32, k: usize, genre: Option<&'a str>, history: &'a [Rated]) -> Request<'a> {
     Request {
         genre,
         ..Request::new(user, k, history)
@@ -315,14 +316,11 @@ fn small_ease() -> crate::models::Hyperparams {
     })
 }
 
-/// Each user's `(movieId, stars)`, by user id.
-fn histories(ratings: &[crate::types::Rating]) -> std::collections::BTreeMap<i32, Vec<(i32, f32)>> {
-    let mut by_user: std::collections::BTreeMap<i32, Vec<(i32, f32)>> = Default::default();
+/// Each user's ratings, by user id.
+fn histories(ratings: &[crate::types::Rating]) -> std::collections::BTreeMap<i32, Vec<Rated>> {
+    let mut by_user: std::collections::BTreeMap<i32, Vec<Rated>> = Default::default();
     for r in ratings {
-        by_user
-            .entry(r.user_id)
-            .or_default()
-            .push((r.movie_id, r.rating));
+        by_user.entry(r.user_id).or_default().push(Rated::from(r));
     }
     by_user
 }
@@ -340,7 +338,7 @@ fn ease_folds_in_new_users_and_explains() {
     let (ratings, movies) = two_clusters();
     let model = fit_model(small_ease(), &ratings);
     let rec = Recommender::new("e1".into(), model, movies, &[]);
-    let history = vec![(100, 5.0), (101, 4.5), (102, 4.0)];
+    let history = rated(&[(100, 5.0), (101, 4.5), (102, 4.0)]);
     let req = Request {
         fresh: true,
         explain: true,
@@ -374,7 +372,7 @@ fn ease_folds_in_new_users_and_explains() {
         ..req
     };
     assert_eq!(rec.recommend_ids(&not_fresh).unwrap().0, Strategy::Model);
-    let unknown_movies = vec![(424242, 5.0)];
+    let unknown_movies = rated(&[(424242, 5.0)]);
     let (s, _) = rec
         .recommend_ids(&Request::new(999, 5, &unknown_movies))
         .unwrap();
@@ -414,14 +412,14 @@ fn ials_folds_in_and_attaches_predicted_ratings() {
     };
     let rec = Recommender::new("i1".into(), ials, movies, &[])
         .with_rating_model(Some(("b1".into(), svd.clone())));
-    let seen: Vec<(i32, f32)> = ratings
+    let seen: Vec<Rated> = ratings
         .iter()
         .filter(|r| r.user_id == 40)
-        .map(|r| (r.movie_id, r.rating))
+        .map(Rated::from)
         .collect();
     let (s, _) = rec.recommend_ids(&Request::new(40, 3, &seen)).unwrap();
     assert_eq!(s, Strategy::Model);
-    let history = vec![(200, 5.0), (201, 4.0)];
+    let history = rated(&[(200, 5.0), (201, 4.0)]);
     let req = Request {
         explain: true,
         ..Request::new(777, 4, &history)
@@ -497,7 +495,7 @@ fn cached_lists_equal_computed_ones_and_follow_the_history() {
         .recommend_ids(&Request::new(*user, 5, history))
         .unwrap();
     let mut merged = history.clone();
-    merged.push((first[0].movie_id, 4.0));
+    merged.push(Rated::new(first[0].movie_id, 4.0, 0));
     let (strategy, after) = cached
         .recommend_ids(&Request::new(*user, 5, &merged))
         .unwrap();
@@ -588,7 +586,7 @@ fn precomputed_lists_answer_as_computed_ones() {
         );
         // A user the model never saw: iALS folds them in, so no list is
         // kept for them; EASE ranks any history.
-        let stranger = [(100, 5.0), (101, 4.0)];
+        let stranger = rated(&[(100, 5.0), (101, 4.0)]);
         let is_ease = matches!(&*warm.model, Model::Ease(_));
         assert_eq!(warm.precompute(999, &stranger, 6).unwrap(), is_ease);
         assert!(!warm.precompute(998, &[], 6).unwrap());
@@ -605,10 +603,10 @@ fn precomputing_stops_at_the_cache_budget() {
         Recommender::new("v".into(), fit_model(params, &ratings), movies, &[]).with_list_cache(25);
     let mut held = 0;
     for user in 1..=60 {
-        let history: Vec<(i32, f32)> = ratings
+        let history: Vec<Rated> = ratings
             .iter()
             .filter(|r| r.user_id == user)
-            .map(|r| (r.movie_id, r.rating))
+            .map(Rated::from)
             .collect();
         if rec.precompute(user, &history, 5).unwrap() {
             held += 1;

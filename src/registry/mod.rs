@@ -4,6 +4,7 @@
 //! the deployment's [`Objective`], and load the champion back, from any
 //! process that can reach the database.
 
+pub mod cold_start;
 mod notes;
 mod objective;
 pub mod tune;
@@ -16,6 +17,7 @@ pub use notes::RunNotes;
 pub use objective::{GateDecision, Objective};
 
 use crate::eval::{self, EvalOptions, EvalReport};
+use crate::models::popular::ColdStart;
 use crate::models::{self, Hyperparams, Model};
 use crate::progress::Progress;
 use crate::store::{ArtifactBlob, ModelEvaluation, ModelRun, NewModelRun, RunCommit, Store};
@@ -150,6 +152,16 @@ pub fn fit_and_evaluate(
     let test = store.ratings(Split::Test)?;
     let (model, report, train_seconds, eval_seconds) =
         fit_and_evaluate_on(&opts.params, opts.seed, &train, &test, &opts.eval, progress)?;
+    // Everything the store knows, for the cold-start list the run serves.
+    let cold_start = {
+        let mut known: Vec<Rating> = Vec::with_capacity(train.len() + test.len());
+        known.extend_from_slice(&train);
+        known.extend_from_slice(&test);
+        if !opts.include_buffer {
+            known.extend(store.buffer_ratings(None)?);
+        }
+        cold_start::choose(&known)
+    };
     let mut notes = opts.notes.clone();
     notes.algorithm = Some(opts.params.algo());
     notes.params = Some(opts.params.clone());
@@ -161,6 +173,7 @@ pub fn fit_and_evaluate(
     notes.train_ratings = Some(train.len() as u64);
     notes.buffer_ratings = Some(buffered as u64);
     notes.test_ratings = Some(test.len() as u64);
+    notes.cold_start = Some(cold_start);
     Ok(Trained {
         model,
         report,
@@ -169,6 +182,19 @@ pub fn fit_and_evaluate(
         train_seconds,
         eval_seconds,
     })
+}
+
+/// The cold-start list model `version` serves (recorded by its run; runs
+/// recorded before the choice existed, and models without a run, serve the
+/// all-time most-rated list).
+pub fn serving_cold_start(store: &mut dyn Store, version: &str) -> Result<ColdStart> {
+    Ok(store
+        .model_runs()?
+        .into_iter()
+        .find(|r| r.model_version == version)
+        .and_then(|r| RunNotes::parse(r.notes.as_deref()))
+        .and_then(|n| n.cold_start)
+        .map_or(ColdStart::MostRated, |c| c.chosen))
 }
 
 /// The champion's version and its run, if there is a champion.

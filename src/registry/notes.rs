@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cold_start::ColdStartChoice;
 use crate::eval::EvalReport;
 use crate::models::{Algo, Hyperparams};
 
@@ -60,6 +61,11 @@ pub struct RunNotes {
     /// The champion that stayed because it changed while this run trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub champion_changed_to: Option<String>,
+    /// The cold-start list this run serves to users nobody knows, chosen
+    /// on the latest slices of what the store knew (see
+    /// [`super::cold_start`]), with the evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<ColdStartChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlflow_run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

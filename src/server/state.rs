@@ -33,7 +33,7 @@
 //! entries: the map holds only what arrived since the snapshot, one entry
 //! per (user, movie), and does not grow with the life of the process.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -45,10 +45,10 @@ use super::metrics::RequestMetrics;
 use super::pool::StorePool;
 use super::stats::{Cached, Statistics};
 use super::ServerConfig;
-use crate::recommend::Recommender;
+use crate::recommend::{Known, Recommender};
 use crate::registry;
 use crate::store::{self, ChangeKind, MovieStats, Store};
-use crate::types::{Movie, Rating, Split};
+use crate::types::{Movie, Rated, Rating};
 use crate::{Error, Result};
 
 /// The catalogue as the API shows it, with what the movie page and search
@@ -112,12 +112,8 @@ pub struct Snapshot {
     /// `None` while the database holds no champion yet.
     pub recommender: Option<Recommender>,
     pub catalogue: Catalogue,
-    /// Each user's ratings `(movieId, stars)` (train, test and buffer) when
-    /// this was loaded, ascending by movie.
-    history: HashMap<i32, Box<[(i32, f32)]>>,
-    /// Users with buffered ratings when this was loaded (newer than any
-    /// model trained before the buffer was merged).
-    fresh: HashSet<i32>,
+    /// Every user's ratings and who is fresh, when this was loaded.
+    known: Known,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
     pub load_seconds: f64,
     /// The database's change version read before anything else: every
@@ -134,39 +130,28 @@ impl Snapshot {
     }
 
     pub fn users_with_ratings(&self) -> usize {
-        self.history.len()
+        self.known.users()
     }
 
     /// Users with ratings and none buffered (whose lists the model makes
     /// from what it learned), most ratings first, then by id.
     pub(crate) fn settled_users(&self) -> Vec<i32> {
-        let mut users: Vec<(usize, i32)> = self
-            .history
-            .iter()
-            .filter(|(u, _)| !self.fresh.contains(u))
-            .map(|(&u, h)| (h.len(), u))
-            .collect();
-        users.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        users.into_iter().map(|(_, u)| u).collect()
+        self.known.settled_users()
     }
 
-    /// What `user` had rated when this was loaded, `(movieId, stars)`
-    /// ascending by movie.
-    pub fn history(&self, user: i32) -> &[(i32, f32)] {
-        self.history.get(&user).map_or(&[], |v| v)
+    /// What `user` had rated when this was loaded, ascending by movie.
+    pub fn history(&self, user: i32) -> &[Rated] {
+        self.known.history(user)
     }
 
     /// Whether `user` had buffered ratings when this was loaded.
     pub fn is_fresh(&self, user: i32) -> bool {
-        self.fresh.contains(&user)
+        self.known.is_fresh(user)
     }
 
-    /// Reads the champion, the catalogue and every rating's (user, movie).
-    ///
-    /// The buffer is read before the ratings table: a merge moves rows from
-    /// the one to the other, so between the two reads a row is seen twice
-    /// (and deduplicated) rather than not at all.
-    /// `list_cache_items` bounds the recommender's list cache.
+    /// Reads the champion, the catalogue and every user's ratings
+    /// ([`Known::load`]). `list_cache_items` bounds the recommender's list
+    /// cache.
     fn load(store: &mut dyn Store, list_cache_items: usize) -> Result<Snapshot> {
         let t0 = std::time::Instant::now();
         let data_version = store.data_version()?;
@@ -180,52 +165,23 @@ impl Snapshot {
         };
         let movies = store.movies()?;
         let stats = store.movie_stats()?;
-        let mut history: HashMap<i32, Vec<(i32, f32)>> = HashMap::new();
-        let mut buffered = store.buffer_ratings(None)?;
-        let fresh = buffered.iter().map(|r| r.user_id).collect();
-        // Newest first, and before the ratings table: of a (user, movie)
-        // rated more than once, the stable sort and `dedup_by_key` below
-        // keep the first, the latest stars.
-        buffered.reverse();
-        add_history(&mut history, &buffered);
-        for split in [Split::Train, Split::Test] {
-            add_history(&mut history, &store.ratings(split)?);
-        }
-        let history = history
-            .into_iter()
-            .map(|(u, mut v)| {
-                v.sort_by_key(|h| h.0);
-                v.dedup_by_key(|h| h.0);
-                (u, v.into_boxed_slice())
-            })
-            .collect();
-        let rating_model = match &champion {
-            Some((_, m)) if !m.predicts_ratings() => registry::load_rating_model(store)?,
-            _ => None,
+        let known = Known::load(store)?;
+        let recommender = match champion {
+            Some((version, model)) => Some(
+                Recommender::assemble(store, version, model, movies.clone(), &stats)?
+                    .with_list_cache(list_cache_items),
+            ),
+            None => None,
         };
-        let recommender = champion.map(|(version, model)| {
-            Recommender::new(version, model, movies.clone(), &stats)
-                .with_rating_model(rating_model)
-                .with_list_cache(list_cache_items)
-        });
         Ok(Snapshot {
             recommender,
             catalogue: Catalogue::new(movies, &stats),
-            history,
-            fresh,
+            known,
             loaded_at: chrono::Utc::now(),
             load_seconds: t0.elapsed().as_secs_f64(),
             data_version,
             precompute_remaining: AtomicUsize::new(0),
         })
-    }
-}
-
-fn add_history(into: &mut HashMap<i32, Vec<(i32, f32)>>, ratings: &[Rating]) {
-    for r in ratings {
-        into.entry(r.user_id)
-            .or_default()
-            .push((r.movie_id, r.rating));
     }
 }
 
@@ -252,6 +208,7 @@ pub(crate) struct Limits {
 #[derive(Debug, Clone, Copy)]
 struct Recent {
     stars: f32,
+    timestamp: i64,
     /// [`Shared::rated_seq`] when it was recorded: a snapshot whose load
     /// started after that covers it.
     seq: u64,
@@ -511,6 +468,7 @@ impl AppState {
                 r.movie_id,
                 Recent {
                     stars: r.rating,
+                    timestamp: r.timestamp,
                     seq,
                 },
             );
@@ -539,16 +497,20 @@ impl AppState {
     }
 
     /// What `user` rated after the snapshot was taken (possibly some it has
-    /// too), `(movieId, stars)`; together with [`Snapshot::history`], every
-    /// rating of the user as far as this server knows.
-    pub(crate) fn rated_since(&self, user: i32) -> Vec<(i32, f32)> {
+    /// too); together with [`Snapshot::history`], every rating of the user
+    /// as far as this server knows.
+    pub(crate) fn rated_since(&self, user: i32) -> Vec<Rated> {
         if !self.has_extra.load(Ordering::Acquire) {
             return Vec::new();
         }
         let extra = self.extra_rated.read().unwrap_or_else(|e| e.into_inner());
         extra
             .get(&user)
-            .map(|m| m.iter().map(|(&k, r)| (k, r.stars)).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(&k, r)| Rated::new(k, r.stars, r.timestamp))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

@@ -363,6 +363,14 @@ pub trait Store: Send {
     /// Per-movie count and mean rating over the train split.
     fn movie_stats(&mut self) -> Result<Vec<MovieStats>>;
 
+    /// How many ratings each movie has among the `latest` newest ratings
+    /// the store knows (`ratings`, both splits, and `ratings_buffer`), or
+    /// among all of them with `None`, by movieId. Newest means by
+    /// timestamp, ties broken by userId then movieId, so both backends
+    /// count the same rows: the cold-start lists (most-rated, trending)
+    /// and the popularity the niche re-ranking discounts.
+    fn movie_counts(&mut self, latest: Option<u64>) -> Result<Vec<(i32, i64)>>;
+
     /// The ids of every movie, for referential checks of new ratings.
     fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>>;
 

@@ -11,6 +11,7 @@ use crate::recommend::{Request, Strategy, MAX_K};
 use crate::server::auth::ReadAuthorized;
 use crate::server::errors::{ApiError, ApiQuery, ErrorBody, PathId};
 use crate::server::state::AppState;
+use crate::types::Rated;
 
 #[derive(Serialize, ToSchema)]
 pub enum StrategyName {
@@ -121,8 +122,8 @@ pub async fn recommendations(
     };
     let since = state.rated_since(user_id);
     let known = snap.history(user_id);
-    let merged: Vec<(i32, f32)>;
-    let history: &[(i32, f32)] = if since.is_empty() {
+    let merged: Vec<Rated>;
+    let history: &[Rated] = if since.is_empty() {
         known
     } else {
         merged = known.iter().chain(&since).copied().collect();

@@ -201,6 +201,22 @@ pub(super) fn movie_stats(store: &mut PgStore) -> Result<Vec<MovieStats>> {
         .collect())
 }
 
+pub(super) fn movie_counts(store: &mut PgStore, latest: Option<u64>) -> Result<Vec<(i32, i64)>> {
+    // LIMIT NULL is no limit.
+    let limit: Option<i64> = latest.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let rows = store.client.query(
+        "SELECT movieid, COUNT(*) FROM (
+           SELECT movieid FROM (
+             SELECT userid, movieid, timestamp FROM ratings
+             UNION ALL
+             SELECT userid, movieid, timestamp FROM ratings_buffer) known
+           ORDER BY timestamp DESC, userid, movieid LIMIT $1) latest
+         GROUP BY movieid ORDER BY movieid",
+        &[&limit],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 pub(super) fn movie_ids(store: &mut PgStore) -> Result<std::collections::HashSet<i32>> {
     Ok(store
         .client

@@ -201,6 +201,27 @@ pub(super) fn movie_stats(store: &mut SqliteStore) -> Result<Vec<MovieStats>> {
     Ok(rows)
 }
 
+pub(super) fn movie_counts(
+    store: &mut SqliteStore,
+    latest: Option<u64>,
+) -> Result<Vec<(i32, i64)>> {
+    // SQLite's LIMIT -1 means no limit.
+    let limit = latest.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let mut stmt = store.conn.prepare(
+        "SELECT movieId, COUNT(*) FROM (
+           SELECT movieId FROM (
+             SELECT userId, movieId, timestamp FROM ratings
+             UNION ALL
+             SELECT userId, movieId, timestamp FROM ratings_buffer)
+           ORDER BY timestamp DESC, userId, movieId LIMIT ?1)
+         GROUP BY movieId ORDER BY movieId",
+    )?;
+    let rows = stmt
+        .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 pub(super) fn movie_ids(store: &mut SqliteStore) -> Result<std::collections::HashSet<i32>> {
     let mut stmt = store.conn.prepare("SELECT movieId FROM movies")?;
     let ids = stmt

@@ -150,6 +150,10 @@ impl Store for SqliteStore {
         dataset::movie_stats(self)
     }
 
+    fn movie_counts(&mut self, latest: Option<u64>) -> Result<Vec<(i32, i64)>> {
+        dataset::movie_counts(self, latest)
+    }
+
     fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>> {
         dataset::movie_ids(self)
     }
