@@ -839,8 +839,9 @@ fn readyz_503_without_champion(db: TestDb) {
 /// Issue 12's onboarding bar, through the API with an EASE champion: a
 /// brand-new user posts five ratings of animated children's movies and, on
 /// the next request, gets a list labelled `fold-in` in which at least 4 of
-/// 10 movies are Animation or Children (the popular list has none), every
-/// item explained by at least one of the five, none of the five repeated.
+/// 10 movies are Animation or Children (the cold-start list has at most 2),
+/// every item explained by at least one of the five, none of the five
+/// repeated.
 fn a_new_user_is_folded_in_from_five_ratings(db: TestDb) {
     let mut store = db.store();
     load_small(store.as_mut());
@@ -868,7 +869,7 @@ fn a_new_user_is_folded_in_from_five_ratings(db: TestDb) {
             })
             .count()
     };
-    assert_eq!(kids(&popular["items"]), 0, "{popular}");
+    assert!(kids(&popular["items"]) <= 2, "{popular}");
     // Toy Story, Toy Story 2, Monsters, Inc., Finding Nemo, The Incredibles.
     let five = [1, 3114, 4886, 6377, 8961];
     let body: Vec<Value> = five

@@ -67,6 +67,32 @@ pub trait Scorer: Sync {
     /// clipped; only their order matters. The catalogue is taken to be the
     /// movies pushed here (its size is the denominator of coverage).
     fn score_catalogue(&self, user: i32, history: &[Rated], out: &mut Vec<(i32, f32)>) -> bool;
+
+    /// The user's top `k` movies outside `rated` (sorted ids), best first,
+    /// into `top`; returns the catalogue size, or `None` when the model
+    /// cannot rank for this user. `scores` is scratch space.
+    ///
+    /// The default sorts [`Scorer::score_catalogue`]'s scores (ties to the
+    /// lower id). A scorer whose lists are more than a sort of its scores
+    /// (the niche re-ranking of short histories) overrides it, so that the
+    /// lists evaluated are the lists served.
+    fn top_k(
+        &self,
+        user: i32,
+        history: &[Rated],
+        rated: &[i32],
+        k: usize,
+        scores: &mut Vec<(i32, f32)>,
+        top: &mut Vec<i32>,
+    ) -> Option<usize> {
+        scores.clear();
+        if !self.score_catalogue(user, history, scores) {
+            return None;
+        }
+        let catalogue_size = scores.len();
+        top_k_unrated(scores, rated, k, top);
+        Some(catalogue_size)
+    }
 }
 
 /// Evaluation results, stored with a model version and compared across
@@ -371,12 +397,7 @@ fn rank_catalogue(
                 )
             },
             |(scores, top), (&(user, relevant), (rated, history))| {
-                scores.clear();
-                if !model.score_catalogue(user, history, scores) {
-                    return None;
-                }
-                let catalogue_size = scores.len();
-                top_k_unrated(scores, rated, k, top);
+                let catalogue_size = model.top_k(user, history, rated, k, scores, top)?;
                 Some(UserRanked {
                     metrics: ranking_metrics(top, relevant, k),
                     top: top.clone(),

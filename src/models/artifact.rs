@@ -13,7 +13,7 @@
 //! | 4               | length `L` of the settings (u32)                     |
 //! | L               | settings the model needs at serving time, JSON       |
 //! |                 | (iALS: `reg`, `alpha`, `signal`, `half_life`,        |
-//! |                 | `reference_time`; EASE: its params and               |
+//! |                 | `reference_time`, `niche`; EASE: its params and      |
 //! |                 | `reference_time`, both absent in older artifacts)    |
 //! | ...             | the body, by algorithm (below)                       |
 //! | 4               | CRC-32 (IEEE) of every preceding byte                |
@@ -38,6 +38,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::ease::{EaseModel, EaseParams};
+use super::niche::NicheParams;
 use super::signal::{HalfLife, Signal, Weighting};
 use super::{Algo, FactorModel, Model};
 use crate::{Error, Result};
@@ -65,6 +66,8 @@ struct ImplicitSettings {
     half_life: HalfLife,
     #[serde(default)]
     reference_time: i64,
+    #[serde(default)]
+    niche: NicheParams,
 }
 
 /// The key the EASE settings block adds to the model's parameters.
@@ -222,6 +225,7 @@ impl FactorModel {
                 signal: s.weighting.signal,
                 half_life: s.weighting.half_life,
                 reference_time: s.weighting.reference,
+                niche: s.niche,
             })
             .unwrap_or_default(),
             None => "{}".to_string(),
@@ -381,6 +385,7 @@ impl Model {
                             half_life: s.half_life,
                             reference: s.reference_time,
                         },
+                        s.niche,
                     );
                 }
                 Model::Factor(m)

@@ -41,6 +41,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::TrainSet;
+use super::niche::NicheParams;
 use super::signal::{HalfLife, Signal, Weighting};
 use crate::progress::Progress;
 use crate::types::Rated;
@@ -70,6 +71,13 @@ pub struct EaseParams {
     pub max_items: usize,
     /// Weights kept per row of `B` (its strongest); 0 keeps every weight.
     pub neighbors: usize,
+    /// The niche re-ranking of short histories ([`NicheParams`]): the
+    /// largest popularity exponent...
+    pub debias: f32,
+    /// ...the largest calibration weight...
+    pub calibrate: f32,
+    /// ...and the history length at which both are at half strength.
+    pub known: f32,
 }
 
 impl Default for EaseParams {
@@ -80,6 +88,9 @@ impl Default for EaseParams {
             half_life: HalfLife::NONE,
             max_items: 10_000,
             neighbors: 200,
+            debias: NicheParams::default().debias,
+            calibrate: NicheParams::default().calibrate,
+            known: NicheParams::default().known,
         }
     }
 }
@@ -104,7 +115,17 @@ impl EaseParams {
             ));
         }
         self.half_life.validate("ease")?;
+        self.niche().validate("ease")?;
         self.signal.validate("ease")
+    }
+
+    /// The niche re-ranking these parameters ask for.
+    pub fn niche(&self) -> NicheParams {
+        NicheParams {
+            debias: self.debias,
+            calibrate: self.calibrate,
+            known: self.known,
+        }
     }
 }
 
@@ -201,6 +222,15 @@ impl EaseModel {
 
     pub fn params(&self) -> &EaseParams {
         &self.params
+    }
+
+    /// Replaces the niche re-ranking settings (a sweep over them needs no
+    /// refit: they do not change `B`).
+    #[cfg(test)]
+    pub(crate) fn set_niche(&mut self, niche: NicheParams) {
+        self.params.debias = niche.debias;
+        self.params.calibrate = niche.calibrate;
+        self.params.known = niche.known;
     }
 
     /// How this model turns a rating into a weight (training's rule).

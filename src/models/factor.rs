@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::ials::{FoldedUser, ImplicitSolver};
+use super::niche::NicheParams;
 use super::signal::Weighting;
 use super::{dataset, linalg, Algo, MAX_RATING, MIN_RATING};
 use crate::topk::select_top;
@@ -139,8 +140,16 @@ impl FactorModel {
 
     /// Marks the model as implicit-feedback (iALS) with the settings a
     /// fold-in must reuse, precomputing `YᵀY + reg·I`.
-    pub(crate) fn set_implicit(&mut self, reg: f32, alpha: f32, weighting: Weighting) {
-        self.implicit = Some(ImplicitSolver::new(reg, alpha, weighting, &self.q, self.k));
+    pub(crate) fn set_implicit(
+        &mut self,
+        reg: f32,
+        alpha: f32,
+        weighting: Weighting,
+        niche: NicheParams,
+    ) {
+        self.implicit = Some(ImplicitSolver::new(
+            reg, alpha, weighting, niche, &self.q, self.k,
+        ));
     }
 
     /// The fold-in solver of an implicit-feedback model.

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::{Csr, TrainSet};
 use super::linalg::{cholesky_solve, dot, dot64};
+use super::niche::NicheParams;
 use super::signal::{HalfLife, Signal, Weighting};
 use super::{Algo, FactorModel};
 use crate::progress::Progress;
@@ -75,6 +76,13 @@ pub struct IalsParams {
     pub cg_steps: usize,
     /// Standard deviation of the initial movie factors.
     pub init_std: f64,
+    /// The niche re-ranking of short histories ([`NicheParams`]): the
+    /// largest popularity exponent...
+    pub debias: f32,
+    /// ...the largest calibration weight...
+    pub calibrate: f32,
+    /// ...and the history length at which both are at half strength.
+    pub known: f32,
 }
 
 impl Default for IalsParams {
@@ -89,11 +97,23 @@ impl Default for IalsParams {
             solver: IalsSolver::Cg,
             cg_steps: 3,
             init_std: 0.01,
+            debias: NicheParams::default().debias,
+            calibrate: NicheParams::default().calibrate,
+            known: NicheParams::default().known,
         }
     }
 }
 
 impl IalsParams {
+    /// The niche re-ranking these parameters ask for.
+    pub fn niche(&self) -> NicheParams {
+        NicheParams {
+            debias: self.debias,
+            calibrate: self.calibrate,
+            known: self.known,
+        }
+    }
+
     /// Checked by [`crate::models::fit`]; public so a caller can reject bad
     /// settings before loading ratings.
     pub fn validate(&self) -> Result<()> {
@@ -134,6 +154,7 @@ impl IalsParams {
             ));
         }
         self.half_life.validate("ials")?;
+        self.niche().validate("ials")?;
         self.signal.validate("ials")
     }
 }
@@ -148,6 +169,9 @@ pub struct ImplicitSolver {
     /// How a rating becomes the `w` of its confidence `1 + alpha · w`,
     /// exactly as in training.
     pub weighting: Weighting,
+    /// How the lists of short histories are re-ranked (a serving setting
+    /// kept with the model).
+    pub niche: NicheParams,
     k: usize,
     /// `YᵀY + reg·I`, `k × k` row-major, in f64 for the exact solve.
     gram: Vec<f64>,
@@ -155,7 +179,14 @@ pub struct ImplicitSolver {
 
 impl ImplicitSolver {
     /// Precomputes `YᵀY + reg·I` of the movie factors `q` (`k` wide).
-    pub fn new(reg: f32, alpha: f32, weighting: Weighting, q: &[f32], k: usize) -> ImplicitSolver {
+    pub fn new(
+        reg: f32,
+        alpha: f32,
+        weighting: Weighting,
+        niche: NicheParams,
+        q: &[f32],
+        k: usize,
+    ) -> ImplicitSolver {
         let mut gram = gramian(q, k);
         for a in 0..k {
             gram[a * k + a] += reg as f64;
@@ -164,6 +195,7 @@ impl ImplicitSolver {
             reg,
             alpha,
             weighting,
+            niche,
             k,
             gram,
         }
@@ -590,7 +622,12 @@ pub(crate) fn fit(
         users,
         movies,
     )?;
-    model.set_implicit(params.reg as f32, params.alpha as f32, weighting);
+    model.set_implicit(
+        params.reg as f32,
+        params.alpha as f32,
+        weighting,
+        params.niche(),
+    );
     Ok(model)
 }
 
@@ -640,7 +677,8 @@ mod tests {
     fn fold_in_solves_the_textbook_normal_equations() {
         let (n, k) = (40, 6);
         let q = random_q(n, k, 3);
-        let solver = ImplicitSolver::new(0.5, 4.0, untimed(Signal::Weighted), &q, k);
+        let solver =
+            ImplicitSolver::new(0.5, 4.0, untimed(Signal::Weighted), NicheParams::OFF, &q, k);
         let stars = [(3u32, 5.0f32), (7, 2.0), (11, 4.5), (30, 1.0)];
         let given: Vec<(u32, f32)> = stars
             .iter()
@@ -658,7 +696,7 @@ mod tests {
     fn explanations_sum_to_the_score() {
         let (n, k) = (30, 5);
         let q = random_q(n, k, 9);
-        let solver = ImplicitSolver::new(0.2, 10.0, untimed(Signal::All), &q, k);
+        let solver = ImplicitSolver::new(0.2, 10.0, untimed(Signal::All), NicheParams::OFF, &q, k);
         let folded = solver
             .fold_in(&q, &[(1, 11.0), (2, 11.0), (17, 11.0)])
             .unwrap();

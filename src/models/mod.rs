@@ -32,6 +32,7 @@ pub mod ease;
 mod factor;
 pub mod ials;
 mod linalg;
+pub mod niche;
 pub mod popular;
 pub mod signal;
 pub mod svd;
@@ -53,11 +54,12 @@ pub use baseline::BaselineParams;
 pub use ease::{EaseModel, EaseParams};
 pub use factor::FactorModel;
 pub use ials::{FoldedUser, IalsParams, IalsSolver, ImplicitSolver};
+pub use niche::{NicheParams, NicheTable};
 pub use signal::{HalfLife, Signal, Weighting};
 pub use svd::SvdParams;
 
 use crate::progress::Progress;
-use crate::types::{Rated, Rating};
+use crate::types::{Movie, Rated, Rating};
 use crate::{Error, Result};
 
 pub use crate::types::{MAX_RATING, MIN_RATING};
@@ -308,6 +310,34 @@ impl Model {
         }
     }
 
+    /// How the model's lists for short histories are re-ranked
+    /// ([`niche`]); off for rating models.
+    pub fn niche(&self) -> NicheParams {
+        match self {
+            Model::Factor(m) => m.implicit().map_or(NicheParams::OFF, |s| s.niche),
+            Model::Ease(m) => m.params().niche(),
+        }
+    }
+
+    /// A history as `(dense movie index, weight)` under the model's signal
+    /// and half-life, for the movies the model knows (what the niche
+    /// re-ranking reads as the user's genre mix); empty for rating models.
+    pub fn weighted_history(&self, history: &[Rated]) -> Vec<(u32, f32)> {
+        match self {
+            Model::Ease(m) => m.history(history),
+            Model::Factor(m) => match m.implicit() {
+                Some(s) => history
+                    .iter()
+                    .filter_map(|r| {
+                        let j = m.movie_index(r.movie_id)? as u32;
+                        Some((j, s.weighting.weight(r.stars, r.timestamp)?))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            },
+        }
+    }
+
     /// Whether the model can score a user from their ratings alone (a user
     /// it never saw, or one with ratings newer than the model).
     pub fn scores_history(&self) -> bool {
@@ -362,6 +392,104 @@ impl Model {
                 Some(ScoreBasis::History)
             }
         }
+    }
+}
+
+impl Model {
+    /// The top `k` of `scores` (the model's scores for `history`'s user,
+    /// indexed like [`Model::movie_ids`], excluded movies −∞) re-ranked
+    /// for the niche ([`niche`]), as `(dense index, model score)`; `None`
+    /// when the model does not re-rank (rating models, niche off), and the
+    /// plain top `k` is the list.
+    pub fn rerank(
+        &self,
+        table: &NicheTable,
+        history: &[Rated],
+        scores: &[f32],
+        k: usize,
+    ) -> Option<Vec<(usize, f32)>> {
+        let params = self.niche();
+        if params.is_off() || table.len() != scores.len() {
+            return None;
+        }
+        let hist = self.weighted_history(history);
+        Some(niche::rerank(
+            &params,
+            table,
+            &hist,
+            history.len(),
+            scores,
+            k,
+        ))
+    }
+}
+
+/// A model with what its lists need beyond its scores (the niche table,
+/// from the catalogue's genres and the training counts). Evaluation ranks
+/// through it, so the lists it judges are the lists the recommender serves.
+pub struct Listed<'a> {
+    pub model: &'a Model,
+    table: NicheTable,
+}
+
+impl<'a> Listed<'a> {
+    /// `train` gives each movie's rating count (popularity), `movies` the
+    /// genres.
+    pub fn new(model: &'a Model, movies: &[Movie], train: &[Rating]) -> Listed<'a> {
+        let table = if model.niche().is_off() {
+            NicheTable::default()
+        } else {
+            let mut counts: std::collections::HashMap<i32, i64> = Default::default();
+            for r in train {
+                *counts.entry(r.movie_id).or_default() += 1;
+            }
+            NicheTable::new(model.movie_ids(), movies, &counts)
+        };
+        Listed { model, table }
+    }
+}
+
+impl crate::eval::Scorer for Listed<'_> {
+    fn predicts_ratings(&self) -> bool {
+        self.model.predicts_ratings()
+    }
+
+    fn predict(&self, user: i32, movie: i32) -> f32 {
+        crate::eval::Scorer::predict(self.model, user, movie)
+    }
+
+    fn score_catalogue(&self, user: i32, history: &[Rated], out: &mut Vec<(i32, f32)>) -> bool {
+        self.model.score_catalogue(user, history, out)
+    }
+
+    fn top_k(
+        &self,
+        user: i32,
+        history: &[Rated],
+        rated: &[i32],
+        k: usize,
+        scores: &mut Vec<(i32, f32)>,
+        top: &mut Vec<i32>,
+    ) -> Option<usize> {
+        if self.table.is_empty() {
+            return self.model.top_k(user, history, rated, k, scores, top);
+        }
+        thread_local! {
+            static DENSE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        DENSE.with_borrow_mut(|dense| {
+            self.model.score(user, history, false, dense)?;
+            let ids = self.model.movie_ids();
+            for &m in rated {
+                if let Some(i) = self.model.movie_index(m) {
+                    dense[i] = f32::NEG_INFINITY;
+                }
+            }
+            let list = self.model.rerank(&self.table, history, dense, k)?;
+            top.clear();
+            top.extend(list.into_iter().map(|(i, _)| ids[i]));
+            Some(ids.len())
+        })
     }
 }
 

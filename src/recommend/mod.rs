@@ -52,7 +52,9 @@ pub use crate::models::popular::{
 };
 pub use known::Known;
 
-use crate::models::{EaseModel, FactorModel, FoldedUser, Model, MAX_RATING, MIN_RATING};
+use crate::models::{
+    EaseModel, FactorModel, FoldedUser, Model, NicheTable, MAX_RATING, MIN_RATING,
+};
 use crate::registry;
 use crate::store::{MovieStats, Store};
 use crate::topk::{Cand, TopK};
@@ -206,6 +208,9 @@ pub struct Recommender {
     /// The 8-bit copy of a factor model's movie factors the serving scan
     /// reads, when the CPU has the kernels.
     quantized: Option<scan::Quantized>,
+    /// What the niche re-ranking of short histories reads (empty when the
+    /// model does not re-rank).
+    niche: NicheTable,
     /// Lists of returning users (see the `cache` module).
     lists: ListCache,
 }
@@ -256,9 +261,16 @@ impl Recommender {
             Model::Factor(m) => scan::Quantized::new(m),
             Model::Ease(_) => None,
         };
+        let niche = if model.niche().is_off() {
+            NicheTable::default()
+        } else {
+            let counts = stats.iter().map(|s| (s.movie_id, s.count)).collect();
+            NicheTable::new(model.movie_ids(), &movies, &counts)
+        };
         Recommender {
             catalogue: ModelCatalogue::new(model.movie_ids(), movies, popularity(stats)),
             quantized,
+            niche,
             model_version,
             model: Arc::new(model),
             rating_model: None,
@@ -494,7 +506,11 @@ impl Recommender {
             ),
             _ => return None,
         };
-        let top = self.top_for_vector(m, pu, base, req, genre);
+        let top = if m.implicit().is_some() && !self.niche.is_empty() {
+            self.reranked_for_vector(m, pu, base, req, genre)
+        } else {
+            self.top_for_vector(m, pu, base, req, genre)
+        };
         let mut ranked: Vec<Ranked> = top
             .into_iter()
             .map(|(idx, score)| Ranked {
@@ -582,6 +598,27 @@ impl Recommender {
         })
     }
 
+    /// The model's top `k` for user factors `pu` re-ranked for the niche
+    /// (see [`crate::models::niche`]): every score computed exactly, then
+    /// re-ranked.
+    fn reranked_for_vector(
+        &self,
+        m: &FactorModel,
+        pu: &[f32],
+        base: f32,
+        req: &Request,
+        genre: Option<&str>,
+    ) -> Vec<(usize, f32)> {
+        SCRATCH.with(|scratch| {
+            let scores = &mut scratch.borrow_mut().scores;
+            m.score_with(pu, base, scores);
+            self.exclude(scores, req, genre);
+            self.model
+                .rerank(&self.niche, req.history, scores, req.k)
+                .unwrap_or_default()
+        })
+    }
+
     fn rank_ease(
         &self,
         m: &EaseModel,
@@ -597,11 +634,20 @@ impl Recommender {
         } else {
             Strategy::Model
         };
-        let top = SCRATCH.with(|scratch| {
+        let top: Vec<Cand> = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let Scratch { scores, top, .. } = &mut *scratch;
             m.score(&hist, scores);
             self.exclude(scores, req, genre);
+            if let Some(list) = self.model.rerank(&self.niche, req.history, scores, req.k) {
+                return list
+                    .into_iter()
+                    .map(|(i, score)| Cand {
+                        score,
+                        idx: i as u32,
+                    })
+                    .collect();
+            }
             top.reset(req.k);
             top.offer_all(scores);
             top.drain_sorted()

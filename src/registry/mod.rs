@@ -22,7 +22,7 @@ use crate::models::{self, Hyperparams, Model};
 use crate::progress::Progress;
 use crate::store::{ArtifactBlob, ModelEvaluation, ModelRun, NewModelRun, RunCommit, Store};
 use crate::tracking::{self, MlflowConfig, MlflowMetrics, MlflowParams, RunStatus, RunTracker};
-use crate::types::{Rating, Split};
+use crate::types::{Movie, Rating, Split};
 use crate::{Error, Result};
 
 /// What to train.
@@ -108,12 +108,14 @@ pub fn random_run_id() -> String {
 }
 
 /// Trains on `train` and evaluates on `test`, without a store: the one
-/// path training, retraining and tuning share.
+/// path training, retraining and tuning share. `movies` (the catalogue)
+/// gives the genres the lists of ranking models are re-ranked by.
 pub fn fit_and_evaluate_on(
     params: &Hyperparams,
     seed: u64,
     train: &[Rating],
     test: &[Rating],
+    movies: &[Movie],
     eval_opts: &EvalOptions,
     progress: &dyn Progress,
 ) -> Result<(Model, EvalReport, f64, f64)> {
@@ -122,7 +124,7 @@ pub fn fit_and_evaluate_on(
     let train_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     progress.stage("evaluating", None);
-    let report = eval::evaluate(&model, train, test, eval_opts);
+    let report = evaluate_model(&model, movies, train, test, eval_opts);
     progress.finish();
     Ok((model, report, train_seconds, t1.elapsed().as_secs_f64()))
 }
@@ -150,8 +152,16 @@ pub fn fit_and_evaluate(
         ));
     }
     let test = store.ratings(Split::Test)?;
-    let (model, report, train_seconds, eval_seconds) =
-        fit_and_evaluate_on(&opts.params, opts.seed, &train, &test, &opts.eval, progress)?;
+    let movies = store.movies()?;
+    let (model, report, train_seconds, eval_seconds) = fit_and_evaluate_on(
+        &opts.params,
+        opts.seed,
+        &train,
+        &test,
+        &movies,
+        &opts.eval,
+        progress,
+    )?;
     // Everything the store knows, for the cold-start list the run serves.
     let cold_start = {
         let mut known: Vec<Rating> = Vec::with_capacity(train.len() + test.len());
@@ -554,7 +564,25 @@ pub fn evaluate_stored(
     let model = load_model(store, model_version)?;
     let train: Vec<Rating> = store.ratings(Split::Train)?;
     let test = store.ratings(Split::Test)?;
-    Ok(eval::evaluate(&model, &train, &test, opts))
+    let movies = store.movies()?;
+    Ok(evaluate_model(&model, &movies, &train, &test, opts))
+}
+
+/// [`eval::evaluate`] of the lists `model` serves (re-ranked for short
+/// histories where the model asks for it; see [`models::Listed`]).
+pub fn evaluate_model(
+    model: &Model,
+    movies: &[Movie],
+    train: &[Rating],
+    test: &[Rating],
+    opts: &EvalOptions,
+) -> EvalReport {
+    eval::evaluate(
+        &models::Listed::new(model, movies, train),
+        train,
+        test,
+        opts,
+    )
 }
 
 /// A run with its typed notes and evaluation, and the change of the

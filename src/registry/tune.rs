@@ -300,6 +300,7 @@ pub fn tune(
         )));
     }
     drop(train_split);
+    let movies = store.movies()?;
     let (inner_len, valid_len) = (folds[0].0.len(), folds[0].1.len());
     let study = random_run_id();
     let parent = if opts.mlflow.is_some() {
@@ -338,8 +339,9 @@ pub fn tune(
         let silent = crate::progress::Silent;
         let mut reports = Vec::with_capacity(folds.len());
         for (inner, valid) in &folds {
-            let (_, report, _, _) =
-                fit_and_evaluate_on(&params, opts.seed, inner, valid, &opts.eval, &silent)?;
+            let (_, report, _, _) = fit_and_evaluate_on(
+                &params, opts.seed, inner, valid, &movies, &opts.eval, &silent,
+            )?;
             reports.push(report);
         }
         let values: Vec<Option<f64>> = reports.iter().map(|r| opts.objective.value(r)).collect();
