@@ -224,15 +224,6 @@ impl EaseModel {
         &self.params
     }
 
-    /// Replaces the niche re-ranking settings (a sweep over them needs no
-    /// refit: they do not change `B`).
-    #[cfg(test)]
-    pub(crate) fn set_niche(&mut self, niche: NicheParams) {
-        self.params.debias = niche.debias;
-        self.params.calibrate = niche.calibrate;
-        self.params.known = niche.known;
-    }
-
     /// How this model turns a rating into a weight (training's rule).
     pub fn weighting(&self) -> Weighting {
         Weighting {

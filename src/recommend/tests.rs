@@ -325,6 +325,16 @@ fn histories(ratings: &[crate::types::Rating]) -> std::collections::BTreeMap<i32
     by_user
 }
 
+/// A small iALS for the two clusters.
+fn small_ials() -> crate::models::Hyperparams {
+    crate::models::Hyperparams::Ials(crate::models::IalsParams {
+        factors: 4,
+        iterations: 8,
+        reg: 0.1,
+        ..Default::default()
+    })
+}
+
 fn fit_model(params: crate::models::Hyperparams, ratings: &[crate::types::Rating]) -> Model {
     crate::models::fit(&params, ratings, 3, &crate::progress::Silent).unwrap()
 }
@@ -533,16 +543,7 @@ fn cached_lists_equal_computed_ones_and_follow_the_history() {
 fn precomputed_lists_answer_as_computed_ones() {
     let (ratings, movies) = two_clusters();
     let by_user = histories(&ratings);
-    let models = [
-        crate::models::Hyperparams::Ials(crate::models::IalsParams {
-            factors: 4,
-            iterations: 8,
-            reg: 0.1,
-            ..Default::default()
-        }),
-        small_ease(),
-    ];
-    for params in models {
+    for params in [small_ials(), small_ease()] {
         let model = fit_model(params.clone(), &ratings);
         let warm = Recommender::new("v".into(), model, movies.clone(), &[]);
         let plain = Recommender::new("v".into(), fit_model(params, &ratings), movies.clone(), &[])
@@ -614,4 +615,56 @@ fn precomputing_stops_at_the_cache_budget() {
     }
     assert_eq!(held, 5);
     assert_eq!(rec.cached_lists(), 5);
+}
+
+/// The niche re-ranking serves exactly the lists evaluation judges: for
+/// short and long histories, with EASE and iALS, the recommender's list is
+/// `models::Listed`'s (what `eval::evaluate` ranks through), and for a
+/// short history it differs from the plain top k of the model's scores.
+#[test]
+fn served_lists_are_the_evaluated_lists() {
+    let (ratings, movies) = two_clusters();
+    let stats = {
+        let mut c: std::collections::BTreeMap<i32, i64> = Default::default();
+        for r in &ratings {
+            *c.entry(r.movie_id).or_default() += 1;
+        }
+        c.into_iter()
+            .map(|(movie_id, count)| MovieStats {
+                movie_id,
+                count,
+                mean: 4.0,
+            })
+            .collect::<Vec<_>>()
+    };
+    let by_user = histories(&ratings);
+    let mut reranked = 0;
+    for params in [small_ease(), small_ials()] {
+        let model = fit_model(params, &ratings);
+        let rec =
+            Recommender::new("v".into(), model.clone(), movies.clone(), &stats).with_list_cache(0);
+        let listed = crate::models::Listed::new(&model, &movies, &ratings);
+        for (user, history) in by_user.iter().take(12) {
+            for take in [1, 2, history.len()] {
+                let h = &history[..take.min(history.len())];
+                let (_, served) = rec.recommend_ids(&Request::new(*user, 4, h)).unwrap();
+                let mut rated: Vec<i32> = h.iter().map(|r| r.movie_id).collect();
+                rated.sort_unstable();
+                let (mut scores, mut top) = (Vec::new(), Vec::new());
+                let n =
+                    crate::eval::Scorer::top_k(&listed, *user, h, &rated, 4, &mut scores, &mut top);
+                if model.knows_user(*user) || matches!(model, Model::Ease(_)) {
+                    assert!(n.is_some());
+                    let ids: Vec<i32> = served.iter().map(|r| r.movie_id).collect();
+                    assert_eq!(ids, top, "user {user}, {take} ratings");
+                    scores.clear();
+                    crate::eval::Scorer::score_catalogue(&model, *user, h, &mut scores);
+                    let mut plain = Vec::new();
+                    crate::eval::top_k_unrated(&mut scores, &rated, 4, &mut plain);
+                    reranked += usize::from(plain != top);
+                }
+            }
+        }
+    }
+    assert!(reranked > 0, "the niche re-ranking changed no list");
 }
