@@ -643,6 +643,26 @@ impl RunTracker {
         });
     }
 
+    /// Logs metrics measured at steps (`(key, step, value)`: a backtest's
+    /// weeks), in one `runs/log-batch`, so MLflow charts them over the
+    /// steps. Non-finite values are left out.
+    pub fn log_steps(&mut self, metrics: &[(String, i64, f64)]) {
+        let ts = now_ms();
+        let body = |a: &Active| {
+            json!({
+                "run_id": a.run_id,
+                "metrics": metrics
+                    .iter()
+                    .filter(|(_, _, v)| v.is_finite())
+                    .map(|(k, step, v)| json!({"key": k, "value": v, "timestamp": ts, "step": step}))
+                    .collect::<Vec<_>>(),
+            })
+        };
+        self.call("log metrics by step", |a| {
+            a.client.post("runs/log-batch", &body(a)).map(drop)
+        });
+    }
+
     /// `runs/set-tag`.
     pub fn set_tag(&mut self, key: &str, value: &str) {
         self.call("set a tag", |a| {

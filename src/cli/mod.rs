@@ -9,9 +9,10 @@
 //! * `train`: `train`, `tune`, `evaluate`, `models`.
 //! * `recommend`: `recommend`, `similar`.
 //! * `monitor`: `ingest`, `drift`, `retrain`, `pipeline`, `buffer`, `scheduler`.
-//! * `serve`, `demo`: one command each.
+//! * `serve`, `demo`, `backtest`: one command each.
 //! * `print` and `table`: everything that goes to stdout.
 
+mod backtest;
 mod db;
 mod db_url;
 mod demo;
@@ -131,6 +132,8 @@ enum Command {
     Scheduler(monitor::SchedulerArgs),
     /// Serve the recommendation API and the monitoring dashboard over HTTP.
     Serve(serve::ServeArgs),
+    /// Replay a release week by week through the pipeline and score the lists served on the ratings that followed.
+    Backtest(backtest::BacktestArgs),
 }
 
 /// What every command may need besides its own arguments.
@@ -236,6 +239,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Scheduler(args) => ok(monitor::scheduler(args, &ctx)),
         Command::Serve(args) => ok(serve::run(args, &ctx)),
         Command::Demo(args) => ok(demo::run(args, &ctx)),
+        Command::Backtest(args) => ok(backtest::run(args, &ctx)),
     }
 }
 

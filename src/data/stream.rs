@@ -126,20 +126,19 @@ pub fn stream(
     )?;
     let mut ratings = data.ratings;
     let weeks = opts.weeks as usize;
-    let n = ratings.len();
-    let history_len = ((n as f64 * opts.history_fraction).round() as usize).min(n);
-    let tail = n - history_len;
-    if tail < weeks {
-        return Err(Error::InvalidArgument(format!(
-            "{} has {n} ratings; with a history fraction of {} only {tail} are left for \
-             {weeks} batches, and every batch needs at least one: lower the history \
-             fraction or the number of weeks",
-            dir.display(),
-            opts.history_fraction
-        )));
-    }
-    // (user, movie) is unique in a validated release, so this order is total.
-    ratings.par_sort_unstable_by_key(|r| (r.timestamp, r.user_id, r.movie_id));
+    sort_by_time(&mut ratings);
+    let (history_len, chunks) = cut(
+        &ratings,
+        &TimeCut::Share {
+            weeks: opts.weeks,
+            history_fraction: opts.history_fraction,
+        },
+    )
+    .map_err(|e| match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("{}: {m}", dir.display())),
+        other => other,
+    })?;
+    debug_assert_eq!(chunks.len(), weeks);
 
     progress.stage("stream", Some(opts.weeks as u64 + 1));
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -155,12 +154,10 @@ pub fn stream(
     let seen = (&seen_users, &seen_movies);
 
     let batch_dir = prepare_batch_dir(out)?;
-    let (size, extra) = (tail / weeks, tail % weeks);
     let mut batches = Vec::with_capacity(weeks);
     let mut rest = rest;
-    for k in 0..weeks {
-        let len = size + usize::from(k < extra);
-        let (chunk, after) = rest.split_at_mut(len);
+    for (k, range) in chunks.iter().enumerate() {
+        let (chunk, after) = rest.split_at_mut(range.len());
         rest = after;
         let week = k as u32 + 1;
         let path = batch_path(&batch_dir, week);
@@ -175,6 +172,103 @@ pub fn stream(
         batches,
         skipped: data.skipped,
     })
+}
+
+/// How a time-sorted rating history is cut into what a deployment knew
+/// and the weeks that followed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimeCut {
+    /// The earliest `history_fraction` of the ratings, then `weeks` equal
+    /// counts of the rest (the first take one more when it does not divide).
+    Share { weeks: u32, history_fraction: f64 },
+    /// Everything before `start` (unix seconds), then the ratings of each
+    /// `step_secs` from there: `weeks` of them (0: until the data ends).
+    /// Calendar weeks can be empty.
+    Calendar {
+        start: i64,
+        step_secs: i64,
+        weeks: u32,
+    },
+}
+
+/// Sorts ratings by time, ties by user then movie: the order every cut
+/// assumes ((user, movie) is unique in a validated release, so it is total).
+pub fn sort_by_time(ratings: &mut [Rating]) {
+    ratings.par_sort_unstable_by_key(|r| (r.timestamp, r.user_id, r.movie_id));
+}
+
+/// Cuts time-sorted `ratings` (see [`sort_by_time`]) as `how` says: the
+/// history's length and each week's range of indices.
+pub fn cut(ratings: &[Rating], how: &TimeCut) -> Result<(usize, Vec<std::ops::Range<usize>>)> {
+    let n = ratings.len();
+    match *how {
+        TimeCut::Share {
+            weeks,
+            history_fraction,
+        } => {
+            validate(&StreamOptions {
+                weeks,
+                history_fraction,
+                skip_invalid: false,
+            })?;
+            let weeks = weeks as usize;
+            let history_len = ((n as f64 * history_fraction).round() as usize).min(n);
+            let tail = n - history_len;
+            if tail < weeks {
+                return Err(Error::InvalidArgument(format!(
+                    "{n} ratings; with a history fraction of {history_fraction} only {tail} are \
+                     left for {weeks} batches, and every batch needs at least one: lower the \
+                     history fraction or the number of weeks"
+                )));
+            }
+            let (size, extra) = (tail / weeks, tail % weeks);
+            let mut at = history_len;
+            let chunks = (0..weeks)
+                .map(|k| {
+                    let len = size + usize::from(k < extra);
+                    at += len;
+                    at - len..at
+                })
+                .collect();
+            Ok((history_len, chunks))
+        }
+        TimeCut::Calendar {
+            start,
+            step_secs,
+            weeks,
+        } => {
+            if step_secs <= 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "the step must be longer than zero, got {step_secs} s"
+                )));
+            }
+            let history_len = ratings.partition_point(|r| r.timestamp < start);
+            if history_len == 0 {
+                return Err(Error::InvalidArgument(
+                    "no rating is older than the cutoff: nothing to train on; choose a later \
+                     cutoff"
+                        .into(),
+                ));
+            }
+            if history_len == n {
+                return Err(Error::InvalidArgument(
+                    "no rating is newer than the cutoff: nothing to replay; choose an earlier \
+                     cutoff"
+                        .into(),
+                ));
+            }
+            let mut chunks = Vec::new();
+            let mut at = history_len;
+            let mut end = start;
+            while at < n && (weeks == 0 || chunks.len() < weeks as usize) {
+                end = end.saturating_add(step_secs);
+                let next = at + ratings[at..].partition_point(|r| r.timestamp < end);
+                chunks.push(at..next);
+                at = next;
+            }
+            Ok((history_len, chunks))
+        }
+    }
 }
 
 fn validate(opts: &StreamOptions) -> Result<()> {

@@ -66,8 +66,14 @@ struct ImplicitSettings {
     half_life: HalfLife,
     #[serde(default)]
     reference_time: i64,
+    #[serde(default = "one")]
+    fresh_weight: f32,
     #[serde(default)]
     niche: NicheParams,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// The key the EASE settings block adds to the model's parameters.
@@ -225,6 +231,7 @@ impl FactorModel {
                 signal: s.weighting.signal,
                 half_life: s.weighting.half_life,
                 reference_time: s.weighting.reference,
+                fresh_weight: s.weighting.fresh,
                 niche: s.niche,
             })
             .unwrap_or_default(),
@@ -384,6 +391,7 @@ impl Model {
                             signal: s.signal,
                             half_life: s.half_life,
                             reference: s.reference_time,
+                            fresh: s.fresh_weight,
                         },
                         s.niche,
                     );

@@ -66,6 +66,9 @@ pub struct EaseParams {
     /// How fast a rating's weight fades with age, in training and when
     /// scoring a history (see [`HalfLife`]); `none` by default.
     pub half_life: HalfLife,
+    /// What a rating newer than the model's training data weighs (a
+    /// fold-in), as a multiple of its weight (see [`Weighting`]).
+    pub fresh_weight: f32,
     /// Largest catalogue modelled (memory grows as `8 · max_items²` bytes);
     /// larger ones keep their most-rated movies.
     pub max_items: usize,
@@ -86,6 +89,7 @@ impl Default for EaseParams {
             lambda: 300.0,
             signal: Signal::Weighted,
             half_life: HalfLife::NONE,
+            fresh_weight: 1.0,
             max_items: 10_000,
             neighbors: 200,
             debias: NicheParams::default().debias,
@@ -115,6 +119,12 @@ impl EaseParams {
             ));
         }
         self.half_life.validate("ease")?;
+        if !(self.fresh_weight.is_finite() && (0.01..=1000.0).contains(&self.fresh_weight)) {
+            return Err(Error::InvalidArgument(format!(
+                "ease fresh_weight must be between 0.01 and 1000, got {}",
+                self.fresh_weight
+            )));
+        }
         self.niche().validate("ease")?;
         self.signal.validate("ease")
     }
@@ -230,6 +240,7 @@ impl EaseModel {
             signal: self.params.signal,
             half_life: self.params.half_life,
             reference: self.reference,
+            fresh: self.params.fresh_weight,
         }
     }
 
@@ -384,6 +395,7 @@ pub(crate) fn fit(
         signal,
         half_life: params.half_life,
         reference,
+        fresh: params.fresh_weight,
     };
     let implicit = data.map_weights(|r, t| weighting.weight(r, t));
     let mut counts = vec![0u32; data.n_movies()];

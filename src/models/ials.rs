@@ -71,6 +71,9 @@ pub struct IalsParams {
     /// How fast a rating's weight fades with age, in training and in a
     /// fold-in (see [`HalfLife`]); `none` by default.
     pub half_life: HalfLife,
+    /// What a rating newer than the model's training data weighs in a
+    /// fold-in, as a multiple of its weight (see [`Weighting`]).
+    pub fresh_weight: f32,
     pub solver: IalsSolver,
     /// Conjugate-gradient steps per row and sweep (`solver = cg`).
     pub cg_steps: usize,
@@ -94,6 +97,7 @@ impl Default for IalsParams {
             alpha: 1.7,
             signal: Signal::Weighted,
             half_life: HalfLife::NONE,
+            fresh_weight: 1.0,
             solver: IalsSolver::Cg,
             cg_steps: 3,
             init_std: 0.01,
@@ -154,6 +158,12 @@ impl IalsParams {
             ));
         }
         self.half_life.validate("ials")?;
+        if !(self.fresh_weight.is_finite() && (0.01..=1000.0).contains(&self.fresh_weight)) {
+            return Err(Error::InvalidArgument(format!(
+                "ials fresh_weight must be between 0.01 and 1000, got {}",
+                self.fresh_weight
+            )));
+        }
         self.niche().validate("ials")?;
         self.signal.validate("ials")
     }
@@ -559,6 +569,7 @@ pub(crate) fn fit(
         signal: params.signal,
         half_life: params.half_life,
         reference: data.reference_time(),
+        fresh: params.fresh_weight,
     };
     let (by_user, by_movie) = confidences(&weighting, params.alpha, data);
     if by_user.cols.is_empty() {
@@ -664,6 +675,7 @@ mod tests {
             signal,
             half_life: HalfLife::NONE,
             reference: 0,
+            fresh: 1.0,
         }
     }
 

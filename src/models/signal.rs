@@ -214,6 +214,9 @@ pub struct Weighting {
     pub half_life: HalfLife,
     /// Unix seconds: the newest rating the model was trained on.
     pub reference: i64,
+    /// What a rating newer than `reference` (one the model was not trained
+    /// on: a fold-in) weighs, as a multiple of its weight.
+    pub fresh: f32,
 }
 
 impl Weighting {
@@ -222,6 +225,9 @@ impl Weighting {
     #[inline]
     pub fn weight(&self, stars: f32, timestamp: i64) -> Option<f32> {
         let w = self.signal.weight(stars)?;
+        if timestamp > self.reference {
+            return Some(w * self.fresh);
+        }
         Some(
             w * self
                 .half_life
@@ -243,12 +249,16 @@ mod tests {
             signal: Signal::Weighted,
             half_life: HalfLife::days(10.0),
             reference: 100 * day,
+            fresh: 1.0,
         };
         assert_eq!(w.weight(4.0, 100 * day), Some(4.0));
         assert_eq!(w.weight(4.0, 90 * day), Some(2.0));
         assert_eq!(w.weight(4.0, 80 * day), Some(1.0));
         assert!((w.weight(4.0, 95 * day).unwrap() - 4.0 * 0.5f32.sqrt()).abs() < 1e-6);
         assert_eq!(w.weight(4.0, 200 * day), Some(4.0));
+        let boosted = Weighting { fresh: 3.0, ..w };
+        assert_eq!(boosted.weight(4.0, 100 * day + 1), Some(12.0));
+        assert_eq!(boosted.weight(4.0, 90 * day), Some(2.0));
         let none = Weighting {
             half_life: HalfLife::NONE,
             ..w

@@ -22,10 +22,24 @@ use crate::store::Store;
 use crate::types::{PipelineStatus, StepStatus};
 use crate::{Error, Result};
 
+/// When a cycle retrains: on drift (the spec's pipeline), every cycle, or
+/// never (ingest and check only; the buffer waits and users' new ratings
+/// are folded in). The backtest compares them; `pipeline run` retrains on
+/// drift unless told otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetrainWhen {
+    #[default]
+    Drift,
+    Always,
+    Never,
+}
+
 #[derive(Debug, Clone)]
 pub struct CycleOptions {
     /// A batch file to ingest first, with its batch id.
     pub batch: Option<(PathBuf, String)>,
+    /// When the cycle retrains.
+    pub retrain_when: RetrainWhen,
     pub read: ReadOptions,
     pub thresholds: Thresholds,
     pub retrain: RetrainOptions,
@@ -38,6 +52,7 @@ impl Default for CycleOptions {
     fn default() -> Self {
         CycleOptions {
             batch: None,
+            retrain_when: RetrainWhen::Drift,
             read: ReadOptions::default(),
             thresholds: Thresholds::default(),
             retrain: RetrainOptions::default(),
@@ -188,13 +203,13 @@ fn run_locked(
     }
     if !failed {
         let t = Instant::now();
-        if drift {
-            match retrain::retrain_now(
-                store,
-                "drift detected by the pipeline",
-                &opts.retrain,
-                progress,
-            ) {
+        let trigger = match opts.retrain_when {
+            RetrainWhen::Drift => drift.then_some("drift detected by the pipeline"),
+            RetrainWhen::Always => Some("every cycle retrains (policy always)"),
+            RetrainWhen::Never => None,
+        };
+        if let Some(trigger) = trigger {
+            match retrain::retrain_now(store, trigger, &opts.retrain, progress) {
                 Ok(outcome) => {
                     let detail = match &outcome {
                         RetrainOutcome::Retrained {
@@ -217,7 +232,11 @@ fn run_locked(
                 }
             }
         } else {
-            steps.push(step("retrain", StepStatus::Skipped, "no drift".into(), t));
+            let why = match opts.retrain_when {
+                RetrainWhen::Never => "this cycle never retrains (policy never)",
+                _ => "no drift",
+            };
+            steps.push(step("retrain", StepStatus::Skipped, why.into(), t));
         }
     }
 

@@ -93,6 +93,13 @@ impl DriftReport {
     }
 }
 
+/// Whether an alert of test `feature` asks for a retrain. Some tests only
+/// inform: new users arrive every week in a living deployment, so their
+/// share says nothing about whether the model still fits.
+pub fn triggers_retraining(feature: &str) -> bool {
+    !matches!(feature, "unseen_users_share")
+}
+
 /// Reads the baseline (train split) and the buffer (one batch or all),
 /// computes every test and records the rows. An empty buffer is an error
 /// ("nothing to compare"), and nothing is written.

@@ -34,6 +34,9 @@ pub struct RetrainOptions {
     /// Length of the pipeline lease [`retrain`] holds (a cycle's retrain
     /// runs under the cycle's lease).
     pub lease: Duration,
+    /// Serve what you know: a promoted retrain is refit on every stored
+    /// rating and the refit serves (see [`registry::refit`]).
+    pub refit: bool,
 }
 
 impl Default for RetrainOptions {
@@ -46,6 +49,7 @@ impl Default for RetrainOptions {
             eval: EvalOptions::default(),
             mlflow: MlflowConfig::from_env(),
             lease: DEFAULT_LEASE,
+            refit: false,
         }
     }
 }
@@ -69,6 +73,9 @@ pub enum RetrainOutcome {
         /// while it trained (a rollback or another promotion): this is the
         /// champion that stays. `decision` says so too.
         champion_changed: Option<String>,
+        /// The refit serving in the promoted run's place
+        /// ([`RetrainOptions::refit`]).
+        refit: Option<ModelRun>,
     },
 }
 
@@ -307,7 +314,13 @@ pub fn retrain_now(
     if promoted {
         registry::set_mlflow_champion(opts.mlflow.as_ref(), &trained.notes, &run);
     }
+    let refit = if opts.refit && promoted {
+        Some(registry::refit(store, &run, progress)?)
+    } else {
+        None
+    };
     Ok(RetrainOutcome::Retrained {
+        refit,
         run,
         promoted,
         decision,

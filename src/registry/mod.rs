@@ -45,6 +45,9 @@ pub struct TrainOptions {
     pub notes: RunNotes,
     /// Use this run id (e.g. an MLflow run id) instead of a random one.
     pub run_id: Option<String>,
+    /// Serve what you know: when the run becomes the champion, refit it on
+    /// every stored rating and serve the refit (see [`refit`]).
+    pub refit: bool,
     /// Also track the run in MLflow (see [`crate::tracking`]); the model
     /// version then carries the MLflow run id unless `run_id` is given.
     /// [`TrainOptions::new`] takes it from `MLFLOW_TRACKING_URI`.
@@ -63,6 +66,7 @@ impl TrainOptions {
             promote: true,
             notes: RunNotes::default(),
             run_id: None,
+            refit: false,
             mlflow: MlflowConfig::from_env(),
         }
     }
@@ -92,6 +96,8 @@ pub struct TrainOutcome {
     /// The gate's verdict against the previous champion (`None` for the
     /// first model, or when promotion was not asked for).
     pub decision: Option<GateDecision>,
+    /// The refit serving in its place ([`TrainOptions::refit`]).
+    pub refit: Option<ModelRun>,
 }
 
 /// A random run id: 12 hex digits, unique enough to tell runs apart at a glance.
@@ -341,7 +347,13 @@ pub fn train(
     if is_champion {
         set_mlflow_champion(opts.mlflow.as_ref(), &trained.notes, &run);
     }
+    let refit = if opts.refit && is_champion {
+        Some(refit(store, &run, progress)?)
+    } else {
+        None
+    };
     Ok(TrainOutcome {
+        refit,
         run,
         report: trained.report,
         model: trained.model,
@@ -499,6 +511,77 @@ pub fn record(
         evaluation: evaluation_row(algo, r),
     };
     store.insert_model_run(&run, &blob, commit)
+}
+
+/// Serve what you know: trains `evaluated`'s algorithm, hyperparameters
+/// and seed again on every rating `ratings` holds (train, test and what
+/// retrains merged), records it as a refit of `evaluated` and, if
+/// `evaluated` is still the champion, makes the refit the champion in the
+/// same transaction (compare-and-set).
+///
+/// The refit has no test split left to be judged on, so it carries the
+/// evaluated run's metrics and evaluation row (its notes name the run in
+/// `refit_of`): the champion gate keeps comparing what was measured. What
+/// training on the test ratings too is worth is for the backtest to say.
+pub fn refit(
+    store: &mut dyn Store,
+    evaluated: &ModelRun,
+    progress: &dyn Progress,
+) -> Result<ModelRun> {
+    let notes = RunNotes::parse(evaluated.notes.as_deref()).ok_or_else(|| {
+        Error::NotFound(format!(
+            "{} has no CineMatch notes (algorithm, hyperparameters): it cannot be refit",
+            evaluated.model_version
+        ))
+    })?;
+    let params = notes.params.clone().ok_or_else(|| {
+        Error::NotFound(format!(
+            "{} records no hyperparameters: it cannot be refit",
+            evaluated.model_version
+        ))
+    })?;
+    let seed = notes.seed.unwrap_or(42);
+    let mut all = store.ratings(Split::Train)?;
+    all.extend(store.ratings(Split::Test)?);
+    let t0 = Instant::now();
+    let model = models::fit(&params, &all, seed, progress)?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let mut refit_notes = RunNotes {
+        kind: Some("refit".into()),
+        refit_of: Some(evaluated.model_version.clone()),
+        train_ratings: Some(all.len() as u64),
+        buffer_ratings: Some(0),
+        train_seconds: Some(round3(train_seconds)),
+        eval_seconds: None,
+        decision: None,
+        trigger: None,
+        mlflow_run_id: None,
+        mlflow_experiment_id: None,
+        champion_changed_to: None,
+        ..notes
+    };
+    refit_notes.champion_before = store.champion()?;
+    let trained = Trained {
+        model,
+        report: run_report(evaluated),
+        notes: refit_notes,
+        data_size: all.len(),
+        train_seconds,
+        eval_seconds: 0.0,
+    };
+    let serving = store.champion()?.as_deref() == Some(evaluated.model_version.as_str());
+    let commit = RunCommit {
+        promote_reason: serving.then(|| {
+            format!(
+                "refit of {} on every stored rating ({})",
+                evaluated.model_version,
+                all.len()
+            )
+        }),
+        promote_if_champion_is: serving.then(|| Some(evaluated.model_version.clone())),
+        merge_buffer: false,
+    };
+    Ok(record(store, &trained, None, &commit)?.0)
 }
 
 /// Loads a stored model version, verifying its checksum.

@@ -40,7 +40,7 @@ pub struct RunNotes {
     pub buffer_ratings: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_ratings: Option<u64>,
-    /// `train`, `retrain` or `tune`.
+    /// `train`, `retrain`, `tune` or `refit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Why a retrain ran (`drift alerts: ...`, `unconditional`).
@@ -51,6 +51,11 @@ pub struct RunNotes {
     pub decision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub champion_before: Option<String>,
+    /// A refit's evaluated run: the refit is that run's algorithm,
+    /// hyperparameters and seed trained again on every stored rating, and
+    /// carries its metrics (see [`super::refit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit_of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batches: Option<Vec<String>>,
     /// A retrain's newest drift alert id when it started: alerts up to it

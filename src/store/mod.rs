@@ -236,6 +236,24 @@ pub struct PipelineRun {
     pub summary: Option<String>,
 }
 
+/// One policy's result of a backtest, as `backtests` keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacktestRow {
+    pub id: i64,
+    /// Groups the policies replayed together.
+    pub backtest_id: String,
+    pub created_at: chrono::NaiveDateTime,
+    pub policy: String,
+    /// What was replayed (a release directory, or the store from a date).
+    pub source: String,
+    /// Mean NDCG@10 over the weeks of the served lists and the baselines.
+    pub served_ndcg_at_10: Option<f64>,
+    pub most_rated_ndcg_at_10: Option<f64>,
+    pub trending_ndcg_at_10: Option<f64>,
+    /// The whole result, JSON (`pipeline::backtest::PolicyResult`).
+    pub report: String,
+}
+
 /// A named lease as the store holds it (see [`Store::acquire_lease`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
@@ -469,6 +487,15 @@ pub trait Store: Send {
     /// Moves alerts older than `older_than_secs` into `drift_alerts_archive`
     /// in one transaction. Returns how many moved.
     fn archive_drift_alerts(&mut self, older_than_secs: i64) -> Result<u64>;
+
+    // --- backtests -----------------------------------------------------------
+
+    /// Records one policy's backtest result (`id` and `created_at` of the
+    /// row are the store's); returns the id.
+    fn insert_backtest(&mut self, row: &BacktestRow) -> Result<i64>;
+
+    /// Backtest results, newest first, at most `limit`.
+    fn backtests(&mut self, limit: usize) -> Result<Vec<BacktestRow>>;
 
     // --- pipeline and maintenance --------------------------------------------
 

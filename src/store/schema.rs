@@ -432,6 +432,42 @@ CREATE TABLE IF NOT EXISTS data_changes (
 );
 "#,
     },
+    Migration {
+        version: "1.8",
+        description: "backtest results (backtests): a time-ordered replay's weekly scores per retraining policy",
+        // One row per policy of a `cinematch backtest`: the whole result as
+        // JSON (per week and the means, the policy, the models and their
+        // hyperparameters), so the dashboard can chart the latest one and
+        // SQL can list them; `backtest_id` groups the policies of one run.
+        postgres: r#"
+CREATE TABLE IF NOT EXISTS backtests (
+    id SERIAL PRIMARY KEY,
+    backtest_id VARCHAR(64) NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    policy VARCHAR(32) NOT NULL,
+    source TEXT NOT NULL,
+    served_ndcg_at_10 FLOAT,
+    most_rated_ndcg_at_10 FLOAT,
+    trending_ndcg_at_10 FLOAT,
+    report TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_backtests_created ON backtests(created_at);
+"#,
+        sqlite: r#"
+CREATE TABLE IF NOT EXISTS backtests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    backtest_id VARCHAR(64) NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    policy VARCHAR(32) NOT NULL,
+    source TEXT NOT NULL,
+    served_ndcg_at_10 FLOAT,
+    most_rated_ndcg_at_10 FLOAT,
+    trending_ndcg_at_10 FLOAT,
+    report TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_backtests_created ON backtests(created_at);
+"#,
+    },
 ];
 
 /// The version a fully migrated database reports.

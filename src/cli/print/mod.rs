@@ -6,6 +6,7 @@
 //! One file per command group, re-exported here so a command calls
 //! `print::trained(..)` without knowing which file holds it.
 
+mod backtest;
 mod data;
 mod db;
 mod demo;
@@ -13,6 +14,7 @@ mod models;
 mod monitor;
 mod recommend;
 
+pub use backtest::*;
 pub use data::*;
 pub use db::*;
 pub use demo::*;

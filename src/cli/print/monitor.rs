@@ -115,6 +115,7 @@ pub fn retrain(outcome: &RetrainOutcome) {
             merged,
             batches,
             champion_changed,
+            refit,
         } => {
             let measured = match (&run.evaluation, run.rmse) {
                 (Some(e), _) if e.ndcg_at_10.is_some() => format!(
@@ -158,6 +159,14 @@ pub fn retrain(outcome: &RetrainOutcome) {
                 "merged {} buffered ratings into ratings; the buffer is empty",
                 thousands(*merged as i64)
             );
+            if let Some(r) = refit {
+                println!(
+                    "serving {}: {} refit on every stored rating ({})",
+                    r.model_version,
+                    run.model_version,
+                    thousands(r.data_size.unwrap_or(0))
+                );
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 //! `ingestion`, `monitoring`, `leases`, `registry`, `changes`, `rows`); [`conn`] turns
 //! URLs into TLS-checked connections for the store and for `db roles`.
 
+mod backtests;
 mod changes;
 pub mod conn;
 mod dataset;
@@ -24,9 +25,9 @@ pub use search::{search_sql, SearchParam, TITLE_TSVECTOR};
 use postgres::Client;
 
 use super::{
-    ArtifactBlob, Backend, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease, LeaseGrant,
-    LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
-    RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
+    ArtifactBlob, Backend, BacktestRow, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease,
+    LeaseGrant, LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
+    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, PipelineStatus, Rating, Split};
@@ -183,6 +184,14 @@ impl Store for PgStore {
 
     fn clear_batch(&mut self, batch_id: &str) -> Result<u64> {
         ingestion::clear_batch(self, batch_id)
+    }
+
+    fn insert_backtest(&mut self, row: &BacktestRow) -> Result<i64> {
+        backtests::insert_backtest(self, row)
+    }
+
+    fn backtests(&mut self, limit: usize) -> Result<Vec<BacktestRow>> {
+        backtests::backtests(self, limit)
     }
 
     fn insert_drift_alerts(&mut self, alerts: &[NewDriftAlert]) -> Result<()> {

@@ -13,6 +13,7 @@
 //! - `changes`: the change log servers follow, idempotency keys, timeouts;
 //! - `rows`: row-to-record conversions shared by the others.
 
+mod backtests;
 mod changes;
 mod dataset;
 mod ingestion;
@@ -26,9 +27,9 @@ mod search;
 use rusqlite::Connection;
 
 use super::{
-    ArtifactBlob, Backend, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease, LeaseGrant,
-    LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
-    RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
+    ArtifactBlob, Backend, BacktestRow, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease,
+    LeaseGrant, LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
+    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, PipelineStatus, Rating, Split};
@@ -211,6 +212,14 @@ impl Store for SqliteStore {
 
     fn clear_batch(&mut self, batch_id: &str) -> Result<u64> {
         ingestion::clear_batch(self, batch_id)
+    }
+
+    fn insert_backtest(&mut self, row: &BacktestRow) -> Result<i64> {
+        backtests::insert_backtest(self, row)
+    }
+
+    fn backtests(&mut self, limit: usize) -> Result<Vec<BacktestRow>> {
+        backtests::backtests(self, limit)
     }
 
     fn insert_drift_alerts(&mut self, alerts: &[NewDriftAlert]) -> Result<()> {
