@@ -127,7 +127,7 @@ fn main() {
             ks.statistic,
             ks.pvalue
         );
-        let alerts = compute(baseline, new, &movies, None, &thresholds);
+        let alerts = compute(baseline, new, &movies, None, &thresholds).expect("finite");
         let scores: Vec<String> = alerts
             .iter()
             .map(|a| format!("{} {:.4}", a.feature_name, a.drift_score))

@@ -170,13 +170,23 @@ fn run_locked(
             Ok(report) => {
                 drift = report.any_triggered();
                 let fired: Vec<&str> = report
-                    .triggered()
+                    .retrain_alerts()
                     .map(|a| a.feature_name.as_str())
                     .collect();
-                let detail = if fired.is_empty() {
-                    format!("{} tests, no drift", report.alerts.len())
+                let info: Vec<&str> = report
+                    .triggered()
+                    .map(|a| a.feature_name.as_str())
+                    .filter(|f| !drift_check::triggers_retraining(f))
+                    .collect();
+                let noted = if info.is_empty() {
+                    String::new()
                 } else {
-                    format!("drift in {}", fired.join(", "))
+                    format!(" (informational alerts: {})", info.join(", "))
+                };
+                let detail = if fired.is_empty() {
+                    format!("{} tests, no drift that asks for a retrain{noted}", report.alerts.len())
+                } else {
+                    format!("drift in {}{noted}", fired.join(", "))
                 };
                 steps.push(step("drift_check", StepStatus::Ok, detail, t));
             }

@@ -41,6 +41,15 @@ pub struct Thresholds {
     pub unseen_movies_share: f64,
     /// Relative change of the champion's RMSE on the buffer against its test RMSE.
     pub performance_rmse: f64,
+    /// Calibrate the thresholds of the tests that ask for a retrain on the
+    /// history itself (see [`calibrate`]); the fixed values above then
+    /// serve only when the history is too short.
+    pub calibrate: bool,
+    /// A calibrated threshold is the history's largest value times this.
+    pub calibration_margin: f64,
+    /// `ranking_quality` alerts when the lists' NDCG@10 on a batch falls
+    /// below the champion's recent level by more than this share.
+    pub ranking_quality_tolerance: f64,
 }
 
 impl Default for Thresholds {
@@ -55,6 +64,9 @@ impl Default for Thresholds {
             unseen_users_share: 0.50,
             unseen_movies_share: 0.10,
             performance_rmse: 0.10,
+            calibrate: true,
+            calibration_margin: 1.0,
+            ranking_quality_tolerance: 0.30,
         }
     }
 }
@@ -84,20 +96,44 @@ pub struct DriftReport {
 }
 
 impl DriftReport {
+    /// Every test above its threshold, the informational ones included.
     pub fn triggered(&self) -> impl Iterator<Item = &NewDriftAlert> {
         self.alerts.iter().filter(|a| a.alert_triggered)
     }
 
+    /// The triggered tests that ask for a retrain (see
+    /// [`triggers_retraining`]).
+    pub fn retrain_alerts(&self) -> impl Iterator<Item = &NewDriftAlert> {
+        self.triggered()
+            .filter(|a| triggers_retraining(&a.feature_name))
+    }
+
+    /// Whether the check asks for a retrain.
     pub fn any_triggered(&self) -> bool {
-        self.triggered().next().is_some()
+        self.retrain_alerts().next().is_some()
     }
 }
 
-/// Whether an alert of test `feature` asks for a retrain. Some tests only
-/// inform: new users arrive every week in a living deployment, so their
-/// share says nothing about whether the model still fits.
+/// Whether an alert of test `feature` asks for a retrain, or only informs.
+///
+/// The spec's three tests (`rating_mean`, `rating_std`,
+/// `rating_distribution_ks`) keep the spec's fixed thresholds and are
+/// recorded as the spec defines them, but on real data they fire nearly
+/// every week (a week of MovieLens is a few users' sessions, never a sample
+/// of the history), so they inform; their calibrated twins (`*_calibrated`)
+/// and the other effect sizes, whose thresholds come from the history
+/// itself, ask for a retrain. The chi-square test's significance only says
+/// that thousands of ratings were compared, and new users arrive every week
+/// in a living deployment: both inform.
 pub fn triggers_retraining(feature: &str) -> bool {
-    !matches!(feature, "unseen_users_share")
+    !matches!(
+        feature,
+        "rating_mean"
+            | "rating_std"
+            | "rating_distribution_ks"
+            | "rating_chi2"
+            | "unseen_users_share"
+    )
 }
 
 /// Reads the baseline (train split) and the buffer (one batch or all),
@@ -143,7 +179,7 @@ pub fn check(
         &movies,
         champion.as_ref().map(|(v, m, r)| (v.as_str(), m, *r)),
         thresholds,
-    );
+    )?;
     store.insert_drift_alerts(&alerts)?;
     Ok(DriftReport {
         baseline_ratings: baseline.len(),
@@ -152,31 +188,271 @@ pub fn check(
     })
 }
 
-/// Every drift test over data already in memory. Both samples must be
-/// non-empty. Pure, so it can be benchmarked and tested without a database.
+/// The statistics of one comparison: a sample of new ratings against the
+/// ratings before it. The live check compares the batch with the train
+/// split; the calibration compares each window of the history with what
+/// came before it, through the same function.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shift {
+    base_mean: f64,
+    base_std: f64,
+    new_mean: f64,
+    new_std: f64,
+    mean_rel: f64,
+    std_rel: f64,
+    /// KS statistic D on the rating distributions.
+    ks: f64,
+    psi: Option<f64>,
+    js: Option<f64>,
+    unseen_movies: f64,
+}
+
+impl Shift {
+    fn between(
+        base_counts: &[u64; 10],
+        new_counts: &[u64; 10],
+        base_genres: &[f64],
+        new_genres: &[f64],
+        unseen_movies: f64,
+    ) -> Shift {
+        let levels: Vec<f64> = stats::RATING_LEVELS.to_vec();
+        let (bm, bs) = stats::mean_std_counts(&levels, base_counts).unwrap_or((0.0, 0.0));
+        let (nm, ns) = stats::mean_std_counts(&levels, new_counts).unwrap_or((0.0, 0.0));
+        let rel = |new: f64, base: f64| {
+            if base == 0.0 {
+                0.0
+            } else {
+                (new - base).abs() / base.abs()
+            }
+        };
+        Shift {
+            base_mean: bm,
+            base_std: bs,
+            new_mean: nm,
+            new_std: ns,
+            mean_rel: rel(nm, bm),
+            std_rel: rel(ns, bs),
+            ks: ks_distance(base_counts, new_counts),
+            psi: stats::psi(base_counts, new_counts, 1e-4),
+            js: stats::jensen_shannon(base_genres, new_genres),
+            unseen_movies,
+        }
+    }
+}
+
+/// The two-sample KS statistic D of two histograms over the same ordered
+/// levels: the largest gap between their cumulative shares.
+fn ks_distance(a: &[u64; 10], b: &[u64; 10]) -> f64 {
+    let (na, nb) = (a.iter().sum::<u64>() as f64, b.iter().sum::<u64>() as f64);
+    if na == 0.0 || nb == 0.0 {
+        return 0.0;
+    }
+    let (mut ca, mut cb, mut d) = (0u64, 0u64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        ca += x;
+        cb += y;
+        d = d.max((ca as f64 / na - cb as f64 / nb).abs());
+    }
+    d
+}
+
+/// What the history says a batch of `m` ratings may look like: for windows
+/// of `m` consecutive ratings of the history (by time), each compared with
+/// everything before it exactly as the live check compares a batch with the
+/// training data, the largest value every calibrated statistic took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Calibration {
+    pub windows: usize,
+    pub window_size: usize,
+    pub rating_mean: f64,
+    pub rating_std: f64,
+    pub rating_distribution_ks: f64,
+    pub rating_psi: f64,
+    pub genre_mix_js: f64,
+    pub unseen_movies_share: f64,
+}
+
+/// At most this many windows are compared (spread evenly), which bounds the
+/// calibration's cost on long histories.
+const MAX_WINDOWS: usize = 40;
+
+/// The genres of the catalogue as dense indices, and a dense slot per movie.
+struct GenreMap {
+    slots: IdIndex,
+    genres_of: Vec<Vec<usize>>,
+    names: Vec<String>,
+}
+
+impl GenreMap {
+    fn new(movies: &[Movie]) -> GenreMap {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut names = Vec::new();
+        let genres_of = movies
+            .iter()
+            .map(|m| {
+                m.genre_list()
+                    .map(|g| {
+                        *index.entry(g).or_insert_with(|| {
+                            names.push(g.to_string());
+                            names.len() - 1
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        GenreMap {
+            slots: IdIndex::new(movies.iter().map(|m| m.movie_id)),
+            genres_of,
+            names,
+        }
+    }
+
+    /// Ratings per movie slot of `rs` added to `per_movie`.
+    fn count(&self, rs: &[Rating], per_movie: &mut [u64]) {
+        for r in rs {
+            if let Some(i) = self.slots.get(r.movie_id) {
+                per_movie[i] += 1;
+            }
+        }
+    }
+
+    /// The genre mix of per-movie counts: each rating counts once for every
+    /// genre of its movie.
+    fn mix(&self, per_movie: &[u64]) -> Vec<f64> {
+        let mut v = vec![0.0f64; self.names.len()];
+        for (c, gs) in per_movie.iter().zip(&self.genres_of) {
+            for &g in gs {
+                v[g] += *c as f64;
+            }
+        }
+        v
+    }
+}
+
+/// Calibrates on `baseline` (sorted by time) for batches of `m` ratings;
+/// `None` when the history is too short to hold a window with at least
+/// half of it before (`2m` ratings).
+pub fn calibrate(baseline: &[Rating], m: usize, movies: &[Movie]) -> Option<Calibration> {
+    calibrate_with(baseline, m, &GenreMap::new(movies))
+}
+
+fn calibrate_with(baseline: &[Rating], m: usize, genres: &GenreMap) -> Option<Calibration> {
+    let n = baseline.len();
+    if m == 0 || n < 2 * m {
+        return None;
+    }
+    // Window ends from the newest back, while at least half the history
+    // precedes the window's start.
+    let lowest_end = n / 2 + m;
+    let span = n - lowest_end;
+    let stride = (m / 2).max(span / MAX_WINDOWS).max(1);
+    let mut ends: Vec<usize> = (0..)
+        .map(|j| n - j * stride)
+        .take_while(|&e| e >= lowest_end)
+        .take(MAX_WINDOWS)
+        .collect();
+    ends.reverse();
+    // First occurrence of each movie, by its slot, for the unseen share.
+    let mut first_seen = vec![usize::MAX; genres.genres_of.len()];
+    let mut first_unknown: HashMap<i32, usize> = HashMap::new();
+    for (i, r) in baseline.iter().enumerate() {
+        match genres.slots.get(r.movie_id) {
+            Some(s) if first_seen[s] == usize::MAX => first_seen[s] = i,
+            Some(_) => {}
+            None => {
+                first_unknown.entry(r.movie_id).or_insert(i);
+            }
+        }
+    }
+    let first = |r: &Rating| match genres.slots.get(r.movie_id) {
+        Some(s) => first_seen[s],
+        None => first_unknown.get(&r.movie_id).copied().unwrap_or(0),
+    };
+    let mut cal = Calibration {
+        window_size: m,
+        ..Calibration::default()
+    };
+    // Running "before" counts, advanced window by window.
+    let mut before_levels = [0u64; 10];
+    let mut before_movies = vec![0u64; genres.genres_of.len()];
+    let mut before_end = 0usize;
+    for e in ends {
+        let start = e - m;
+        let advance = &baseline[before_end..start];
+        let added = stats::rating_level_counts(advance.iter().map(|r| r.rating));
+        for (b, a) in before_levels.iter_mut().zip(added) {
+            *b += a;
+        }
+        genres.count(advance, &mut before_movies);
+        before_end = start;
+        let window = &baseline[start..e];
+        let levels = stats::rating_level_counts(window.iter().map(|r| r.rating));
+        let mut movies = vec![0u64; genres.genres_of.len()];
+        genres.count(window, &mut movies);
+        let unseen = window.iter().filter(|r| first(r) >= start).count() as f64 / m as f64;
+        let s = Shift::between(
+            &before_levels,
+            &levels,
+            &genres.mix(&before_movies),
+            &genres.mix(&movies),
+            unseen,
+        );
+        cal.windows += 1;
+        cal.rating_mean = cal.rating_mean.max(s.mean_rel);
+        cal.rating_std = cal.rating_std.max(s.std_rel);
+        cal.rating_distribution_ks = cal.rating_distribution_ks.max(s.ks);
+        cal.rating_psi = cal.rating_psi.max(s.psi.unwrap_or(0.0));
+        cal.genre_mix_js = cal.genre_mix_js.max(s.js.unwrap_or(0.0));
+        cal.unseen_movies_share = cal.unseen_movies_share.max(unseen);
+    }
+    Some(cal)
+}
+
+/// Every drift test over data already in memory (`baseline` sorted by
+/// time, as [`Store::ratings`] returns it). Both samples must be
+/// non-empty. Pure, so it can be benchmarked and tested without a
+/// database; fails only when a statistic is not a number (a champion that
+/// predicts NaN), which would otherwise silently disable its alert.
 pub fn compute(
     baseline: &[Rating],
     new: &[Rating],
     movies: &[Movie],
     champion: Option<(&str, &Model, f64)>,
     t: &Thresholds,
-) -> Vec<NewDriftAlert> {
-    let mut out = Vec::with_capacity(9);
+) -> Result<Vec<NewDriftAlert>> {
+    let mut out = Vec::with_capacity(14);
+    let genres = GenreMap::new(movies);
     let base_counts = stats::rating_level_counts(baseline.iter().map(|r| r.rating));
     let new_counts = stats::rating_level_counts(new.iter().map(|r| r.rating));
-    let levels: Vec<f64> = (1..=10).map(|i| i as f64 * 0.5).collect();
-    let (bm, bs) = stats::mean_std_counts(&levels, &base_counts).unwrap_or((0.0, 0.0));
-    let (nm, ns) = stats::mean_std_counts(&levels, &new_counts).unwrap_or((0.0, 0.0));
-
-    let rel = |new: f64, base: f64| {
-        if base == 0.0 {
-            0.0
-        } else {
-            (new - base).abs() / base.abs()
-        }
+    let mut base_movies = vec![0u64; genres.genres_of.len()];
+    genres.count(baseline, &mut base_movies);
+    let mut new_movies = vec![0u64; genres.genres_of.len()];
+    genres.count(new, &mut new_movies);
+    let (bg, ng) = (genres.mix(&base_movies), genres.mix(&new_movies));
+    let base_users = IdIndex::new(baseline.iter().map(|r| r.user_id));
+    let base_movie_ids = IdIndex::new(baseline.iter().map(|r| r.movie_id));
+    let n = new.len() as f64;
+    let unseen_u = new
+        .iter()
+        .filter(|r| base_users.get(r.user_id).is_none())
+        .count();
+    let unseen_m = new
+        .iter()
+        .filter(|r| base_movie_ids.get(r.movie_id).is_none())
+        .count();
+    let shift = Shift::between(&base_counts, &new_counts, &bg, &ng, unseen_m as f64 / n);
+    let cal = if t.calibrate {
+        calibrate_with(baseline, new.len(), &genres)
+    } else {
+        None
     };
-    let mut push = |name: &str, score: f64, threshold: f64, notes: String| {
-        let score = if score.is_finite() { score } else { 0.0 };
+
+    let mut push = |name: &str, score: f64, threshold: f64, notes: String| -> Result<()> {
+        if !score.is_finite() {
+            return Err(Error::InvalidArgument(format!(
+                "drift test {name} is not a number ({notes}); nothing was recorded"
+            )));
+        }
         out.push(NewDriftAlert {
             feature_name: name.to_string(),
             drift_score: score,
@@ -184,42 +460,96 @@ pub fn compute(
             alert_triggered: score > threshold,
             notes,
         });
+        Ok(())
     };
+    // How a calibrated row's threshold came about, for its notes.
+    let calibrated = |fixed: f64, largest: Option<f64>| -> (f64, String) {
+        match (cal, largest) {
+            (Some(c), Some(x)) => (
+                x * t.calibration_margin,
+                format!(
+                    "threshold: the largest of {} history windows of {} ratings, each against the \
+                     history before it{}",
+                    c.windows,
+                    c.window_size,
+                    if t.calibration_margin == 1.0 {
+                        String::new()
+                    } else {
+                        format!(", times {}", t.calibration_margin)
+                    }
+                ),
+            ),
+            _ => (
+                fixed,
+                if t.calibrate {
+                    format!(
+                        "threshold: fixed {fixed} (the history holds fewer than two batches of this \
+                         size, too few to calibrate on)"
+                    )
+                } else {
+                    format!("threshold: fixed {fixed} (calibration off)")
+                },
+            ),
+        }
+    };
+    let (bm, nm, bs, ns) = (shift.base_mean, shift.new_mean, shift.base_std, shift.new_std);
 
+    // The spec's three tests with the spec's thresholds, recorded as the
+    // spec defines them; informational (see `triggers_retraining`).
     push(
         "rating_mean",
-        rel(nm, bm),
+        shift.mean_rel,
         t.rating_mean,
         format!("Baseline: {bm:.3}, New: {nm:.3}"),
-    );
+    )?;
     push(
         "rating_std",
-        rel(ns, bs),
+        shift.std_rel,
         t.rating_std,
         format!("Baseline: {bs:.3}, New: {ns:.3}"),
-    );
+    )?;
     if let Some(ks) = stats::ks_2samp_counts(&base_counts, &new_counts) {
         push(
             "rating_distribution_ks",
             ks.statistic,
             t.rating_distribution_ks,
             format!("KS test p-value: {}", fmt_p(ks.pvalue)),
-        );
+        )?;
     }
-    if let Some(psi) = stats::psi(&base_counts, &new_counts, 1e-4) {
-        let level = if psi > t.rating_psi {
-            "significant shift"
-        } else if psi > 0.1 {
-            "moderate shift (warn above 0.1)"
-        } else {
-            "stable"
-        };
+    // The same statistics against thresholds calibrated on the history:
+    // these ask for a retrain.
+    let (th, how) = calibrated(t.rating_mean, cal.map(|c| c.rating_mean));
+    push(
+        "rating_mean_calibrated",
+        shift.mean_rel,
+        th,
+        format!("relative change of the mean, Baseline: {bm:.3}, New: {nm:.3}; {how}"),
+    )?;
+    let (th, how) = calibrated(t.rating_std, cal.map(|c| c.rating_std));
+    push(
+        "rating_std_calibrated",
+        shift.std_rel,
+        th,
+        format!("relative change of the standard deviation, Baseline: {bs:.3}, New: {ns:.3}; {how}"),
+    )?;
+    let (th, how) = calibrated(
+        t.rating_distribution_ks,
+        cal.map(|c| c.rating_distribution_ks),
+    );
+    push(
+        "rating_distribution_ks_calibrated",
+        shift.ks,
+        th,
+        format!("KS statistic D (an effect size; its p-value only says n is large); {how}"),
+    )?;
+    if let Some(psi) = shift.psi {
+        let (th, how) = calibrated(t.rating_psi, cal.map(|c| c.rating_psi));
         push(
             "rating_psi",
             psi,
-            t.rating_psi,
-            format!("PSI over 10 rating levels: {level}"),
-        );
+            th,
+            format!("PSI over 10 rating levels (0.1 is the customary warning); {how}"),
+        )?;
     }
     if let Some(chi) = stats::chi2_homogeneity(&base_counts, &new_counts) {
         let critical = chi2_critical(chi.dof, t.rating_chi2_alpha);
@@ -228,96 +558,54 @@ pub fn compute(
             chi.statistic,
             critical,
             format!(
-                "Chi-square p-value: {}, dof {} (threshold is the critical value at p = {})",
+                "Chi-square p-value: {}, dof {} (threshold is the critical value at p = {}; with \
+                 thousands of ratings any shift is significant, so this test informs only)",
                 fmt_p(chi.pvalue),
                 chi.dof,
                 t.rating_chi2_alpha
             ),
-        );
+        )?;
     }
-
-    // Genre mix: each rating counts once for every genre of its movie.
-    // Ratings are counted per movie first and the counts spread over each
-    // movie's genres afterwards, so the per-rating work is one array
-    // increment rather than string hashing (830k ratings: ~300 ms -> ~10 ms).
-    let mut genre_index: HashMap<&str, usize> = HashMap::new();
-    let genres_of: Vec<Vec<usize>> = movies
-        .iter()
-        .map(|m| {
-            m.genre_list()
-                .map(|g| {
-                    let n = genre_index.len();
-                    *genre_index.entry(g).or_insert(n)
-                })
-                .collect()
-        })
-        .collect();
-    let slots = IdIndex::new(movies.iter().map(|m| m.movie_id));
-    let mix = |rs: &[Rating]| {
-        let mut per_movie = vec![0u64; movies.len()];
-        for r in rs {
-            if let Some(i) = slots.get(r.movie_id) {
-                per_movie[i] += 1;
-            }
-        }
-        let mut v = vec![0.0f64; genre_index.len()];
-        for (c, gs) in per_movie.iter().zip(&genres_of) {
-            for &g in gs {
-                v[g] += *c as f64;
-            }
-        }
-        v
-    };
-    let (bg, ng) = (mix(baseline), mix(new));
-    if let Some(js) = stats::jensen_shannon(&bg, &ng) {
-        let mut names: Vec<(&str, usize)> = genre_index.iter().map(|(g, i)| (*g, *i)).collect();
-        names.sort_by_key(|(_, i)| *i);
+    if let Some(js) = shift.js {
         let (bt, nt): (f64, f64) = (bg.iter().sum(), ng.iter().sum());
-        let biggest = names
+        let biggest = genres
+            .names
             .iter()
+            .enumerate()
             .filter(|_| bt > 0.0 && nt > 0.0)
-            .map(|(g, i)| (*g, ng[*i] / nt - bg[*i] / bt))
+            .map(|(i, g)| (g.as_str(), ng[i] / nt - bg[i] / bt))
             .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
         let detail = biggest
             .map(|(g, d)| format!("; largest change: {g} {:+.1} points", d * 100.0))
             .unwrap_or_default();
+        let (th, how) = calibrated(t.genre_mix_js, cal.map(|c| c.genre_mix_js));
         push(
             "genre_mix_js",
             js,
-            t.genre_mix_js,
-            format!("Jensen-Shannon distance (base 2) of genre shares{detail}"),
-        );
+            th,
+            format!("Jensen-Shannon distance (base 2) of genre shares{detail}; {how}"),
+        )?;
     }
-
-    let base_users = IdIndex::new(baseline.iter().map(|r| r.user_id));
-    let base_movies = IdIndex::new(baseline.iter().map(|r| r.movie_id));
-    let n = new.len() as f64;
-    let unseen_u = new
-        .iter()
-        .filter(|r| base_users.get(r.user_id).is_none())
-        .count();
-    let unseen_m = new
-        .iter()
-        .filter(|r| base_movies.get(r.movie_id).is_none())
-        .count();
     push(
         "unseen_users_share",
         unseen_u as f64 / n,
         t.unseen_users_share,
         format!(
-            "{unseen_u} of {} new ratings are by users not in training",
+            "{unseen_u} of {} new ratings are by users not in training (new users arrive in a \
+             living deployment: this test informs only)",
             new.len()
         ),
-    );
+    )?;
+    let (th, how) = calibrated(t.unseen_movies_share, cal.map(|c| c.unseen_movies_share));
     push(
         "unseen_movies_share",
-        unseen_m as f64 / n,
-        t.unseen_movies_share,
+        shift.unseen_movies,
+        th,
         format!(
-            "{unseen_m} of {} new ratings are for movies not in training",
+            "{unseen_m} of {} new ratings are for movies not in training; {how}",
             new.len()
         ),
-    );
+    )?;
 
     if let Some((version, model, test_rmse)) = champion {
         let sse: f64 = new
@@ -338,9 +626,9 @@ pub fn compute(
             },
             t.performance_rmse,
             format!("Champion {version}: test RMSE {test_rmse:.3}, buffer RMSE {buffer_rmse:.3}"),
-        );
+        )?;
     }
-    out
+    Ok(out)
 }
 
 /// Position of each id in the order first seen, as a dense table when the
@@ -464,7 +752,7 @@ mod tests {
                 r(1 + shift, 3 + shift),
                 r(4 + shift, 3 + shift),
             ];
-            let a = compute(&base, &new, &movies, None, &Thresholds::default());
+            let a = compute(&base, &new, &movies, None, &Thresholds::default()).unwrap();
             let js = score(&a, "genre_mix_js");
             assert!(
                 (js - 0.4560534395133295).abs() < 1e-12,

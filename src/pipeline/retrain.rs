@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use super::drift_check::triggers_retraining;
 use super::lease::{PipelineLease, DEFAULT_LEASE};
 
 use crate::eval::EvalOptions;
@@ -108,7 +109,8 @@ impl Verdict {
     }
 }
 
-/// The spec's check (any alert triggered within the window), less the alerts
+/// The spec's check (any alert triggered within the window, of the tests
+/// that ask for a retrain: see [`triggers_retraining`]), less the alerts
 /// a retrain has already acted on: a retrain records in its notes
 /// ([`RunNotes::alerts_through`]) the newest alert id when it started, and alerts up to
 /// that id were computed on data it trained on and merged. Ids, not times,
@@ -118,7 +120,7 @@ pub fn retraining_verdict(store: &mut dyn Store, window_secs: i64) -> Result<Ver
     let triggered: Vec<DriftAlert> = store
         .drift_alerts(Some(window_secs))?
         .into_iter()
-        .filter(|a| a.alert_triggered)
+        .filter(|a| a.alert_triggered && triggers_retraining(&a.feature_name))
         .collect();
     if triggered.is_empty() {
         return Ok(Verdict::default());
