@@ -19,10 +19,18 @@ use crate::store::MovieStats;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ColdStart {
-    /// The movies rated most among the latest `window` ratings known.
-    Trending { window: u64 },
-    /// The movies rated most, all time.
-    MostRated,
+    /// The movies rated most among the latest `window` ratings known
+    /// (`liked`: counting only those of [`LIKED`] stars or more).
+    Trending {
+        window: u64,
+        #[serde(default)]
+        liked: bool,
+    },
+    /// The movies rated most, all time (`liked`: as above).
+    MostRated {
+        #[serde(default)]
+        liked: bool,
+    },
     /// The highest damped mean rating among movies with at least
     /// [`POPULAR_MIN_COUNT`] train ratings (what CineMatch served before
     /// it chose on evidence).
@@ -32,9 +40,35 @@ pub enum ColdStart {
 impl fmt::Display for ColdStart {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ColdStart::Trending { window } => write!(f, "trending (last {window} ratings)"),
-            ColdStart::MostRated => f.write_str("most-rated"),
+            ColdStart::Trending { window, liked } => write!(
+                f,
+                "trending (the latest {window} ratings{})",
+                if *liked { ", 4 stars or more" } else { "" }
+            ),
+            ColdStart::MostRated { liked } => write!(
+                f,
+                "most-rated{}",
+                if *liked { " (4 stars or more)" } else { "" }
+            ),
             ColdStart::TopRated => f.write_str("top-rated (damped mean)"),
+        }
+    }
+}
+
+/// What a rating must be to count for the `liked` lists: what evaluation
+/// and the backtest call relevant, so the list ranks movies by how many
+/// people recently rated them that well.
+pub const LIKED: f32 = 4.0;
+
+impl ColdStart {
+    /// The ratings a list counts: the latest `window` (or all), and of
+    /// those the liked ones when it says so.
+    pub fn counts(self) -> Option<(Option<u64>, Option<f32>)> {
+        let liked = |l: bool| l.then_some(LIKED);
+        match self {
+            ColdStart::Trending { window, liked: l } => Some((Some(window), liked(l))),
+            ColdStart::MostRated { liked: l } => Some((None, liked(l))),
+            ColdStart::TopRated => None,
         }
     }
 }

@@ -184,7 +184,10 @@ fn run_locked(
                     format!(" (informational alerts: {})", info.join(", "))
                 };
                 let detail = if fired.is_empty() {
-                    format!("{} tests, no drift that asks for a retrain{noted}", report.alerts.len())
+                    format!(
+                        "{} tests, no drift that asks for a retrain{noted}",
+                        report.alerts.len()
+                    )
                 } else {
                     format!("drift in {}{noted}", fired.join(", "))
                 };

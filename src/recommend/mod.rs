@@ -741,10 +741,9 @@ pub fn cold_start_list(
     kind: ColdStart,
     stats: &[MovieStats],
 ) -> Result<Vec<(i32, f64)>> {
-    Ok(match kind {
-        ColdStart::Trending { window } => by_count(&store.movie_counts(Some(window))?),
-        ColdStart::MostRated => by_count(&store.movie_counts(None)?),
-        ColdStart::TopRated => popularity(stats),
+    Ok(match kind.counts() {
+        Some((latest, min_stars)) => by_count(&store.movie_counts(latest, min_stars)?),
+        None => popularity(stats),
     })
 }
 

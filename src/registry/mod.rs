@@ -210,7 +210,7 @@ pub fn serving_cold_start(store: &mut dyn Store, version: &str) -> Result<ColdSt
         .find(|r| r.model_version == version)
         .and_then(|r| RunNotes::parse(r.notes.as_deref()))
         .and_then(|n| n.cold_start)
-        .map_or(ColdStart::MostRated, |c| c.chosen))
+        .map_or(ColdStart::MostRated { liked: false }, |c| c.chosen))
 }
 
 /// The champion's version and its run, if there is a champion.

@@ -383,11 +383,15 @@ pub trait Store: Send {
 
     /// How many ratings each movie has among the `latest` newest ratings
     /// the store knows (`ratings`, both splits, and `ratings_buffer`), or
-    /// among all of them with `None`, by movieId. Newest means by
-    /// timestamp, ties broken by userId then movieId, so both backends
-    /// count the same rows: the cold-start lists (most-rated, trending)
-    /// and the popularity the niche re-ranking discounts.
-    fn movie_counts(&mut self, latest: Option<u64>) -> Result<Vec<(i32, i64)>>;
+    /// among all of them with `None`, counting only ratings of at least
+    /// `min_stars` when given, by movieId. Newest means by timestamp, ties
+    /// broken by userId then movieId, so both backends count the same rows:
+    /// the cold-start lists (most-rated, trending).
+    fn movie_counts(
+        &mut self,
+        latest: Option<u64>,
+        min_stars: Option<f32>,
+    ) -> Result<Vec<(i32, i64)>>;
 
     /// The ids of every movie, for referential checks of new ratings.
     fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>>;

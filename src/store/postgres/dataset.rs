@@ -201,18 +201,24 @@ pub(super) fn movie_stats(store: &mut PgStore) -> Result<Vec<MovieStats>> {
         .collect())
 }
 
-pub(super) fn movie_counts(store: &mut PgStore, latest: Option<u64>) -> Result<Vec<(i32, i64)>> {
+pub(super) fn movie_counts(
+    store: &mut PgStore,
+    latest: Option<u64>,
+    min_stars: Option<f32>,
+) -> Result<Vec<(i32, i64)>> {
     // LIMIT NULL is no limit.
     let limit: Option<i64> = latest.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let min = f64::from(min_stars.unwrap_or(f32::MIN));
     let rows = store.client.query(
         "SELECT movieid, COUNT(*) FROM (
-           SELECT movieid FROM (
-             SELECT userid, movieid, timestamp FROM ratings
+           SELECT movieid, rating FROM (
+             SELECT userid, movieid, rating, timestamp FROM ratings
              UNION ALL
-             SELECT userid, movieid, timestamp FROM ratings_buffer) known
+             SELECT userid, movieid, rating, timestamp FROM ratings_buffer) known
            ORDER BY timestamp DESC, userid, movieid LIMIT $1) latest
+         WHERE rating >= $2
          GROUP BY movieid ORDER BY movieid",
-        &[&limit],
+        &[&limit, &min],
     )?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

@@ -204,20 +204,25 @@ pub(super) fn movie_stats(store: &mut SqliteStore) -> Result<Vec<MovieStats>> {
 pub(super) fn movie_counts(
     store: &mut SqliteStore,
     latest: Option<u64>,
+    min_stars: Option<f32>,
 ) -> Result<Vec<(i32, i64)>> {
     // SQLite's LIMIT -1 means no limit.
     let limit = latest.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
     let mut stmt = store.conn.prepare(
         "SELECT movieId, COUNT(*) FROM (
-           SELECT movieId FROM (
-             SELECT userId, movieId, timestamp FROM ratings
+           SELECT movieId, rating FROM (
+             SELECT userId, movieId, rating, timestamp FROM ratings
              UNION ALL
-             SELECT userId, movieId, timestamp FROM ratings_buffer)
+             SELECT userId, movieId, rating, timestamp FROM ratings_buffer)
            ORDER BY timestamp DESC, userId, movieId LIMIT ?1)
+         WHERE rating >= ?2
          GROUP BY movieId ORDER BY movieId",
     )?;
+    let min = f64::from(min_stars.unwrap_or(f32::MIN));
     let rows = stmt
-        .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(rusqlite::params![limit, min], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

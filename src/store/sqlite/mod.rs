@@ -151,8 +151,12 @@ impl Store for SqliteStore {
         dataset::movie_stats(self)
     }
 
-    fn movie_counts(&mut self, latest: Option<u64>) -> Result<Vec<(i32, i64)>> {
-        dataset::movie_counts(self, latest)
+    fn movie_counts(
+        &mut self,
+        latest: Option<u64>,
+        min_stars: Option<f32>,
+    ) -> Result<Vec<(i32, i64)>> {
+        dataset::movie_counts(self, latest, min_stars)
     }
 
     fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>> {
