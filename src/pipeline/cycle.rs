@@ -193,6 +193,7 @@ fn run_locked(
                 store,
                 "drift detected by the pipeline",
                 &opts.retrain,
+                lease,
                 progress,
             ) {
                 Ok(outcome) => {

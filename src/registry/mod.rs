@@ -18,7 +18,9 @@ pub use objective::{GateDecision, Objective};
 use crate::eval::{self, EvalOptions, EvalReport};
 use crate::models::{self, Hyperparams, Model};
 use crate::progress::Progress;
-use crate::store::{ArtifactBlob, ModelEvaluation, ModelRun, NewModelRun, RunCommit, Store};
+use crate::store::{
+    ArtifactBlob, BufferSnapshot, ModelEvaluation, ModelRun, NewModelRun, RunCommit, Store,
+};
 use crate::tracking::{self, MlflowConfig, MlflowMetrics, MlflowParams, RunStatus, RunTracker};
 use crate::types::{Rating, Split};
 use crate::{Error, Result};
@@ -76,6 +78,9 @@ pub struct Trained {
     pub data_size: usize,
     pub train_seconds: f64,
     pub eval_seconds: f64,
+    /// The buffer as it was read for training (when included), without its
+    /// ratings: its batches and the bound a merge of exactly those rows needs.
+    pub buffer: Option<BufferSnapshot>,
 }
 
 /// A finished, recorded training run.
@@ -134,14 +139,14 @@ pub fn fit_and_evaluate(
 ) -> Result<Trained> {
     opts.params.validate()?;
     let mut train = store.ratings(Split::Train)?;
-    let buffered = if opts.include_buffer {
-        let b = store.buffer_ratings(None)?;
-        let n = b.len();
-        train.extend(b);
-        n
+    let buffer = if opts.include_buffer {
+        let mut b = store.buffer_snapshot()?;
+        train.append(&mut b.ratings);
+        Some(b)
     } else {
-        0
+        None
     };
+    let buffered = buffer.as_ref().map_or(0, |b| b.bound.rows);
     if train.is_empty() {
         return Err(Error::NotFound(
             "there are no training ratings: load a dataset first".into(),
@@ -159,7 +164,7 @@ pub fn fit_and_evaluate(
     notes.train_seconds = Some(round3(train_seconds));
     notes.eval_seconds = Some(round3(eval_seconds));
     notes.train_ratings = Some(train.len() as u64);
-    notes.buffer_ratings = Some(buffered as u64);
+    notes.buffer_ratings = Some(buffered);
     notes.test_ratings = Some(test.len() as u64);
     Ok(Trained {
         model,
@@ -168,6 +173,7 @@ pub fn fit_and_evaluate(
         data_size: train.len(),
         train_seconds,
         eval_seconds,
+        buffer,
     })
 }
 

@@ -155,8 +155,71 @@ pub struct RunCommit {
     /// caller can record the run unpromoted and say why. How the caller
     /// decided the run is better does not matter here.
     pub promote_if_champion_is: Option<Option<String>>,
-    /// Move the buffer into `ratings` as train data (the retrain's merge).
-    pub merge_buffer: bool,
+    /// Move the buffered ratings this bound names into `ratings` as train
+    /// data (the retrain's merge): exactly the rows a retrain read and
+    /// trained on ([`Store::buffer_snapshot`]). Rows that arrived since stay
+    /// buffered; if the bound no longer names exactly the rows it was read
+    /// with (a `buffer clear` or `buffer merge` meanwhile), nothing at all is
+    /// written and the commit fails with [`Error::Conflict`].
+    pub merge_buffer: Option<BufferBound>,
+    /// Commit only while this holder still holds this lease, checked inside
+    /// the transaction: a retrain that lost the pipeline lease (not renewed
+    /// in time, taken over) must not merge or promote. [`Error::Busy`]
+    /// otherwise, with nothing written.
+    pub lease: Option<LeaseHold>,
+}
+
+/// A lease a commit requires (see [`RunCommit::lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHold {
+    pub name: String,
+    pub holder: String,
+}
+
+/// Names the rows of one read of `ratings_buffer` ([`Store::buffer_snapshot`]):
+/// those stamped (`ingested_at`) at or before `through`, or never stamped
+/// (rows other tools wrote), `rows` of them. Writers stamp their rows after
+/// taking the buffer's write lock and the read waits for writers in flight,
+/// so every row stamped at or before `through` was committed before the
+/// read, and every later row is stamped after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferBound {
+    pub through: chrono::NaiveDateTime,
+    pub rows: u64,
+}
+
+/// The buffer as a retrain trains on it: the ratings, the batches they came
+/// from, and the bound that names exactly these rows for the merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferSnapshot {
+    /// By timestamp.
+    pub ratings: Vec<Rating>,
+    /// Distinct batch ids of those rows, sorted (`(no batch id)` for NULL).
+    pub batches: Vec<String>,
+    pub bound: BufferBound,
+}
+
+/// How a buffered row without a batch id (written by other tools) is named.
+pub const NO_BATCH_ID: &str = "(no batch id)";
+
+/// The refusal of a merge whose bound no longer names the rows it was read
+/// with.
+pub(crate) fn buffer_changed(bound: &BufferBound, found: u64) -> Error {
+    Error::Conflict(format!(
+        "the buffer changed while this retrain trained: it read {} buffered ratings, but {found} \
+         of them were still there to merge (a `buffer clear` or `buffer merge` ran meanwhile); \
+         nothing was recorded, merged or promoted: run it again",
+        bound.rows
+    ))
+}
+
+/// The refusal of a commit by a process that no longer holds its lease.
+pub(crate) fn lease_lost(hold: &LeaseHold) -> Error {
+    Error::Busy(format!(
+        "this process no longer holds the {} lease (it was not renewed in time and another \
+         process took it over); nothing was recorded, merged or promoted",
+        hold.name
+    ))
 }
 
 /// A serialized model as the registry keeps it.
@@ -353,6 +416,11 @@ pub trait Store: Send {
 
     /// Ratings waiting in `ratings_buffer` (one batch, or all), by timestamp.
     fn buffer_ratings(&mut self, batch_id: Option<&str>) -> Result<Vec<Rating>>;
+
+    /// The whole buffer with the bound that names exactly the rows read, so
+    /// a retrain merges what it trained on and nothing that arrived while it
+    /// trained (see [`BufferBound`]). Waits for writes in flight to commit.
+    fn buffer_snapshot(&mut self) -> Result<BufferSnapshot>;
 
     /// The movies with these ids (unknown ids are simply absent), by movieId.
     fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>>;

@@ -24,9 +24,9 @@ pub use search::{search_sql, SearchParam, TITLE_TSVECTOR};
 use postgres::Client;
 
 use super::{
-    ArtifactBlob, Backend, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease, LeaseGrant,
-    LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
-    RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
+    ArtifactBlob, Backend, BufferSnapshot, DataChange, DriftAlert, IdempotentWrite, Ingestion,
+    Lease, LeaseGrant, LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
+    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, PipelineStatus, Rating, Split};
@@ -108,6 +108,10 @@ impl Store for PgStore {
 
     fn buffer_ratings(&mut self, batch_id: Option<&str>) -> Result<Vec<Rating>> {
         dataset::buffer_ratings(self, batch_id)
+    }
+
+    fn buffer_snapshot(&mut self) -> Result<BufferSnapshot> {
+        ingestion::buffer_snapshot(self)
     }
 
     fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>> {

@@ -3,11 +3,11 @@
 
 use rusqlite::{params, Transaction};
 
-use super::changes::{claim_key, record_change, stamp};
+use super::changes::{claim_key, record_change, stamp, stamp_text};
 use super::rows::parse_ts;
 use super::SqliteStore;
 use super::NOW;
-use crate::store::{ChangeKind, IdempotentWrite, Ingestion};
+use crate::store::{BufferBound, BufferSnapshot, ChangeKind, IdempotentWrite, Ingestion};
 use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
 
@@ -261,13 +261,46 @@ pub(super) fn buffer_counts(store: &mut SqliteStore) -> Result<Vec<(Option<Strin
     Ok(rows)
 }
 
+/// The bound is taken under the write lock (BEGIN IMMEDIATE waits for the
+/// writer in flight to commit), and writers stamp their rows under it too,
+/// so rows stamped up to the bound are exactly those committed before it.
+pub(super) fn buffer_snapshot(store: &mut SqliteStore) -> Result<BufferSnapshot> {
+    let tx = store
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let through = chrono::Utc::now().naive_utc();
+    tx.commit()?;
+    let mut stmt = store.conn.prepare(
+        "SELECT userId, movieId, rating, timestamp, batch_id FROM ratings_buffer
+          WHERE ingested_at <= ?1 OR ingested_at IS NULL ORDER BY timestamp",
+    )?;
+    let mut ratings = Vec::new();
+    let mut batches = std::collections::BTreeSet::new();
+    let mut rows = stmt.query([stamp_text(through)])?;
+    while let Some(r) = rows.next()? {
+        ratings.push(super::rows::rating_row(r)?);
+        batches.insert(
+            r.get::<_, Option<String>>(4)?
+                .unwrap_or_else(|| crate::store::NO_BATCH_ID.into()),
+        );
+    }
+    Ok(BufferSnapshot {
+        bound: BufferBound {
+            through,
+            rows: ratings.len() as u64,
+        },
+        ratings,
+        batches: batches.into_iter().collect(),
+    })
+}
+
 pub(super) fn merge_buffer(store: &mut SqliteStore) -> Result<u64> {
     // One writer at a time in SQLite: between BEGIN IMMEDIATE and COMMIT
     // nobody can add to the buffer, so copy-then-delete moves exactly once.
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let moved = merge_buffer_in(&tx)?;
+    let moved = merge_buffer_in(&tx, None)?;
     crate::failpoint::hit("merge:before_commit");
     tx.commit()?;
     Ok(moved)
@@ -302,21 +335,32 @@ pub(super) fn clear_batch(store: &mut SqliteStore, batch_id: &str) -> Result<u64
 
 /// The spec's "option 2" merge inside an IMMEDIATE transaction: SQLite has
 /// one writer at a time, so nothing can enter the buffer between the copy and
-/// the delete and each rating moves exactly once.
-pub(super) fn merge_buffer_in(tx: &Transaction<'_>) -> Result<u64> {
+/// the delete and each rating moves exactly once. With a bound, only the
+/// rows it names (a retrain's read of the buffer), and only if they are all
+/// still there and nothing else is.
+pub(super) fn merge_buffer_in(tx: &Transaction<'_>, bound: Option<&BufferBound>) -> Result<u64> {
+    let through = bound.map(|b| stamp_text(b.through));
+    let which = "?1 IS NULL OR ingested_at <= ?1 OR ingested_at IS NULL";
     let moved = tx.execute(
         &format!(
             "INSERT INTO ratings (userId, movieId, rating, timestamp, data_split, loaded_at)
-             SELECT userId, movieId, rating, timestamp, 'train', {NOW} FROM ratings_buffer"
+             SELECT userId, movieId, rating, timestamp, 'train', {NOW} FROM ratings_buffer
+              WHERE {which}"
         ),
-        [],
+        [&through],
     )?;
     crate::failpoint::hit("merge:after_insert_before_delete");
-    let deleted = tx.execute("DELETE FROM ratings_buffer", [])?;
+    let deleted = tx.execute(
+        &format!("DELETE FROM ratings_buffer WHERE {which}"),
+        [&through],
+    )?;
     if moved != deleted {
         return Err(Error::Conflict(format!(
             "buffer changed during the merge ({moved} copied, {deleted} deleted); nothing was merged"
         )));
+    }
+    if let Some(b) = bound.filter(|b| b.rows != moved as u64) {
+        return Err(crate::store::buffer_changed(b, moved as u64));
     }
     if moved > 0 {
         record_change(tx, ChangeKind::Merge, None, None, moved as u64)?;

@@ -26,9 +26,9 @@ mod search;
 use rusqlite::Connection;
 
 use super::{
-    ArtifactBlob, Backend, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease, LeaseGrant,
-    LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun, Promotion,
-    RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
+    ArtifactBlob, Backend, BufferSnapshot, DataChange, DriftAlert, IdempotentWrite, Ingestion,
+    Lease, LeaseGrant, LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
+    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, PipelineStatus, Rating, Split};
@@ -136,6 +136,10 @@ impl Store for SqliteStore {
 
     fn buffer_ratings(&mut self, batch_id: Option<&str>) -> Result<Vec<Rating>> {
         dataset::buffer_ratings(self, batch_id)
+    }
+
+    fn buffer_snapshot(&mut self) -> Result<BufferSnapshot> {
+        ingestion::buffer_snapshot(self)
     }
 
     fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>> {
