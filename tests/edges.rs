@@ -3,6 +3,8 @@
 //! it lost its lease.
 
 mod common;
+#[path = "browser/support.rs"]
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -215,7 +217,221 @@ fn a_retrain_that_lost_its_lease_commits_nothing(db: TestDb) {
     assert_eq!(s.buffer_ratings(None).unwrap().len(), 5, "nothing merged");
 }
 
+// --- items 2, 3 and 8: what the scheduler takes from its inbox -------------------
+
+/// `cinematch scheduler --once` on `inbox`: (exit code, stdout + stderr).
+fn scheduler_once(db: &TestDb, inbox: &std::path::Path) -> (i32, String) {
+    let out = cinematch(
+        db.url(),
+        &[
+            "scheduler",
+            "--inbox",
+            inbox.to_str().unwrap(),
+            "--once",
+            "--settle-ms",
+            "20",
+            "--attempts",
+            "1",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn ingestion_row(s: &mut dyn Store, batch: &str) -> Option<cinematch::store::Ingestion> {
+    s.ingestions()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.batch_id == batch)
+}
+
+/// The newest failed pipeline run's steps for a batch.
+fn failed_run(s: &mut dyn Store, batch: &str) -> String {
+    s.pipeline_runs()
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.batch_id.as_deref() == Some(batch) && r.status == cinematch::PipelineStatus::Failed
+        })
+        .max_by_key(|r| r.id)
+        .and_then(|r| r.steps)
+        .unwrap_or_else(|| panic!("no failed pipeline run for {batch}"))
+}
+
+const WEEK1_CSV: &str =
+    "userId,movieId,rating,timestamp\n2001,1,4.0,1700000001\n2001,2,3.5,1700000002\n";
+const WEEK1_TSV: &str = "2002\t1\t4\t1700000003\n2002\t2\t3\t1700000004\n2002\t3\t5\t1700000005\n";
+
+/// Two files with one stem (`week1.csv`, 2 ratings; `week1.tsv`, 3) are
+/// both refused, with an error row naming them, a non-zero exit and the
+/// files left in place; once one is removed the other is taken, and its
+/// name, size and SHA-256 are recorded. The same name delivered again with
+/// other content (a corrected file) is refused the same way, never
+/// skipped; the same content again is nothing to do. A file named like the
+/// API's daily batch is refused: that prefix is reserved.
+fn inbox_collisions_and_changed_files_are_errors(db: TestDb) {
+    let mut s = seeded(&db);
+    let inbox = tempfile::tempdir().unwrap();
+    let csv = inbox.path().join("week1.csv");
+    let tsv = inbox.path().join("week1.tsv");
+    std::fs::write(&csv, WEEK1_CSV).unwrap();
+    std::fs::write(&tsv, WEEK1_TSV).unwrap();
+    std::fs::write(inbox.path().join("api_2025-01-06.csv"), WEEK1_CSV).unwrap();
+
+    let stored_before = stored(s.as_mut());
+    let (code, out) = scheduler_once(&db, inbox.path());
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(stored(s.as_mut()), stored_before, "{out}");
+    assert!(csv.exists() && tsv.exists(), "files left in place");
+    let steps = failed_run(s.as_mut(), "week1");
+    assert!(
+        steps.contains("week1.csv") && steps.contains("week1.tsv"),
+        "{steps}"
+    );
+    let row = ingestion_row(s.as_mut(), "week1").expect("an error row");
+    assert_eq!(row.status, Some(cinematch::IngestionStatus::Failed));
+    assert!(failed_run(s.as_mut(), "api_2025-01-06").contains("reserved"));
+    assert_eq!(
+        ingestion_row(s.as_mut(), "api_2025-01-06").unwrap().status,
+        Some(cinematch::IngestionStatus::Failed)
+    );
+    std::fs::remove_file(inbox.path().join("api_2025-01-06.csv")).unwrap();
+
+    std::fs::remove_file(&tsv).unwrap();
+    let (code, out) = scheduler_once(&db, inbox.path());
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(stored(s.as_mut()), stored_before + 2);
+    let row = ingestion_row(s.as_mut(), "week1").unwrap();
+    assert_eq!(row.status, Some(cinematch::IngestionStatus::Completed));
+    let notes = row.notes.unwrap();
+    let sha = sha256_hex(WEEK1_CSV.as_bytes());
+    assert!(
+        notes.contains(&format!(
+            "week1.csv ({} bytes, sha256 {sha})",
+            WEEK1_CSV.len()
+        )),
+        "{notes}"
+    );
+    assert!(!notes.contains(inbox.path().to_str().unwrap()), "{notes}");
+
+    // A corrected file under the same name: an error, not a skip.
+    let corrected = format!("{WEEK1_CSV}2001,3,2.0,1700000006\n");
+    std::fs::write(&csv, &corrected).unwrap();
+    let (code, out) = scheduler_once(&db, inbox.path());
+    assert_ne!(code, 0, "{out}");
+    let steps = failed_run(s.as_mut(), "week1");
+    assert!(
+        steps.contains(&sha) && steps.contains(&sha256_hex(corrected.as_bytes())),
+        "{steps}"
+    );
+    assert_eq!(stored(s.as_mut()), stored_before + 2);
+    assert_eq!(
+        ingestion_row(s.as_mut(), "week1").unwrap().status,
+        Some(cinematch::IngestionStatus::Completed),
+        "the completed batch is untouched"
+    );
+
+    // The same content again: nothing to do.
+    std::fs::write(&csv, WEEK1_CSV).unwrap();
+    let runs = s.pipeline_runs().unwrap().len();
+    let (code, out) = scheduler_once(&db, inbox.path());
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(s.pipeline_runs().unwrap().len(), runs);
+
+    // `ingest` by hand under the API's prefix is refused too.
+    let out = cinematch(
+        db.url(),
+        &[
+            "ingest",
+            csv.to_str().unwrap(),
+            "--batch-id",
+            "api_2025-01-07",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+}
+
+/// Every rating stored: both splits and the buffer.
+fn stored(s: &mut dyn Store) -> usize {
+    s.ratings(cinematch::Split::Train).unwrap().len()
+        + s.ratings(cinematch::Split::Test).unwrap().len()
+        + s.buffer_ratings(None).unwrap().len()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    cinematch::pipeline::ingest::request_hash(bytes)
+}
+
+/// The repro: a mode-600 credentials file linked into the inbox as
+/// `w9.csv`, and a regular file whose header line is a secret. The link is
+/// refused without being read; the bad file's audit row says what is wrong
+/// and where (name, line), never the line, nor the inbox's full path. With a
+/// read token, `/api/ingestions` needs it and the dashboard shows no notes.
+fn inbox_links_and_bad_files_publish_nothing(db: TestDb) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut s = seeded(&db);
+    let secrets = tempfile::tempdir().unwrap();
+    let creds = secrets.path().join("credentials");
+    std::fs::write(&creds, "AWS_SECRET=hunter2-linked-credential\nmore\n").unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&creds, inbox.path().join("w9.csv")).unwrap();
+    std::fs::write(
+        inbox.path().join("w8.csv"),
+        "DB_PASSWORD=swordfish-in-a-header,x,y,z\n1,1,4.0,1700000000\n",
+    )
+    .unwrap();
+
+    let (code, out) = scheduler_once(&db, inbox.path());
+    assert_ne!(code, 0, "{out}");
+    let w9 = ingestion_row(s.as_mut(), "w9").expect("an error row for the link");
+    assert_eq!(w9.status, Some(cinematch::IngestionStatus::Failed));
+    assert!(w9.notes.unwrap().contains("symbolic link"));
+    let w8 = ingestion_row(s.as_mut(), "w8").expect("an error row for the bad file");
+    let notes = w8.notes.unwrap();
+    assert!(notes.contains("w8.csv:1"), "{notes}");
+    assert!(!notes.contains(inbox.path().to_str().unwrap()), "{notes}");
+
+    const READ: &str = "edges-read-token";
+    let server = support::TestServer::start(db.url(), |c| c.read_token = Some(READ.into()));
+    server.wait_until("the server answers", Duration::from_secs(60), |s| {
+        s.get("/healthz").status == 200
+    });
+    let open = server.get("/api/ingestions");
+    assert_eq!(open.status, 401, "{}", open.text());
+    let auth = format!("Bearer {READ}");
+    let with = support::http(
+        server.addr,
+        "GET",
+        "/api/ingestions",
+        &[("Authorization", auth.as_str())],
+        b"",
+    );
+    assert_eq!(with.status, 200, "{}", with.text());
+    let page = server.get("/");
+    for text in [with.text(), page.text()] {
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("swordfish"), "{text}");
+        assert!(!text.contains(inbox.path().to_str().unwrap()), "{text}");
+    }
+    assert!(
+        !page.text().contains("w8.csv:1"),
+        "no notes on a page anyone may load"
+    );
+}
+
 on_both_backends!(
     a_retrain_merges_only_the_ratings_it_trained_on,
     a_retrain_that_lost_its_lease_commits_nothing,
+    inbox_collisions_and_changed_files_are_errors,
+    inbox_links_and_bad_files_publish_nothing,
 );
