@@ -429,7 +429,78 @@ fn inbox_links_and_bad_files_publish_nothing(db: TestDb) {
     );
 }
 
+// --- item 4: load --replace and the buffer, and the champion it leaves -------------
+
+/// The same 40 x 30 catalogue and ratings as `seed_low_rank`, to load again.
+fn low_rank_dataset(
+    s: &mut dyn Store,
+) -> (Vec<cinematch::Movie>, Vec<Rating>, Vec<cinematch::Split>) {
+    let movies = s.movies().unwrap();
+    let mut ratings = s.ratings(cinematch::Split::Train).unwrap();
+    let n_train = ratings.len();
+    ratings.extend(s.ratings(cinematch::Split::Test).unwrap());
+    let splits = (0..ratings.len())
+        .map(|i| {
+            if i < n_train {
+                cinematch::Split::Train
+            } else {
+                cinematch::Split::Test
+            }
+        })
+        .collect();
+    (movies, ratings, splits)
+}
+
+/// `load --replace` is refused while the buffer holds ratings (they would
+/// be merged into the new dataset), naming `buffer clear`, and nothing
+/// changes. Once the buffer is empty the replace goes through, and the
+/// champion, scored on the replaced dataset, no longer gates: a retrain on
+/// the new one is promoted even against a perfect recorded score, and says
+/// why.
+fn a_replaced_dataset_keeps_neither_buffer_nor_gate(db: TestDb) {
+    let mut s = seeded(&db);
+    let (movies, ratings, splits) = low_rank_dataset(s.as_mut());
+    s.append_to_batch("api_2025-01-06", &ratings_of(1001, 1..=2))
+        .unwrap();
+    let err = s
+        .load_dataset(&movies, &ratings, &splits, true, &Silent)
+        .unwrap_err();
+    assert!(err.to_string().contains("buffer clear"), "{err}");
+    assert_eq!(s.buffer_ratings(None).unwrap().len(), 2, "nothing changed");
+    assert_eq!(stored(s.as_mut()), ratings.len() + 2);
+
+    s.clear_batch("api_2025-01-06").unwrap();
+    s.load_dataset(&movies, &ratings, &splits, true, &Silent)
+        .unwrap();
+    let champion = s.champion().unwrap().unwrap();
+    // A score no run on any dataset can beat.
+    exec(
+        &db,
+        &format!(
+            "UPDATE model_evaluations SET ndcg_at_10 = 1.0, recall_at_10 = 1.0 \
+              WHERE model_version = '{champion}'; \
+             UPDATE model_metrics SET rmse = 0.0, mae = 0.0 WHERE model_version = '{champion}'"
+        ),
+    );
+    let opts = cinematch::pipeline::retrain::RetrainOptions {
+        mlflow: None,
+        ..Default::default()
+    };
+    let outcome = cinematch::pipeline::retrain::retrain(s.as_mut(), &opts, &Silent).unwrap();
+    match outcome {
+        cinematch::pipeline::retrain::RetrainOutcome::Retrained {
+            promoted, decision, ..
+        } => {
+            assert!(promoted, "{decision}");
+            assert!(decision.contains("another dataset"), "{decision}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_ne!(s.champion().unwrap(), Some(champion));
+}
+
 on_both_backends!(
+    a_replaced_dataset_keeps_neither_buffer_nor_gate,
     a_retrain_merges_only_the_ratings_it_trained_on,
     a_retrain_that_lost_its_lease_commits_nothing,
     inbox_collisions_and_changed_files_are_errors,

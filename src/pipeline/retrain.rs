@@ -260,7 +260,7 @@ pub fn retrain_now(
     let (promoted, decision) = match registry::gate(
         opts.objective,
         opts.tolerance,
-        &trained.report,
+        &trained,
         champion_run.as_ref(),
         false,
     ) {

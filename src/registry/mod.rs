@@ -153,6 +153,7 @@ pub fn fit_and_evaluate(
         ));
     }
     let test = store.ratings(Split::Test)?;
+    let dataset = store.dataset_version()?;
     let (model, report, train_seconds, eval_seconds) =
         fit_and_evaluate_on(&opts.params, opts.seed, &train, &test, &opts.eval, progress)?;
     let mut notes = opts.notes.clone();
@@ -166,6 +167,7 @@ pub fn fit_and_evaluate(
     notes.train_ratings = Some(train.len() as u64);
     notes.buffer_ratings = Some(buffered);
     notes.test_ratings = Some(test.len() as u64);
+    notes.dataset = Some(dataset);
     Ok(Trained {
         model,
         report,
@@ -225,16 +227,33 @@ pub fn run_report(run: &ModelRun) -> EvalReport {
 /// (the champion's own configuration on more data) replaces it when not
 /// worse within `tolerance`; a new `train` run only when `strict`ly better,
 /// so training the same thing twice does not churn the champion.
+///
+/// A champion trained and scored on another dataset (one `load --replace`
+/// replaced) does not gate at all: its score came from another test split
+/// and says nothing about a run on this one, so the challenger is promoted
+/// and the reason says so.
 pub fn gate(
     objective: Objective,
     tolerance: f64,
-    challenger: &EvalReport,
+    challenger: &Trained,
     champion: Option<&ModelRun>,
     strict: bool,
 ) -> Option<GateDecision> {
     let champion = champion?;
+    let dataset_of = |n: Option<&RunNotes>| n.and_then(|n| n.dataset).unwrap_or(0);
+    let theirs = dataset_of(RunNotes::parse(champion.notes.as_deref()).as_ref());
+    if theirs != dataset_of(Some(&challenger.notes)) {
+        return Some(GateDecision {
+            promote: true,
+            reason: format!(
+                "the champion {} was trained and scored on another dataset (replaced by \
+                 `load --replace`), so it does not gate a run on this one",
+                champion.model_version
+            ),
+        });
+    }
     let (new, old) = (
-        objective.value(challenger),
+        objective.value(&challenger.report),
         objective.value(&run_report(champion)),
     );
     let mut d = objective.gate(new, old, tolerance);
@@ -273,7 +292,7 @@ pub fn train(
         gate(
             opts.objective,
             opts.tolerance,
-            &trained.report,
+            &trained,
             champion.as_ref(),
             true,
         )

@@ -60,6 +60,11 @@ pub struct RunNotes {
     /// The champion that stayed because it changed while this run trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub champion_changed_to: Option<String>,
+    /// The dataset the run trained and was scored on
+    /// ([`crate::store::Store::dataset_version`]); absent in runs of older
+    /// releases, which count as dataset 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlflow_run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -552,6 +552,13 @@ pub trait Store: Send {
     /// none; it only grows, except through [`Store::reset`].
     fn data_version(&mut self) -> Result<i64>;
 
+    /// Which dataset the store holds: the change version of the load that
+    /// wrote it (kept as `data_versions` row `dataset`), 0 for a dataset
+    /// loaded before this was recorded. Runs record it, so a champion
+    /// trained and scored on a dataset `load --replace` replaced is never
+    /// compared with a run on the new one.
+    fn dataset_version(&mut self) -> Result<i64>;
+
     /// The changes after version `after`, oldest first (those still kept:
     /// see [`CHANGES_KEPT`]).
     fn data_changes(&mut self, after: i64) -> Result<Vec<DataChange>>;
@@ -887,6 +894,17 @@ pub(crate) fn clear_while_ingesting(batch_id: &str) -> Error {
 pub const INTERRUPTED_NOTE: &str = "interrupted: the ingesting process stopped (killed, or lost \
      the database) before the batch completed, so none of its ratings are in ratings_buffer; \
      ingest it again with the same batch id";
+
+/// The refusal of a load while the buffer holds ratings: they belong to
+/// the dataset in place (their movies may be missing from the new one) and
+/// the next retrain would merge them into the new one.
+pub(crate) fn buffer_not_empty(n: i64) -> Error {
+    Error::Conflict(format!(
+        "ratings_buffer holds {n} ratings of the dataset in place; a new dataset would have \
+         the next retrain merge them into it (their movies may not even be in it): delete them \
+         first with `cinematch buffer clear --yes --include-api`, then load"
+    ))
+}
 
 pub(crate) fn batch_not_open(batch_id: &str, status: Option<IngestionStatus>) -> Error {
     Error::Conflict(format!(

@@ -109,6 +109,14 @@ pub(super) fn data_version(store: &mut SqliteStore) -> Result<i64> {
     )?)
 }
 
+pub(super) fn dataset_version(store: &mut SqliteStore) -> Result<i64> {
+    Ok(store.conn.query_row(
+        "SELECT COALESCE((SELECT version FROM data_versions WHERE name = 'dataset'), 0)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 pub(super) fn data_changes(store: &mut SqliteStore, after: i64) -> Result<Vec<DataChange>> {
     let mut stmt = store.conn.prepare(
         "SELECT version, kind, batch_id, row_count FROM data_changes

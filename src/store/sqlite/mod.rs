@@ -251,6 +251,10 @@ impl Store for SqliteStore {
         changes::data_version(self)
     }
 
+    fn dataset_version(&mut self) -> Result<i64> {
+        changes::dataset_version(self)
+    }
+
     fn data_changes(&mut self, after: i64) -> Result<Vec<DataChange>> {
         changes::data_changes(self, after)
     }
