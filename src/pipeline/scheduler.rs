@@ -180,8 +180,13 @@ fn same_content(path: &Path, notes: &str) -> Result<bool> {
 /// run for its batch id and, unless that batch completed before (its row
 /// holds real data), a failed audit row in `ingestion_metadata`.
 fn record_refusal(store: &mut dyn Store, batch_id: &str, reason: &str) -> Result<()> {
-    store.fail_ingestion(batch_id, reason)?;
-    let run = store.start_pipeline_run(Some(batch_id))?;
+    // An id the schema cannot hold (too long, control characters) is named
+    // in the reason only.
+    let storable = ingest::validate_batch_id(batch_id).is_ok();
+    if storable {
+        store.fail_ingestion(batch_id, reason)?;
+    }
+    let run = store.start_pipeline_run(storable.then_some(batch_id))?;
     let steps = serde_json::json!([{
         "name": "ingest", "status": "failed", "detail": reason, "seconds": 0.0
     }]);
@@ -280,7 +285,7 @@ pub fn process_inbox_with(
     let mut store = store::open(&opts.db_url)?;
     let inbox = scan_inbox(store.as_mut(), &opts.inbox)?;
     for (batch_id, reason) in inbox.refused {
-        refuse(store.as_mut(), &mut run, batch_id, reason)?;
+        refuse(store.as_mut(), &mut run, batch_id, reason);
     }
     // A completed batch id delivered again: compared once the file settled.
     for (path, batch_id) in inbox.completed {
@@ -304,7 +309,7 @@ pub fn process_inbox_with(
              not ingested: deliver a corrected file under a new name, or `cinematch buffer \
              clear --batch {batch_id}` first while its ratings are still buffered"
         );
-        refuse(store.as_mut(), &mut run, batch_id, reason)?;
+        refuse(store.as_mut(), &mut run, batch_id, reason);
     }
     drop(store);
     let pending = inbox.pending;
@@ -329,7 +334,7 @@ pub fn process_inbox_with(
                 path.file_name().unwrap_or_default().to_string_lossy()
             );
             let mut store = store::open(&opts.db_url)?;
-            refuse(store.as_mut(), &mut run, batch_id, reason)?;
+            refuse(store.as_mut(), &mut run, batch_id, reason);
             continue;
         }
         let mut delay = opts.backoff;
@@ -376,16 +381,12 @@ pub fn process_inbox_with(
 }
 
 /// Records and reports one refused file.
-fn refuse(
-    store: &mut dyn Store,
-    run: &mut InboxRun,
-    batch_id: String,
-    reason: String,
-) -> Result<()> {
+fn refuse(store: &mut dyn Store, run: &mut InboxRun, batch_id: String, reason: String) {
     tracing::error!(batch = %batch_id, %reason, "batch file refused; left in place");
-    record_refusal(store, &batch_id, &reason)?;
+    if let Err(e) = record_refusal(store, &batch_id, &reason) {
+        tracing::error!(batch = %batch_id, error = %e, "could not record the refusal");
+    }
     run.refused.push((batch_id, reason));
-    Ok(())
 }
 
 /// Size and modification time: what changes while a file is being written.
