@@ -499,7 +499,175 @@ fn a_replaced_dataset_keeps_neither_buffer_nor_gate(db: TestDb) {
     assert_ne!(s.champion().unwrap(), Some(champion));
 }
 
+// --- item 5: heavy public reads never hold up a write ----------------------------
+
+/// 2,000 movies (every other one a Drama) and 400,000 ratings, 70% train:
+/// enough that ranking a genre by a count over the ratings per movie costs
+/// a read far more than a write may wait.
+fn load_large(s: &mut dyn Store) {
+    let movies: Vec<cinematch::Movie> = (1..=2000)
+        .map(|m| cinematch::Movie {
+            movie_id: m,
+            title: format!("Film {m} (2001)"),
+            genres: if m % 2 == 0 { "Drama" } else { "Comedy|Action" }.into(),
+            pca_features: None,
+        })
+        .collect();
+    let mut ratings = Vec::with_capacity(400_000);
+    for u in 1..=4000 {
+        for j in 0..100 {
+            let m = (u * 37 + j * 19) % 2000 + 1;
+            ratings.push(Rating {
+                user_id: u,
+                movie_id: m,
+                rating: f32::from(((u + j) % 10 + 1) as u8) / 2.0,
+                timestamp: 1_600_000_000 + i64::from(u * 100 + j),
+            });
+        }
+    }
+    ratings.sort_by_key(|r| (r.user_id, r.movie_id));
+    ratings.dedup_by_key(|r| (r.user_id, r.movie_id));
+    let splits: Vec<cinematch::Split> = (0..ratings.len())
+        .map(|i| {
+            if i % 10 < 7 {
+                cinematch::Split::Train
+            } else {
+                cinematch::Split::Test
+            }
+        })
+        .collect();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
+}
+
+/// Sends a request and leaves the answer to [`answer`].
+fn send(addr: std::net::SocketAddr, request: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(request.as_bytes()).unwrap();
+    c
+}
+
+/// The status line of the answer on `c`.
+fn answer(mut c: std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out.lines().next().unwrap_or_default().to_string()
+}
+
+/// The issue's repro: eight clients searching a genre (each search a heavy
+/// read on today's main: a correlated count over the ratings of every
+/// Drama) and, meanwhile, authorized POSTs. Every POST is answered within
+/// 100 ms: searches no longer read ratings, and writes have connections
+/// reads cannot take.
+///
+/// On SQLite the searches are heavy by the data (400,000 ratings), and the
+/// eight clients search without pause until every POST is answered. On
+/// PostgreSQL the reads are made as heavy as can be: another session holds
+/// `ratings` and `model_metrics` locked, and eight `/api/models` join the
+/// eight searches, so every read connection is stuck (seen in
+/// `pg_stat_activity`) before each POST is sent.
+fn heavy_reads_leave_a_write_under_100_ms(db: TestDb) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const TOKEN: &str = "edges-write-token";
+    match &db {
+        TestDb::Sqlite(_) => load_large(db.store().as_mut()),
+        TestDb::Pg(_) => drop(seeded(&db)),
+    }
+    let server = support::TestServer::start(db.url(), |c| c.api_token = Some(TOKEN.into()));
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let search = get("/api/movies?genre=Drama&limit=100");
+    server.wait_until("the catalogue", Duration::from_secs(60), |s| {
+        s.get("/api/movies?genre=Drama&limit=100").status == 200
+    });
+    let body = r#"{"userId": 9001, "movieId": 2, "rating": 4.5}"#;
+    let post = format!(
+        "POST /api/ratings HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Warm: the first write opens its connection.
+    assert!(answer(send(server.addr, &post)).contains("201"));
+    let timed_post = || {
+        let t = Instant::now();
+        let status = answer(send(server.addr, &post));
+        assert!(status.contains("201"), "{status}");
+        t.elapsed()
+    };
+    let mut worst = Duration::ZERO;
+    match &db {
+        TestDb::Sqlite(_) => {
+            let stop = AtomicBool::new(false);
+            let answered = AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for _ in 0..8 {
+                    scope.spawn(|| {
+                        while !stop.load(Ordering::SeqCst) {
+                            let status = answer(send(server.addr, &search));
+                            assert!(status.contains("200"), "{status}");
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
+                    });
+                }
+                // The searches run: some have been answered, more wait.
+                let t = Instant::now();
+                while answered.load(Ordering::SeqCst) < 8 {
+                    assert!(t.elapsed() < Duration::from_secs(60), "no search answered");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                for _ in 0..5 {
+                    worst = worst.max(timed_post());
+                }
+                stop.store(true, Ordering::SeqCst);
+            });
+        }
+        TestDb::Pg(d) => {
+            for _ in 0..3 {
+                let lock = common::HeldLock::take(
+                    &db,
+                    "LOCK TABLE ratings, model_metrics IN ACCESS EXCLUSIVE MODE",
+                );
+                let mut reads: Vec<_> = (0..8).map(|_| send(server.addr, &search)).collect();
+                reads.extend((0..8).map(|_| send(server.addr, &get("/api/models"))));
+                let mut c = d.client();
+                let t = Instant::now();
+                loop {
+                    let stuck: i64 = c
+                        .query_one(
+                            "SELECT count(*) FROM pg_stat_activity
+                              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                            &[],
+                        )
+                        .unwrap()
+                        .get(0);
+                    if stuck >= 4 {
+                        break;
+                    }
+                    assert!(
+                        t.elapsed() < Duration::from_secs(30),
+                        "reads never got stuck"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                worst = worst.max(timed_post());
+                lock.release();
+                for r in reads {
+                    let status = answer(r);
+                    assert!(status.contains("200"), "{status}");
+                }
+            }
+        }
+    }
+    assert!(
+        worst < Duration::from_millis(100),
+        "a write behind eight heavy reads took {worst:?}"
+    );
+}
+
 on_both_backends!(
+    heavy_reads_leave_a_write_under_100_ms,
     a_replaced_dataset_keeps_neither_buffer_nor_gate,
     a_retrain_merges_only_the_ratings_it_trained_on,
     a_retrain_that_lost_its_lease_commits_nothing,

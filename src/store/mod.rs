@@ -434,23 +434,51 @@ pub trait Store: Send {
     /// The ids of every movie, for referential checks of new ratings.
     fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>>;
 
-    /// Title and genre search through the full-text indexes (SQLite's
-    /// `movies_fts`, PostgreSQL's GIN indexes), best first, at most `limit`.
+    /// Every movie a title and genre search matches, through the full-text
+    /// indexes (SQLite's `movies_fts`, PostgreSQL's GIN indexes), with how
+    /// many query words match a whole title word; in no order, at most
+    /// [`MAX_SEARCH_MATCHES`]. No rating is read, so the cost does not grow
+    /// with the ratings: the caller ranks ([`rank_matches`]) by the counts
+    /// it holds (a server: its snapshot's catalogue).
     ///
     /// `query` is reduced to [`search_words`]: every word must start a word
     /// of the title ("toy stor" finds "Toy Story (1995)"); FTS syntax in it
     /// (`"`, `*`, `AND`, `NEAR(`, `:`...) is only ever plain text. `genre`
     /// keeps movies with exactly that genre in any case (see
-    /// [`GenreFilter`]). Ranking: movies with more query words matching a
-    /// whole title word first, then more train-split ratings, then lower id.
-    /// A query without words lists the genre; without words or genre the
-    /// answer is empty.
+    /// [`GenreFilter`]). A query without words matches the genre; without
+    /// words or genre nothing matches.
+    fn search_matches(&mut self, query: &str, genre: Option<&str>) -> Result<Vec<SearchMatch>>;
+
+    /// [`Store::search_matches`] ranked by [`rank_matches`] with train-split
+    /// rating counts read from the store (one pass over the ratings, so for
+    /// the CLI and tests; the server ranks with its snapshot's counts), at
+    /// most `limit`, best first.
     fn search_movies(
         &mut self,
         query: &str,
         genre: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Movie>>;
+    ) -> Result<Vec<Movie>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let matches = self.search_matches(query, genre)?;
+        if matches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let counts: std::collections::HashMap<i32, i64> = self
+            .movie_stats()?
+            .into_iter()
+            .map(|s| (s.movie_id, s.count))
+            .collect();
+        let ids = rank_matches(&matches, |id| counts.get(&id).copied().unwrap_or(0), limit);
+        let mut found: std::collections::HashMap<i32, Movie> = self
+            .movies_by_id(&ids)?
+            .into_iter()
+            .map(|m| (m.movie_id, m))
+            .collect();
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
 
     // --- batch ingestion ----------------------------------------------------
 
@@ -731,6 +759,31 @@ impl DbUrl {
             DbUrl::Sqlite(_) => Backend::Sqlite,
         }
     }
+}
+
+/// One movie a search matched (see [`Store::search_matches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchMatch {
+    pub movie_id: i32,
+    /// Query words that match a whole word of the title, not only its start.
+    pub whole_words: u32,
+}
+
+/// Most matches a search returns: more movies than any MovieLens release
+/// has, so in practice every match.
+pub const MAX_SEARCH_MATCHES: usize = 200_000;
+
+/// The search ranking both the store and the server apply: more query
+/// words matching a whole title word first, then more train-split ratings
+/// (`count`), then lower id; the best `limit` ids.
+pub fn rank_matches(matches: &[SearchMatch], count: impl Fn(i32) -> i64, limit: usize) -> Vec<i32> {
+    let mut ranked: Vec<(u32, i64, i32)> = matches
+        .iter()
+        .map(|m| (m.whole_words, count(m.movie_id), m.movie_id))
+        .collect();
+    ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    ranked.truncate(limit);
+    ranked.into_iter().map(|r| r.2).collect()
 }
 
 /// Most words a search uses; the rest of a longer query is ignored, which

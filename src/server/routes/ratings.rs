@@ -189,7 +189,7 @@ pub async fn post_ratings(
     // database did (the statement timeout bounds the wait).
     let outcome = state
         .pool
-        .run(move |store| append_api_ratings(store, &to_store, now, key.as_ref()))
+        .run_write(move |store| append_api_ratings(store, &to_store, now, key.as_ref()))
         .await
         .map_err(|e| match e {
             // Name the rating in the body, as the other validation errors do.

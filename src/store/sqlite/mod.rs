@@ -28,7 +28,7 @@ use rusqlite::Connection;
 use super::{
     ArtifactBlob, Backend, BufferSnapshot, DataChange, DriftAlert, IdempotentWrite, Ingestion,
     Lease, LeaseGrant, LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
-    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
+    Promotion, RunCommit, SearchMatch, SplitStats, Store, TableCount, TableSize, TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, PipelineStatus, Rating, Split};
@@ -158,13 +158,8 @@ impl Store for SqliteStore {
         dataset::movie_ids(self)
     }
 
-    fn search_movies(
-        &mut self,
-        query: &str,
-        genre: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Movie>> {
-        search::search_movies(self, query, genre, limit)
+    fn search_matches(&mut self, query: &str, genre: Option<&str>) -> Result<Vec<SearchMatch>> {
+        search::search_matches(self, query, genre)
     }
 
     fn begin_ingestion(&mut self, batch_id: &str) -> Result<()> {
