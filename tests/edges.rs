@@ -666,6 +666,31 @@ fn heavy_reads_leave_a_write_under_100_ms(db: TestDb) {
     );
 }
 
+// --- item 6: a password with a space ---------------------------------------------
+
+/// The repro: a URL whose password holds a space connects (the test
+/// cluster trusts every login) and `db status` prints where it is without
+/// the password.
+#[test]
+fn db_status_hides_a_password_with_a_space() {
+    let db = common::PgDb::new();
+    let url = db.url.replacen(
+        "postgres://postgres@",
+        "postgres://postgres:top secret99@",
+        1,
+    );
+    assert!(url.contains("top secret99"), "{url}");
+    let out = cinematch(&url, &["db", "status"]).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("postgres:***@"), "{text}");
+    assert!(!text.contains("secret99"), "{text}");
+}
+
 on_both_backends!(
     heavy_reads_leave_a_write_under_100_ms,
     a_replaced_dataset_keeps_neither_buffer_nor_gate,

@@ -11,7 +11,7 @@ pub mod roles;
 pub mod schema;
 pub mod sqlite;
 
-pub use postgres::conn::redact;
+pub use postgres::conn::{redact, redact_url};
 
 use crate::progress::Progress;
 use crate::types::{IngestionStatus, Movie, PipelineStatus, Rating, Split};

@@ -47,7 +47,7 @@ impl PgStore {
         Ok(PgStore {
             client,
             url: url.to_string(),
-            location: conn::redact(url),
+            location: conn::redact_url(url),
             ingesting: false,
         })
     }
