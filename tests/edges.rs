@@ -691,7 +691,49 @@ fn db_status_hides_a_password_with_a_space() {
     assert!(!text.contains("secret99"), "{text}");
 }
 
+// --- item 7: archive-drift moves what it deletes ---------------------------------
+
+/// The issue's repro: 40,000 alerts 0.5 ms apart around the cutoff
+/// (`--older-than 1s`, straddling "now minus a second" by ten seconds either
+/// way). Every alert ends up in exactly one of `drift_alerts` and
+/// `drift_alerts_archive`, and those archived are exactly those deleted.
+fn archive_drift_moves_exactly_what_it_deletes(db: TestDb) {
+    let mut s = db.store();
+    let insert = match &db {
+        TestDb::Sqlite(_) => {
+            "WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n < 39999)
+             INSERT INTO drift_alerts (alert_date, feature_name, drift_score, threshold, alert_triggered)
+             SELECT strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 seconds',
+                             printf('%+.4f seconds', (n - 20000) * 0.0005)),
+                    'rating_mean', 0.1, 0.1, 0 FROM i"
+        }
+        TestDb::Pg(_) => {
+            "INSERT INTO drift_alerts (alert_date, feature_name, drift_score, threshold, alert_triggered)
+             SELECT (clock_timestamp() AT TIME ZONE 'UTC') - interval '1 second'
+                    + (n - 20000) * interval '0.5 milliseconds', 'rating_mean', 0.1, 0.1, false
+               FROM generate_series(0, 39999) n"
+        }
+    };
+    exec(&db, insert);
+    let moved = s.archive_drift_alerts(1).unwrap();
+    let count = |sql: &str| {
+        db.query_strings(&format!("SELECT CAST(({sql}) AS TEXT)"))[0]
+            .parse::<u64>()
+            .unwrap()
+    };
+    let kept = count("SELECT COUNT(*) FROM drift_alerts");
+    let archived = count("SELECT COUNT(*) FROM drift_alerts_archive");
+    assert_eq!(archived, moved);
+    assert_eq!(kept + archived, 40_000, "{kept} kept, {archived} archived");
+    assert!(moved > 1000 && kept > 1000, "{moved} moved, {kept} kept");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM drift_alerts a JOIN drift_alerts_archive b ON a.id = b.id"),
+        0
+    );
+}
+
 on_both_backends!(
+    archive_drift_moves_exactly_what_it_deletes,
     heavy_reads_leave_a_write_under_100_ms,
     a_replaced_dataset_keeps_neither_buffer_nor_gate,
     a_retrain_merges_only_the_ratings_it_trained_on,
