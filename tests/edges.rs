@@ -570,7 +570,6 @@ fn answer(mut c: std::net::TcpStream) -> String {
 /// `pg_stat_activity`) before each POST is sent.
 fn heavy_reads_leave_a_write_under_100_ms(db: TestDb) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    const TOKEN: &str = "edges-write-token";
     match &db {
         TestDb::Sqlite(_) => load_large(db.store().as_mut()),
         TestDb::Pg(_) => drop(seeded(&db)),
@@ -732,7 +731,198 @@ fn archive_drift_moves_exactly_what_it_deletes(db: TestDb) {
     );
 }
 
+// --- item 8: the smaller ones ---------------------------------------------------
+
+const TOKEN: &str = "edges-write-token";
+
+fn post_with(server: &support::TestServer, key: Option<&str>, body: &str) -> support::Resp {
+    let auth = format!("Bearer {TOKEN}");
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    if let Some(k) = key {
+        headers.push(("Idempotency-Key", k));
+    }
+    support::http(
+        server.addr,
+        "POST",
+        "/api/ratings",
+        &headers,
+        body.as_bytes(),
+    )
+}
+
+/// Timestamps before 1970 or more than a day ahead of the clock are
+/// refused, naming the field (the API) or the line (a batch file); an
+/// hour ahead is fine. The same Idempotency-Key with the same ratings spelled
+/// otherwise (`4` and `4.0`, `userId` and `user_id`, bare and in a list) is
+/// a retry, answered again; with other ratings it is 422.
+fn timestamps_and_idempotency_keys(db: TestDb) {
+    let mut s = seeded(&db);
+    let now = chrono::Utc::now().timestamp();
+    let dir = tempfile::tempdir().unwrap();
+    for (ts, says) in [
+        (-99_999_999_999i64, "negative"),
+        (now + 2 * 86_400, "ahead"),
+    ] {
+        let f = dir.path().join("late.csv");
+        std::fs::write(
+            &f,
+            format!("userId,movieId,rating,timestamp\n1,1,4.0,1700000000\n1,2,4.0,{ts}\n"),
+        )
+        .unwrap();
+        let err =
+            cinematch::pipeline::ingest::ingest_file(s.as_mut(), &f, "late", Default::default())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("late.csv:3") && err.contains(says), "{err}");
+    }
+    assert!(s.buffer_ratings(None).unwrap().is_empty());
+
+    let server = support::TestServer::start(db.url(), |c| c.api_token = Some(TOKEN.into()));
+    server.wait_until("the server answers", Duration::from_secs(60), |s| {
+        s.get("/healthz").status == 200
+    });
+    for ts in [
+        i64::MIN.to_string(),
+        i64::MAX.to_string(),
+        "-1".to_string(),
+        (now + 2 * 86_400).to_string(),
+    ] {
+        let body = format!(r#"{{"userId": 5, "movieId": 1, "rating": 4, "timestamp": {ts}}}"#);
+        let r = post_with(&server, None, &body);
+        assert_eq!(r.status, 422, "{ts}: {}", r.text());
+        assert!(r.text().contains("timestamp"), "{}", r.text());
+    }
+    let body = format!(
+        r#"{{"userId": 5, "movieId": 1, "rating": 4, "timestamp": {}}}"#,
+        now + 3600
+    );
+    assert_eq!(post_with(&server, None, &body).status, 201);
+
+    let first = post_with(
+        &server,
+        Some("k-18"),
+        r#"{"userId": 6, "movieId": 2, "rating": 4}"#,
+    );
+    assert_eq!(first.status, 201, "{}", first.text());
+    for same in [
+        r#"{"userId": 6, "movieId": 2, "rating": 4.0}"#,
+        r#"[{"user_id": 6, "movie_id": 2, "rating": 4.00}]"#,
+    ] {
+        let r = post_with(&server, Some("k-18"), same);
+        assert_eq!(r.status, 201, "{same}: {}", r.text());
+        assert_eq!(r.header("idempotent-replayed"), Some("true"), "{same}");
+    }
+    let other = post_with(
+        &server,
+        Some("k-18"),
+        r#"{"userId": 6, "movieId": 2, "rating": 3.5}"#,
+    );
+    assert_eq!(other.status, 422, "{}", other.text());
+    let of_6 = s
+        .buffer_ratings(None)
+        .unwrap()
+        .iter()
+        .filter(|r| r.user_id == 6)
+        .count();
+    assert_eq!(of_6, 1, "stored once");
+}
+
+/// Ends every other session on a PostgreSQL test database, as a restart or
+/// a pooler recycling connections would; how many.
+fn terminate_backends(db: &common::PgDb) -> usize {
+    db.client()
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .len()
+}
+
+/// After every session of the server ended (as a PostgreSQL restart ends
+/// them), the first `/readyz` already says the database answers.
+#[test]
+fn readyz_answers_at_once_after_the_sessions_end() {
+    let pg = common::PgDb::new();
+    let db = TestDb::Pg(pg);
+    drop(seeded(&db));
+    let server = support::TestServer::start(db.url(), |_| {});
+    server.wait_ready();
+    let TestDb::Pg(pg) = &db else { unreachable!() };
+    assert!(terminate_backends(pg) > 0);
+    let r = server.get("/readyz");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["databaseReachable"], true);
+}
+
+/// A write whose connection fails at its commit (the server's sessions
+/// ended while it was about to commit) is answered 503 saying that the
+/// outcome is unknown and a retry may store it twice, recommending the key.
+#[test]
+fn a_write_whose_commit_fails_says_the_outcome_is_unknown() {
+    let pg = common::PgDb::new();
+    let db = TestDb::Pg(pg);
+    drop(seeded(&db));
+    let dir = tempfile::tempdir().unwrap();
+    let resume = dir.path().join("resume");
+    let mut cmd = cinematch(db.url(), &["serve", "--addr", "127.0.0.1:0"]);
+    cmd.env("CINEMATCH_API_TOKEN", TOKEN)
+        .env("CINEMATCH_FAILPOINT", "append:before_commit")
+        .env("CINEMATCH_FAILPOINT_RESUME_FILE", &resume);
+    let mut child = cmd.spawn().unwrap();
+    let err = common::capture_stderr(&mut child);
+    let wait_for = |needle: &str| {
+        let t = Instant::now();
+        while !err.lock().unwrap().contains(needle) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "no {needle:?}:\n{}",
+                err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for("addr=Some(");
+    let addr: std::net::SocketAddr = {
+        let log = err.lock().unwrap();
+        let at = log.find("addr=Some(").unwrap() + "addr=Some(".len();
+        log[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let body = r#"{"userId": 7, "movieId": 3, "rating": 4.5}"#;
+    let post = format!(
+        "POST /api/ratings HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let pending = send(addr, &post);
+    wait_for("failpoint append:before_commit reached");
+    let TestDb::Pg(pg) = &db else { unreachable!() };
+    assert!(terminate_backends(pg) > 0);
+    std::fs::write(&resume, b"").unwrap();
+    use std::io::Read;
+    let mut c = pending;
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("unknown"), "{answer}");
+    assert!(answer.contains("twice"), "{answer}");
+    assert!(answer.contains("Idempotency-Key"), "{answer}");
+}
+
 on_both_backends!(
+    timestamps_and_idempotency_keys,
     archive_drift_moves_exactly_what_it_deletes,
     heavy_reads_leave_a_write_under_100_ms,
     a_replaced_dataset_keeps_neither_buffer_nor_gate,

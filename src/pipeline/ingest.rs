@@ -157,7 +157,8 @@ pub struct Appended {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestKey {
     pub key: String,
-    /// Hex SHA-256 of the request as sent (see [`request_hash`]).
+    /// Hex SHA-256 of the request as parsed, in one canonical form (see
+    /// [`request_hash`]): the same ratings however the JSON spells them.
     pub request_hash: String,
 }
 

@@ -326,8 +326,9 @@ pub enum LeaseGrant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotentWrite {
     pub key: String,
-    /// Hex SHA-256 of the request as the client sent it: the same key with
-    /// another request is the client's mistake, not a retry.
+    /// Hex SHA-256 of the request as parsed (the ratings, however the JSON
+    /// spelled them): the same key with another request is the client's
+    /// mistake, not a retry.
     pub request_hash: String,
     pub status: u16,
     /// The response body of the first attempt.
