@@ -1086,7 +1086,7 @@ fn two_pipeline_runs_at_once_are_serialized(db: TestDb) {
 const TOKEN: &str = "faults-test-token";
 /// API ratings carry timestamps from here on: timestamp - API_TS is the
 /// rating's sequence number, so each one can be found again.
-const API_TS: i64 = 3_000_000_000;
+const API_TS: i64 = 1_600_000_000;
 
 struct Server {
     _proc: Proc,
