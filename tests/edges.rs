@@ -921,7 +921,62 @@ fn a_write_whose_commit_fails_says_the_outcome_is_unknown() {
     assert!(answer.contains("Idempotency-Key"), "{answer}");
 }
 
+/// A batch being ingested by a live process is never taken for an orphan,
+/// whatever happens to its connection or how its database is named: on
+/// PostgreSQL its session ends meanwhile (as a transaction-mode pooler or a
+/// restart ends sessions), on SQLite the next ingestion opens the file
+/// through another path (a symbolic link). Once its process is gone, the
+/// next ingestion marks it interrupted at once.
+fn a_live_ingestion_is_never_taken_for_an_orphan(db: TestDb) {
+    let mut a = seeded(&db);
+    a.begin_ingestion("held").unwrap();
+    let other_url = match &db {
+        TestDb::Pg(pg) => {
+            assert!(terminate_backends(pg) > 0);
+            db.url().to_string()
+        }
+        TestDb::Sqlite(d) => {
+            let alias = d.dir.path().join("alias.db");
+            std::os::unix::fs::symlink(d.path(), &alias).unwrap();
+            format!("sqlite://{}", alias.display())
+        }
+    };
+    let mut b = cinematch::store::open(&other_url).unwrap();
+    b.begin_ingestion("other").unwrap();
+    let held = ingestion_row(b.as_mut(), "held").unwrap();
+    assert_eq!(
+        held.status,
+        Some(cinematch::IngestionStatus::InProgress),
+        "{:?}",
+        held.notes
+    );
+    b.fail_ingestion("other", "test").unwrap();
+
+    // A process that died mid-batch: its batch is marked at the next one.
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), WEEK1_CSV).unwrap();
+    let mut killed = Paused::start(
+        &other_url,
+        &["ingest", f.path().to_str().unwrap(), "--batch-id", "killed"],
+        "ingest:after_metadata_in_progress",
+    );
+    let _ = killed.child.kill();
+    let _ = killed.child.wait();
+    b.begin_ingestion("next").unwrap();
+    let row = ingestion_row(b.as_mut(), "killed").unwrap();
+    assert_eq!(row.status, Some(cinematch::IngestionStatus::Failed));
+    assert_eq!(
+        row.notes.as_deref(),
+        Some(cinematch::store::INTERRUPTED_NOTE)
+    );
+    assert_eq!(
+        ingestion_row(b.as_mut(), "held").unwrap().status,
+        Some(cinematch::IngestionStatus::InProgress)
+    );
+}
+
 on_both_backends!(
+    a_live_ingestion_is_never_taken_for_an_orphan,
     timestamps_and_idempotency_keys,
     archive_drift_moves_exactly_what_it_deletes,
     heavy_reads_leave_a_write_under_100_ms,

@@ -6,6 +6,7 @@
 //! conformance suite in `tests/conformance.rs` runs the same assertions on
 //! both.
 
+pub mod holder;
 pub mod postgres;
 pub mod roles;
 pub mod schema;
@@ -485,13 +486,16 @@ pub trait Store: Send {
 
     /// Opens (or reopens, after a failure or an interruption) the audit row of
     /// a batch as 'in_progress', committed at once so an interrupted batch is
-    /// visible. [`Error::Conflict`] if the batch already completed.
+    /// visible. [`Error::BatchCompleted`] if the batch already completed.
     ///
-    /// The store holds a shared "ingesting" lock (an advisory lock on
-    /// PostgreSQL, a lock file on SQLite) from here until the batch is
-    /// completed or failed; a process that dies releases it. First, if no
-    /// other process holds that lock, every batch still 'in_progress' is
-    /// orphaned and is marked 'failed' with [`INTERRUPTED_NOTE`].
+    /// The batch's ingestion lease (a `cinematch_leases` row, the pipeline
+    /// lease's mechanism: no session state, so it works behind a
+    /// transaction-mode pooler) is held by this store from here until the
+    /// batch is completed or failed; [`Error::Busy`] while another live
+    /// process holds it. First, every other batch still 'in_progress' whose
+    /// lease nobody live holds (its process died on this machine, or its
+    /// lease of [`INGEST_LEASE`] expired) is orphaned and is marked 'failed'
+    /// with [`INTERRUPTED_NOTE`].
     fn begin_ingestion(&mut self, batch_id: &str) -> Result<()>;
 
     /// Writes a batch into `ratings_buffer` and marks its audit row
@@ -958,6 +962,79 @@ pub(crate) fn buffer_not_empty(n: i64) -> Error {
          the next retrain merge them into it (their movies may not even be in it): delete them \
          first with `cinematch buffer clear --yes --include-api`, then load"
     ))
+}
+
+/// How long an ingestion's lease lasts (it is not renewed): longer than any
+/// batch takes to read and write, and the longest a batch whose process
+/// vanished on another machine stays 'in_progress' (one that died on this
+/// machine is seen at once).
+pub const INGEST_LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The lease a batch's ingestion holds: a digest of the batch id (ids are
+/// up to 50 characters, as lease names are).
+pub(crate) fn ingest_lease_name(batch_id: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(batch_id.as_bytes());
+    let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("ingest:{hex}")
+}
+
+/// The start of [`Store::begin_ingestion`] on either backend, for `holder`
+/// (the store's own): marks orphaned batches interrupted, then takes
+/// `batch_id`'s ingestion lease.
+///
+/// An orphan is claimed by taking its lease (free, expired, or held by a
+/// process on this machine that is gone), so two processes never both mark
+/// it, and a live ingestion, whose lease is held, is never marked.
+pub(crate) fn claim_ingestion(store: &mut dyn Store, holder: &str, batch_id: &str) -> Result<()> {
+    use holder::Holder;
+    let orphans: Vec<String> = store
+        .ingestions()?
+        .into_iter()
+        .filter(|i| i.status == Some(IngestionStatus::InProgress) && i.batch_id != batch_id)
+        .map(|i| i.batch_id)
+        .collect();
+    for orphan in orphans {
+        let name = ingest_lease_name(&orphan);
+        let take_over = match store.lease(&name)? {
+            Some(l) if l.remaining_secs > 0.0 => {
+                match Holder::parse(&l.holder).filter(Holder::is_gone) {
+                    Some(_) => Some(l.holder),
+                    None => continue,
+                }
+            }
+            _ => None,
+        };
+        let ttl = std::time::Duration::from_secs(60);
+        if store.acquire_lease(&name, holder, ttl, take_over.as_deref())? == LeaseGrant::Acquired {
+            store.fail_ingestion(&orphan, INTERRUPTED_NOTE)?;
+            store.release_lease(&name, holder)?;
+        }
+    }
+    let name = ingest_lease_name(batch_id);
+    if let LeaseGrant::Held(l) = store.acquire_lease(&name, holder, INGEST_LEASE, None)? {
+        let gone = Holder::parse(&l.holder).is_some_and(|h| h.is_gone());
+        let taken = gone
+            && store.acquire_lease(&name, holder, INGEST_LEASE, Some(&l.holder))?
+                == LeaseGrant::Acquired;
+        if !taken {
+            return Err(Error::Busy(format!(
+                "batch {batch_id:?} is being ingested by another process ({}); try again when \
+                 it has finished",
+                l.holder
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Gives up a batch's ingestion lease (completed or failed); a lease that
+/// cannot be released lapses after [`INGEST_LEASE`], and a completed batch
+/// is never taken for an orphan meanwhile.
+pub(crate) fn release_ingestion(store: &mut dyn Store, holder: &str, batch_id: &str) {
+    if let Err(e) = store.release_lease(&ingest_lease_name(batch_id), holder) {
+        tracing::debug!(batch = %batch_id, error = %e, "could not release the ingestion lease");
+    }
 }
 
 pub(crate) fn batch_not_open(batch_id: &str, status: Option<IngestionStatus>) -> Error {

@@ -1,5 +1,8 @@
-//! Batch ingestion: the audit trail in `ingestion_metadata`, `ratings_buffer`,
-//! and the advisory lock that tells orphaned batches from running ones.
+//! Batch ingestion: the audit trail in `ingestion_metadata` and
+//! `ratings_buffer`; the ingestion leases that tell orphaned batches from
+//! running ones are the store's (`crate::store::claim_ingestion`), rows in
+//! `cinematch_leases` rather than session locks, which a transaction-mode
+//! pooler would break.
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
@@ -9,11 +12,6 @@ use super::PgStore;
 use crate::store::{BufferBound, BufferSnapshot, ChangeKind, IdempotentWrite, Ingestion};
 use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
-
-/// Held shared by every session with a batch 'in_progress' (see
-/// [`crate::store::Store::begin_ingestion`]); whoever can take it exclusively knows that no
-/// ingestion is running anywhere.
-const INGEST_LOCK: i64 = 0x6369_6e65_6d61_0003;
 
 /// The spec's "option 2" merge as one statement: the rows deleted are exactly
 /// the rows inserted, so a rating that arrives meanwhile is either moved or
@@ -39,41 +37,18 @@ const APPEND_AUDIT_PG: &str = "UPDATE ingestion_metadata SET
         ingestion_date = clock_timestamp()
       WHERE batch_id = $1";
 
-impl PgStore {
-    /// after marking orphaned batches interrupted if no session ingests.
-    fn claim_ingestion(&mut self) -> Result<()> {
-        if self.ingesting {
-            return Ok(());
-        }
-        let mut tx = self.client.transaction()?;
-        let alone: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&INGEST_LOCK])?
-            .get(0);
-        if alone {
-            tx.execute(
-                "UPDATE ingestion_metadata SET status = 'failed', record_count = NULL, notes = $1
-                  WHERE status = 'in_progress'",
-                &[&crate::store::INTERRUPTED_NOTE],
-            )?;
-        }
-        tx.commit()?;
-        self.client
-            .execute("SELECT pg_advisory_lock_shared($1)", &[&INGEST_LOCK])?;
-        self.ingesting = true;
-        Ok(())
+pub(super) fn begin_ingestion(store: &mut PgStore, batch_id: &str) -> Result<()> {
+    let holder = store.holder.clone();
+    crate::store::claim_ingestion(store, &holder, batch_id)?;
+    let opened = open_batch(store, batch_id);
+    if opened.is_err() {
+        crate::store::release_ingestion(store, &holder, batch_id);
     }
-
-    fn release_ingestion(&mut self) {
-        if std::mem::take(&mut self.ingesting) {
-            let _ = self
-                .client
-                .execute("SELECT pg_advisory_unlock_shared($1)", &[&INGEST_LOCK]);
-        }
-    }
+    opened
 }
 
-pub(super) fn begin_ingestion(store: &mut PgStore, batch_id: &str) -> Result<()> {
-    store.claim_ingestion()?;
+/// The audit row of a batch about to be ingested, as 'in_progress'.
+fn open_batch(store: &mut PgStore, batch_id: &str) -> Result<()> {
     let mut tx = store.client.transaction()?;
     tx.execute(
         "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
@@ -134,7 +109,8 @@ pub(super) fn complete_ingestion(
     record_change(&mut tx, ChangeKind::Append, Some(batch_id), Some(stamp), n)?;
     crate::failpoint::hit("ingest:after_rows_before_commit");
     tx.commit()?;
-    store.release_ingestion();
+    let holder = store.holder.clone();
+    crate::store::release_ingestion(store, &holder, batch_id);
     Ok(n)
 }
 
@@ -176,7 +152,8 @@ pub(super) fn fail_ingestion(store: &mut PgStore, batch_id: &str, reason: &str) 
           WHERE ingestion_metadata.status IS DISTINCT FROM 'completed'",
         &[&batch_id, &reason],
     );
-    store.release_ingestion();
+    let holder = store.holder.clone();
+    crate::store::release_ingestion(store, &holder, batch_id);
     failed?;
     Ok(())
 }

@@ -37,8 +37,9 @@ pub struct PgStore {
     /// The URL as given (with its password), for [`Store::reopen`]; never shown.
     url: String,
     location: String,
-    /// This session holds [`INGEST_LOCK`] shared.
-    ingesting: bool,
+    /// Who this store is in `cinematch_leases` (the ingestion leases, see
+    /// [`Store::begin_ingestion`]).
+    holder: String,
 }
 
 impl PgStore {
@@ -48,7 +49,7 @@ impl PgStore {
             client,
             url: url.to_string(),
             location: conn::redact_url(url),
-            ingesting: false,
+            holder: crate::store::holder::Holder::this_process().to_string(),
         })
     }
 

@@ -1,5 +1,6 @@
-//! Batch ingestion: the audit trail in `ingestion_metadata`, `ratings_buffer`,
-//! and the `<db>.ingest-lock` file that tells orphaned batches from running ones.
+//! Batch ingestion: the audit trail in `ingestion_metadata` and
+//! `ratings_buffer`; the ingestion leases that tell orphaned batches from
+//! running ones are the store's (`crate::store::claim_ingestion`).
 
 use rusqlite::{params, Transaction};
 
@@ -10,35 +11,6 @@ use super::NOW;
 use crate::store::{BufferBound, BufferSnapshot, ChangeKind, IdempotentWrite, Ingestion};
 use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
-
-impl SqliteStore {
-    /// Locks `<db>.ingest-lock` shared for a batch about to go 'in_progress',
-    /// after marking orphaned batches interrupted if the file could be locked
-    /// exclusively (no process is ingesting). The lock dies with the process.
-    fn claim_ingestion(&mut self) -> Result<()> {
-        if self.ingest_lock.is_some() || self.path == ":memory:" {
-            return Ok(());
-        }
-        let lock_path = format!("{}.ingest-lock", self.path);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        if file.try_lock().is_ok() {
-            self.conn.execute(
-                "UPDATE ingestion_metadata SET status = 'failed', record_count = NULL, notes = ?1
-                  WHERE status = 'in_progress'",
-                [crate::store::INTERRUPTED_NOTE],
-            )?;
-        }
-        // Replaces the exclusive lock, if taken, by a shared one.
-        file.lock_shared().map_err(|e| Error::io(&lock_path, e))?;
-        self.ingest_lock = Some(file);
-        Ok(())
-    }
-}
 
 /// The audit row's status of `batch_id`: `None` without a row, `Some(None)`
 /// for a row whose status is NULL.
@@ -57,7 +29,17 @@ fn batch_status(
 }
 
 pub(super) fn begin_ingestion(store: &mut SqliteStore, batch_id: &str) -> Result<()> {
-    store.claim_ingestion()?;
+    let holder = store.holder.clone();
+    crate::store::claim_ingestion(store, &holder, batch_id)?;
+    let opened = open_batch(store, batch_id);
+    if opened.is_err() {
+        crate::store::release_ingestion(store, &holder, batch_id);
+    }
+    opened
+}
+
+/// The audit row of a batch about to be ingested, as 'in_progress'.
+fn open_batch(store: &mut SqliteStore, batch_id: &str) -> Result<()> {
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -134,7 +116,8 @@ pub(super) fn complete_ingestion(
     )?;
     crate::failpoint::hit("ingest:after_rows_before_commit");
     tx.commit()?;
-    store.ingest_lock = None;
+    let holder = store.holder.clone();
+    crate::store::release_ingestion(store, &holder, batch_id);
     Ok(ratings.len() as u64)
 }
 
@@ -226,7 +209,8 @@ pub(super) fn fail_ingestion(store: &mut SqliteStore, batch_id: &str, reason: &s
         ),
         [batch_id, reason],
     );
-    store.ingest_lock = None;
+    let holder = store.holder.clone();
+    crate::store::release_ingestion(store, &holder, batch_id);
     failed?;
     Ok(())
 }

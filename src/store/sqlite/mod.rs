@@ -37,9 +37,9 @@ use crate::{Error, Result};
 pub struct SqliteStore {
     conn: Connection,
     path: String,
-    /// `<db>.ingest-lock`, locked shared while this store has a batch
-    /// 'in_progress' (see [`Store::begin_ingestion`]).
-    ingest_lock: Option<std::fs::File>,
+    /// Who this store is in `cinematch_leases` (the ingestion leases, see
+    /// [`Store::begin_ingestion`]).
+    holder: String,
 }
 
 /// SQLite's "now" with milliseconds, in UTC like PostgreSQL's sessions here.
@@ -76,7 +76,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             path: path.to_string(),
-            ingest_lock: None,
+            holder: crate::store::holder::Holder::this_process().to_string(),
         })
     }
 
