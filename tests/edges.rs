@@ -986,3 +986,446 @@ on_both_backends!(
     inbox_collisions_and_changed_files_are_errors,
     inbox_links_and_bad_files_publish_nothing,
 );
+
+// --- the soak (scripts/bench/soak.sh; not part of the test command) -------------
+
+/// API rating `n` of the soak has timestamp `SOAK_API_TS + n`; row `j` of
+/// batch file `f` has `SOAK_FILE_TS + 1000 f + j`: every rating can be found
+/// again, and told from the seed data's.
+const SOAK_API_TS: i64 = 1_600_000_000;
+const SOAK_FILE_TS: i64 = 1_650_000_000;
+
+#[test]
+#[ignore = "a soak of a minute or more: scripts/bench/soak.sh"]
+fn soak_sqlite() {
+    soak(TestDb::Sqlite(common::SqliteDb::new()));
+}
+
+#[test]
+#[ignore = "a soak of a minute or more: scripts/bench/soak.sh"]
+fn soak_postgres() {
+    soak(TestDb::Pg(common::PgDb::new()));
+}
+
+/// `cinematch serve` on an ephemeral port: the child, its address, its log.
+fn serve_child(
+    url: &str,
+    env: &[(&str, &str)],
+) -> (Child, std::net::SocketAddr, Arc<Mutex<String>>) {
+    let mut cmd = cinematch(
+        url,
+        &["serve", "--addr", "127.0.0.1:0", "--timeout-secs", "4"],
+    );
+    cmd.env("CINEMATCH_API_TOKEN", TOKEN)
+        .envs(env.iter().copied());
+    let mut child = cmd.spawn().unwrap();
+    let err = common::capture_stderr(&mut child);
+    let t = Instant::now();
+    loop {
+        {
+            let log = err.lock().unwrap();
+            if let Some(at) = log.find("addr=Some(") {
+                let addr = log[at + "addr=Some(".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect::<String>();
+                if let Ok(addr) = addr.parse() {
+                    drop(log);
+                    return (child, addr, err);
+                }
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "serve did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One file delivered to the soak's inbox.
+struct Delivered {
+    name: String,
+    batch: String,
+    sha256: String,
+    keys: Vec<(i32, i32, i64)>,
+    at: chrono::NaiveDateTime,
+}
+
+/// What the clients and the delivery did.
+#[derive(Default)]
+struct SoakLog {
+    /// (first rating's sequence number, ratings, when first sent).
+    acked: Vec<(i64, i64, chrono::NaiveDateTime)>,
+    attempts: u64,
+    retries: u64,
+    replayed: u64,
+    files: Vec<Delivered>,
+    retrains: Vec<i32>,
+    scheduler_runs: u64,
+}
+
+/// Ratings through the API with retries (the server holds one write past
+/// its client's patience), batch files through the
+/// scheduler (some delivered twice, some with colliding stems or changed
+/// content, one symbolic link) and `retrain` every two seconds, for
+/// `SOAK_SECS` (60); then every acknowledged rating and every row of an
+/// accepted file is stored exactly once, every refused file has an error
+/// row, and every merge moved only ratings that were stored before the
+/// buffer read of the retrain that merged them (and as many as it read).
+fn soak(db: TestDb) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    let secs: u64 = std::env::var("SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    drop(seeded(&db));
+    let url = db.url().to_string();
+    // The server holds its third write 1.5 s before the commit: its client
+    // gives up after 1 s and resends with the same key.
+    let (mut server, addr, _server_log) = serve_child(
+        &url,
+        &[
+            ("CINEMATCH_FAILPOINT", "append:before_commit#3"),
+            ("CINEMATCH_FAILPOINT_SLEEP_MS", "1500"),
+        ],
+    );
+    let inbox = tempfile::tempdir().unwrap();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "TOKEN=soak-secret-never-published\n").unwrap();
+    let stop = AtomicBool::new(false);
+    let next_seq = AtomicI64::new(0);
+    let log = Mutex::new(SoakLog::default());
+    let started = Instant::now();
+    const PER_REQUEST: i64 = 50;
+
+    std::thread::scope(|scope| {
+        // Clients: 50 ratings a request, each request with its own key,
+        // resent with it after a timeout, an error or a 503 until answered.
+        for _ in 0..4 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    let first = next_seq.fetch_add(PER_REQUEST, Ordering::SeqCst);
+                    let body = serde_json::Value::Array(
+                        (first..first + PER_REQUEST)
+                            .map(|n| {
+                                serde_json::json!({
+                                    "userId": 100_000 + n % 5000,
+                                    "movieId": 1 + n % 30,
+                                    "rating": 0.5 * (1 + n % 10) as f64,
+                                    "timestamp": SOAK_API_TS + n,
+                                })
+                            })
+                            .collect(),
+                    )
+                    .to_string();
+                    let request = format!(
+                        "POST /api/ratings HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
+                         Idempotency-Key: soak-{first}\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let sent = chrono::Utc::now().naive_utc();
+                    let mut tries = 0u64;
+                    let replayed = loop {
+                        tries += 1;
+                        let answer = std::net::TcpStream::connect(addr).and_then(|mut c| {
+                            c.set_read_timeout(Some(Duration::from_secs(1)))?;
+                            c.write_all(request.as_bytes())?;
+                            let mut out = String::new();
+                            c.read_to_string(&mut out)?;
+                            Ok(out)
+                        });
+                        match answer {
+                            Ok(a) if a.starts_with("HTTP/1.1 201") => {
+                                break a.to_ascii_lowercase().contains("idempotent-replayed: true");
+                            }
+                            Ok(a)
+                                if a.starts_with("HTTP/1.1 503")
+                                    || a.starts_with("HTTP/1.1 408") => {}
+                            Ok(a) => panic!("unexpected answer: {a}"),
+                            Err(_) => {}
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    };
+                    let mut l = log.lock().unwrap();
+                    l.acked.push((first, PER_REQUEST, sent));
+                    l.attempts += tries;
+                    l.retries += tries - 1;
+                    l.replayed += u64::from(replayed);
+                }
+            });
+        }
+        // Deliveries: write-then-rename, one every 300 ms.
+        scope.spawn(|| {
+            let deliver = |name: &str, rows: &[(i32, i32, i64)], rating: f32| -> Delivered {
+                let mut csv = String::from("userId,movieId,rating,timestamp\n");
+                for (u, m, t) in rows {
+                    csv.push_str(&format!("{u},{m},{rating:.1},{t}\n"));
+                }
+                let part = inbox.path().join(format!(".{name}.part"));
+                std::fs::write(&part, &csv).unwrap();
+                let at = chrono::Utc::now().naive_utc();
+                std::fs::rename(&part, inbox.path().join(name)).unwrap();
+                Delivered {
+                    name: name.to_string(),
+                    batch: name.rsplit_once('.').unwrap().0.to_string(),
+                    sha256: cinematch::pipeline::ingest::request_hash(csv.as_bytes()),
+                    keys: rows.to_vec(),
+                    at,
+                }
+            };
+            let rows = |f: i64, shift: i64| -> Vec<(i32, i32, i64)> {
+                (0..20)
+                    .map(|j| {
+                        (
+                            200_000 + f as i32,
+                            1 + j as i32,
+                            SOAK_FILE_TS + 1000 * f + j + shift,
+                        )
+                    })
+                    .collect()
+            };
+            // Waits (up to 30 s) until a batch completed, so that what is
+            // delivered next under its name is a second delivery.
+            let mut watcher = db.store();
+            let mut taken = |batch: &str| -> bool {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(30) && !stop.load(Ordering::SeqCst) {
+                    let done = watcher.ingestions().unwrap().iter().any(|i| {
+                        i.batch_id == batch
+                            && i.status == Some(cinematch::IngestionStatus::Completed)
+                    });
+                    if done {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                false
+            };
+            let mut f = 0i64;
+            let mut linked = false;
+            while !stop.load(Ordering::SeqCst) {
+                let delivered: Vec<Delivered> = match f % 10 {
+                    // The same file again, once its first delivery went in.
+                    6 => {
+                        let mut both = vec![deliver(&format!("f{f}.csv"), &rows(f, 0), 4.0)];
+                        if taken(&format!("f{f}")) {
+                            both.push(deliver(&format!("f{f}.csv"), &rows(f, 0), 4.0));
+                        }
+                        both
+                    }
+                    // Two files, one stem.
+                    7 => vec![
+                        deliver(&format!("c{f}.tsv"), &rows(f, 500), 3.0),
+                        deliver(&format!("c{f}.csv"), &rows(f, 0), 3.0),
+                    ],
+                    // A corrected file under the same name, later.
+                    8 => {
+                        let mut both = vec![deliver(&format!("f{f}.csv"), &rows(f, 0), 2.0)];
+                        if taken(&format!("f{f}")) {
+                            both.push(deliver(&format!("f{f}.csv"), &rows(f, 500), 2.5));
+                        }
+                        both
+                    }
+                    9 if !linked => {
+                        linked = true;
+                        std::os::unix::fs::symlink(secret.path(), inbox.path().join("link.csv"))
+                            .unwrap();
+                        vec![Delivered {
+                            name: "link.csv".into(),
+                            batch: "link".into(),
+                            sha256: String::new(),
+                            keys: Vec::new(),
+                            at: chrono::Utc::now().naive_utc(),
+                        }]
+                    }
+                    _ => vec![deliver(&format!("f{f}.csv"), &rows(f, 0), 3.5)],
+                };
+                log.lock().unwrap().files.extend(delivered);
+                f += 1;
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        // The scheduler, one pass every half second.
+        scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = scheduler_once(&db, inbox.path());
+                log.lock().unwrap().scheduler_runs += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        // Retrains every two seconds.
+        scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let out = cinematch(&url, &["-q", "retrain"]).output().unwrap();
+                let code = out.status.code().unwrap_or(-1);
+                assert!(
+                    [0, 4, 75].contains(&code),
+                    "retrain: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                log.lock().unwrap().retrains.push(code);
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        });
+        while started.elapsed() < Duration::from_secs(secs) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    // The last files and a last retrain.
+    let _ = scheduler_once(&db, inbox.path());
+    let last = cinematch(&url, &["-q", "retrain"]).output().unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    let posting = started.elapsed();
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = log.into_inner().unwrap();
+
+    // Where every rating of the soak is: (key) -> (place, merge time).
+    let mut s = db.store();
+    let merged_rows = db.query_strings(&format!(
+        "SELECT userid || ',' || movieid || ',' || timestamp || ',' || loaded_at \
+           FROM ratings WHERE timestamp >= {SOAK_API_TS}"
+    ));
+    let mut seen: std::collections::HashMap<(i32, i32, i64), u32> = Default::default();
+    let mut groups: std::collections::BTreeMap<String, Vec<(i32, i32, i64)>> = Default::default();
+    for row in &merged_rows {
+        let p: Vec<&str> = row.splitn(4, ',').collect();
+        let k = (
+            p[0].parse().unwrap(),
+            p[1].parse().unwrap(),
+            p[2].parse().unwrap(),
+        );
+        *seen.entry(k).or_default() += 1;
+        groups.entry(p[3].to_string()).or_default().push(k);
+    }
+    let buffered = s.buffer_ratings(None).unwrap();
+    for r in buffered.iter().filter(|r| r.timestamp >= SOAK_API_TS) {
+        *seen
+            .entry((r.user_id, r.movie_id, r.timestamp))
+            .or_default() += 1;
+    }
+
+    // Every acknowledged API rating, exactly once.
+    let mut sent_at: std::collections::HashMap<(i32, i32, i64), chrono::NaiveDateTime> =
+        Default::default();
+    let mut api_ratings = 0;
+    for (first, n, at) in &log.acked {
+        for seq in *first..first + n {
+            let k = (
+                100_000 + (seq % 5000) as i32,
+                1 + (seq % 30) as i32,
+                SOAK_API_TS + seq,
+            );
+            assert_eq!(seen.get(&k), Some(&1), "API rating {seq}");
+            sent_at.insert(k, *at);
+            api_ratings += 1;
+        }
+    }
+    // Every file: accepted (its batch completed with its digest) and stored
+    // once, or refused with an error row and stored nowhere.
+    let rows = s.ingestions().unwrap();
+    let runs = s.pipeline_runs().unwrap();
+    let (mut accepted, mut refused) = (0, 0);
+    for d in &log.files {
+        let completed = rows.iter().any(|i| {
+            i.batch_id == d.batch
+                && i.status == Some(cinematch::IngestionStatus::Completed)
+                && i.notes.as_deref().is_some_and(|n| n.contains(&d.sha256))
+                && !d.sha256.is_empty()
+        });
+        if completed {
+            accepted += 1;
+            for k in &d.keys {
+                assert_eq!(seen.get(k), Some(&1), "{}: row {k:?}", d.name);
+                sent_at.entry(*k).or_insert(d.at);
+            }
+        } else {
+            refused += 1;
+            let error_row = runs.iter().any(|r| {
+                r.batch_id.as_deref() == Some(d.batch.as_str())
+                    && r.status == cinematch::PipelineStatus::Failed
+            }) || rows.iter().any(|i| {
+                i.batch_id == d.batch && i.status == cinematch::IngestionStatus::Failed.into()
+            });
+            assert!(error_row, "refused {} has no error row", d.name);
+            for k in &d.keys {
+                assert!(
+                    !seen.contains_key(k) || sent_at.contains_key(k),
+                    "{}: {k:?}",
+                    d.name
+                );
+            }
+        }
+    }
+    let expected: usize = sent_at.len();
+    assert_eq!(
+        seen.len(),
+        expected,
+        "nothing stored that was not sent and accepted"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|i| i.notes.as_deref().unwrap_or("").contains("soak-secret")),
+        "the link's target was never read"
+    );
+
+    // Every merge: the ratings one retrain read, stored before its read.
+    let merges: Vec<RunNotes> = s
+        .model_runs()
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| RunNotes::parse(r.notes.as_deref()))
+        .filter(|n| n.kind.as_deref() == Some("retrain") && n.buffer_ratings.unwrap_or(0) > 0)
+        .collect();
+    assert_eq!(
+        merges.len(),
+        groups.len(),
+        "one merge per retrain that read ratings"
+    );
+    let mut merged = 0;
+    for (notes, (_, keys)) in merges.iter().zip(&groups) {
+        assert_eq!(notes.buffer_ratings, Some(keys.len() as u64));
+        let through = chrono::NaiveDateTime::parse_from_str(
+            notes.buffer_through.as_deref().unwrap(),
+            "%Y-%m-%d %H:%M:%S%.f",
+        )
+        .unwrap();
+        for k in keys {
+            let at = sent_at[k];
+            assert!(
+                at <= through,
+                "{k:?} sent at {at}, merged by a read through {through}"
+            );
+        }
+        merged += keys.len();
+    }
+    let retrained = log.retrains.iter().filter(|c| **c == 0).count();
+    let busy = log.retrains.iter().filter(|c| **c == 75).count();
+    println!(
+        "soak on {}: {:.0} s; {api_ratings} API ratings in {} requests ({} attempts, {} retries, \
+         {} replayed); {} files delivered ({accepted} accepted, {refused} refused) by {} \
+         scheduler passes; {} retrains ({retrained} done, {busy} busy), {} merges moving \
+         {merged} ratings; {} still buffered; every rating stored once",
+        if matches!(db, TestDb::Pg(_)) {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        posting.as_secs_f64(),
+        log.acked.len(),
+        log.attempts,
+        log.retries,
+        log.replayed,
+        log.files.len(),
+        log.scheduler_runs,
+        log.retrains.len() + 1,
+        groups.len(),
+        buffered.len(),
+    );
+}

@@ -252,6 +252,11 @@ pub fn retrain_now(
     let batches = read.as_ref().map(|b| b.batches.clone()).unwrap_or_default();
     trained.notes.batches = Some(batches.clone());
     let merge_through = read.map(|b| b.bound);
+    trained.notes.buffer_through = merge_through.map(|b| {
+        b.through
+            .format(crate::store::BufferBound::THROUGH_FORMAT)
+            .to_string()
+    });
     let hold = LeaseHold {
         name: PIPELINE_LEASE.to_string(),
         holder: lease.holder().to_string(),

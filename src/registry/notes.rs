@@ -52,6 +52,11 @@ pub struct RunNotes {
     pub champion_before: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batches: Option<Vec<String>>,
+    /// A retrain's read of the buffer: the rows stamped (`ingested_at`, UTC)
+    /// up to this time, `buffer_ratings` of them, which are exactly the rows
+    /// it merged (see [`crate::store::BufferBound`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_through: Option<String>,
     /// A retrain's newest drift alert id when it started: alerts up to it
     /// were computed on data the retrain trained on, so they no longer ask
     /// for a retrain.

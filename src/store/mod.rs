@@ -189,6 +189,11 @@ pub struct BufferBound {
     pub rows: u64,
 }
 
+impl BufferBound {
+    /// How `through` is written in a run's notes (UTC, microseconds).
+    pub const THROUGH_FORMAT: &'static str = "%Y-%m-%d %H:%M:%S%.6f";
+}
+
 /// The buffer as a retrain trains on it: the ratings, the batches they came
 /// from, and the bound that names exactly these rows for the merge.
 #[derive(Debug, Clone, PartialEq)]
