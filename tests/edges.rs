@@ -19,23 +19,9 @@ use common::TestDb;
 
 // --- helpers ------------------------------------------------------------------
 
-/// `cinematch --db URL ARGS` with nothing of the test's environment that
-/// would change what it does.
+/// [`common::cinematch_command`], its output collected.
 fn cinematch(db: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cinematch"));
-    c.arg("--db").arg(db).args(args);
-    for var in [
-        "CINEMATCH_DB",
-        "DATABASE_URL",
-        "NEON_CONNECTION_STRING",
-        "CINEMATCH_FAILPOINT",
-        "CINEMATCH_FAILPOINT_SLEEP_MS",
-        "CINEMATCH_FAILPOINT_RESUME_FILE",
-        "CINEMATCH_LEASE_SECS",
-        "MLFLOW_TRACKING_URI",
-    ] {
-        c.env_remove(var);
-    }
+    let mut c = common::cinematch_command(db, args);
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -52,10 +38,11 @@ struct Paused {
 
 impl Paused {
     fn start(db: &str, args: &[&str], failpoint: &str) -> Paused {
-        assert!(
-            cfg!(feature = "failpoints"),
-            "these tests need `cargo test --features failpoints` (scripts/test.sh does this)"
-        );
+        if !cfg!(feature = "failpoints") {
+            panic!(
+                "these tests need `cargo test --features failpoints` (scripts/test.sh does this)"
+            );
+        }
         let dir = tempfile::tempdir().unwrap();
         let resume = dir.path().join("resume");
         let mut cmd = cinematch(db, args);
@@ -527,17 +514,20 @@ fn load_large(s: &mut dyn Store) {
     }
     ratings.sort_by_key(|r| (r.user_id, r.movie_id));
     ratings.dedup_by_key(|r| (r.user_id, r.movie_id));
-    let splits: Vec<cinematch::Split> = (0..ratings.len())
-        .map(|i| {
-            if i % 10 < 7 {
-                cinematch::Split::Train
-            } else {
-                cinematch::Split::Test
-            }
-        })
-        .collect();
+    let splits = common::splits_70_30(ratings.len());
     s.load_dataset(&movies, &ratings, &splits, false, &Silent)
         .unwrap();
+}
+
+/// A raw `POST /api/ratings` with the write token (and a key).
+fn post_request(body: &str, key: Option<&str>) -> String {
+    let key = key.map_or(String::new(), |k| format!("Idempotency-Key: {k}\r\n"));
+    format!(
+        "POST /api/ratings HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
+         {key}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Sends a request and leaves the answer to [`answer`].
@@ -580,13 +570,7 @@ fn heavy_reads_leave_a_write_under_100_ms(db: TestDb) {
     server.wait_until("the catalogue", Duration::from_secs(60), |s| {
         s.get("/api/movies?genre=Drama&limit=100").status == 200
     });
-    let body = r#"{"userId": 9001, "movieId": 2, "rating": 4.5}"#;
-    let post = format!(
-        "POST /api/ratings HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let post = post_request(r#"{"userId": 9001, "movieId": 2, "rating": 4.5}"#, None);
     // Warm: the first write opens its connection.
     assert!(answer(send(server.addr, &post)).contains("201"));
     let timed_post = || {
@@ -736,21 +720,7 @@ fn archive_drift_moves_exactly_what_it_deletes(db: TestDb) {
 const TOKEN: &str = "edges-write-token";
 
 fn post_with(server: &support::TestServer, key: Option<&str>, body: &str) -> support::Resp {
-    let auth = format!("Bearer {TOKEN}");
-    let mut headers = vec![
-        ("Content-Type", "application/json"),
-        ("Authorization", auth.as_str()),
-    ];
-    if let Some(k) = key {
-        headers.push(("Idempotency-Key", k));
-    }
-    support::http(
-        server.addr,
-        "POST",
-        "/api/ratings",
-        &headers,
-        body.as_bytes(),
-    )
+    server.post_ratings(TOKEN, key, body)
 }
 
 /// Timestamps before 1970 or more than a day ahead of the clock are
@@ -869,43 +839,28 @@ fn a_write_whose_commit_fails_says_the_outcome_is_unknown() {
     drop(seeded(&db));
     let dir = tempfile::tempdir().unwrap();
     let resume = dir.path().join("resume");
-    let mut cmd = cinematch(db.url(), &["serve", "--addr", "127.0.0.1:0"]);
-    cmd.env("CINEMATCH_API_TOKEN", TOKEN)
-        .env("CINEMATCH_FAILPOINT", "append:before_commit")
-        .env("CINEMATCH_FAILPOINT_RESUME_FILE", &resume);
-    let mut child = cmd.spawn().unwrap();
-    let err = common::capture_stderr(&mut child);
-    let wait_for = |needle: &str| {
-        let t = Instant::now();
-        while !err.lock().unwrap().contains(needle) {
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "no {needle:?}:\n{}",
-                err.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
-    wait_for("addr=Some(");
-    let addr: std::net::SocketAddr = {
-        let log = err.lock().unwrap();
-        let at = log.find("addr=Some(").unwrap() + "addr=Some(".len();
-        log[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-            .collect::<String>()
-            .parse()
-            .unwrap()
-    };
-    let body = r#"{"userId": 7, "movieId": 3, "rating": 4.5}"#;
-    let post = format!(
-        "POST /api/ratings HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
+    let (mut child, addr, err) = serve_child(
+        db.url(),
+        &[
+            ("CINEMATCH_FAILPOINT", "append:before_commit"),
+            ("CINEMATCH_FAILPOINT_RESUME_FILE", resume.to_str().unwrap()),
+        ],
     );
+    let post = post_request(r#"{"userId": 7, "movieId": 3, "rating": 4.5}"#, None);
     let pending = send(addr, &post);
-    wait_for("failpoint append:before_commit reached");
+    let t = Instant::now();
+    while !err
+        .lock()
+        .unwrap()
+        .contains("failpoint append:before_commit reached")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{}",
+            err.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let TestDb::Pg(pg) = &db else { unreachable!() };
     assert!(terminate_backends(pg) > 0);
     std::fs::write(&resume, b"").unwrap();
@@ -1117,12 +1072,7 @@ fn soak(db: TestDb) {
                             .collect(),
                     )
                     .to_string();
-                    let request = format!(
-                        "POST /api/ratings HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-                         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
-                         Idempotency-Key: soak-{first}\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
+                    let request = post_request(&body, Some(&format!("soak-{first}")));
                     let sent = chrono::Utc::now().naive_utc();
                     let mut tries = 0u64;
                     let replayed = loop {

@@ -39,22 +39,7 @@ use rand::{Rng, SeedableRng};
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn cinematch(db: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cinematch"));
-    c.arg("--db").arg(db).args(args);
-    for var in [
-        "CINEMATCH_DB",
-        "DATABASE_URL",
-        "NEON_CONNECTION_STRING",
-        "CINEMATCH_FAILPOINT",
-        "CINEMATCH_FAILPOINT_SLEEP_MS",
-        "CINEMATCH_FAILPOINT_RESUME_FILE",
-        "CINEMATCH_LEASE_SECS",
-        "CINEMATCH_LOG",
-        "MLFLOW_TRACKING_URI",
-    ] {
-        c.env_remove(var);
-    }
-    c
+    common::cinematch_command(db, args)
 }
 
 /// A running `cinematch` whose output is collected as it comes.

@@ -205,6 +205,32 @@ pub struct BufferSnapshot {
     pub bound: BufferBound,
 }
 
+impl BufferSnapshot {
+    /// The snapshot of `ratings` read up to `through`, with the batch id of
+    /// each (`None`: written by other tools without one).
+    pub(crate) fn new(
+        rows: Vec<(Rating, Option<String>)>,
+        through: chrono::NaiveDateTime,
+    ) -> BufferSnapshot {
+        let mut batches = std::collections::BTreeSet::new();
+        let ratings: Vec<Rating> = rows
+            .into_iter()
+            .map(|(r, b)| {
+                batches.insert(b.unwrap_or_else(|| NO_BATCH_ID.into()));
+                r
+            })
+            .collect();
+        BufferSnapshot {
+            bound: BufferBound {
+                through,
+                rows: ratings.len() as u64,
+            },
+            ratings,
+            batches: batches.into_iter().collect(),
+        }
+    }
+}
+
 /// How a buffered row without a batch id (written by other tools) is named.
 pub const NO_BATCH_ID: &str = "(no batch id)";
 
@@ -1031,6 +1057,23 @@ pub(crate) fn claim_ingestion(store: &mut dyn Store, holder: &str, batch_id: &st
         }
     }
     Ok(())
+}
+
+/// [`Store::begin_ingestion`] on either backend: [`claim_ingestion`], then
+/// `open` (the backend's audit row as 'in_progress'), giving the lease back
+/// when that fails.
+pub(crate) fn begin_leased_ingestion<S: Store>(
+    store: &mut S,
+    holder: &str,
+    batch_id: &str,
+    open: fn(&mut S, &str) -> Result<()>,
+) -> Result<()> {
+    claim_ingestion(store, holder, batch_id)?;
+    let opened = open(store, batch_id);
+    if opened.is_err() {
+        release_ingestion(store, holder, batch_id);
+    }
+    opened
 }
 
 /// Gives up a batch's ingestion lease (completed or failed); a lease that

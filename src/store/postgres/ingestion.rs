@@ -9,7 +9,7 @@ use postgres::types::Type;
 
 use super::changes::{claim_key, record_change};
 use super::PgStore;
-use crate::store::{BufferBound, BufferSnapshot, ChangeKind, IdempotentWrite, Ingestion};
+use crate::store::{BufferSnapshot, ChangeKind, IdempotentWrite, Ingestion};
 use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
 
@@ -39,12 +39,7 @@ const APPEND_AUDIT_PG: &str = "UPDATE ingestion_metadata SET
 
 pub(super) fn begin_ingestion(store: &mut PgStore, batch_id: &str) -> Result<()> {
     let holder = store.holder.clone();
-    crate::store::claim_ingestion(store, &holder, batch_id)?;
-    let opened = open_batch(store, batch_id);
-    if opened.is_err() {
-        crate::store::release_ingestion(store, &holder, batch_id);
-    }
-    opened
+    crate::store::begin_leased_ingestion(store, &holder, batch_id, open_batch)
 }
 
 /// The audit row of a batch about to be ingested, as 'in_progress'.
@@ -205,25 +200,11 @@ pub(super) fn buffer_snapshot(store: &mut PgStore) -> Result<BufferSnapshot> {
           WHERE ingested_at <= $1 OR ingested_at IS NULL ORDER BY timestamp",
         &[&through],
     )?;
-    let mut batches = std::collections::BTreeSet::new();
-    let ratings: Vec<Rating> = rows
+    let read = rows
         .iter()
-        .map(|r| {
-            batches.insert(
-                r.get::<_, Option<String>>(4)
-                    .unwrap_or_else(|| crate::store::NO_BATCH_ID.into()),
-            );
-            super::rows::rating_row(r)
-        })
+        .map(|r| (super::rows::rating_row(r), r.get(4)))
         .collect();
-    Ok(BufferSnapshot {
-        bound: BufferBound {
-            through,
-            rows: ratings.len() as u64,
-        },
-        ratings,
-        batches: batches.into_iter().collect(),
-    })
+    Ok(BufferSnapshot::new(read, through))
 }
 
 pub(super) fn merge_buffer(store: &mut PgStore) -> Result<u64> {

@@ -30,12 +30,7 @@ fn batch_status(
 
 pub(super) fn begin_ingestion(store: &mut SqliteStore, batch_id: &str) -> Result<()> {
     let holder = store.holder.clone();
-    crate::store::claim_ingestion(store, &holder, batch_id)?;
-    let opened = open_batch(store, batch_id);
-    if opened.is_err() {
-        crate::store::release_ingestion(store, &holder, batch_id);
-    }
-    opened
+    crate::store::begin_leased_ingestion(store, &holder, batch_id, open_batch)
 }
 
 /// The audit row of a batch about to be ingested, as 'in_progress'.
@@ -258,24 +253,12 @@ pub(super) fn buffer_snapshot(store: &mut SqliteStore) -> Result<BufferSnapshot>
         "SELECT userId, movieId, rating, timestamp, batch_id FROM ratings_buffer
           WHERE ingested_at <= ?1 OR ingested_at IS NULL ORDER BY timestamp",
     )?;
-    let mut ratings = Vec::new();
-    let mut batches = std::collections::BTreeSet::new();
-    let mut rows = stmt.query([stamp_text(through)])?;
-    while let Some(r) = rows.next()? {
-        ratings.push(super::rows::rating_row(r)?);
-        batches.insert(
-            r.get::<_, Option<String>>(4)?
-                .unwrap_or_else(|| crate::store::NO_BATCH_ID.into()),
-        );
-    }
-    Ok(BufferSnapshot {
-        bound: BufferBound {
-            through,
-            rows: ratings.len() as u64,
-        },
-        ratings,
-        batches: batches.into_iter().collect(),
-    })
+    let read = stmt
+        .query_map([stamp_text(through)], |r| {
+            Ok((super::rows::rating_row(r)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(BufferSnapshot::new(read, through))
 }
 
 pub(super) fn merge_buffer(store: &mut SqliteStore) -> Result<u64> {
