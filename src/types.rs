@@ -99,6 +99,36 @@ pub fn check_rating(value: f64) -> Result<(), RatingError> {
     Ok(())
 }
 
+/// How far ahead of the clock a rating's timestamp may be: a day covers
+/// clocks that disagree and time zones written as UTC, and nothing more.
+pub const MAX_TIMESTAMP_LEAD_SECS: i64 = 86_400;
+
+/// Why a number is not a rating's timestamp (Unix seconds). The readers and
+/// `POST /api/ratings` ask [`check_timestamp`], so one rule holds
+/// everywhere; without it a far-future timestamp would always win the
+/// "latest rating" rule and a negative one sort before every real rating.
+/// The message reads after the value: `timestamp -5 is negative`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    #[error("is negative (Unix seconds count from 1970)")]
+    Negative,
+    #[error("is more than a day ahead of the clock")]
+    Future,
+}
+
+/// Checks a rating's timestamp against `now` (Unix seconds): not negative
+/// and at most [`MAX_TIMESTAMP_LEAD_SECS`] ahead.
+#[inline]
+pub fn check_timestamp(ts: i64, now: i64) -> Result<(), TimestampError> {
+    if ts < 0 {
+        Err(TimestampError::Negative)
+    } else if ts > now.saturating_add(MAX_TIMESTAMP_LEAD_SECS) {
+        Err(TimestampError::Future)
+    } else {
+        Ok(())
+    }
+}
+
 /// Which side of the train/test split a stored rating belongs to
 /// (`ratings.data_split` in the schema).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

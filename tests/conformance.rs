@@ -455,7 +455,7 @@ fn compare_and_set_promotion(db: TestDb) {
     let promote_c = RunCommit {
         promote_reason: Some("better".into()),
         promote_if_champion_is: Some(Some(b.model_version.clone())),
-        merge_buffer: false,
+        ..RunCommit::default()
     };
     let err = s
         .insert_model_run(&run(0.8), &blob(3), &promote_c)
@@ -499,7 +499,7 @@ fn compare_and_set_promotion(db: TestDb) {
     let promote_first = RunCommit {
         promote_reason: Some("first".into()),
         promote_if_champion_is: Some(None),
-        merge_buffer: false,
+        ..RunCommit::default()
     };
     let (first, _) = e
         .insert_model_run(&run(0.9), &blob(1), &promote_first)

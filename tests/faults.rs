@@ -39,22 +39,7 @@ use rand::{Rng, SeedableRng};
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn cinematch(db: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cinematch"));
-    c.arg("--db").arg(db).args(args);
-    for var in [
-        "CINEMATCH_DB",
-        "DATABASE_URL",
-        "NEON_CONNECTION_STRING",
-        "CINEMATCH_FAILPOINT",
-        "CINEMATCH_FAILPOINT_SLEEP_MS",
-        "CINEMATCH_FAILPOINT_RESUME_FILE",
-        "CINEMATCH_LEASE_SECS",
-        "CINEMATCH_LOG",
-        "MLFLOW_TRACKING_URI",
-    ] {
-        c.env_remove(var);
-    }
-    c
+    common::cinematch_command(db, args)
 }
 
 /// A running `cinematch` whose output is collected as it comes.
@@ -1086,7 +1071,7 @@ fn two_pipeline_runs_at_once_are_serialized(db: TestDb) {
 const TOKEN: &str = "faults-test-token";
 /// API ratings carry timestamps from here on: timestamp - API_TS is the
 /// rating's sequence number, so each one can be found again.
-const API_TS: i64 = 3_000_000_000;
+const API_TS: i64 = 1_600_000_000;
 
 struct Server {
     _proc: Proc,

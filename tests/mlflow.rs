@@ -418,7 +418,7 @@ fn retrain_creates_a_matching_mlflow_run(db: TestDb) {
             csv.push_str(&format!(
                 "{u},{m},{},{}\n",
                 if m % 2 == 0 { 4.5 } else { 2.0 },
-                2_000_000_000 + u * 100 + m
+                1_700_000_000 + u * 100 + m
             ));
         }
     }

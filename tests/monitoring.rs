@@ -22,7 +22,7 @@ use common::TestDb;
 fn batch_file(dir: &std::path::Path, name: &str, rows: &[(i32, i32, f32)]) -> PathBuf {
     let mut s = String::from("userId,movieId,rating,timestamp\n");
     for (i, (u, m, r)) in rows.iter().enumerate() {
-        s.push_str(&format!("{u},{m},{r:.1},{}\n", 2_000_000_000 + i));
+        s.push_str(&format!("{u},{m},{r:.1},{}\n", 1_700_000_000 + i));
     }
     let p = dir.join(name);
     std::fs::write(&p, s).unwrap();
@@ -702,7 +702,7 @@ fn scheduler_waits_for_a_file_being_written(db: TestDb) {
                 let (u, m) = (1 + (i % 40) as i32, 1 + (i % 30) as i32);
                 // The timestamp goes out in two writes: a reader in between
                 // sees a line cut inside the field, which still parses.
-                write!(f, "{u},{m},4.0,20000").unwrap();
+                write!(f, "{u},{m},4.0,17000").unwrap();
                 f.flush().unwrap();
                 std::thread::sleep(std::time::Duration::from_millis(10));
                 writeln!(f, "{:05}", i).unwrap();
@@ -768,7 +768,7 @@ fn buffer_clear_is_scoped_and_keeps_api_ratings(db: TestDb) {
         user_id: 3,
         movie_id: 3,
         rating: 5.0,
-        timestamp: 2_100_000_000,
+        timestamp: 1_710_000_000,
     };
     s.append_to_batch(&api, &[api_rating]).unwrap();
 

@@ -210,7 +210,7 @@ fn training_on_every_rating_records_no_test_metrics(db: TestDb) {
     let mut csv = String::from("userId,movieId,rating,timestamp\n");
     for u in 1..=20 {
         for m in 1..=5 {
-            csv.push_str(&format!("{u},{},{},{}\n", 300 + m, 4.0, 2_000_000_000 + u));
+            csv.push_str(&format!("{u},{},{},{}\n", 300 + m, 4.0, 1_700_000_000 + u));
         }
     }
     std::fs::write(&batch, csv).unwrap();

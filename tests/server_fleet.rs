@@ -84,15 +84,7 @@ impl Serve {
     }
 
     fn post(&self, key: Option<&str>, body: &str) -> Resp {
-        let auth = format!("Bearer {TOKEN}");
-        let mut headers = vec![
-            ("Content-Type", "application/json"),
-            ("Authorization", auth.as_str()),
-        ];
-        if let Some(k) = key {
-            headers.push(("Idempotency-Key", k));
-        }
-        http(self.addr, "POST", "/api/ratings", &headers, body.as_bytes())
+        support::post_ratings(self.addr, TOKEN, key, body)
     }
 
     fn recs(&self, user: i32) -> Vec<i32> {

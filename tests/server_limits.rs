@@ -89,7 +89,6 @@ fn per_user_reads_need_the_read_token(db: TestDb) {
         "/api/status",
         "/api/models",
         "/api/drift",
-        "/api/ingestions",
         "/api/movies/1",
         "/api/movies/1/similar",
         "/api/movies?q=toy",

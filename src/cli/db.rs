@@ -101,8 +101,12 @@ fn db_roles(ctx: &Ctx, args: &RolesArgs) -> Result<()> {
     for role in Role::ALL {
         passwords.push((role, role_password(role, args.keep_passwords)?));
     }
-    let mut pg = store::postgres::PgStore::connect(&url)
-        .with_context(|| format!("opening the database {} (from {from})", store::redact(&url)))?;
+    let mut pg = store::postgres::PgStore::connect(&url).with_context(|| {
+        format!(
+            "opening the database {} (from {from})",
+            store::redact_url(&url)
+        )
+    })?;
     pg.migrate()?;
     let report = roles::apply(pg.client(), &passwords).context("`cinematch db roles`")?;
     print::roles_report(&report);

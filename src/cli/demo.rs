@@ -69,7 +69,7 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> Result<()> {
     opts.objective = ctx.objective;
     let url = demo_db_url(ctx.db.as_deref());
     let mut store =
-        store::open(&url).with_context(|| format!("opening {}", store::redact(&url)))?;
+        store::open(&url).with_context(|| format!("opening {}", store::redact_url(&url)))?;
     if args.fresh {
         store.reset()?;
     }

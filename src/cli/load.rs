@@ -180,6 +180,14 @@ pub fn run(args: LoadArgs, ctx: &Ctx) -> Result<()> {
     let mut store = ctx.open_store()?;
     let report = load::load(store.as_mut(), &source, &opts, &ctx.progress)?;
     print::load_report(&report, &store.location());
+    if report.summary.replaced {
+        if let Some(champion) = store.champion()? {
+            println!(
+                "the champion {champion} was trained and scored on the dataset just replaced: \
+                 it keeps serving until the next train or retrain, which it does not gate"
+            );
+        }
+    }
     Ok(())
 }
 

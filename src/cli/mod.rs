@@ -153,8 +153,12 @@ impl Ctx {
 
     fn open_store(&self) -> Result<Box<dyn Store>> {
         let (url, from) = self.db_url();
-        store::open(&url)
-            .with_context(|| format!("opening the database {} (from {from})", store::redact(&url)))
+        store::open(&url).with_context(|| {
+            format!(
+                "opening the database {} (from {from})",
+                store::redact_url(&url)
+            )
+        })
     }
 }
 

@@ -425,6 +425,15 @@ pub fn scheduler(args: SchedulerArgs, ctx: &Ctx) -> Result<()> {
     for (batch, e) in &done.not_run {
         print::batch_not_run(batch, e);
     }
+    for (batch, why) in &done.refused {
+        print::batch_refused(batch, why);
+    }
+    if !done.refused.is_empty() {
+        bail!(
+            "{} batch files were refused (recorded as failed pipeline runs; the files are left in place)",
+            done.refused.len()
+        );
+    }
     if !done.all_succeeded() {
         bail!("some batches failed after {} attempts", opts.attempts);
     }

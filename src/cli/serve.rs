@@ -108,7 +108,7 @@ impl ServeArgs {
 
 pub fn run(args: ServeArgs, ctx: &Ctx) -> Result<()> {
     let (url, from) = ctx.db_url();
-    tracing::info!(addr = %args.addr, db = %store::redact(&url), from, "starting the server");
+    tracing::info!(addr = %args.addr, db = %store::redact_url(&url), from, "starting the server");
     let mut config = args.config(url)?;
     config.objective = ctx.objective;
     server::run(config)?;

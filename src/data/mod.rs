@@ -57,6 +57,8 @@ pub enum IssueKind {
     BadHeader,
     /// A title or genre list longer than the schema allows.
     TooLong,
+    /// A timestamp before 1970 or more than a day ahead of the clock.
+    TimestampOutOfRange,
 }
 
 impl IssueKind {
@@ -80,6 +82,7 @@ impl IssueKind {
             IssueKind::UnknownMovie => "rating for a movie not in the movie file",
             IssueKind::BadHeader => "unexpected header",
             IssueKind::TooLong => "field too long for the schema",
+            IssueKind::TimestampOutOfRange => "timestamp negative or in the future",
         }
     }
 }

@@ -222,7 +222,7 @@ fn run_locked(
             RetrainWhen::Never => None,
         };
         if let Some(trigger) = trigger {
-            match retrain::retrain_now(store, trigger, &opts.retrain, progress) {
+            match retrain::retrain_now(store, trigger, &opts.retrain, lease, progress) {
                 Ok(outcome) => {
                     let detail = match &outcome {
                         RetrainOutcome::Retrained {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::data::{formats, ReadOptions, SkipReport};
 use crate::store::{IdempotentWrite, Store};
-use crate::types::Rating;
+use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
 
 /// What an ingestion did.
@@ -40,6 +40,109 @@ pub fn validate_batch_id(batch_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks the batch id of a file: a valid id ([`validate_batch_id`]) outside
+/// the API's prefix (`api_`): those batches are the API's, one per day, and
+/// a file under such an id would mix with the ratings users posted.
+pub fn validate_file_batch_id(batch_id: &str) -> Result<()> {
+    validate_batch_id(batch_id)?;
+    if crate::store::is_api_batch(batch_id) {
+        return Err(Error::InvalidArgument(format!(
+            "batch id {batch_id:?} starts with {:?}, which is reserved for the ratings posted \
+             through the API (one batch per day); give the file another batch id (rename it, \
+             for the scheduler)",
+            crate::store::API_BATCH_PREFIX
+        )));
+    }
+    Ok(())
+}
+
+/// What identifies a batch file: its name (never the directory it was
+/// found in), size and SHA-256, recorded in the batch's audit row so that
+/// the same batch id arriving again with other content is told apart from a
+/// repeated delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    pub name: String,
+    pub size: u64,
+    /// Hex.
+    pub sha256: String,
+}
+
+impl FileDigest {
+    /// Reads `path` once to hash it.
+    pub fn of(path: &Path) -> Result<FileDigest> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        Ok(FileDigest {
+            name: file_name(path),
+            size,
+            sha256: hex(&hasher.finalize()),
+        })
+    }
+
+    /// The SHA-256 a batch's audit notes recorded (see the `Display` form),
+    /// if they recorded one.
+    pub fn recorded_sha256(notes: &str) -> Option<&str> {
+        let at = notes.find(SHA256_TAG)? + SHA256_TAG.len();
+        let hex = notes.get(at..at + 64)?;
+        hex.bytes().all(|b| b.is_ascii_hexdigit()).then_some(hex)
+    }
+}
+
+const SHA256_TAG: &str = "sha256 ";
+
+impl std::fmt::Display for FileDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} bytes, {SHA256_TAG}{})",
+            self.name, self.size, self.sha256
+        )
+    }
+}
+
+/// A path's last component, for messages others may read (the directory a
+/// file was found in is nobody else's business).
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A failed ingestion as its audit row records it: the problem and where
+/// (file name and line), never the offending line's content, which may be
+/// anything the file held, nor the directory it was read from.
+pub fn audit_message(e: &Error, path: &Path) -> String {
+    match e {
+        Error::Input(ie) if ie.line > 0 => {
+            format!("{}:{}: {}", file_name(&ie.file), ie.line, ie.kind)
+        }
+        Error::Input(ie) => format!("{}: {}", file_name(&ie.file), ie.kind),
+        Error::Io { path: p, source } => {
+            format!("cannot read {}: {}", file_name(p), source.kind())
+        }
+        other => other
+            .to_string()
+            .replace(&path.display().to_string(), &file_name(path)),
+    }
+}
+
 /// What [`append_api_ratings`] stored, as the API answers it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -54,7 +157,8 @@ pub struct Appended {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestKey {
     pub key: String,
-    /// Hex SHA-256 of the request as sent (see [`request_hash`]).
+    /// Hex SHA-256 of the request as parsed, in one canonical form (see
+    /// [`request_hash`]): the same ratings however the JSON spells them.
     pub request_hash: String,
 }
 
@@ -148,28 +252,76 @@ pub fn append_api_ratings(
 ///
 /// Every validation of `load` applies, and ratings for movies not in
 /// `movies` are rejected (the spec's "application enforces referential
-/// integrity"). A batch id that completed before is refused; a failed or
-/// interrupted one is retried from scratch.
+/// integrity"). The audit row records the file's name, size and SHA-256
+/// ([`FileDigest`]). A batch id that completed before is refused: with
+/// [`Error::BatchCompleted`] when this is the same file again (nothing to
+/// do), with [`Error::Conflict`] when its content differs from what was
+/// ingested under that id (a corrected file must not be silently
+/// skipped). A failed or interrupted one is retried from scratch.
 pub fn ingest_file(
     store: &mut dyn Store,
     path: &Path,
     batch_id: &str,
     read: ReadOptions,
 ) -> Result<IngestReport> {
-    validate_batch_id(batch_id)?;
-    store.begin_ingestion(batch_id)?;
+    validate_file_batch_id(batch_id)?;
+    if let Err(e) = store.begin_ingestion(batch_id) {
+        return Err(match e {
+            Error::BatchCompleted { batch_id } => completed_again(store, path, &batch_id),
+            e => e,
+        });
+    }
     crate::failpoint::hit("ingest:after_metadata_in_progress");
-    let result = read_and_write(store, path, batch_id, read);
+    let (digest, result) = match FileDigest::of(path) {
+        Ok(d) => {
+            let r = read_and_write(store, path, batch_id, read, &d);
+            (Some(d), r)
+        }
+        Err(e) => (None, Err(e)),
+    };
     if let Err(e) = &result {
         // Best effort: the batch's rows are not in the buffer either way; the
         // audit row should say why. A lost connection may make this fail too,
         // and the row then stays 'in_progress' until the next ingestion marks
         // it interrupted.
         if !matches!(e, Error::Conflict(_)) {
-            let _ = store.fail_ingestion(batch_id, &e.to_string());
+            let why = match &digest {
+                Some(d) => format!("{d}: {}", audit_message(e, path)),
+                None => audit_message(e, path),
+            };
+            let _ = store.fail_ingestion(batch_id, &why);
         }
     }
     result
+}
+
+/// A completed batch id delivered again: [`Error::BatchCompleted`] for the
+/// same content (or when the audit row predates recorded digests),
+/// [`Error::Conflict`] naming both files when it differs.
+fn completed_again(store: &mut dyn Store, path: &Path, batch_id: &str) -> Error {
+    let digest = match FileDigest::of(path) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let notes = match store.ingestions() {
+        Ok(rows) => rows
+            .into_iter()
+            .find(|i| i.batch_id == batch_id && i.status == Some(IngestionStatus::Completed))
+            .and_then(|r| r.notes)
+            .unwrap_or_default(),
+        Err(e) => return e,
+    };
+    match FileDigest::recorded_sha256(&notes) {
+        Some(sha) if sha != digest.sha256 => Error::Conflict(format!(
+            "batch {batch_id:?} was ingested before from another file ({notes}); {digest} \
+             differs, so it was not ingested: give a corrected file a new batch id, or \
+             `cinematch buffer clear --batch {batch_id}` first while its ratings are still \
+             buffered"
+        )),
+        _ => Error::BatchCompleted {
+            batch_id: batch_id.to_string(),
+        },
+    }
 }
 
 fn read_and_write(
@@ -177,6 +329,7 @@ fn read_and_write(
     path: &Path,
     batch_id: &str,
     read: ReadOptions,
+    digest: &FileDigest,
 ) -> Result<IngestReport> {
     let movies = store.movie_ids()?;
     if movies.is_empty() {
@@ -187,12 +340,11 @@ fn read_and_write(
     let mut skipped = SkipReport::default();
     let ratings = formats::read_ratings(path, read, Some(&movies), &mut skipped)?;
     let notes = if skipped.is_empty() {
-        format!("{} ratings from {}", ratings.len(), path.display())
+        format!("{} ratings from {digest}", ratings.len())
     } else {
         format!(
-            "{} ratings from {}; {} invalid rows skipped",
+            "{} ratings from {digest}; {} invalid rows skipped",
             ratings.len(),
-            path.display(),
             skipped.total()
         )
     };

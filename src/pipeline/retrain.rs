@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use super::drift_check::triggers_retraining;
-use super::lease::{PipelineLease, DEFAULT_LEASE};
+use super::lease::{PipelineLease, DEFAULT_LEASE, PIPELINE_LEASE};
 
 use crate::eval::EvalOptions;
 use crate::models::{Algo, Hyperparams};
 use crate::progress::Progress;
 use crate::registry::{self, Objective, RunNotes, TrainOptions};
-use crate::store::{DriftAlert, ModelRun, RunCommit, Store};
+use crate::store::{DriftAlert, LeaseHold, ModelRun, RunCommit, Store};
 use crate::tracking::MlflowConfig;
 use crate::{Error, Result};
 
@@ -158,7 +158,7 @@ pub fn retrain(
     progress: &dyn Progress,
 ) -> Result<RetrainOutcome> {
     let lease = PipelineLease::acquire(store, opts.lease)?;
-    let outcome = retrain_leased(store, opts, progress);
+    let outcome = retrain_leased(store, opts, &lease, progress);
     lease.release(store);
     outcome
 }
@@ -166,6 +166,7 @@ pub fn retrain(
 fn retrain_leased(
     store: &mut dyn Store,
     opts: &RetrainOptions,
+    lease: &PipelineLease,
     progress: &dyn Progress,
 ) -> Result<RetrainOutcome> {
     let trigger = if opts.if_drift {
@@ -189,20 +190,29 @@ fn retrain_leased(
     } else {
         "unconditional".to_string()
     };
-    retrain_now(store, &trigger, opts, progress)
+    retrain_now(store, &trigger, opts, lease, progress)
 }
 
 /// Retrains without consulting the alerts table; `trigger` says why (it is
-/// recorded in the run's notes). The caller holds the pipeline lease.
+/// recorded in the run's notes). The caller holds the pipeline `lease`.
 ///
 /// The promotion is compare-and-set against the champion read at the start:
 /// if a rollback or another promotion replaced it meanwhile, the run is
 /// recorded (and the buffer merged) without promotion, and the outcome says
 /// which champion stays and why.
+///
+/// The merge moves exactly the buffered ratings training read: ratings that
+/// arrive while it trains (posted to the API, ingested by hand) stay
+/// buffered for the next retrain, so every rating merged was trained on, and
+/// the run's notes name the batches and the count it merged. The commit
+/// happens only while `lease` is still this process's, checked in its
+/// transaction: a holder that lost it merges and promotes nothing
+/// ([`Error::Busy`]).
 pub fn retrain_now(
     store: &mut dyn Store,
     trigger: &str,
     opts: &RetrainOptions,
+    lease: &PipelineLease,
     progress: &dyn Progress,
 ) -> Result<RetrainOutcome> {
     // First: alerts raised from here on may concern data this retrain does
@@ -219,11 +229,6 @@ pub fn retrain_now(
         .and_then(|n| n.params.clone())
         .unwrap_or_else(|| Hyperparams::default_for(Algo::Ease));
     let seed = notes.as_ref().and_then(|n| n.seed).unwrap_or(42);
-    let batches: Vec<String> = store
-        .buffer_counts()?
-        .into_iter()
-        .map(|(b, _)| b.unwrap_or_else(|| "(no batch id)".into()))
-        .collect();
 
     let mut train_opts = TrainOptions::new(params);
     train_opts.seed = seed;
@@ -235,7 +240,6 @@ pub fn retrain_now(
     train_opts.notes = RunNotes {
         kind: Some("retrain".into()),
         trigger: Some(trigger.to_string()),
-        batches: Some(batches.clone()),
         champion_before: champion.clone(),
         alerts_through,
         ..RunNotes::default()
@@ -252,11 +256,25 @@ pub fn retrain_now(
         ],
     );
     let mut trained = registry::fit_and_evaluate(store, &train_opts, progress)?;
+    // What training read of the buffer is what the commit merges.
+    let read = trained.buffer.take();
+    let batches = read.as_ref().map(|b| b.batches.clone()).unwrap_or_default();
+    trained.notes.batches = Some(batches.clone());
+    let merge_through = read.map(|b| b.bound);
+    trained.notes.buffer_through = merge_through.map(|b| {
+        b.through
+            .format(crate::store::BufferBound::THROUGH_FORMAT)
+            .to_string()
+    });
+    let hold = LeaseHold {
+        name: PIPELINE_LEASE.to_string(),
+        holder: lease.holder().to_string(),
+    };
 
     let (promoted, decision) = match registry::gate(
         opts.objective,
         opts.tolerance,
-        &trained.report,
+        &trained,
         champion_run.as_ref(),
         false,
     ) {
@@ -270,9 +288,11 @@ pub fn retrain_now(
     let commit = RunCommit {
         promote_reason: promoted.then(|| format!("retrain ({trigger}); {decision}")),
         promote_if_champion_is: Some(champion.clone()),
-        merge_buffer: true,
+        merge_buffer: merge_through,
+        lease: Some(hold.clone()),
     };
     crate::failpoint::hit("retrain:before_record");
+    lease.check()?;
     let (run, merged, promoted, decision, champion_changed) =
         match registry::record(store, &trained, run_id.clone(), &commit) {
             Ok((run, merged)) => (run, merged, promoted, decision, None),
@@ -289,7 +309,8 @@ pub fn retrain_now(
                 trained.notes.decision = Some(decision.clone());
                 trained.notes.champion_changed_to = actual.clone();
                 let commit = RunCommit {
-                    merge_buffer: true,
+                    merge_buffer: merge_through,
+                    lease: Some(hold),
                     ..RunCommit::default()
                 };
                 let (run, merged) = registry::record(store, &trained, run_id, &commit)?;

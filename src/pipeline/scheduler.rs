@@ -17,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::cycle::{run_cycle, CycleOptions, CycleReport};
+use super::ingest;
 use crate::progress::Progress;
 use crate::store::{self, Store};
 use crate::types::IngestionStatus;
@@ -52,33 +53,149 @@ pub fn is_batch_file_name(name: &str) -> bool {
     )
 }
 
-/// Batch files in `inbox` not yet ingested, by file name: the batch id is
-/// the file stem (`batch_w3.csv` -> `batch_w3`). Batches cleared with
-/// `buffer clear` count as not ingested.
-pub fn pending_batches(store: &mut dyn Store, inbox: &Path) -> Result<Vec<(PathBuf, String)>> {
-    let done: std::collections::HashSet<String> = store
+/// What the scheduler found in its inbox.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    /// Batch files not yet ingested, by file name, with their batch id: the
+    /// file stem (`batch_w3.csv` -> `batch_w3`). Batches cleared with
+    /// `buffer clear` count as not ingested.
+    pub pending: Vec<(PathBuf, String)>,
+    /// Files whose batch id completed before and whose content may differ
+    /// from what was ingested (their size does, or the size matches and the
+    /// content is to be compared): taken only once settled and compared.
+    pub completed: Vec<(PathBuf, String)>,
+    /// Files refused outright, with their batch id and why.
+    pub refused: Vec<(String, String)>,
+}
+
+/// Sorts the inbox's batch files: pending, completed before, or refused.
+///
+/// Only regular files are taken: a symbolic link (which could make the
+/// scheduler publish any file it can read) is refused, as is a file whose
+/// stem is not a usable batch id (too long, or the API's `api_` prefix),
+/// and every file of a batch id two files map to (`week1.csv` and
+/// `week1.tsv`): which one is meant is for the operator to say, never a
+/// silent choice. A completed batch id whose recorded size differs from the
+/// file's is listed in `completed` for comparison; one with the recorded
+/// size is hashed here and dropped when the content is the same.
+pub fn scan_inbox(store: &mut dyn Store, inbox: &Path) -> Result<Inbox> {
+    let done: std::collections::HashMap<String, String> = store
         .ingestions()?
         .into_iter()
         .filter(|i| i.status == Some(IngestionStatus::Completed))
-        .map(|i| i.batch_id)
+        .map(|i| (i.batch_id, i.notes.unwrap_or_default()))
         .collect();
-    let mut files: Vec<(PathBuf, String)> = std::fs::read_dir(inbox)
-        .map_err(|e| Error::io(inbox, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(is_batch_file_name)
-        })
-        .filter_map(|p| {
-            let id = p.file_stem()?.to_str()?.to_string();
-            Some((p, id))
-        })
-        .filter(|(_, id)| !done.contains(id))
-        .collect();
-    files.sort();
-    Ok(files)
+    let mut out = Inbox::default();
+    let mut by_id: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+    for entry in std::fs::read_dir(inbox).map_err(|e| Error::io(inbox, e))? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !is_batch_file_name(name) {
+            continue;
+        }
+        let Some(id) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        // The entry's own type: a symbolic link is not followed.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            out.refused.push((
+                id,
+                format!(
+                    "{name} is a symbolic link: the scheduler takes only regular files, so that \
+                     nothing but a delivered batch is ever read"
+                ),
+            ));
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        if let Err(e) = ingest::validate_file_batch_id(&id) {
+            out.refused.push((id, format!("{name}: {e}")));
+            continue;
+        }
+        by_id.entry(id).or_default().push(path);
+    }
+    for (id, mut paths) in by_id {
+        if paths.len() > 1 {
+            paths.sort();
+            let names: Vec<String> = paths
+                .iter()
+                .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+                .collect();
+            out.refused.push((
+                id.clone(),
+                format!(
+                    "{} files map to batch id {id:?} ({}): the batch id is the file name \
+                     without its extension, so rename all but one; none of them was ingested",
+                    paths.len(),
+                    names.join(", ")
+                ),
+            ));
+            continue;
+        }
+        let path = paths.remove(0);
+        match done.get(&id) {
+            None => out.pending.push((path, id)),
+            Some(notes) => {
+                if same_content(&path, notes).unwrap_or(false) {
+                    continue;
+                }
+                out.completed.push((path, id));
+            }
+        }
+    }
+    out.pending.sort();
+    out.completed.sort();
+    Ok(out)
+}
+
+/// Whether `path` holds what a completed batch's audit notes recorded
+/// (size, then SHA-256); `Ok(true)` when they recorded no digest (batches
+/// ingested before digests were recorded: nothing to compare).
+fn same_content(path: &Path, notes: &str) -> Result<bool> {
+    let Some(sha) = ingest::FileDigest::recorded_sha256(notes) else {
+        return Ok(true);
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    if !notes.contains(&format!("({size} bytes, ")) {
+        return Ok(false);
+    }
+    Ok(ingest::FileDigest::of(path)?.sha256 == sha)
+}
+
+/// Records a refused batch file where operators look: a failed pipeline
+/// run for its batch id and, unless that batch completed before (its row
+/// holds real data), a failed audit row in `ingestion_metadata`.
+fn record_refusal(store: &mut dyn Store, batch_id: &str, reason: &str) -> Result<()> {
+    // An id the schema cannot hold (too long, control characters) is named
+    // in the reason only.
+    let storable = ingest::validate_batch_id(batch_id).is_ok();
+    if storable {
+        store.fail_ingestion(batch_id, reason)?;
+    }
+    let run = store.start_pipeline_run(storable.then_some(batch_id))?;
+    let steps = serde_json::json!([{
+        "name": "ingest", "status": "failed", "detail": reason, "seconds": 0.0
+    }]);
+    store.finish_pipeline_run(
+        run,
+        crate::types::PipelineStatus::Failed,
+        &steps.to_string(),
+        "ingest: failed",
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -133,11 +250,17 @@ pub struct InboxRun {
     /// Batches whose cycle could not even start on any attempt (database
     /// down, another cycle holding the lease), with the last error.
     pub not_run: Vec<(String, String)>,
+    /// Batch files refused (a symbolic link, two files for one batch id, a
+    /// completed batch id with other content, a reserved or unusable id),
+    /// with why; each is recorded as a failed pipeline run and left in place.
+    pub refused: Vec<(String, String)>,
 }
 
 impl InboxRun {
     pub fn all_succeeded(&self) -> bool {
-        self.not_run.is_empty() && self.cycles.iter().all(|c| c.succeeded)
+        self.not_run.is_empty()
+            && self.refused.is_empty()
+            && self.cycles.iter().all(|c| c.succeeded)
     }
 }
 
@@ -159,10 +282,37 @@ pub fn process_inbox_with(
     progress: &dyn Progress,
 ) -> Result<InboxRun> {
     let mut run = InboxRun::default();
-    let pending = {
-        let mut store = store::open(&opts.db_url)?;
-        pending_batches(store.as_mut(), &opts.inbox)?
-    };
+    let mut store = store::open(&opts.db_url)?;
+    let inbox = scan_inbox(store.as_mut(), &opts.inbox)?;
+    for (batch_id, reason) in inbox.refused {
+        refuse(store.as_mut(), &mut run, batch_id, reason);
+    }
+    // A completed batch id delivered again: compared once the file settled.
+    for (path, batch_id) in inbox.completed {
+        match wait_until_settled(&path, opts.settle, clock, stop) {
+            Ok(true) => {}
+            Ok(false) => return Ok(run),
+            Err(_) => continue,
+        }
+        let notes = store
+            .ingestions()?
+            .into_iter()
+            .find(|i| i.batch_id == batch_id)
+            .and_then(|i| i.notes)
+            .unwrap_or_default();
+        if same_content(&path, &notes)? {
+            continue;
+        }
+        let digest = ingest::FileDigest::of(&path)?;
+        let reason = format!(
+            "batch {batch_id:?} was ingested before ({notes}); {digest} differs, so it was \
+             not ingested: deliver a corrected file under a new name, or `cinematch buffer \
+             clear --batch {batch_id}` first while its ratings are still buffered"
+        );
+        refuse(store.as_mut(), &mut run, batch_id, reason);
+    }
+    drop(store);
+    let pending = inbox.pending;
     if pending.is_empty() {
         tracing::info!(inbox = %opts.inbox.display(), "no new batch files");
     }
@@ -176,6 +326,16 @@ pub fn process_inbox_with(
                 tracing::warn!(batch = %batch_id, error = %e, "batch file vanished; skipped");
                 continue;
             }
+        }
+        // Replaced by a link while it settled: refused, never read.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
+            let reason = format!(
+                "{} is no longer a regular file: the scheduler takes only regular files",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            let mut store = store::open(&opts.db_url)?;
+            refuse(store.as_mut(), &mut run, batch_id, reason);
+            continue;
         }
         let mut delay = opts.backoff;
         let mut last_error = None;
@@ -218,6 +378,15 @@ pub fn process_inbox_with(
         }
     }
     Ok(run)
+}
+
+/// Records and reports one refused file.
+fn refuse(store: &mut dyn Store, run: &mut InboxRun, batch_id: String, reason: String) {
+    tracing::error!(batch = %batch_id, %reason, "batch file refused; left in place");
+    if let Err(e) = record_refusal(store, &batch_id, &reason) {
+        tracing::error!(batch = %batch_id, error = %e, "could not record the refusal");
+    }
+    run.refused.push((batch_id, reason));
 }
 
 /// Size and modification time: what changes while a file is being written.

@@ -20,7 +20,9 @@ use crate::eval::{self, EvalOptions, EvalReport};
 use crate::models::popular::ColdStart;
 use crate::models::{self, Hyperparams, Model};
 use crate::progress::Progress;
-use crate::store::{ArtifactBlob, ModelEvaluation, ModelRun, NewModelRun, RunCommit, Store};
+use crate::store::{
+    ArtifactBlob, BufferSnapshot, ModelEvaluation, ModelRun, NewModelRun, RunCommit, Store,
+};
 use crate::tracking::{self, MlflowConfig, MlflowMetrics, MlflowParams, RunStatus, RunTracker};
 use crate::types::{Movie, Rating, Split};
 use crate::{Error, Result};
@@ -82,6 +84,9 @@ pub struct Trained {
     pub data_size: usize,
     pub train_seconds: f64,
     pub eval_seconds: f64,
+    /// The buffer as it was read for training (when included), without its
+    /// ratings: its batches and the bound a merge of exactly those rows needs.
+    pub buffer: Option<BufferSnapshot>,
 }
 
 /// A finished, recorded training run.
@@ -144,20 +149,21 @@ pub fn fit_and_evaluate(
 ) -> Result<Trained> {
     opts.params.validate()?;
     let mut train = store.ratings(Split::Train)?;
-    let buffered = if opts.include_buffer {
-        let b = store.buffer_ratings(None)?;
-        let n = b.len();
-        train.extend(b);
-        n
+    let buffer = if opts.include_buffer {
+        let mut b = store.buffer_snapshot()?;
+        train.append(&mut b.ratings);
+        Some(b)
     } else {
-        0
+        None
     };
+    let buffered = buffer.as_ref().map_or(0, |b| b.bound.rows);
     if train.is_empty() {
         return Err(Error::NotFound(
             "there are no training ratings: load a dataset first".into(),
         ));
     }
     let test = store.ratings(Split::Test)?;
+    let dataset = store.dataset_version()?;
     let movies = store.movies()?;
     let (model, report, train_seconds, eval_seconds) = fit_and_evaluate_on(
         &opts.params,
@@ -187,9 +193,10 @@ pub fn fit_and_evaluate(
     notes.train_seconds = Some(round3(train_seconds));
     notes.eval_seconds = Some(round3(eval_seconds));
     notes.train_ratings = Some(train.len() as u64);
-    notes.buffer_ratings = Some(buffered as u64);
+    notes.buffer_ratings = Some(buffered);
     notes.test_ratings = Some(test.len() as u64);
     notes.cold_start = Some(cold_start);
+    notes.dataset = Some(dataset);
     Ok(Trained {
         model,
         report,
@@ -197,6 +204,7 @@ pub fn fit_and_evaluate(
         data_size: train.len(),
         train_seconds,
         eval_seconds,
+        buffer,
     })
 }
 
@@ -261,16 +269,33 @@ pub fn run_report(run: &ModelRun) -> EvalReport {
 /// (the champion's own configuration on more data) replaces it when not
 /// worse within `tolerance`; a new `train` run only when `strict`ly better,
 /// so training the same thing twice does not churn the champion.
+///
+/// A champion trained and scored on another dataset (one `load --replace`
+/// replaced) does not gate at all: its score came from another test split
+/// and says nothing about a run on this one, so the challenger is promoted
+/// and the reason says so.
 pub fn gate(
     objective: Objective,
     tolerance: f64,
-    challenger: &EvalReport,
+    challenger: &Trained,
     champion: Option<&ModelRun>,
     strict: bool,
 ) -> Option<GateDecision> {
     let champion = champion?;
+    let dataset_of = |n: Option<&RunNotes>| n.and_then(|n| n.dataset).unwrap_or(0);
+    let theirs = dataset_of(RunNotes::parse(champion.notes.as_deref()).as_ref());
+    if theirs != dataset_of(Some(&challenger.notes)) {
+        return Some(GateDecision {
+            promote: true,
+            reason: format!(
+                "the champion {} was trained and scored on another dataset (replaced by \
+                 `load --replace`), so it does not gate a run on this one",
+                champion.model_version
+            ),
+        });
+    }
     let (new, old) = (
-        objective.value(challenger),
+        objective.value(&challenger.report),
         objective.value(&run_report(champion)),
     );
     let mut d = objective.gate(new, old, tolerance);
@@ -309,7 +334,7 @@ pub fn train(
         gate(
             opts.objective,
             opts.tolerance,
-            &trained.report,
+            &trained,
             champion.as_ref(),
             true,
         )
@@ -568,6 +593,7 @@ pub fn refit(
         data_size: all.len(),
         train_seconds,
         eval_seconds: 0.0,
+        buffer: None,
     };
     let serving = store.champion()?.as_deref() == Some(evaluated.model_version.as_str());
     let commit = RunCommit {
@@ -579,7 +605,8 @@ pub fn refit(
             )
         }),
         promote_if_champion_is: serving.then(|| Some(evaluated.model_version.clone())),
-        merge_buffer: false,
+        merge_buffer: None,
+        lease: None,
     };
     Ok(record(store, &trained, None, &commit)?.0)
 }

@@ -58,6 +58,11 @@ pub struct RunNotes {
     pub refit_of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batches: Option<Vec<String>>,
+    /// A retrain's read of the buffer: the rows stamped (`ingested_at`, UTC)
+    /// up to this time, `buffer_ratings` of them, which are exactly the rows
+    /// it merged (see [`crate::store::BufferBound`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_through: Option<String>,
     /// A retrain's newest drift alert id when it started: alerts up to it
     /// were computed on data the retrain trained on, so they no longer ask
     /// for a retrain.
@@ -71,6 +76,11 @@ pub struct RunNotes {
     /// [`super::cold_start`]), with the evidence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_start: Option<ColdStartChoice>,
+    /// The dataset the run trained and was scored on
+    /// ([`crate::store::Store::dataset_version`]); absent in runs of older
+    /// releases, which count as dataset 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlflow_run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

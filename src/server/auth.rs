@@ -42,9 +42,11 @@ impl FromRequestParts<AppState> for Authorized {
     }
 }
 
-/// The check of per-user reads (a user's ratings and recommendations):
-/// when the server has a read token, the read token or the write token
-/// (whoever may write a user's ratings may read them); without one, open.
+/// The check of private reads (a user's ratings and recommendations, and
+/// the ingestion audit trail, whose notes name delivered files and their
+/// problems): when the server has a read token, the read token or the write
+/// token (whoever may write a user's ratings may read them); without one,
+/// open.
 pub struct ReadAuthorized;
 
 impl FromRequestParts<AppState> for ReadAuthorized {
@@ -56,8 +58,9 @@ impl FromRequestParts<AppState> for ReadAuthorized {
         };
         let Some(token) = bearer(parts)? else {
             return Err(ApiError::unauthorized(
-                "a user's ratings and recommendations are private on this server: send \
-                 Authorization: Bearer <token> with the server's read token",
+                "a user's ratings and recommendations, and the ingestion audit trail, are \
+                 private on this server: send Authorization: Bearer <token> with the server's \
+                 read token",
             ));
         };
         let write = state.api_token.as_deref();

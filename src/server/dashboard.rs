@@ -45,7 +45,11 @@ pub async fn page(State(state): State<AppState>) -> Result<Response, ApiError> {
         .load()
         .as_ref()
         .and_then(|s| s.model_version().map(str::to_string));
-    let html = render(&data, serving.as_deref(), state.backend);
+    // The audit notes (file names, digests, errors) are what the read token
+    // guards on `/api/ingestions`; the page carries no token, so it leaves
+    // them out on a server that has one.
+    let notes_private = state.read_token.is_some();
+    let html = render(&data, serving.as_deref(), state.backend, notes_private);
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
@@ -369,7 +373,7 @@ fn drift_charts(alerts: &[DriftAlert]) -> String {
     out
 }
 
-fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
+fn render(d: &Data, serving: Option<&str>, backend: &str, notes_private: bool) -> String {
     let mut h = String::with_capacity(64 * 1024);
     let now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     let _ = write!(
@@ -564,10 +568,20 @@ fn render(d: &Data, serving: Option<&str>, backend: &str) -> String {
                 i.record_count.map(format::thousands).unwrap_or_default(),
                 esc(&status.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
                 esc(status),
-                esc(i.notes.as_deref().unwrap_or(""))
+                if notes_private {
+                    String::new()
+                } else {
+                    esc(i.notes.as_deref().unwrap_or(""))
+                }
             );
         }
         h.push_str("</tbody></table>");
+        if notes_private {
+            h.push_str(
+                "<p class=\"note\">Notes (file names, digests, errors) are private on this \
+                 server: /api/ingestions with the read token has them.</p>",
+            );
+        }
         if d.ingestions.len() > 50 {
             let _ = write!(
                 h,

@@ -265,7 +265,7 @@ pub async fn serve_on(
     let addr = listener.local_addr().ok();
     tracing::info!(
         addr = ?addr,
-        database = %crate::store::redact(&config.db_url),
+        database = %crate::store::redact_url(&config.db_url),
         reload_every = ?config.reload_interval,
         writes = if config.api_token.is_some() { "enabled" } else { "disabled (no CINEMATCH_API_TOKEN)" },
         per_user_reads = if config.read_token.is_some() { "need the read token" } else { "public (no read token)" },

@@ -6,6 +6,11 @@
 //! here. A semaphore caps the connections; a connection that failed is
 //! dropped and a fresh one opened on next use, which is how the server
 //! recovers from a database restart.
+//!
+//! Writes have permits of their own ([`WRITE_PERMITS`], besides the pool's
+//! size) that reads cannot take: a burst of public reads holding every read
+//! permit (a request that timed out keeps its permit until its statement
+//! ends) never makes a write wait for a connection.
 
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +26,12 @@ pub(crate) struct StorePool {
     statement_timeout: Option<std::time::Duration>,
     idle: Mutex<Vec<Box<dyn Store>>>,
     permits: Arc<Semaphore>,
+    write_permits: Arc<Semaphore>,
 }
+
+/// Connections kept for writes beyond the pool's size (see the module
+/// documentation).
+pub(crate) const WRITE_PERMITS: usize = 2;
 
 impl Drop for StorePool {
     /// The pool is usually dropped by a runtime thread when the server
@@ -48,19 +58,37 @@ impl StorePool {
             statement_timeout,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size.max(1))),
+            write_permits: Arc::new(Semaphore::new(WRITE_PERMITS)),
         }
     }
 
-    /// Runs `f` with a connection on a blocking thread. The connection and
-    /// the permit travel with the blocking task, so a request that times out
-    /// does not lose the connection or let the pool exceed its size.
+    /// Runs `f` (a read) with a connection on a blocking thread. The
+    /// connection and the permit travel with the blocking task, so a request
+    /// that times out does not lose the connection or let the pool exceed
+    /// its size.
     pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Store) -> Result<T> + Send + 'static,
     {
-        let permit = self
-            .permits
+        self.run_on(&self.permits, f).await
+    }
+
+    /// [`StorePool::run`] for a write, on the permits only writes take.
+    pub async fn run_write<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Store) -> Result<T> + Send + 'static,
+    {
+        self.run_on(&self.write_permits, f).await
+    }
+
+    async fn run_on<T, F>(self: &Arc<Self>, permits: &Arc<Semaphore>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Store) -> Result<T> + Send + 'static,
+    {
+        let permit = permits
             .clone()
             .acquire_owned()
             .await

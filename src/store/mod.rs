@@ -6,12 +6,13 @@
 //! conformance suite in `tests/conformance.rs` runs the same assertions on
 //! both.
 
+pub mod holder;
 pub mod postgres;
 pub mod roles;
 pub mod schema;
 pub mod sqlite;
 
-pub use postgres::conn::redact;
+pub use postgres::conn::{redact, redact_url};
 
 use crate::progress::Progress;
 use crate::types::{IngestionStatus, Movie, PipelineStatus, Rating, Split};
@@ -155,8 +156,102 @@ pub struct RunCommit {
     /// caller can record the run unpromoted and say why. How the caller
     /// decided the run is better does not matter here.
     pub promote_if_champion_is: Option<Option<String>>,
-    /// Move the buffer into `ratings` as train data (the retrain's merge).
-    pub merge_buffer: bool,
+    /// Move the buffered ratings this bound names into `ratings` as train
+    /// data (the retrain's merge): exactly the rows a retrain read and
+    /// trained on ([`Store::buffer_snapshot`]). Rows that arrived since stay
+    /// buffered; if the bound no longer names exactly the rows it was read
+    /// with (a `buffer clear` or `buffer merge` meanwhile), nothing at all is
+    /// written and the commit fails with [`Error::Conflict`].
+    pub merge_buffer: Option<BufferBound>,
+    /// Commit only while this holder still holds this lease, checked inside
+    /// the transaction: a retrain that lost the pipeline lease (not renewed
+    /// in time, taken over) must not merge or promote. [`Error::Busy`]
+    /// otherwise, with nothing written.
+    pub lease: Option<LeaseHold>,
+}
+
+/// A lease a commit requires (see [`RunCommit::lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHold {
+    pub name: String,
+    pub holder: String,
+}
+
+/// Names the rows of one read of `ratings_buffer` ([`Store::buffer_snapshot`]):
+/// those stamped (`ingested_at`) at or before `through`, or never stamped
+/// (rows other tools wrote), `rows` of them. Writers stamp their rows after
+/// taking the buffer's write lock and the read waits for writers in flight,
+/// so every row stamped at or before `through` was committed before the
+/// read, and every later row is stamped after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferBound {
+    pub through: chrono::NaiveDateTime,
+    pub rows: u64,
+}
+
+impl BufferBound {
+    /// How `through` is written in a run's notes (UTC, microseconds).
+    pub const THROUGH_FORMAT: &'static str = "%Y-%m-%d %H:%M:%S%.6f";
+}
+
+/// The buffer as a retrain trains on it: the ratings, the batches they came
+/// from, and the bound that names exactly these rows for the merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferSnapshot {
+    /// By timestamp.
+    pub ratings: Vec<Rating>,
+    /// Distinct batch ids of those rows, sorted (`(no batch id)` for NULL).
+    pub batches: Vec<String>,
+    pub bound: BufferBound,
+}
+
+impl BufferSnapshot {
+    /// The snapshot of `ratings` read up to `through`, with the batch id of
+    /// each (`None`: written by other tools without one).
+    pub(crate) fn new(
+        rows: Vec<(Rating, Option<String>)>,
+        through: chrono::NaiveDateTime,
+    ) -> BufferSnapshot {
+        let mut batches = std::collections::BTreeSet::new();
+        let ratings: Vec<Rating> = rows
+            .into_iter()
+            .map(|(r, b)| {
+                batches.insert(b.unwrap_or_else(|| NO_BATCH_ID.into()));
+                r
+            })
+            .collect();
+        BufferSnapshot {
+            bound: BufferBound {
+                through,
+                rows: ratings.len() as u64,
+            },
+            ratings,
+            batches: batches.into_iter().collect(),
+        }
+    }
+}
+
+/// How a buffered row without a batch id (written by other tools) is named.
+pub const NO_BATCH_ID: &str = "(no batch id)";
+
+/// The refusal of a merge whose bound no longer names the rows it was read
+/// with.
+pub(crate) fn buffer_changed(bound: &BufferBound, found: u64) -> Error {
+    Error::Conflict(format!(
+        "the buffer changed while this retrain trained: it read {} buffered ratings, but {found} \
+         of them were still there to merge (a `buffer clear` or `buffer merge` ran meanwhile); \
+         nothing was recorded, merged or promoted: run it again",
+        bound.rows
+    ))
+}
+
+/// The refusal of a commit by a process that no longer holds its lease.
+pub(crate) fn lease_lost(hold: &LeaseHold) -> Error {
+    Error::Busy(format!(
+        "this process no longer holds the {} lease (it was not renewed in time and another \
+         process took it over); nothing was recorded, merged or promoted",
+        hold.name
+    ))
 }
 
 /// A serialized model as the registry keeps it.
@@ -281,8 +376,9 @@ pub enum LeaseGrant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotentWrite {
     pub key: String,
-    /// Hex SHA-256 of the request as the client sent it: the same key with
-    /// another request is the client's mistake, not a retry.
+    /// Hex SHA-256 of the request as parsed (the ratings, however the JSON
+    /// spelled them): the same key with another request is the client's
+    /// mistake, not a retry.
     pub request_hash: String,
     pub status: u16,
     /// The response body of the first attempt.
@@ -372,6 +468,11 @@ pub trait Store: Send {
     /// Ratings waiting in `ratings_buffer` (one batch, or all), by timestamp.
     fn buffer_ratings(&mut self, batch_id: Option<&str>) -> Result<Vec<Rating>>;
 
+    /// The whole buffer with the bound that names exactly the rows read, so
+    /// a retrain merges what it trained on and nothing that arrived while it
+    /// trained (see [`BufferBound`]). Waits for writes in flight to commit.
+    fn buffer_snapshot(&mut self) -> Result<BufferSnapshot>;
+
     /// The movies with these ids (unknown ids are simply absent), by movieId.
     fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>>;
 
@@ -396,35 +497,66 @@ pub trait Store: Send {
     /// The ids of every movie, for referential checks of new ratings.
     fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>>;
 
-    /// Title and genre search through the full-text indexes (SQLite's
-    /// `movies_fts`, PostgreSQL's GIN indexes), best first, at most `limit`.
+    /// Every movie a title and genre search matches, through the full-text
+    /// indexes (SQLite's `movies_fts`, PostgreSQL's GIN indexes), with how
+    /// many query words match a whole title word; in no order, at most
+    /// [`MAX_SEARCH_MATCHES`]. No rating is read, so the cost does not grow
+    /// with the ratings: the caller ranks ([`rank_matches`]) by the counts
+    /// it holds (a server: its snapshot's catalogue).
     ///
     /// `query` is reduced to [`search_words`]: every word must start a word
     /// of the title ("toy stor" finds "Toy Story (1995)"); FTS syntax in it
     /// (`"`, `*`, `AND`, `NEAR(`, `:`...) is only ever plain text. `genre`
     /// keeps movies with exactly that genre in any case (see
-    /// [`GenreFilter`]). Ranking: movies with more query words matching a
-    /// whole title word first, then more train-split ratings, then lower id.
-    /// A query without words lists the genre; without words or genre the
-    /// answer is empty.
+    /// [`GenreFilter`]). A query without words matches the genre; without
+    /// words or genre nothing matches.
+    fn search_matches(&mut self, query: &str, genre: Option<&str>) -> Result<Vec<SearchMatch>>;
+
+    /// [`Store::search_matches`] ranked by [`rank_matches`] with train-split
+    /// rating counts read from the store (one pass over the ratings, so for
+    /// the CLI and tests; the server ranks with its snapshot's counts), at
+    /// most `limit`, best first.
     fn search_movies(
         &mut self,
         query: &str,
         genre: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Movie>>;
+    ) -> Result<Vec<Movie>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let matches = self.search_matches(query, genre)?;
+        if matches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let counts: std::collections::HashMap<i32, i64> = self
+            .movie_stats()?
+            .into_iter()
+            .map(|s| (s.movie_id, s.count))
+            .collect();
+        let ids = rank_matches(&matches, |id| counts.get(&id).copied().unwrap_or(0), limit);
+        let mut found: std::collections::HashMap<i32, Movie> = self
+            .movies_by_id(&ids)?
+            .into_iter()
+            .map(|m| (m.movie_id, m))
+            .collect();
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
 
     // --- batch ingestion ----------------------------------------------------
 
     /// Opens (or reopens, after a failure or an interruption) the audit row of
     /// a batch as 'in_progress', committed at once so an interrupted batch is
-    /// visible. [`Error::Conflict`] if the batch already completed.
+    /// visible. [`Error::BatchCompleted`] if the batch already completed.
     ///
-    /// The store holds a shared "ingesting" lock (an advisory lock on
-    /// PostgreSQL, a lock file on SQLite) from here until the batch is
-    /// completed or failed; a process that dies releases it. First, if no
-    /// other process holds that lock, every batch still 'in_progress' is
-    /// orphaned and is marked 'failed' with [`INTERRUPTED_NOTE`].
+    /// The batch's ingestion lease (a `cinematch_leases` row, the pipeline
+    /// lease's mechanism: no session state, so it works behind a
+    /// transaction-mode pooler) is held by this store from here until the
+    /// batch is completed or failed; [`Error::Busy`] while another live
+    /// process holds it. First, every other batch still 'in_progress' whose
+    /// lease nobody live holds (its process died on this machine, or its
+    /// lease of [`INGEST_LEASE`] expired) is orphaned and is marked 'failed'
+    /// with [`INTERRUPTED_NOTE`].
     fn begin_ingestion(&mut self, batch_id: &str) -> Result<()>;
 
     /// Writes a batch into `ratings_buffer` and marks its audit row
@@ -522,6 +654,13 @@ pub trait Store: Send {
     /// The version of the last committed change (`data_changes`), 0 when
     /// none; it only grows, except through [`Store::reset`].
     fn data_version(&mut self) -> Result<i64>;
+
+    /// Which dataset the store holds: the change version of the load that
+    /// wrote it (kept as `data_versions` row `dataset`), 0 for a dataset
+    /// loaded before this was recorded. Runs record it, so a champion
+    /// trained and scored on a dataset `load --replace` replaced is never
+    /// compared with a run on the new one.
+    fn dataset_version(&mut self) -> Result<i64>;
 
     /// The changes after version `after`, oldest first (those still kept:
     /// see [`CHANGES_KEPT`]).
@@ -697,6 +836,31 @@ impl DbUrl {
     }
 }
 
+/// One movie a search matched (see [`Store::search_matches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchMatch {
+    pub movie_id: i32,
+    /// Query words that match a whole word of the title, not only its start.
+    pub whole_words: u32,
+}
+
+/// Most matches a search returns: more movies than any MovieLens release
+/// has, so in practice every match.
+pub const MAX_SEARCH_MATCHES: usize = 200_000;
+
+/// The search ranking both the store and the server apply: more query
+/// words matching a whole title word first, then more train-split ratings
+/// (`count`), then lower id; the best `limit` ids.
+pub fn rank_matches(matches: &[SearchMatch], count: impl Fn(i32) -> i64, limit: usize) -> Vec<i32> {
+    let mut ranked: Vec<(u32, i64, i32)> = matches
+        .iter()
+        .map(|m| (m.whole_words, count(m.movie_id), m.movie_id))
+        .collect();
+    ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    ranked.truncate(limit);
+    ranked.into_iter().map(|r| r.2).collect()
+}
+
 /// Most words a search uses; the rest of a longer query is ignored, which
 /// bounds the cost of one request.
 pub const MAX_SEARCH_WORDS: usize = 8;
@@ -858,6 +1022,107 @@ pub(crate) fn clear_while_ingesting(batch_id: &str) -> Error {
 pub const INTERRUPTED_NOTE: &str = "interrupted: the ingesting process stopped (killed, or lost \
      the database) before the batch completed, so none of its ratings are in ratings_buffer; \
      ingest it again with the same batch id";
+
+/// The refusal of a load while the buffer holds ratings: they belong to
+/// the dataset in place (their movies may be missing from the new one) and
+/// the next retrain would merge them into the new one.
+pub(crate) fn buffer_not_empty(n: i64) -> Error {
+    Error::Conflict(format!(
+        "ratings_buffer holds {n} ratings of the dataset in place; a new dataset would have \
+         the next retrain merge them into it (their movies may not even be in it): delete them \
+         first with `cinematch buffer clear --yes --include-api`, then load"
+    ))
+}
+
+/// How long an ingestion's lease lasts (it is not renewed): longer than any
+/// batch takes to read and write, and the longest a batch whose process
+/// vanished on another machine stays 'in_progress' (one that died on this
+/// machine is seen at once).
+pub const INGEST_LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The lease a batch's ingestion holds: a digest of the batch id (ids are
+/// up to 50 characters, as lease names are).
+pub(crate) fn ingest_lease_name(batch_id: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(batch_id.as_bytes());
+    let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("ingest:{hex}")
+}
+
+/// The start of [`Store::begin_ingestion`] on either backend, for `holder`
+/// (the store's own): marks orphaned batches interrupted, then takes
+/// `batch_id`'s ingestion lease.
+///
+/// An orphan is claimed by taking its lease (free, expired, or held by a
+/// process on this machine that is gone), so two processes never both mark
+/// it, and a live ingestion, whose lease is held, is never marked.
+pub(crate) fn claim_ingestion(store: &mut dyn Store, holder: &str, batch_id: &str) -> Result<()> {
+    use holder::Holder;
+    let orphans: Vec<String> = store
+        .ingestions()?
+        .into_iter()
+        .filter(|i| i.status == Some(IngestionStatus::InProgress) && i.batch_id != batch_id)
+        .map(|i| i.batch_id)
+        .collect();
+    for orphan in orphans {
+        let name = ingest_lease_name(&orphan);
+        let take_over = match store.lease(&name)? {
+            Some(l) if l.remaining_secs > 0.0 => {
+                match Holder::parse(&l.holder).filter(Holder::is_gone) {
+                    Some(_) => Some(l.holder),
+                    None => continue,
+                }
+            }
+            _ => None,
+        };
+        let ttl = std::time::Duration::from_secs(60);
+        if store.acquire_lease(&name, holder, ttl, take_over.as_deref())? == LeaseGrant::Acquired {
+            store.fail_ingestion(&orphan, INTERRUPTED_NOTE)?;
+            store.release_lease(&name, holder)?;
+        }
+    }
+    let name = ingest_lease_name(batch_id);
+    if let LeaseGrant::Held(l) = store.acquire_lease(&name, holder, INGEST_LEASE, None)? {
+        let gone = Holder::parse(&l.holder).is_some_and(|h| h.is_gone());
+        let taken = gone
+            && store.acquire_lease(&name, holder, INGEST_LEASE, Some(&l.holder))?
+                == LeaseGrant::Acquired;
+        if !taken {
+            return Err(Error::Busy(format!(
+                "batch {batch_id:?} is being ingested by another process ({}); try again when \
+                 it has finished",
+                l.holder
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// [`Store::begin_ingestion`] on either backend: [`claim_ingestion`], then
+/// `open` (the backend's audit row as 'in_progress'), giving the lease back
+/// when that fails.
+pub(crate) fn begin_leased_ingestion<S: Store>(
+    store: &mut S,
+    holder: &str,
+    batch_id: &str,
+    open: fn(&mut S, &str) -> Result<()>,
+) -> Result<()> {
+    claim_ingestion(store, holder, batch_id)?;
+    let opened = open(store, batch_id);
+    if opened.is_err() {
+        release_ingestion(store, holder, batch_id);
+    }
+    opened
+}
+
+/// Gives up a batch's ingestion lease (completed or failed); a lease that
+/// cannot be released lapses after [`INGEST_LEASE`], and a completed batch
+/// is never taken for an orphan meanwhile.
+pub(crate) fn release_ingestion(store: &mut dyn Store, holder: &str, batch_id: &str) {
+    if let Err(e) = store.release_lease(&ingest_lease_name(batch_id), holder) {
+        tracing::debug!(batch = %batch_id, error = %e, "could not release the ingestion lease");
+    }
+}
 
 pub(crate) fn batch_not_open(batch_id: &str, status: Option<IngestionStatus>) -> Error {
     Error::Conflict(format!(

@@ -156,6 +156,20 @@ fn parse_response(buf: &[u8]) -> Option<Resp> {
     })
 }
 
+/// `POST /api/ratings` to `addr` with the write token `token` and an
+/// Idempotency-Key when given.
+pub fn post_ratings(addr: SocketAddr, token: &str, key: Option<&str>, body: &str) -> Resp {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    if let Some(k) = key {
+        headers.push(("Idempotency-Key", k));
+    }
+    http(addr, "POST", "/api/ratings", &headers, body.as_bytes())
+}
+
 /// `cinematch serve` in-process on 127.0.0.1:0, stopped (gracefully) on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -206,6 +220,11 @@ impl TestServer {
             headers.push(("Authorization", a));
         }
         http(self.addr, "POST", path, &headers, body.as_bytes())
+    }
+
+    /// [`post_ratings`] to this server.
+    pub fn post_ratings(&self, token: &str, key: Option<&str>, body: &str) -> Resp {
+        post_ratings(self.addr, token, key, body)
     }
 
     /// Polls `ok` every 50 ms; panics with `what` after `timeout`.

@@ -242,15 +242,7 @@ pub fn seed_low_rank(store: &mut dyn Store) {
             });
         }
     }
-    let splits: Vec<cinematch::Split> = (0..ratings.len())
-        .map(|i| {
-            if i % 10 < 7 {
-                cinematch::Split::Train
-            } else {
-                cinematch::Split::Test
-            }
-        })
-        .collect();
+    let splits = splits_70_30(ratings.len());
     store
         .load_dataset(
             &movies,
@@ -260,6 +252,41 @@ pub fn seed_low_rank(store: &mut dyn Store) {
             &cinematch::progress::Silent,
         )
         .unwrap();
+}
+
+/// `cinematch --db URL ARGS` with nothing of the test's environment that
+/// would change what it does (another database, a failpoint, a lease
+/// length, MLflow).
+pub fn cinematch_command(db: &str, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cinematch"));
+    c.arg("--db").arg(db).args(args);
+    for var in [
+        "CINEMATCH_DB",
+        "DATABASE_URL",
+        "NEON_CONNECTION_STRING",
+        "CINEMATCH_FAILPOINT",
+        "CINEMATCH_FAILPOINT_SLEEP_MS",
+        "CINEMATCH_FAILPOINT_RESUME_FILE",
+        "CINEMATCH_LEASE_SECS",
+        "CINEMATCH_LOG",
+        "MLFLOW_TRACKING_URI",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Seven of every ten ratings train, the rest test, in order.
+pub fn splits_70_30(n: usize) -> Vec<cinematch::Split> {
+    (0..n)
+        .map(|i| {
+            if i % 10 < 7 {
+                cinematch::Split::Train
+            } else {
+                cinematch::Split::Test
+            }
+        })
+        .collect()
 }
 
 /// Collects a child's stderr as it arrives (a reader thread), so a test can

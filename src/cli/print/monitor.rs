@@ -256,6 +256,11 @@ pub fn batch_not_run(batch: &str, error: &str) {
     println!("batch {batch}: not processed: {error}");
 }
 
+/// `scheduler --once`: a batch file refused, and why.
+pub fn batch_refused(batch: &str, why: &str) {
+    println!("batch {batch}: refused: {why}");
+}
+
 pub fn buffer_status(counts: Vec<(Option<String>, i64)>) {
     let rows: Vec<Vec<String>> = counts
         .into_iter()

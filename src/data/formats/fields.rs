@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use super::detect::Layout;
 use super::NO_GENRES;
 use crate::data::IssueKind;
-use crate::types::{check_rating, Rating};
+use crate::types::{check_rating, check_timestamp, Rating};
 
 pub(super) const RATINGS_HEADER: [&str; 4] = ["userId", "movieId", "rating", "timestamp"];
 pub(super) const MOVIES_HEADER: [&str; 3] = ["movieId", "title", "genres"];
@@ -154,12 +154,27 @@ pub(super) fn parse_rating_row(f: [&[u8]; 4]) -> Result<Rating, RowIssue> {
             ))
         }
     };
+    if let Err(e) = check_timestamp(timestamp, now_secs()) {
+        return Err((
+            IssueKind::TimestampOutOfRange,
+            format!("timestamp {timestamp} {e}"),
+        ));
+    }
     Ok(Rating {
         user_id,
         movie_id,
         rating,
         timestamp,
     })
+}
+
+/// The clock, for [`check_timestamp`]: read per row, which costs a few
+/// nanoseconds (a vDSO call), so a long read never checks against a stale
+/// time.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// MovieLens spells a genre two ways across releases; store the modern one.

@@ -35,6 +35,28 @@ pub struct ReadyBody {
     error: Option<String>,
 }
 
+/// Whether the database answers, within [`PROBE_TIMEOUT`], on the probes'
+/// connection. A failure on the connection held since before (a database
+/// restarted, a session ended by an administrator or a pooler) is asked
+/// again once on a fresh connection, which the pool opened after dropping
+/// the broken one: the first probe after a restart says what the next
+/// request would find, not what the old session did.
+async fn database_answers(state: &AppState) -> bool {
+    let ping = || {
+        state
+            .probe_pool
+            .run(|store| store.schema_version().map(|_| ()))
+    };
+    let probe = tokio::time::timeout(PROBE_TIMEOUT, async {
+        match ping().await {
+            Err(_) => ping().await,
+            ok => ok,
+        }
+    })
+    .await;
+    matches!(probe, Ok(Ok(())))
+}
+
 /// The process is up.
 #[utoipa::path(
     get,
@@ -59,14 +81,7 @@ pub async fn healthz() -> Json<HealthBody> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let probe = tokio::time::timeout(
-        PROBE_TIMEOUT,
-        state
-            .probe_pool
-            .run(|store| store.schema_version().map(|_| ())),
-    )
-    .await;
-    let database_reachable = matches!(probe, Ok(Ok(())));
+    let database_reachable = database_answers(&state).await;
     let model_version = state
         .snapshot
         .load()
@@ -129,14 +144,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                 .map_or(0, |s| s.precompute_remaining.load(Ordering::Acquire)),
         },
     );
-    let up = tokio::time::timeout(
-        PROBE_TIMEOUT,
-        state
-            .probe_pool
-            .run(|store| store.schema_version().map(|_| ())),
-    )
-    .await;
-    let up = matches!(up, Ok(Ok(())));
+    let up = database_answers(&state).await;
     // Statistics still being computed (a slow database) leave their gauges
     // out of this scrape; they do not make the database look down.
     let stats = if up {

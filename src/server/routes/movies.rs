@@ -168,7 +168,8 @@ pub async fn similar(
     }))
 }
 
-/// Title and genre search through the database's full-text indexes.
+/// Title and genre search through the database's full-text indexes,
+/// ranked with the rating counts the server holds in memory.
 ///
 /// Every word of `q` must start a word of the title; movies matching more
 /// words whole come first, then the most rated (train split), then by id.
@@ -198,11 +199,24 @@ pub async fn search_movies(
         ));
     }
     let (text, g) = (query.clone(), genre.clone());
-    let found = state
+    // The database finds the matches (its full-text indexes, no rating
+    // read); the snapshot's counts rank them, so a search costs the same
+    // whatever the number of ratings.
+    let matches = state
         .pool
-        .run(move |store| store.search_movies(&text, g.as_deref(), limit))
+        .run(move |store| store.search_matches(&text, g.as_deref()))
         .await?;
-    let movies: Vec<MovieBody> = found.iter().map(|m| MovieBody::new(m, &snap)).collect();
+    let catalogue = &snap.catalogue;
+    let ranked = crate::store::rank_matches(
+        &matches,
+        |id| catalogue.stats(id).map_or(0, |s| s.count),
+        limit,
+    );
+    let movies: Vec<MovieBody> = ranked
+        .iter()
+        .filter_map(|&id| catalogue.get(id))
+        .map(|m| MovieBody::new(m, &snap))
+        .collect();
     Ok(Json(SearchBody {
         query,
         genre,

@@ -20,7 +20,7 @@ use crate::pipeline::ingest::{append_api_ratings, request_hash, AppendOutcome, R
 use crate::server::auth::{Authorized, ReadAuthorized};
 use crate::server::errors::{ApiError, ApiJson, ApiQuery, ErrorBody, PathId};
 use crate::server::state::AppState;
-use crate::types::{check_rating, Movie, Rating};
+use crate::types::{check_rating, check_timestamp, Movie, Rating};
 use crate::Error;
 
 #[derive(Serialize, ToSchema)]
@@ -179,17 +179,18 @@ pub async fn post_ratings(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let now = chrono::Utc::now();
-    let (ratings, positions) = parse_ratings(&body, now.timestamp())?;
+    let (ratings, positions, canonical) = parse_ratings(&body, now.timestamp())?;
     let key = key.map(|key| RequestKey {
         key,
-        request_hash: request_hash(&serde_json::to_vec(&body).unwrap_or_default()),
+        request_hash: request_hash(canonical.as_bytes()),
     });
+    let keyed = key.is_some();
     let to_store = ratings.clone();
     // Awaited to the end, whatever the time: the answer says what the
     // database did (the statement timeout bounds the wait).
     let outcome = state
         .pool
-        .run(move |store| append_api_ratings(store, &to_store, now, key.as_ref()))
+        .run_write(move |store| append_api_ratings(store, &to_store, now, key.as_ref()))
         .await
         .map_err(|e| match e {
             // Name the rating in the body, as the other validation errors do.
@@ -201,6 +202,21 @@ pub async fn post_ratings(
                     .map(|(_, p)| format!("{p}: "))
                     .unwrap_or_default();
                 ApiError::unprocessable(format!("{at}{e}"))
+            }
+            // The connection failed during the write: its commit may have
+            // happened with the acknowledgement lost, or not at all.
+            Error::Postgres(_) | Error::Sqlite(_) => {
+                tracing::error!(error = %crate::store::redact(&e.to_string()), "a write failed; its outcome is unknown");
+                ApiError::unavailable(if keyed {
+                    "the database connection failed during the write, so whether the ratings \
+                     were stored is unknown; send the request again with the same \
+                     Idempotency-Key: it is stored at most once"
+                } else {
+                    "the database connection failed during the write, so whether the ratings \
+                     were stored is unknown: sending them again may store them twice. Send an \
+                     Idempotency-Key header (a UUID, say) with every write, so that a retry \
+                     is always safe"
+                })
             }
             Error::TimedOut(why) => {
                 tracing::warn!(%why, "a write ran out of time and was rolled back");
@@ -263,8 +279,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 }
 
 /// Validates the body field by field so each problem names the rating and
-/// field; returns the ratings and each one's position ("ratings[3]").
-fn parse_ratings(body: &Value, now: i64) -> Result<(Vec<Rating>, Vec<String>), ApiError> {
+/// field; returns the ratings, each one's position ("ratings[3]"), and the
+/// request as parsed, in one canonical form: what an `Idempotency-Key` names,
+/// so `"rating": 4` and `4.0`, `userId` and `user_id`, or one rating sent
+/// bare and in a list are one request (a timestamp left out stays "left
+/// out", not the time of each attempt).
+fn parse_ratings(body: &Value, now: i64) -> Result<(Vec<Rating>, Vec<String>, String), ApiError> {
     let items: Vec<(String, &Value)> = match body {
         Value::Array(a) if a.is_empty() => {
             return Err(ApiError::unprocessable("the list of ratings is empty"))
@@ -283,9 +303,17 @@ fn parse_ratings(body: &Value, now: i64) -> Result<(Vec<Rating>, Vec<String>), A
     let mut ratings = Vec::with_capacity(items.len());
     let mut positions = Vec::with_capacity(items.len());
     let mut first_seen: HashMap<(i32, i32), String> = HashMap::new();
+    let mut canonical = String::new();
     for (pos, v) in items {
         match parse_rating(v, now) {
-            Ok(r) => {
+            Ok((r, given)) => {
+                let _ = write!(canonical, "{},{},{},", r.user_id, r.movie_id, r.rating);
+                match given {
+                    Some(t) => {
+                        let _ = writeln!(canonical, "{t}");
+                    }
+                    None => canonical.push_str("-\n"),
+                }
                 if let Some(first) = first_seen.get(&(r.user_id, r.movie_id)) {
                     errors.push(format!(
                         "{pos}: user {} rates movie {} again (already in {first})",
@@ -309,10 +337,11 @@ fn parse_ratings(body: &Value, now: i64) -> Result<(Vec<Rating>, Vec<String>), A
         msg.push_str("; nothing was stored");
         return Err(ApiError::unprocessable(msg));
     }
-    Ok((ratings, positions))
+    Ok((ratings, positions, canonical))
 }
 
-fn parse_rating(v: &Value, now: i64) -> Result<Rating, String> {
+/// One rating, and its timestamp when the client gave one.
+fn parse_rating(v: &Value, now: i64) -> Result<(Rating, Option<i64>), String> {
     let obj = v
         .as_object()
         .ok_or_else(|| "must be an object {\"userId\", \"movieId\", \"rating\"}".to_string())?;
@@ -350,16 +379,23 @@ fn parse_rating(v: &Value, now: i64) -> Result<Rating, String> {
         .filter(|x| x.is_finite())
         .ok_or_else(|| format!("rating {rv} is not a number"))?;
     check_rating(value).map_err(|e| format!("rating {rv} {e}"))?;
-    let timestamp = match timestamp {
-        None | Some(Value::Null) => now,
-        Some(t) => t
-            .as_i64()
-            .ok_or_else(|| format!("timestamp {t} is not an integer (Unix seconds)"))?,
+    let given = match timestamp {
+        None | Some(Value::Null) => None,
+        Some(t) => {
+            let ts = t
+                .as_i64()
+                .ok_or_else(|| format!("timestamp {t} is not an integer (Unix seconds)"))?;
+            check_timestamp(ts, now).map_err(|e| format!("timestamp {ts} {e}"))?;
+            Some(ts)
+        }
     };
-    Ok(Rating {
-        user_id,
-        movie_id,
-        rating: value as f32,
-        timestamp,
-    })
+    Ok((
+        Rating {
+            user_id,
+            movie_id,
+            rating: value as f32,
+            timestamp: given.unwrap_or(now),
+        },
+        given,
+    ))
 }

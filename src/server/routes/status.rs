@@ -10,6 +10,7 @@ use super::date;
 use super::drift::AlertBody;
 use super::models::ModelBody;
 use crate::registry;
+use crate::server::auth::ReadAuthorized;
 use crate::server::errors::{ApiError, ErrorBody};
 use crate::server::state::AppState;
 use crate::store::Ingestion;
@@ -89,17 +90,25 @@ pub struct StatusBody {
     recent_alerts: Vec<AlertBody>,
 }
 
-/// The ingestion audit trail (ingestion_metadata), newest first.
+/// The ingestion audit trail (ingestion_metadata), newest first. Its notes
+/// name delivered files (name, size, SHA-256) and why a batch failed, so on
+/// a server with a read token (`CINEMATCH_READ_TOKEN`; the write token works
+/// too) this route needs it, as a user's ratings do.
 #[utoipa::path(
     get,
     path = "/api/ingestions",
     tag = "monitoring",
+    security((), ("bearer" = [])),
     responses(
         (status = 200, body = IngestionsBody),
+        (status = 401, description = "The server has a read token and the request lacks it", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody)
     )
 )]
-pub async fn ingestions(State(state): State<AppState>) -> Result<Json<IngestionsBody>, ApiError> {
+pub async fn ingestions(
+    State(state): State<AppState>,
+    _auth: ReadAuthorized,
+) -> Result<Json<IngestionsBody>, ApiError> {
     let rows = state.pool.run(|store| store.ingestions()).await?;
     Ok(Json(IngestionsBody {
         ingestions: rows.iter().map(IngestionBody::from).collect(),

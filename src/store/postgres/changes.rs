@@ -100,6 +100,16 @@ pub(super) fn data_version(store: &mut PgStore) -> Result<i64> {
         .get(0))
 }
 
+pub(super) fn dataset_version(store: &mut PgStore) -> Result<i64> {
+    Ok(store
+        .client
+        .query_one(
+            "SELECT COALESCE((SELECT version FROM data_versions WHERE name = 'dataset'), 0)::int8",
+            &[],
+        )?
+        .get(0))
+}
+
 pub(super) fn data_changes(store: &mut PgStore, after: i64) -> Result<Vec<DataChange>> {
     let rows = store.client.query(
         "SELECT version, kind::text, batch_id::text, row_count FROM data_changes

@@ -23,6 +23,9 @@ pub(super) fn load_dataset(
 ) -> Result<LoadSummary> {
     assert_eq!(ratings.len(), splits.len(), "one split per rating");
     let mut tx = store.client.transaction()?;
+    // No rating may enter the buffer from here to the commit (taken first,
+    // as a merge takes the buffer before ratings, so the two never deadlock).
+    tx.batch_execute("LOCK TABLE ratings_buffer IN SHARE MODE")?;
     // Two loaders racing must not both see an empty table.
     tx.batch_execute("LOCK TABLE ratings, movies IN SHARE ROW EXCLUSIVE MODE")?;
     let have_ratings: i64 = tx.query_one("SELECT COUNT(*) FROM ratings", &[])?.get(0);
@@ -32,6 +35,12 @@ pub(super) fn load_dataset(
             ratings: have_ratings,
             movies: have_movies,
         });
+    }
+    let buffered: i64 = tx
+        .query_one("SELECT COUNT(*) FROM ratings_buffer", &[])?
+        .get(0);
+    if buffered > 0 {
+        return Err(crate::store::buffer_not_empty(buffered));
     }
     let replaced = have_ratings > 0 || have_movies > 0;
     if replaced {
@@ -91,12 +100,17 @@ pub(super) fn load_dataset(
         }
         w.finish()?;
     }
-    super::changes::record_change(
+    let version = super::changes::record_change(
         &mut tx,
         crate::store::ChangeKind::Load,
         None,
         None,
         train + test,
+    )?;
+    tx.execute(
+        "INSERT INTO data_versions (name, version) VALUES ('dataset', $1)
+         ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version",
+        &[&version],
     )?;
     crate::failpoint::hit("load:after_copy_before_commit");
     tx.commit()?;

@@ -1,27 +1,31 @@
-//! Batch ingestion: the audit trail in `ingestion_metadata`, `ratings_buffer`,
-//! and the advisory lock that tells orphaned batches from running ones.
+//! Batch ingestion: the audit trail in `ingestion_metadata` and
+//! `ratings_buffer`; the ingestion leases that tell orphaned batches from
+//! running ones are the store's (`crate::store::claim_ingestion`), rows in
+//! `cinematch_leases` rather than session locks, which a transaction-mode
+//! pooler would break.
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 
 use super::changes::{claim_key, record_change};
 use super::PgStore;
-use crate::store::{ChangeKind, IdempotentWrite, Ingestion};
+use crate::store::{BufferSnapshot, ChangeKind, IdempotentWrite, Ingestion};
 use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
 
-/// Held shared by every session with a batch 'in_progress' (see
-/// [`crate::store::Store::begin_ingestion`]); whoever can take it exclusively knows that no
-/// ingestion is running anywhere.
-const INGEST_LOCK: i64 = 0x6369_6e65_6d61_0003;
-
 /// The spec's "option 2" merge as one statement: the rows deleted are exactly
 /// the rows inserted, so a rating that arrives meanwhile is either moved or
-/// stays buffered, never lost or doubled.
-pub(super) const MERGE_BUFFER: &str =
-    "WITH moved AS (DELETE FROM ratings_buffer RETURNING userid, movieid, rating, timestamp)
+/// stays buffered, never lost or doubled. `$1` bounds it to the rows a
+/// retrain read ([`BufferBound`]); NULL moves the whole buffer.
+pub(super) const MERGE_BUFFER: &str = "WITH moved AS (DELETE FROM ratings_buffer
+        WHERE $1::timestamp IS NULL OR ingested_at <= $1 OR ingested_at IS NULL
+        RETURNING userid, movieid, rating, timestamp)
      INSERT INTO ratings (userid, movieid, rating, timestamp, data_split, loaded_at)
      SELECT userid, movieid, rating, timestamp, 'train', NOW() FROM moved";
+
+/// "Now" in UTC whatever the session's time zone, for `ingested_at`: the
+/// database's clock, so stamps of every process compare.
+const UTC_NOW: &str = "SELECT (clock_timestamp() AT TIME ZONE 'UTC')";
 
 /// Counts appended ratings in a batch's audit row; a batch cleared earlier
 /// (`buffer clear`) is open again, counting from zero. SET expressions all
@@ -33,41 +37,13 @@ const APPEND_AUDIT_PG: &str = "UPDATE ingestion_metadata SET
         ingestion_date = clock_timestamp()
       WHERE batch_id = $1";
 
-impl PgStore {
-    /// after marking orphaned batches interrupted if no session ingests.
-    fn claim_ingestion(&mut self) -> Result<()> {
-        if self.ingesting {
-            return Ok(());
-        }
-        let mut tx = self.client.transaction()?;
-        let alone: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&INGEST_LOCK])?
-            .get(0);
-        if alone {
-            tx.execute(
-                "UPDATE ingestion_metadata SET status = 'failed', record_count = NULL, notes = $1
-                  WHERE status = 'in_progress'",
-                &[&crate::store::INTERRUPTED_NOTE],
-            )?;
-        }
-        tx.commit()?;
-        self.client
-            .execute("SELECT pg_advisory_lock_shared($1)", &[&INGEST_LOCK])?;
-        self.ingesting = true;
-        Ok(())
-    }
-
-    fn release_ingestion(&mut self) {
-        if std::mem::take(&mut self.ingesting) {
-            let _ = self
-                .client
-                .execute("SELECT pg_advisory_unlock_shared($1)", &[&INGEST_LOCK]);
-        }
-    }
+pub(super) fn begin_ingestion(store: &mut PgStore, batch_id: &str) -> Result<()> {
+    let holder = store.holder.clone();
+    crate::store::begin_leased_ingestion(store, &holder, batch_id, open_batch)
 }
 
-pub(super) fn begin_ingestion(store: &mut PgStore, batch_id: &str) -> Result<()> {
-    store.claim_ingestion()?;
+/// The audit row of a batch about to be ingested, as 'in_progress'.
+fn open_batch(store: &mut PgStore, batch_id: &str) -> Result<()> {
     let mut tx = store.client.transaction()?;
     tx.execute(
         "INSERT INTO ingestion_metadata (batch_id, ingestion_date, status, notes)
@@ -119,8 +95,7 @@ pub(super) fn complete_ingestion(
     if status != Some(IngestionStatus::InProgress) {
         return Err(crate::store::batch_not_open(batch_id, status));
     }
-    let stamp = stamp();
-    let n = copy_into_buffer(&mut tx, batch_id, ratings, stamp)?;
+    let (n, stamp) = copy_into_buffer(&mut tx, batch_id, ratings)?;
     tx.execute(
         "UPDATE ingestion_metadata SET status = 'completed', record_count = $2,
             ingestion_date = clock_timestamp(), notes = $3 WHERE batch_id = $1",
@@ -129,7 +104,8 @@ pub(super) fn complete_ingestion(
     record_change(&mut tx, ChangeKind::Append, Some(batch_id), Some(stamp), n)?;
     crate::failpoint::hit("ingest:after_rows_before_commit");
     tx.commit()?;
-    store.release_ingestion();
+    let holder = store.holder.clone();
+    crate::store::release_ingestion(store, &holder, batch_id);
     Ok(n)
 }
 
@@ -154,8 +130,7 @@ pub(super) fn append_to_batch(
          ON CONFLICT (batch_id) DO NOTHING",
         &[&batch_id],
     )?;
-    let stamp = stamp();
-    let n = copy_into_buffer(&mut tx, batch_id, ratings, stamp)?;
+    let (n, stamp) = copy_into_buffer(&mut tx, batch_id, ratings)?;
     tx.execute(APPEND_AUDIT_PG, &[&batch_id, &(n as i32)])?;
     record_change(&mut tx, ChangeKind::Append, Some(batch_id), Some(stamp), n)?;
     crate::failpoint::hit("append:before_commit");
@@ -172,7 +147,8 @@ pub(super) fn fail_ingestion(store: &mut PgStore, batch_id: &str, reason: &str) 
           WHERE ingestion_metadata.status IS DISTINCT FROM 'completed'",
         &[&batch_id, &reason],
     );
-    store.release_ingestion();
+    let holder = store.holder.clone();
+    crate::store::release_ingestion(store, &holder, batch_id);
     failed?;
     Ok(())
 }
@@ -209,11 +185,33 @@ pub(super) fn buffer_counts(store: &mut PgStore) -> Result<Vec<(Option<String>, 
         .collect())
 }
 
+/// The bound is taken under a SHARE lock on the buffer, which waits for
+/// every writer in flight to commit and lets none start; writers stamp
+/// their rows after taking their (ROW EXCLUSIVE) lock, with the database's
+/// clock. So rows stamped up to the bound are exactly those committed
+/// before it, and the lock is held only for that instant, not for the read.
+pub(super) fn buffer_snapshot(store: &mut PgStore) -> Result<BufferSnapshot> {
+    let mut tx = store.client.transaction()?;
+    tx.batch_execute("LOCK TABLE ratings_buffer IN SHARE MODE")?;
+    let through: chrono::NaiveDateTime = tx.query_one(UTC_NOW, &[])?.get(0);
+    tx.commit()?;
+    let rows = store.client.query(
+        "SELECT userid, movieid, rating, timestamp, batch_id::text FROM ratings_buffer
+          WHERE ingested_at <= $1 OR ingested_at IS NULL ORDER BY timestamp",
+        &[&through],
+    )?;
+    let read = rows
+        .iter()
+        .map(|r| (super::rows::rating_row(r), r.get(4)))
+        .collect();
+    Ok(BufferSnapshot::new(read, through))
+}
+
 pub(super) fn merge_buffer(store: &mut PgStore) -> Result<u64> {
     // One statement: the rows deleted are exactly the rows inserted, so a
     // rating that arrives meanwhile is either moved or stays buffered.
     let mut tx = store.client.transaction()?;
-    let n = tx.execute(MERGE_BUFFER, &[])?;
+    let n = tx.execute(MERGE_BUFFER, &[&None::<chrono::NaiveDateTime>])?;
     if n > 0 {
         record_change(&mut tx, ChangeKind::Merge, None, None, n)?;
     }
@@ -254,25 +252,24 @@ pub(super) fn clear_batch(store: &mut PgStore, batch_id: &str) -> Result<u64> {
     Ok(n)
 }
 
-/// `ingested_at` for the rows of one write: one value for all of them, so
-/// the change log can name them (PostgreSQL keeps microseconds).
-fn stamp() -> chrono::NaiveDateTime {
-    chrono::Utc::now().naive_utc()
-}
-
-/// Writes ratings into `ratings_buffer` by binary COPY inside `tx`, each
-/// with `ingested_at` = `now`.
+/// Writes ratings into `ratings_buffer` by binary COPY inside `tx`, all
+/// with one `ingested_at` (so the change log can name them; PostgreSQL
+/// keeps microseconds), returned with the count.
+///
+/// The stamp is the database's clock read after the buffer's lock is
+/// taken, which is what makes a retrain's [`BufferBound`] exact (see
+/// [`buffer_snapshot`]).
 fn copy_into_buffer(
     tx: &mut postgres::Transaction<'_>,
     batch_id: &str,
     ratings: &[Rating],
-    now: chrono::NaiveDateTime,
-) -> Result<u64> {
+) -> Result<(u64, chrono::NaiveDateTime)> {
     // The lock COPY would take, taken by a plain statement first: a
     // statement timeout while waiting for it (another session holding the
     // table) then leaves the connection usable, where a COPY cancelled
     // before it started closes it.
     tx.batch_execute("LOCK TABLE ratings_buffer IN ROW EXCLUSIVE MODE")?;
+    let now: chrono::NaiveDateTime = tx.query_one(UTC_NOW, &[])?.get(0);
     let sink = tx.copy_in(
         "COPY ratings_buffer (userid, movieid, rating, timestamp, batch_id, ingested_at) \
          FROM STDIN (FORMAT binary)",
@@ -299,5 +296,5 @@ fn copy_into_buffer(
             &now,
         ])?;
     }
-    Ok(w.finish()?)
+    Ok((w.finish()?, now))
 }

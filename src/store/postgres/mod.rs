@@ -25,9 +25,10 @@ pub use search::{search_sql, SearchParam, TITLE_TSVECTOR};
 use postgres::Client;
 
 use super::{
-    ArtifactBlob, Backend, BacktestRow, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease,
-    LeaseGrant, LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
-    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
+    ArtifactBlob, Backend, BacktestRow, BufferSnapshot, DataChange, DriftAlert, IdempotentWrite,
+    Ingestion, Lease, LeaseGrant, LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun,
+    PipelineRun, Promotion, RunCommit, SearchMatch, SplitStats, Store, TableCount, TableSize,
+    TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, PipelineStatus, Rating, Split};
@@ -38,8 +39,9 @@ pub struct PgStore {
     /// The URL as given (with its password), for [`Store::reopen`]; never shown.
     url: String,
     location: String,
-    /// This session holds [`INGEST_LOCK`] shared.
-    ingesting: bool,
+    /// Who this store is in `cinematch_leases` (the ingestion leases, see
+    /// [`Store::begin_ingestion`]).
+    holder: String,
 }
 
 impl PgStore {
@@ -48,8 +50,8 @@ impl PgStore {
         Ok(PgStore {
             client,
             url: url.to_string(),
-            location: conn::redact(url),
-            ingesting: false,
+            location: conn::redact_url(url),
+            holder: crate::store::holder::Holder::this_process().to_string(),
         })
     }
 
@@ -111,6 +113,10 @@ impl Store for PgStore {
         dataset::buffer_ratings(self, batch_id)
     }
 
+    fn buffer_snapshot(&mut self) -> Result<BufferSnapshot> {
+        ingestion::buffer_snapshot(self)
+    }
+
     fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>> {
         dataset::movies_by_id(self, ids)
     }
@@ -135,13 +141,8 @@ impl Store for PgStore {
         dataset::movie_ids(self)
     }
 
-    fn search_movies(
-        &mut self,
-        query: &str,
-        genre: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Movie>> {
-        search::search_movies(self, query, genre, limit)
+    fn search_matches(&mut self, query: &str, genre: Option<&str>) -> Result<Vec<SearchMatch>> {
+        search::search_matches(self, query, genre)
     }
 
     fn begin_ingestion(&mut self, batch_id: &str) -> Result<()> {
@@ -234,6 +235,10 @@ impl Store for PgStore {
 
     fn data_version(&mut self) -> Result<i64> {
         changes::data_version(self)
+    }
+
+    fn dataset_version(&mut self) -> Result<i64> {
+        changes::dataset_version(self)
     }
 
     fn data_changes(&mut self, after: i64) -> Result<Vec<DataChange>> {

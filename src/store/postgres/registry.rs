@@ -85,16 +85,30 @@ pub(super) fn insert_model_run(
         )?,
     };
     crate::failpoint::hit("retrain:after_promote_before_merge");
-    let merged = if commit.merge_buffer {
-        let n = tx.execute(MERGE_BUFFER, &[])?;
-        if n > 0 {
-            super::changes::record_change(&mut tx, ChangeKind::Merge, None, None, n)?;
+    let merged = match &commit.merge_buffer {
+        Some(bound) => {
+            let n = tx.execute(MERGE_BUFFER, &[&Some(bound.through)])?;
+            if n != bound.rows {
+                return Err(crate::store::buffer_changed(bound, n));
+            }
+            if n > 0 {
+                super::changes::record_change(&mut tx, ChangeKind::Merge, None, None, n)?;
+            }
+            crate::failpoint::hit("merge:before_commit");
+            n
         }
-        crate::failpoint::hit("merge:before_commit");
-        n
-    } else {
-        0
+        None => 0,
     };
+    if let Some(hold) = &commit.lease {
+        // The row lock makes a take-over wait for this commit.
+        let held = tx.query_opt(
+            "SELECT 1 FROM cinematch_leases WHERE name = $1 AND holder = $2 FOR UPDATE",
+            &[&hold.name, &hold.holder],
+        )?;
+        if held.is_none() {
+            return Err(crate::store::lease_lost(hold));
+        }
+    }
     let row = tx.query_one(&format!("{MODEL_RUN_SELECT} WHERE m.id = $1::int8"), &[&id])?;
     tx.commit()?;
     Ok((model_run_row(&row), merged))

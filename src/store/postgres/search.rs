@@ -1,24 +1,28 @@
 //! Title and genre search through the full-text GIN indexes.
 
-use super::rows::movie_row;
 use super::PgStore;
-use crate::types::Movie;
+use crate::store::{SearchMatch, MAX_SEARCH_MATCHES};
 use crate::Result;
 
-pub(super) fn search_movies(
+pub(super) fn search_matches(
     store: &mut PgStore,
     query: &str,
     genre: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Movie>> {
-    let Some((words, genre)) = crate::store::search_plan(query, genre, limit) else {
+) -> Result<Vec<SearchMatch>> {
+    let Some((words, genre)) = crate::store::search_plan(query, genre, MAX_SEARCH_MATCHES) else {
         return Ok(Vec::new());
     };
-    let (sql, params) = search_sql(&words, genre, limit);
+    let (sql, params) = search_sql(&words, genre, MAX_SEARCH_MATCHES);
     let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
         params.iter().map(|p| p.as_ref()).collect();
     let rows = store.client.query(&sql, &refs)?;
-    Ok(rows.iter().map(movie_row).collect())
+    Ok(rows
+        .iter()
+        .map(|r| SearchMatch {
+            movie_id: r.get(0),
+            whole_words: u32::try_from(r.get::<_, i32>(1)).unwrap_or(0),
+        })
+        .collect())
 }
 
 /// The title side of search: ASCII punctuation to spaces, then the `simple`
@@ -30,10 +34,11 @@ pub const TITLE_TSVECTOR: &str = r##"to_tsvector('simple', translate(m.title, '!
 pub type SearchParam = Box<dyn postgres::types::ToSql + Sync>;
 
 /// The search statement for `words` (from [`super::search_words`]), an
-/// optional genre and a limit, with its parameters in order: the prefix
-/// tsquery of every word (`'toy':* & 'story':*`), the genre, one exact
-/// tsquery per word, the limit. Public so the schema tests can EXPLAIN
-/// exactly what the store runs.
+/// optional genre and a cap on the matches, with its parameters in order:
+/// the prefix tsquery of every word (`'toy':* & 'story':*`), the genre, one
+/// exact tsquery per word, the cap. It returns each match's id and how many
+/// words match a whole title word, and reads no rating. Public so the
+/// schema tests can EXPLAIN exactly what the store runs.
 ///
 /// Titles use [`TITLE_TSVECTOR`]: punctuation as spaces and the `simple`
 /// configuration (lower-casing, no stemming or stop words, so "the" and
@@ -80,19 +85,15 @@ pub fn search_sql(
             params.len()
         ));
     }
-    let by_words = if rank.is_empty() {
-        String::new()
+    let whole_words = if rank.is_empty() {
+        "0".to_string()
     } else {
-        format!("{} DESC,", rank.join(" + "))
+        rank.join(" + ")
     };
     params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
     let sql = format!(
-        "SELECT m.movieid, m.title::text, m.genres::text, m.pca_features FROM movies m
+        "SELECT m.movieid, ({whole_words})::int4 FROM movies m
           WHERE {}
-          ORDER BY {by_words}
-                   (SELECT count(*) FROM ratings r
-                     WHERE r.movieid = m.movieid AND r.data_split = 'train') DESC,
-                   m.movieid
           LIMIT ${}::int8",
         if conds.is_empty() {
             "TRUE".to_string()

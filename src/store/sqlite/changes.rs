@@ -19,9 +19,12 @@ pub(super) const DEFAULT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration
 /// it as text. Two writes in the same microsecond would share it, and a
 /// reader would read both of them for either: more than asked, never less.
 pub(super) fn stamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%d %H:%M:%S%.6f")
-        .to_string()
+    stamp_text(chrono::Utc::now().naive_utc())
+}
+
+/// A time as `ingested_at` holds it (see [`stamp`]).
+pub(super) fn stamp_text(t: chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
 /// Records a change in `tx` (SQLite has one writer at a time, so versions
@@ -101,6 +104,14 @@ pub(super) fn claim_key(
 pub(super) fn data_version(store: &mut SqliteStore) -> Result<i64> {
     Ok(store.conn.query_row(
         "SELECT COALESCE((SELECT version FROM data_versions WHERE name = 'changes'), 0)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+pub(super) fn dataset_version(store: &mut SqliteStore) -> Result<i64> {
+    Ok(store.conn.query_row(
+        "SELECT COALESCE((SELECT version FROM data_versions WHERE name = 'dataset'), 0)",
         [],
         |r| r.get(0),
     )?)

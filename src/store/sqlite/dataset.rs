@@ -35,6 +35,10 @@ pub(super) fn load_dataset(
             movies: have_movies,
         });
     }
+    let buffered = count(&tx, "ratings_buffer")?;
+    if buffered > 0 {
+        return Err(crate::store::buffer_not_empty(buffered));
+    }
     let replaced = have_ratings > 0 || have_movies > 0;
     if replaced {
         tx.execute("DELETE FROM ratings", [])?;
@@ -83,12 +87,17 @@ pub(super) fn load_dataset(
             crate::failpoint::hit("load:mid_ratings");
         }
     }
-    super::changes::record_change(
+    let version = super::changes::record_change(
         &tx,
         crate::store::ChangeKind::Load,
         None,
         None,
         train + test,
+    )?;
+    tx.execute(
+        "INSERT INTO data_versions (name, version) VALUES ('dataset', ?1)
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+        [version],
     )?;
     crate::failpoint::hit("load:after_copy_before_commit");
     tx.commit()?;

@@ -1,44 +1,16 @@
-//! Batch ingestion: the audit trail in `ingestion_metadata`, `ratings_buffer`,
-//! and the `<db>.ingest-lock` file that tells orphaned batches from running ones.
+//! Batch ingestion: the audit trail in `ingestion_metadata` and
+//! `ratings_buffer`; the ingestion leases that tell orphaned batches from
+//! running ones are the store's (`crate::store::claim_ingestion`).
 
 use rusqlite::{params, Transaction};
 
-use super::changes::{claim_key, record_change, stamp};
+use super::changes::{claim_key, record_change, stamp, stamp_text};
 use super::rows::parse_ts;
 use super::SqliteStore;
 use super::NOW;
-use crate::store::{ChangeKind, IdempotentWrite, Ingestion};
+use crate::store::{BufferBound, BufferSnapshot, ChangeKind, IdempotentWrite, Ingestion};
 use crate::types::{IngestionStatus, Rating};
 use crate::{Error, Result};
-
-impl SqliteStore {
-    /// Locks `<db>.ingest-lock` shared for a batch about to go 'in_progress',
-    /// after marking orphaned batches interrupted if the file could be locked
-    /// exclusively (no process is ingesting). The lock dies with the process.
-    fn claim_ingestion(&mut self) -> Result<()> {
-        if self.ingest_lock.is_some() || self.path == ":memory:" {
-            return Ok(());
-        }
-        let lock_path = format!("{}.ingest-lock", self.path);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        if file.try_lock().is_ok() {
-            self.conn.execute(
-                "UPDATE ingestion_metadata SET status = 'failed', record_count = NULL, notes = ?1
-                  WHERE status = 'in_progress'",
-                [crate::store::INTERRUPTED_NOTE],
-            )?;
-        }
-        // Replaces the exclusive lock, if taken, by a shared one.
-        file.lock_shared().map_err(|e| Error::io(&lock_path, e))?;
-        self.ingest_lock = Some(file);
-        Ok(())
-    }
-}
 
 /// The audit row's status of `batch_id`: `None` without a row, `Some(None)`
 /// for a row whose status is NULL.
@@ -57,7 +29,12 @@ fn batch_status(
 }
 
 pub(super) fn begin_ingestion(store: &mut SqliteStore, batch_id: &str) -> Result<()> {
-    store.claim_ingestion()?;
+    let holder = store.holder.clone();
+    crate::store::begin_leased_ingestion(store, &holder, batch_id, open_batch)
+}
+
+/// The audit row of a batch about to be ingested, as 'in_progress'.
+fn open_batch(store: &mut SqliteStore, batch_id: &str) -> Result<()> {
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -134,7 +111,8 @@ pub(super) fn complete_ingestion(
     )?;
     crate::failpoint::hit("ingest:after_rows_before_commit");
     tx.commit()?;
-    store.ingest_lock = None;
+    let holder = store.holder.clone();
+    crate::store::release_ingestion(store, &holder, batch_id);
     Ok(ratings.len() as u64)
 }
 
@@ -226,7 +204,8 @@ pub(super) fn fail_ingestion(store: &mut SqliteStore, batch_id: &str, reason: &s
         ),
         [batch_id, reason],
     );
-    store.ingest_lock = None;
+    let holder = store.holder.clone();
+    crate::store::release_ingestion(store, &holder, batch_id);
     failed?;
     Ok(())
 }
@@ -261,13 +240,34 @@ pub(super) fn buffer_counts(store: &mut SqliteStore) -> Result<Vec<(Option<Strin
     Ok(rows)
 }
 
+/// The bound is taken under the write lock (BEGIN IMMEDIATE waits for the
+/// writer in flight to commit), and writers stamp their rows under it too,
+/// so rows stamped up to the bound are exactly those committed before it.
+pub(super) fn buffer_snapshot(store: &mut SqliteStore) -> Result<BufferSnapshot> {
+    let tx = store
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let through = chrono::Utc::now().naive_utc();
+    tx.commit()?;
+    let mut stmt = store.conn.prepare(
+        "SELECT userId, movieId, rating, timestamp, batch_id FROM ratings_buffer
+          WHERE ingested_at <= ?1 OR ingested_at IS NULL ORDER BY timestamp",
+    )?;
+    let read = stmt
+        .query_map([stamp_text(through)], |r| {
+            Ok((super::rows::rating_row(r)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(BufferSnapshot::new(read, through))
+}
+
 pub(super) fn merge_buffer(store: &mut SqliteStore) -> Result<u64> {
     // One writer at a time in SQLite: between BEGIN IMMEDIATE and COMMIT
     // nobody can add to the buffer, so copy-then-delete moves exactly once.
     let tx = store
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let moved = merge_buffer_in(&tx)?;
+    let moved = merge_buffer_in(&tx, None)?;
     crate::failpoint::hit("merge:before_commit");
     tx.commit()?;
     Ok(moved)
@@ -302,21 +302,32 @@ pub(super) fn clear_batch(store: &mut SqliteStore, batch_id: &str) -> Result<u64
 
 /// The spec's "option 2" merge inside an IMMEDIATE transaction: SQLite has
 /// one writer at a time, so nothing can enter the buffer between the copy and
-/// the delete and each rating moves exactly once.
-pub(super) fn merge_buffer_in(tx: &Transaction<'_>) -> Result<u64> {
+/// the delete and each rating moves exactly once. With a bound, only the
+/// rows it names (a retrain's read of the buffer), and only if they are all
+/// still there and nothing else is.
+pub(super) fn merge_buffer_in(tx: &Transaction<'_>, bound: Option<&BufferBound>) -> Result<u64> {
+    let through = bound.map(|b| stamp_text(b.through));
+    let which = "?1 IS NULL OR ingested_at <= ?1 OR ingested_at IS NULL";
     let moved = tx.execute(
         &format!(
             "INSERT INTO ratings (userId, movieId, rating, timestamp, data_split, loaded_at)
-             SELECT userId, movieId, rating, timestamp, 'train', {NOW} FROM ratings_buffer"
+             SELECT userId, movieId, rating, timestamp, 'train', {NOW} FROM ratings_buffer
+              WHERE {which}"
         ),
-        [],
+        [&through],
     )?;
     crate::failpoint::hit("merge:after_insert_before_delete");
-    let deleted = tx.execute("DELETE FROM ratings_buffer", [])?;
+    let deleted = tx.execute(
+        &format!("DELETE FROM ratings_buffer WHERE {which}"),
+        [&through],
+    )?;
     if moved != deleted {
         return Err(Error::Conflict(format!(
             "buffer changed during the merge ({moved} copied, {deleted} deleted); nothing was merged"
         )));
+    }
+    if let Some(b) = bound.filter(|b| b.rows != moved as u64) {
+        return Err(crate::store::buffer_changed(b, moved as u64));
     }
     if moved > 0 {
         record_change(tx, ChangeKind::Merge, None, None, moved as u64)?;

@@ -27,9 +27,10 @@ mod search;
 use rusqlite::Connection;
 
 use super::{
-    ArtifactBlob, Backend, BacktestRow, DataChange, DriftAlert, IdempotentWrite, Ingestion, Lease,
-    LeaseGrant, LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun, PipelineRun,
-    Promotion, RunCommit, SplitStats, Store, TableCount, TableSize, TuningTrial,
+    ArtifactBlob, Backend, BacktestRow, BufferSnapshot, DataChange, DriftAlert, IdempotentWrite,
+    Ingestion, Lease, LeaseGrant, LoadSummary, ModelRun, MovieStats, NewDriftAlert, NewModelRun,
+    PipelineRun, Promotion, RunCommit, SearchMatch, SplitStats, Store, TableCount, TableSize,
+    TuningTrial,
 };
 use crate::progress::Progress;
 use crate::types::{Movie, PipelineStatus, Rating, Split};
@@ -38,9 +39,9 @@ use crate::{Error, Result};
 pub struct SqliteStore {
     conn: Connection,
     path: String,
-    /// `<db>.ingest-lock`, locked shared while this store has a batch
-    /// 'in_progress' (see [`Store::begin_ingestion`]).
-    ingest_lock: Option<std::fs::File>,
+    /// Who this store is in `cinematch_leases` (the ingestion leases, see
+    /// [`Store::begin_ingestion`]).
+    holder: String,
 }
 
 /// SQLite's "now" with milliseconds, in UTC like PostgreSQL's sessions here.
@@ -77,7 +78,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             path: path.to_string(),
-            ingest_lock: None,
+            holder: crate::store::holder::Holder::this_process().to_string(),
         })
     }
 
@@ -139,6 +140,10 @@ impl Store for SqliteStore {
         dataset::buffer_ratings(self, batch_id)
     }
 
+    fn buffer_snapshot(&mut self) -> Result<BufferSnapshot> {
+        ingestion::buffer_snapshot(self)
+    }
+
     fn movies_by_id(&mut self, ids: &[i32]) -> Result<Vec<Movie>> {
         dataset::movies_by_id(self, ids)
     }
@@ -163,13 +168,8 @@ impl Store for SqliteStore {
         dataset::movie_ids(self)
     }
 
-    fn search_movies(
-        &mut self,
-        query: &str,
-        genre: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Movie>> {
-        search::search_movies(self, query, genre, limit)
+    fn search_matches(&mut self, query: &str, genre: Option<&str>) -> Result<Vec<SearchMatch>> {
+        search::search_matches(self, query, genre)
     }
 
     fn begin_ingestion(&mut self, batch_id: &str) -> Result<()> {
@@ -262,6 +262,10 @@ impl Store for SqliteStore {
 
     fn data_version(&mut self) -> Result<i64> {
         changes::data_version(self)
+    }
+
+    fn dataset_version(&mut self) -> Result<i64> {
+        changes::dataset_version(self)
     }
 
     fn data_changes(&mut self, after: i64) -> Result<Vec<DataChange>> {

@@ -7,7 +7,7 @@ use super::SqliteStore;
 use super::NOW;
 use crate::store::{DriftAlert, NewDriftAlert, PipelineRun};
 use crate::types::PipelineStatus;
-use crate::Result;
+use crate::{Error, Result};
 
 pub(super) fn insert_drift_alerts(store: &mut SqliteStore, alerts: &[NewDriftAlert]) -> Result<()> {
     let tx = store.conn.transaction()?;
@@ -65,16 +65,24 @@ pub(super) fn archive_drift_alerts(store: &mut SqliteStore, older_than_secs: i64
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS drift_alerts_archive AS SELECT * FROM drift_alerts WHERE 0",
     )?;
-    let cutoff = "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ?1 || ' seconds')";
+    // One cutoff for both statements: "now" read twice would move between
+    // them, and alerts that crossed it meanwhile would be deleted unarchived.
+    let cutoff: String = tx.query_row(
+        "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ?1 || ' seconds')",
+        [older_than_secs],
+        |r| r.get(0),
+    )?;
     let moved = tx.execute(
-        &format!("INSERT INTO drift_alerts_archive SELECT * FROM drift_alerts WHERE alert_date < {cutoff}"),
-        [older_than_secs],
+        "INSERT INTO drift_alerts_archive SELECT * FROM drift_alerts WHERE alert_date < ?1",
+        [&cutoff],
     )?;
-    let deleted = tx.execute(
-        &format!("DELETE FROM drift_alerts WHERE alert_date < {cutoff}"),
-        [older_than_secs],
-    )?;
-    debug_assert_eq!(moved, deleted);
+    let deleted = tx.execute("DELETE FROM drift_alerts WHERE alert_date < ?1", [&cutoff])?;
+    if moved != deleted {
+        return Err(Error::Conflict(format!(
+            "archiving drift alerts older than {cutoff} copied {moved} but would delete \
+             {deleted}; nothing was archived or deleted"
+        )));
+    }
     tx.commit()?;
     Ok(moved as u64)
 }

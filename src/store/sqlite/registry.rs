@@ -83,13 +83,25 @@ pub(super) fn insert_model_run(
         )?;
     }
     crate::failpoint::hit("retrain:after_promote_before_merge");
-    let merged = if commit.merge_buffer {
-        let n = merge_buffer_in(&tx)?;
-        crate::failpoint::hit("merge:before_commit");
-        n
-    } else {
-        0
+    let merged = match &commit.merge_buffer {
+        Some(bound) => {
+            let n = merge_buffer_in(&tx, Some(bound))?;
+            crate::failpoint::hit("merge:before_commit");
+            n
+        }
+        None => 0,
     };
+    if let Some(hold) = &commit.lease {
+        // IMMEDIATE: nobody can take the lease over between here and the commit.
+        let held: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM cinematch_leases WHERE name = ?1 AND holder = ?2)",
+            [&hold.name, &hold.holder],
+            |r| r.get(0),
+        )?;
+        if !held {
+            return Err(crate::store::lease_lost(hold));
+        }
+    }
     let row = tx.query_row(
         &format!("{MODEL_RUN_SELECT} WHERE m.id = ?1"),
         [id],

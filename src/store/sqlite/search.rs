@@ -1,17 +1,17 @@
 //! Title and genre search through the `movies_fts` FTS5 table.
 
-use super::rows::movie_row;
 use super::SqliteStore;
-use crate::types::Movie;
+use crate::store::{SearchMatch, MAX_SEARCH_MATCHES};
 use crate::Result;
 
-pub(super) fn search_movies(
+/// Every match with how many words match a whole title word; no rating is
+/// read (see `Store::search_matches`).
+pub(super) fn search_matches(
     store: &mut SqliteStore,
     query: &str,
     genre: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Movie>> {
-    let Some((words, genre)) = crate::store::search_plan(query, genre, limit) else {
+) -> Result<Vec<SearchMatch>> {
+    let Some((words, genre)) = crate::store::search_plan(query, genre, MAX_SEARCH_MATCHES) else {
         return Ok(Vec::new());
     };
     // Every user value is a bound parameter. The FTS5 expressions are
@@ -48,26 +48,29 @@ pub(super) fn search_movies(
             params.len()
         ));
     }
-    let by_words = if exact.is_empty() {
-        String::new()
+    let whole_words = if exact.is_empty() {
+        "0".to_string()
     } else {
-        format!("{} DESC,", exact.join(" + "))
+        exact.join(" + ")
     };
-    params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
+    params.push(Box::new(
+        i64::try_from(MAX_SEARCH_MATCHES).unwrap_or(i64::MAX),
+    ));
     let sql = format!(
-        "SELECT m.movieId, m.title, m.genres, m.pca_features FROM movies m
+        "SELECT m.movieId, {whole_words} FROM movies m
           WHERE {}
-          ORDER BY {by_words}
-                   (SELECT COUNT(*) FROM ratings r
-                     WHERE r.movieId = m.movieId AND r.data_split = 'train') DESC,
-                   m.movieId
           LIMIT ?{}",
         conds.join(" AND "),
         params.len()
     );
     let mut stmt = store.conn.prepare_cached(&sql)?;
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(params.iter()), movie_row)?
+        .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+            Ok(SearchMatch {
+                movie_id: r.get(0)?,
+                whole_words: r.get(1)?,
+            })
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

@@ -18,6 +18,17 @@ mod tls;
 
 pub use redact::redact;
 
+/// A database URL safe to print, redacted from its parsed configuration: a
+/// PostgreSQL URL or key/value string is parsed and the password it holds,
+/// whatever the characters, is hidden (and remembered, so [`redact`] hides
+/// it wherever it appears later); anything else goes through [`redact`].
+pub fn redact_url(url: &str) -> String {
+    match PgTarget::parse(url) {
+        Ok(target) => target.display,
+        Err(_) => redact(url),
+    }
+}
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -134,7 +145,6 @@ impl PgTarget {
     /// string (`host=... dbname=...`).
     pub fn parse(url: &str) -> Result<PgTarget> {
         let url = url.trim();
-        let display = redact(url);
         let mut params = TlsParams::default();
         let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             strip_url_params(url, &mut params)?
@@ -143,10 +153,17 @@ impl PgTarget {
         };
         let mut config: postgres::Config = rest.parse().map_err(|e: postgres::Error| {
             Error::Config(format!(
-                "cannot parse database URL {display}: {}",
+                "cannot parse database URL {}: {}",
+                redact(url),
                 redact(&error_chain(&e))
             ))
         })?;
+        // The password as the driver will send it, whatever it holds, is
+        // hidden from here on in everything that goes through `redact`.
+        if let Some(password) = config.get_password() {
+            redact::remember_password(password);
+        }
+        let display = redact(url);
 
         let explicit_mode: Option<SslMode> = match &params.sslmode {
             Some(mode) => Some(mode.parse()?),

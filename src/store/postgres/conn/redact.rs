@@ -1,15 +1,87 @@
 //! Passwords out of anything that may hold a connection string.
 
+use std::sync::Mutex;
+
 /// Redacts passwords in anything that may contain a connection string:
-/// `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`,
-/// and `password=secret` (key/value strings, `?password=` query parameters,
+/// every password a connection string parsed in this process held
+/// ([`remember_password`]: `PgTarget::parse` registers it), wherever it
+/// appears and whatever it holds; then, by the text's shape,
+/// `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`
+/// (the user info ends at the line's last `@` before another URL, so a
+/// password with spaces, quotes or a raw `@` is hidden whole) and
+/// `password=secret` (key/value strings, `?password=` query parameters,
 /// `PGPASSWORD=`, `sslpassword=`) has its value replaced by `***`.
 ///
 /// It errs on the side of hiding too much: error messages and logs are read
 /// by people who should not learn the password, and a URL that is mangled in
 /// a log line costs nothing.
 pub fn redact(s: &str) -> String {
-    redact_password_params(&redact_userinfo(s))
+    redact_password_params(&redact_userinfo(&redact_known(s)))
+}
+
+/// Passwords remembered, newest last; a few suffice (a process connects
+/// with one or two URLs).
+static KNOWN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+const KNOWN_KEPT: usize = 16;
+
+/// Shorter passwords are not searched for in free text (every "a" of a log
+/// line would go); the shape rules still hide them in connection strings.
+const MIN_KNOWN_LEN: usize = 4;
+
+/// Remembers a parsed password so that [`redact`] hides it, and the forms
+/// it takes in connection strings (percent-encoded, backslash-escaped),
+/// wherever they appear.
+pub(crate) fn remember_password(password: &[u8]) {
+    let Ok(p) = std::str::from_utf8(password) else {
+        return;
+    };
+    if p.len() < MIN_KNOWN_LEN {
+        return;
+    }
+    let mut forms = vec![
+        p.to_string(),
+        percent_encode(p, false),
+        percent_encode(p, true),
+        p.replace('\\', "\\\\").replace('\'', "\\'"),
+    ];
+    forms.sort();
+    forms.dedup();
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    for f in forms {
+        known.retain(|k| k != &f);
+        known.push(f);
+    }
+    let excess = known.len().saturating_sub(KNOWN_KEPT * 4);
+    known.drain(..excess);
+}
+
+/// Every byte outside RFC 3986's unreserved set as `%XX`.
+fn percent_encode(s: &str, lower: bool) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn redact_known(s: &str) -> String {
+    let known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = s.to_string();
+    // Longest first: a form may contain another.
+    let mut forms: Vec<&String> = known.iter().collect();
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    for f in forms {
+        if out.contains(f.as_str()) {
+            out = out.replace(f.as_str(), "***");
+        }
+    }
+    out
 }
 
 /// Characters that end a URL embedded in free text (log lines, quoted values).
@@ -26,19 +98,13 @@ fn redact_userinfo(s: &str) -> String {
         rest = &rest[start..];
         let token_end = rest.find(ends_url).unwrap_or(rest.len());
         let token = &rest[..token_end];
-        // Quotes end a URL in free text, but a password may hold them raw
-        // (`'` is even legal there, RFC 3986 sub-delims): the user info is
-        // looked for up to whitespace only.
-        let wide = &rest[..rest.find(char::is_whitespace).unwrap_or(rest.len())];
-        // The user info ends at the last '@' before the query: a password
-        // with a raw (unencoded) '@' must still be hidden entirely.
-        let userinfo_end = wide.find('@').and_then(|first_at| {
-            let query = wide[first_at..]
-                .find(['?', '#'])
-                .map_or(wide.len(), |q| first_at + q);
-            wide[..query].rfind('@')
-        });
-        if let Some(at) = userinfo_end {
+        // The user info may hold anything a password can (spaces, quotes,
+        // a raw '@'), so it is looked for up to the end of the line or the
+        // next URL, and ends at the last '@' there: hiding too much text of
+        // a log line costs nothing, a password's tail shown costs a lot.
+        let line_end = rest.find(['\n', '\r']).unwrap_or(rest.len());
+        let wide = &rest[..rest[..line_end].find("://").unwrap_or(line_end)];
+        if let Some(at) = wide.rfind('@') {
             let userinfo = &wide[..at];
             if let Some(colon) = userinfo.find(':') {
                 out.push_str(&userinfo[..=colon]);

@@ -342,3 +342,99 @@ fn unreachable_port_names_endpoint_not_password() {
 
 // The live checks against real servers (TLS modes, a wrong CA or host
 // name, client certificates) are in tests/tls.rs, run by scripts/test.sh.
+
+/// A password of any printable characters (spaces, quotes, `@`, `:`, `/`,
+/// `%`, `\`...) never shows in what is printed of a URL or key/value string
+/// that holds it: as given raw, percent-encoded or quoted, in the parsed
+/// target's display, through `redact_url`, and through `redact` in free
+/// text (a log line that quotes the URL, a message that echoes the
+/// password) once a connection string with it was parsed.
+#[test]
+fn redaction_hides_passwords_of_every_printable_character() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(18);
+    let printable: Vec<char> = (0x20u8..=0x7e)
+        .map(char::from)
+        .chain(['é', 'ß', '€', '漢'])
+        .collect();
+    let encode = |p: &str| -> String {
+        p.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let mut checked = 0;
+    for case in 0..3000 {
+        let len = rng.random_range(6..24);
+        let mut pw: String = (0..len)
+            .map(|_| printable[rng.random_range(0..printable.len())])
+            .collect();
+        // Every printable character appears in some password.
+        pw.push(printable[case % printable.len()]);
+        pw.push(' ');
+        pw.push(printable[(case * 7 + 3) % printable.len()]);
+        if pw.contains("://") {
+            continue;
+        }
+        let kv_quoted = pw.replace('\\', "\\\\").replace('\'', "\\'");
+        let forms = [
+            format!("postgres://spacey:{pw}@db.example.com:5432/app"),
+            format!(
+                "postgresql://spacey:{}@db.example.com/app?sslmode=disable",
+                encode(&pw)
+            ),
+            format!("host=db.example.com user=spacey password='{kv_quoted}' dbname=app"),
+        ];
+        for (i, url) in forms.iter().enumerate() {
+            let parsed = PgTarget::parse(url).ok();
+            let parsed_pw = parsed
+                .as_ref()
+                .and_then(|t| t.config.get_password())
+                .map(|p| String::from_utf8_lossy(p).into_owned());
+            if i > 0 {
+                // Encoded or quoted, the password parses as it is.
+                assert_eq!(parsed_pw.as_deref(), Some(pw.as_str()), "{url:?}");
+            }
+            let mut shown = vec![
+                redact_url(url),
+                redact(url),
+                redact(&format!(
+                    "error: opening the database {url} (from --db): refused"
+                )),
+            ];
+            if let Some(t) = &parsed {
+                shown.push(t.display().to_string());
+            }
+            if parsed_pw.as_deref() == Some(pw.as_str()) {
+                shown.push(redact(&format!("FATAL: password \"{pw}\" is not valid")));
+            }
+            for s in &shown {
+                assert!(!s.contains(&pw), "{pw:?} shows in {s:?} (from {url:?})");
+                assert!(
+                    !s.contains(&encode(&pw)),
+                    "{pw:?} shows encoded in {s:?} (from {url:?})"
+                );
+                if let Some(p) = parsed_pw.as_deref().filter(|p| p.len() >= 6) {
+                    assert!(!s.contains(p), "parsed {p:?} shows in {s:?} (from {url:?})");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 8000, "{checked}");
+}
+
+/// The repro: a password with a space.
+#[test]
+fn a_password_with_a_space_is_hidden() {
+    let url = "postgres://spacey:top secret99@host/db";
+    let t = PgTarget::parse(url).unwrap();
+    assert_eq!(t.config.get_password(), Some(&b"top secret99"[..]));
+    assert_eq!(redact_url(url), "postgres://spacey:***@host/db");
+    assert_eq!(t.display(), "postgres://spacey:***@host/db");
+}
