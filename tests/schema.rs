@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 fn spec_text() -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/cinematch-schema.md");
+    let p = common::shared_dir().join("spec/cinematch-schema.md");
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use cinematch::store::{self, Store};
 
+mod shared;
+pub use shared::shared_dir;
+
 /// The throwaway cluster `scripts/test.sh` starts. Tests refuse to run
 /// without it rather than silently skipping PostgreSQL.
 pub fn pg_admin_url() -> String {
@@ -182,11 +185,9 @@ impl HeldLock {
     }
 }
 
-/// `../shared/data/NAME` next to the project, as CI lays it out.
+/// `data/NAME` of the shared folder ([`shared_dir`]).
 pub fn shared_data(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(name);
+    let p = shared_dir().join("data").join(name);
     assert!(
         p.is_dir(),
         "test data {} is missing: the tests expect the shared MovieLens data next to the project",
