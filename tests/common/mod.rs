@@ -264,13 +264,19 @@ pub fn seed_low_rank(store: &mut dyn Store) {
 }
 
 /// Collects a child's stderr as it arrives (a reader thread), so a test can
-/// wait for a log line while the process runs.
-pub fn capture_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+/// wait for a log line while the process runs. The reader ends at the end
+/// of the stream: join it after the child exited to have every last line.
+pub fn capture_stderr(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
     use std::io::Read;
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let mut pipe = child.stderr.take().expect("stderr piped");
     let sink = log.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = pipe.read(&mut buf) {
             if n == 0 {
@@ -281,5 +287,5 @@ pub fn capture_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sy
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    log
+    (log, reader)
 }
