@@ -21,6 +21,8 @@ pub(crate) struct StorePool {
     statement_timeout: Option<std::time::Duration>,
     idle: Mutex<Vec<Box<dyn Store>>>,
     permits: Arc<Semaphore>,
+    /// The number of permits: connections the pool may hold at once.
+    size: usize,
 }
 
 impl Drop for StorePool {
@@ -48,7 +50,21 @@ impl StorePool {
             statement_timeout,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size.max(1))),
+            size: size.max(1),
         }
+    }
+
+    /// How many connections the pool may hold at once.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// How many of them requests hold now (a permit is held from before the
+    /// connection is taken until the database call returned): `/metrics`
+    /// shows it, so operators (and tests) see a pool that is all taken,
+    /// e.g. by requests waiting on a lock.
+    pub fn in_use(&self) -> usize {
+        self.size.saturating_sub(self.permits.available_permits())
     }
 
     /// Runs `f` with a connection on a blocking thread. The connection and
