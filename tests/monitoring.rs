@@ -701,7 +701,15 @@ fn scheduler_waits_for_a_file_being_written(db: TestDb) {
         let (u, m) = (1 + (i % 40) as i32, 1 + (i % 30) as i32);
         text.push_str(&format!("{u},{m},4.0,20000{i:05}\n"));
     }
-    let cut = |k: usize| text.len() * k / (CHUNKS + 1);
+    // Cut points spread over the file, each moved off a line end.
+    let cut = |k: usize| {
+        let at = text.len() * k / (CHUNKS + 1);
+        if k > 0 && k <= CHUNKS && text.as_bytes()[at - 1] == b'\n' {
+            at + 1
+        } else {
+            at
+        }
+    };
     std::fs::write(&path, &text[..cut(1)]).unwrap();
     let chunks: Vec<String> = (1..=CHUNKS)
         .map(|k| text[cut(k)..cut(k + 1)].to_string())
