@@ -839,7 +839,7 @@ fn search_folds_diacritics_alike(db: TestDb) {
         let mut ids: Vec<i32> = pairs
             .iter()
             .enumerate()
-            .filter(|(_, (_, b))| b.to_ascii_lowercase() == base.to_ascii_lowercase())
+            .filter(|(_, (_, b))| b.eq_ignore_ascii_case(&base))
             .map(|(i, _)| i as i32 + 1)
             .collect();
         if base.eq_ignore_ascii_case(&'e') {

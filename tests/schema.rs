@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 fn spec_text() -> String {
     let p = common::shared_dir().join("spec/cinematch-schema.md");
