@@ -76,7 +76,7 @@ for t in "${targets[@]}"; do
   cargo mutants "${common[@]}" "${extra[@]}" "${scope[@]}" --output "$out" -- "${tests[@]}" || status=1
   secs=$(( $(date +%s) - start ))
   dir=$out/mutants.out
-  count() { [ -f "$dir/$1.txt" ] && grep -c . "$dir/$1.txt" || echo 0; }
+  count() { local n=0; [ -s "$dir/$1.txt" ] && n=$(grep -c . "$dir/$1.txt"); echo "$n"; }
   echo "==> $t: $(count caught) caught, $(count missed) missed, $(count unviable) unviable, $(count timeout) timeouts in ${secs}s"
   if [ -s "$dir/missed.txt" ]; then
     echo "    missed:"
