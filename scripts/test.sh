@@ -102,7 +102,22 @@ airflow_install_wait || true
 export CINEMATCH_TEST_AIRFLOW="$AIRFLOW_VENV"
 echo "==> Airflow from $CINEMATCH_TEST_AIRFLOW"
 
+# The drift statistics against scipy beyond the cases pasted into their
+# unit tests: a fixed slice (every 5th case of each kind, 518 cases) of
+# `scripts/reference/drift_stats.py --sweep` (scipy 1.17.1), kept in
+# tests/fixtures so no scipy is needed here. The full sweep is the script's
+# own instructions. Run first, so the suite's summary below stays last.
+echo "==> drift statistics against a slice of scipy's sweep"
+# A failure here fails the run, after the suite has run too.
+sweep=0
+DRIFT_SCIPY_SWEEP=tests/fixtures/drift_scipy_sweep.txt \
+  cargo test --features failpoints --lib drift::stats::tests::scipy_sweep -- --ignored --exact || sweep=$?
+
 # `failpoints`: tests/faults.rs stops the real binary at named points; a
 # release build has none.
 echo "==> cargo test"
 cargo test --features failpoints --no-fail-fast --lib --bins --tests "$@"
+if [ "$sweep" -ne 0 ]; then
+  echo "error: the drift statistics differ from scipy's sweep (above)" >&2
+  exit "$sweep"
+fi

@@ -60,6 +60,11 @@ pub mod registry;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+/// The shared data for the unit tests: the integration tests' own helper,
+/// so both find it the same way (`$CINEMATCH_SHARED_DIR` or `../shared`).
+#[cfg(test)]
+#[path = "../tests/common/shared.rs"]
+mod test_shared;
 mod topk;
 pub mod tracking;
 pub mod types;

@@ -49,7 +49,7 @@ impl Paused {
         cmd.env("CINEMATCH_FAILPOINT", failpoint)
             .env("CINEMATCH_FAILPOINT_RESUME_FILE", &resume);
         let mut child = cmd.spawn().unwrap();
-        let err = common::capture_stderr(&mut child);
+        let (err, _reader) = common::capture_stderr(&mut child);
         let marker = format!("failpoint {failpoint} reached");
         let t = Instant::now();
         while !err.lock().unwrap().contains(&marker) {
@@ -974,7 +974,7 @@ fn serve_child(
     cmd.env("CINEMATCH_API_TOKEN", TOKEN)
         .envs(env.iter().copied());
     let mut child = cmd.spawn().unwrap();
-    let err = common::capture_stderr(&mut child);
+    let (err, _reader) = common::capture_stderr(&mut child);
     let t = Instant::now();
     loop {
         {

@@ -814,35 +814,50 @@ fn retrain_and_merge_killed_lose_and_double_nothing(db: TestDb) {
 /// Runs `args` on `url` up to `attempts` times, killing it after a random
 /// share of `typical`; after each attempt `check` sees the state and says
 /// whether the operation has taken effect (then the loop stops). Runs it
-/// undisturbed at the end if no attempt got through. Returns what happened:
-/// per attempt the kill time as a share of `typical` (`*` once the operation
-/// had taken effect), or `ran through`.
+/// undisturbed at the end if no attempt got through. `writing` is the
+/// failpoint where the operation starts to write: armed to report and go on
+/// at once, it tells whether a kill landed inside the write. Returns what
+/// happened: per attempt the kill time as a share of `typical` (`w` when
+/// the write had begun, `*` once the operation had taken effect), or `ran
+/// through`; and how many kills landed inside the write, before it took effect.
 fn kill_randomly(
     rng: &mut rand_chacha::ChaCha8Rng,
     url: &str,
     args: &[&str],
+    writing: &str,
     typical: Duration,
     attempts: usize,
     mut check: impl FnMut(&str) -> bool,
-) -> Vec<String> {
+) -> (Vec<String>, usize) {
     let mut events = Vec::new();
+    let mut inside = 0;
     for _ in 0..attempts {
-        let mut p = Proc::spawn(cinematch(url, args));
+        let mut cmd = cinematch(url, args);
+        arm(&mut cmd, writing).env("CINEMATCH_FAILPOINT_SLEEP_MS", "0");
+        let mut p = Proc::spawn(cmd);
         let share = rng.random_range(0.02..0.85);
         let t = Instant::now();
         while t.elapsed() < typical.mul_f64(share) && !p.exited() {
             std::thread::sleep(Duration::from_millis(2));
         }
-        if p.kill9_unless_done() {
-            events.push(format!("{share:.2}"));
+        // Read before the kill: a marker printed in the last instant may be
+        // missed, which only undercounts.
+        let wrote = p.stderr().contains(&marker(writing));
+        let killed = p.kill9_unless_done();
+        let took_effect = check(url);
+        if killed {
+            events.push(format!("{share:.2}{}", if wrote { "w" } else { "" }));
+            if wrote && !took_effect {
+                inside += 1;
+            }
         } else {
             events.push("ran through".to_string());
         }
-        if check(url) {
+        if took_effect {
             if let Some(last) = events.last_mut().filter(|e| !e.starts_with('r')) {
                 last.push('*');
             }
-            return events;
+            return (events, inside);
         }
     }
     run_ok(url, args);
@@ -852,7 +867,7 @@ fn kill_randomly(
         args.join(" ")
     );
     events.push("then undisturbed".to_string());
-    events
+    (events, inside)
 }
 
 fn timed(url: &str, args: &[&str]) -> Duration {
@@ -895,55 +910,72 @@ fn random_kills_keep_every_invariant(db: TestDb) {
         champion: None,
         batches: BTreeMap::new(),
     };
-    let load_events = kill_randomly(&mut rng, url, &load, t_load, 5, |u| {
-        let s = snap(u);
-        assert!(
-            s == empty || s == loaded,
-            "a partial load: {} train, {} test, {} movies",
-            s.train.len(),
-            s.test.len(),
-            s.movies
-        );
-        s == loaded
-    });
+    let (load_events, load_inside) =
+        kill_randomly(&mut rng, url, &load, "load:before_write", t_load, 5, |u| {
+            let s = snap(u);
+            assert!(
+                s == empty || s == loaded,
+                "a partial load: {} train, {} test, {} movies",
+                s.train.len(),
+                s.test.len(),
+                s.movies
+            );
+            s == loaded
+        });
     assert_integrity(&db);
     run_ok(url, &train);
-    let ingest_events = kill_randomly(&mut rng, url, &ingest, t_ingest, 5, |u| {
-        let s = snap(u);
-        if s.buffer.is_empty() {
-            assert_eq!(s.train, trained.train);
-            assert_ne!(
-                s.batches.get("w1").and_then(|b| b.0.as_deref()),
-                Some("completed"),
-                "completed without its rows"
-            );
-            false
-        } else {
-            assert_eq!(s.buffer, ingested.buffer, "a partial batch");
-            assert_eq!(s.batches["w1"], ingested.batches["w1"]);
-            true
-        }
-    });
+    let (ingest_events, ingest_inside) = kill_randomly(
+        &mut rng,
+        url,
+        &ingest,
+        "ingest:after_metadata_in_progress",
+        t_ingest,
+        5,
+        |u| {
+            let s = snap(u);
+            if s.buffer.is_empty() {
+                assert_eq!(s.train, trained.train);
+                assert_ne!(
+                    s.batches.get("w1").and_then(|b| b.0.as_deref()),
+                    Some("completed"),
+                    "completed without its rows"
+                );
+                false
+            } else {
+                assert_eq!(s.buffer, ingested.buffer, "a partial batch");
+                assert_eq!(s.batches["w1"], ingested.batches["w1"]);
+                true
+            }
+        },
+    );
     assert_integrity(&db);
-    let retrain_events = kill_randomly(&mut rng, url, &retrain, t_retrain, 5, |u| {
-        let s = snap(u);
-        if s.buffer.is_empty() {
-            assert_eq!(s.train, retrained.train, "merged, but not exactly once");
-            assert_eq!(s.model_runs, retrained.model_runs);
-            true
-        } else {
-            assert_eq!(
-                s.train, ingested.train,
-                "train changed but the buffer did not empty"
-            );
-            assert_eq!(s.buffer, ingested.buffer);
-            assert_eq!(
-                s.model_runs, ingested.model_runs,
-                "a run recorded without its merge"
-            );
-            false
-        }
-    });
+    let (retrain_events, retrain_inside) = kill_randomly(
+        &mut rng,
+        url,
+        &retrain,
+        "retrain:before_record",
+        t_retrain,
+        5,
+        |u| {
+            let s = snap(u);
+            if s.buffer.is_empty() {
+                assert_eq!(s.train, retrained.train, "merged, but not exactly once");
+                assert_eq!(s.model_runs, retrained.model_runs);
+                true
+            } else {
+                assert_eq!(
+                    s.train, ingested.train,
+                    "train changed but the buffer did not empty"
+                );
+                assert_eq!(s.buffer, ingested.buffer);
+                assert_eq!(
+                    s.model_runs, ingested.model_runs,
+                    "a run recorded without its merge"
+                );
+                false
+            }
+        },
+    );
     assert_integrity(&db);
     let end = snap(url);
     assert_eq!(
@@ -964,15 +996,23 @@ fn random_kills_keep_every_invariant(db: TestDb) {
     );
     assert_eq!(end.batches["w1"].0.as_deref(), Some("completed"));
     assert_eq!(end.batches["w1"].1, retrained.batches["w1"].1);
-    eprintln!(
-        "random kills ({}), as shares of the undisturbed time (* = had taken effect): \
-         load ({t_load:.1?}) {load_events:?}; ingest ({t_ingest:.1?}) {ingest_events:?}; \
-         retrain ({t_retrain:.1?}) {retrain_events:?}",
+    let report = format!(
+        "random kills ({}), as shares of the undisturbed time (w = the write had begun, \
+         * = had taken effect): load ({t_load:.1?}) {load_events:?}; ingest ({t_ingest:.1?}) \
+         {ingest_events:?}; retrain ({t_retrain:.1?}) {retrain_events:?}",
         if is_sqlite(&db) {
             "SQLite"
         } else {
             "PostgreSQL"
         }
+    );
+    eprintln!("{report}");
+    // The invariants above were checked after kills that landed inside the
+    // writes, not only after runs that got through or kills before them.
+    let inside = load_inside + ingest_inside + retrain_inside;
+    assert!(
+        inside >= 3,
+        "only {inside} kills landed inside a write: {report}"
     );
 }
 
@@ -1477,6 +1517,34 @@ fn api_ratings_under_load_survive_concurrent_merges(db: TestDb) {
 
 /// Ends every other session on the test database, as an administrator (or
 /// a server restart, or a pooler recycling connections) would.
+/// Moves every lease `secs` seconds into the past, as if that much time had
+/// passed for its holder without a renewal (a frozen holder renews nothing).
+fn age_leases(db: &TestDb, secs: u32) {
+    match db {
+        TestDb::Pg(d) => {
+            d.client()
+                .execute(
+                    "UPDATE cinematch_leases
+                        SET acquired_at = acquired_at - make_interval(secs => $1),
+                            expires_at = expires_at - make_interval(secs => $1)",
+                    &[&f64::from(secs)],
+                )
+                .expect("age the leases");
+        }
+        TestDb::Sqlite(d) => {
+            let shift = format!("-{secs} seconds");
+            d.conn()
+                .execute(
+                    "UPDATE cinematch_leases
+                        SET acquired_at = strftime('%Y-%m-%d %H:%M:%f', acquired_at, ?1),
+                            expires_at = strftime('%Y-%m-%d %H:%M:%f', expires_at, ?1)",
+                    [shift],
+                )
+                .expect("age the leases");
+        }
+    }
+}
+
 fn terminate_backends(db: &TestDb) -> u64 {
     match db {
         TestDb::Pg(d) => d
@@ -1590,20 +1658,31 @@ fn a_vanished_lease_holder_is_taken_over_after_the_lease(db: TestDb) {
             lease.into(),
         ]
     };
-    let a_args = cycle("8");
+    // A long lease, so that B is refused however slow the machine; its
+    // expiry is then brought forward in the database (whose clock the
+    // lease is judged by) rather than waited for on the wall clock.
+    let a_args = cycle("600");
     let a_args: Vec<&str> = a_args.iter().map(String::as_str).collect();
     let mut a = spawn_at(url, &a_args, "pipeline:locked", None);
     a.wait_for(&marker("pipeline:locked"));
     a.signal("STOP");
     terminate_backends(&db);
+    let lease = pipeline_lease(url).expect("A holds the lease");
+    assert_eq!(
+        (lease.expires_at - lease.acquired_at).num_seconds(),
+        600,
+        "taken for its length"
+    );
     let b_args = cycle("60");
     let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
     let refused = run(url, &b_args);
     assert_busy(&refused, "while A's lease runs");
     assert!(open(url).pipeline_runs().unwrap().is_empty());
-    wait_until("A's lease expires", || {
-        pipeline_lease(url).is_some_and(|l| l.remaining_secs < 0.0)
-    });
+    age_leases(&db, 601);
+    assert!(
+        pipeline_lease(url).is_some_and(|l| l.remaining_secs < 0.0),
+        "the lease should have expired"
+    );
     let b = run_ok(url, &b_args);
     assert!(
         !b.stderr.contains("took over"),

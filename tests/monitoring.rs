@@ -671,9 +671,13 @@ fn scheduler_cron_loop_takes_up_what_a_tick_left(db: TestDb) {
     );
 }
 
-/// A batch file still being written (a thread appends a line every 20 ms)
-/// while `scheduler --once` runs: it is taken only once complete, and then
-/// ingested in full; hidden files and `*.part` files are never taken.
+/// A batch file still being written while the scheduler looks at it: on a
+/// driven clock, the writer appends a chunk during each of the scheduler's
+/// settle waits (the last chunk ends inside a line, completed by the next),
+/// so the file changes between every two looks until the writer is done.
+/// The scheduler must wait one settle interval per change and then one in
+/// which nothing changed, and ingest the whole file; hidden files and
+/// `*.part` files are never taken.
 fn scheduler_waits_for_a_file_being_written(db: TestDb) {
     let mut s = db.store();
     common::seed_low_rank(s.as_mut());
@@ -688,51 +692,50 @@ fn scheduler_waits_for_a_file_being_written(db: TestDb) {
     batch_file(inbox.path(), ".batch_w2.csv", &complete);
     batch_file(inbox.path(), "batch_w3.csv.part", &complete);
     let path = inbox.path().join("batch_w1.csv");
-    std::fs::write(&path, "userId,movieId,rating,timestamp\n").unwrap();
+    // The file as the writer produces it, in chunks that cut lines (and a
+    // timestamp) in two.
     const LINES: usize = 80;
-    let writer = {
-        let path = path.clone();
-        std::thread::spawn(move || {
+    const CHUNKS: usize = 6;
+    let mut text = String::from("userId,movieId,rating,timestamp\n");
+    for i in 0..LINES {
+        let (u, m) = (1 + (i % 40) as i32, 1 + (i % 30) as i32);
+        text.push_str(&format!("{u},{m},4.0,17000{i:05}\n"));
+    }
+    // Cut points spread over the file, each moved off a line end.
+    let cut = |k: usize| {
+        let at = text.len() * k / (CHUNKS + 1);
+        if k > 0 && k <= CHUNKS && text.as_bytes()[at - 1] == b'\n' {
+            at + 1
+        } else {
+            at
+        }
+    };
+    std::fs::write(&path, &text[..cut(1)]).unwrap();
+    let chunks: Vec<String> = (1..=CHUNKS)
+        .map(|k| text[cut(k)..cut(k + 1)].to_string())
+        .collect();
+    assert!(chunks[..CHUNKS - 1].iter().all(|c| !c.ends_with('\n')));
+    let written = path.clone();
+    let clock = FakeClock::new("2025-01-06T08:00:00Z", usize::MAX).meanwhile(move |n| {
+        if let Some(chunk) = chunks.get(n - 1) {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
                 .append(true)
-                .open(&path)
+                .open(&written)
                 .unwrap();
-            for i in 0..LINES {
-                let (u, m) = (1 + (i % 40) as i32, 1 + (i % 30) as i32);
-                // The timestamp goes out in two writes: a reader in between
-                // sees a line cut inside the field, which still parses.
-                write!(f, "{u},{m},4.0,17000").unwrap();
-                f.flush().unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                writeln!(f, "{:05}", i).unwrap();
-                f.flush().unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-        })
-    };
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cinematch"))
-        .args([
-            "--db",
-            db.url(),
-            "scheduler",
-            "--once",
-            "--settle-ms",
-            "700",
-            "--inbox",
-        ])
-        .arg(inbox.path())
-        .env_remove("CINEMATCH_DB")
-        .env_remove("CINEMATCH_LEASE_SECS")
-        .output()
-        .unwrap();
-    writer.join().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{stderr}\n{}",
-        String::from_utf8_lossy(&out.stdout)
+            f.write_all(chunk.as_bytes()).unwrap();
+        }
+    });
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let done =
+        process_inbox_with(&scheduler_opts(&db, inbox.path()), &clock, &stop, &Silent).unwrap();
+    assert_eq!(
+        clock.sleeps(),
+        vec![1; CHUNKS + 1],
+        "one settle wait per change of the file, then one without"
     );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    assert!(done.all_succeeded(), "{:?}", done.not_run);
     let audit = s.ingestions().unwrap();
     let ids: Vec<&str> = audit.iter().map(|i| i.batch_id.as_str()).collect();
     assert_eq!(ids, ["batch_w1"], "only the finished, visible batch file");
@@ -740,7 +743,7 @@ fn scheduler_waits_for_a_file_being_written(db: TestDb) {
     assert_eq!(
         audit[0].record_count,
         Some(LINES as i64),
-        "the whole file, not what was there when the scheduler looked: {stderr}"
+        "the whole file, not what was there when the scheduler first looked"
     );
 }
 

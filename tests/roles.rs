@@ -127,7 +127,7 @@ fn connect(url: &str) -> Client {
 
 /// The statements of every ```sql block of the spec (as tests/schema.rs reads them).
 fn spec_statements() -> Vec<String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/cinematch-schema.md");
+    let p = common::shared_dir().join("spec/cinematch-schema.md");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let mut out = Vec::new();
     let mut in_sql = false;

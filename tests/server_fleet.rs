@@ -47,7 +47,7 @@ impl Serve {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start cinematch serve");
-        let log = common::capture_stderr(&mut child);
+        let (log, _reader) = common::capture_stderr(&mut child);
         let start = Instant::now();
         let addr = loop {
             let text = log.lock().unwrap().clone();

@@ -41,6 +41,25 @@ fn get_with(server: &TestServer, path: &str, token: Option<&str>) -> Resp {
     http(server.addr, "GET", path, &headers, b"")
 }
 
+/// The routes anyone may call (with a read token configured): the
+/// catalogue, search, similar movies, the monitoring aggregates (not the
+/// ingestion audit, which names files), the probes,
+/// the OpenAPI document and the dashboard page. Every route of
+/// `server::routes()` not listed here must answer 401 without a token.
+const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/openapi.json"),
+    ("GET", "/api/status"),
+    ("GET", "/api/models"),
+    ("GET", "/api/drift"),
+    ("GET", "/api/movies"),
+    ("GET", "/api/movies/{movieId}"),
+    ("GET", "/api/movies/{movieId}/similar"),
+];
+
 /// Item 8: with a read token, a user's ratings and recommendations need it
 /// (or the write token); the read token does not allow writes; every other
 /// route stays public.
@@ -79,22 +98,46 @@ fn per_user_reads_need_the_read_token(db: TestDb) {
     let r = server.post_json("/api/ratings", Some(READ), &body);
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(store.buffer_ratings(None).unwrap().is_empty());
-    // Public routes need nothing.
-    for path in [
-        "/",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/api/openapi.json",
-        "/api/status",
-        "/api/models",
-        "/api/drift",
-        "/api/movies/1",
-        "/api/movies/1/similar",
-        "/api/movies?q=toy",
-    ] {
-        assert_eq!(server.get(path).status, 200, "{path}");
+    // Every route the router serves, read from its own table: public ones
+    // answer without a token, every other one refuses (401) without one, so
+    // a route added later cannot slip through unguarded.
+    let routes = cinematch::server::routes();
+    for (method, path) in PUBLIC_ROUTES {
+        assert!(
+            routes.iter().any(|(m, p, _)| m == method && p == path),
+            "{method} {path} is in the allowlist but not served"
+        );
     }
+    let body = json!({"userId": 1, "movieId": 1, "rating": 4}).to_string();
+    for (method, path, _) in &routes {
+        let mut concrete = path.replace("{userId}", "1").replace("{movieId}", "1");
+        if *path == "/api/movies" {
+            concrete.push_str("?q=toy"); // a search needs words or a genre
+        }
+        let headers = [("Content-Type", "application/json")];
+        let payload = if *method == "GET" {
+            &b""[..]
+        } else {
+            body.as_bytes()
+        };
+        let r = http(server.addr, method, &concrete, &headers, payload);
+        if PUBLIC_ROUTES.contains(&(*method, *path)) {
+            assert_eq!(r.status, 200, "{method} {concrete}: {}", r.text());
+        } else {
+            assert_eq!(
+                r.status,
+                401,
+                "{method} {path} is not in the public allowlist, yet answers without a token: {}",
+                r.text()
+            );
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Bearer"),
+                "{method} {path}"
+            );
+        }
+    }
+    assert!(store.buffer_ratings(None).unwrap().is_empty());
     // The document says which routes take a token.
     let doc = server.get("/api/openapi.json").json();
     for path in [
@@ -255,16 +298,26 @@ fn readyz_stays_200_while_the_pool_is_busy(db: TestDb) {
             })
         })
         .collect();
-    // Give the requests time to take every pooled connection (an ordering,
-    // not an assertion: the checks below hold however long they wait).
-    std::thread::sleep(Duration::from_secs(1));
+    // Every pooled connection taken by a request stuck behind the lock: the
+    // server's own gauge says so (on SQLite by the writes alone).
+    let pool = server.gauge("cinematch_db_connections");
+    assert!(pool >= 1.0, "pool size {pool}");
+    server.wait_until(
+        "every pooled connection to be held",
+        Duration::from_secs(60),
+        |s| s.gauge("cinematch_db_connections_in_use") == pool,
+    );
     for _ in 0..5 {
         let r = server.get("/readyz");
         assert_eq!(r.status, 200, "readiness starved: {}", r.text());
         let text = server.get("/metrics").text();
         assert_eq!(gauge(&text, "cinematch_database_up"), 1.0, "{text}");
+        assert_eq!(
+            gauge(&text, "cinematch_db_connections_in_use"),
+            pool,
+            "the pool was freed while the lock held: {text}"
+        );
         assert_eq!(server.get("/healthz").status, 200);
-        std::thread::sleep(Duration::from_millis(200));
     }
     // (On SQLite readers never wait for the writer, so only the writes do.)
     assert!(

@@ -48,6 +48,44 @@ fn buffered(db: &TestDb, user: i32) -> usize {
         .count()
 }
 
+/// Request-pool connections held by requests now (the server's gauge;
+/// `/metrics` itself uses the probes' connection).
+fn in_use(server: &TestServer) -> f64 {
+    server.gauge("cinematch_db_connections_in_use")
+}
+
+/// Waits until no request holds a pooled connection: every database call
+/// the server started has returned (committed or rolled back).
+fn wait_pool_idle(server: &TestServer) {
+    server.wait_until(
+        "every database call to return",
+        Duration::from_secs(60),
+        |s| in_use(s) == 0.0,
+    );
+}
+
+/// On PostgreSQL, waits until a session of this test's database waits for
+/// a lock: the write has reached the locked table.
+fn wait_lock_waiter(db: &TestDb) {
+    if !matches!(db, TestDb::Pg(_)) {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while db
+        .query_strings(
+            "SELECT pid::text FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no session waits for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn ratings_of(user: i32) -> String {
     json!([
         {"userId": user, "movieId": 1, "rating": 4.5, "timestamp": 1_700_000_000},
@@ -68,8 +106,12 @@ fn a_retry_after_a_timeout_stores_once(db: TestDb) {
     let server = TestServer::start(db.url(), |c| {
         c.api_token = Some(TOKEN.into());
         c.request_timeout = Duration::from_secs(2);
+        // The dashboard statistics (computed on the request pool) once, so
+        // the pool gauge below counts the write alone.
+        c.stats_ttl = Duration::from_secs(600);
     });
     server.wait_ready();
+    assert_eq!(in_use(&server), 0.0);
     let user = 920_001;
     let body = ratings_of(user);
 
@@ -79,9 +121,9 @@ fn a_retry_after_a_timeout_stores_once(db: TestDb) {
     let why = r.json()["error"].as_str().unwrap().to_string();
     assert!(why.contains("nothing was stored"), "{why}");
     lock.release();
-    // The attempt was rolled back: the lock going does not let it finish
-    // (give it the time it would need).
-    std::thread::sleep(Duration::from_millis(500));
+    // The attempt was rolled back: once its database call has returned (the
+    // pool is idle), with the lock gone, nothing of it was committed.
+    wait_pool_idle(&server);
     assert_eq!(buffered(&db, user), 0, "the timed-out write committed");
 
     let r = post(&server, Some("retry-1"), &body);
@@ -136,8 +178,10 @@ fn a_write_that_waits_reports_its_commit(db: TestDb) {
     let server = TestServer::start(db.url(), |c| {
         c.api_token = Some(TOKEN.into());
         c.request_timeout = Duration::from_secs(60);
+        c.stats_ttl = Duration::from_secs(600);
     });
     server.wait_ready();
+    assert_eq!(in_use(&server), 0.0);
     let user = 920_101;
     let lock = HeldLock::take(&db, BUFFER_LOCK);
     let addr = server.addr;
@@ -156,9 +200,22 @@ fn a_write_that_waits_reports_its_commit(db: TestDb) {
             body.as_bytes(),
         )
     });
-    std::thread::sleep(Duration::from_secs(1));
+    // The write arrived and is in its database call (it holds a pooled
+    // connection; on PostgreSQL its session waits for the lock), and has
+    // stored nothing while the lock holds.
+    server.wait_until(
+        "the write to take a connection",
+        Duration::from_secs(60),
+        |s| in_use(s) == 1.0,
+    );
+    wait_lock_waiter(&db);
     assert!(!write.is_finished(), "the lock did not hold the write back");
     assert_eq!(buffered(&db, user), 0);
+    assert_eq!(
+        in_use(&server),
+        1.0,
+        "the write gave up while the lock held"
+    );
     lock.release();
     let r = write.join().unwrap();
     assert_eq!(r.status, 201, "{}", r.text());

@@ -30,6 +30,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 struct Proc {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// The thread reading stderr; it ends at EOF, once the process is gone.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -44,8 +46,12 @@ impl Proc {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start cinematch");
-        let stderr = common::capture_stderr(&mut child);
-        Proc { child, stderr }
+        let (stderr, reader) = common::capture_stderr(&mut child);
+        Proc {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
     }
 
     fn log(&self) -> String {
@@ -56,7 +62,10 @@ impl Proc {
         let start = Instant::now();
         while !self.log().contains(needle) {
             if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100)); // the last lines
+                self.read_to_end();
+                if self.log().contains(needle) {
+                    return; // among its last lines
+                }
                 panic!(
                     "cinematch exited ({status}) before logging {needle:?}:\n{}",
                     self.log()
@@ -82,8 +91,16 @@ impl Proc {
     /// flight, so the drain (not the exit) is what refuses connections.
     fn assert_running(&mut self, when: &str) {
         if let Some(status) = self.child.try_wait().unwrap() {
-            std::thread::sleep(Duration::from_millis(100));
+            self.read_to_end();
             panic!("cinematch exited ({status}) {when}:\n{}", self.log());
+        }
+    }
+
+    /// Waits for the stderr reader to reach the end of the stream (the
+    /// process has exited), so the log holds every line it wrote.
+    fn read_to_end(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the stderr reader panicked");
         }
     }
 
@@ -91,7 +108,7 @@ impl Proc {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100)); // the last lines
+                self.read_to_end();
                 return status;
             }
             assert!(

@@ -344,7 +344,7 @@ mod tests {
     /// ml-latest-small in the shared data next to the project, as the
     /// other tests find it (`tests/common::shared_data`).
     fn ml_small() -> PathBuf {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ml-latest-small");
+        let p = crate::test_shared::shared_dir().join("data/ml-latest-small");
         assert!(
             p.join("ratings.csv").is_file(),
             "MovieLens sample data not found at {}",

@@ -24,8 +24,7 @@ fn data_path() -> PathBuf {
     std::env::var_os("CINEMATCH_ML_SMALL")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/data/ml-latest-small/ratings.csv")
+            crate::test_shared::shared_dir().join("data/ml-latest-small/ratings.csv")
         })
 }
 

@@ -186,6 +186,9 @@ pub struct Serving<'a> {
     /// precomputation has still to reach.
     pub lists_cached: usize,
     pub precompute_remaining: usize,
+    /// The request pool: its size, and the connections requests hold now.
+    pub db_connections: usize,
+    pub db_connections_in_use: usize,
 }
 
 /// One drift test of the last check.
@@ -261,6 +264,14 @@ pub fn render_serving(out: &mut String, s: &Serving<'_>) {
          # HELP cinematch_lists_precompute_remaining Users the background precomputation of lists has still to reach.\n\
          # TYPE cinematch_lists_precompute_remaining gauge\ncinematch_lists_precompute_remaining {}",
         s.lists_cached, s.precompute_remaining
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cinematch_db_connections Connections the request pool may hold (--pool for reads, plus 2 only writes take; the probes have their own).\n\
+         # TYPE cinematch_db_connections gauge\ncinematch_db_connections {}\n\
+         # HELP cinematch_db_connections_in_use Request-pool connections held by requests now.\n\
+         # TYPE cinematch_db_connections_in_use gauge\ncinematch_db_connections_in_use {}",
+        s.db_connections, s.db_connections_in_use
     );
 }
 

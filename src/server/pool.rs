@@ -27,6 +27,8 @@ pub(crate) struct StorePool {
     idle: Mutex<Vec<Box<dyn Store>>>,
     permits: Arc<Semaphore>,
     write_permits: Arc<Semaphore>,
+    /// The read permits: connections reads may hold at once.
+    size: usize,
 }
 
 /// Connections kept for writes beyond the pool's size (see the module
@@ -59,7 +61,22 @@ impl StorePool {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size.max(1))),
             write_permits: Arc::new(Semaphore::new(WRITE_PERMITS)),
+            size: size.max(1),
         }
+    }
+
+    /// How many connections the pool may hold at once (reads' and writes'
+    /// permits together).
+    pub fn size(&self) -> usize {
+        self.size + WRITE_PERMITS
+    }
+
+    /// How many of them requests hold now (a permit is held from before the
+    /// connection is taken until the database call returned): `/metrics`
+    /// shows it, so operators (and tests) see a pool that is all taken,
+    /// e.g. by requests waiting on a lock.
+    pub fn in_use(&self) -> usize {
+        self.size() - self.permits.available_permits() - self.write_permits.available_permits()
     }
 
     /// Runs `f` (a read) with a connection on a blocking thread. The

@@ -41,6 +41,79 @@ pub const VERSION_TABLE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS cinematch_sch
     applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 )";
 
+/// The Latin letters with diacritics that SQLite's FTS5 tokenizer
+/// (`unicode61`, `remove_diacritics 1`, what `movies_fts` uses) folds to a
+/// base letter, and ([`fold_to`]) those letters, position by position:
+/// every character of Unicode's Latin-1 Supplement, Latin Extended-A/B and
+/// Latin Extended Additional whose canonical decomposition is an ASCII
+/// letter and one combining mark, plus the long s. (Letters with two marks,
+/// such as Vietnamese `ế`, are left alone, as FTS5 leaves them.) PostgreSQL's
+/// title search folds the same letters with `translate` (schema 1.9), so
+/// `pokemon` and `pokémon` find the same movies on both backends.
+macro_rules! fold_from {
+    () => {
+        concat!(
+            "ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöùúûüýÿĀāĂăĄąĆ",
+            "ćĈĉĊċČčĎďĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĨĩĪīĬĭĮįİĴĵĶķĹĺĻļĽľŃńŅņŇňŌōŎŏŐő",
+            "ŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŨũŪūŬŭŮůŰűŲųŴŵŶŷŸŹźŻżŽžſƠơƯưǍǎǏǐǑǒǓǔǦǧǨǩǪǫ",
+            "ǰǴǵǸǹȀȁȂȃȄȅȆȇȈȉȊȋȌȍȎȏȐȑȒȓȔȕȖȗȘșȚțȞȟȦȧȨȩȮȯȲȳḀḁḂḃḄḅḆḇḊḋḌḍḎḏḐḑḒ",
+            "ḓḘḙḚḛḞḟḠḡḢḣḤḥḦḧḨḩḪḫḬḭḰḱḲḳḴḵḶḷḺḻḼḽḾḿṀṁṂṃṄṅṆṇṈṉṊṋṔṕṖṗṘṙṚṛṞṟṠṡṢ",
+            "ṣṪṫṬṭṮṯṰṱṲṳṴṵṶṷṼṽṾṿẀẁẂẃẄẅẆẇẈẉẊẋẌẍẎẏẐẑẒẓẔẕẖẗẘẙẛẠạẢảẸẹẺẻẼẽỈỉỊị",
+            "ỌọỎỏỤụỦủỲỳỴỵỶỷỸỹ",
+        )
+    };
+}
+pub(crate) use fold_from;
+
+/// The base letters of [`fold_from`], in its order.
+macro_rules! fold_to {
+    () => {
+        concat!(
+            "AAAAAACEEEEIIIINOOOOOUUUUYaaaaaaceeeeiiiinooooouuuuyyAaAaAaC",
+            "cCcCcCcDdEeEeEeEeEeGgGgGgGgHhIiIiIiIiIJjKkLlLlLlNnNnNnOoOoOo",
+            "RrRrRrSsSsSsSsTtTtUuUuUuUuUuUuWwYyYZzZzZzsOoUuAaIiOoUuGgKkOo",
+            "jGgNnAaAaEeEeIiIiOoOoRrRrUuUuSsTtHhAaEeOoYyAaBbBbBbDdDdDdDdD",
+            "dEeEeFfGgHhHhHhHhHhIiKkKkKkLlLlLlMmMmMmNnNnNnNnPpPpRrRrRrSsS",
+            "sTtTtTtTtUuUuUuVvVvWwWwWwWwWwXxXxYyZzZzZzhtwysAaAaEeEeEeIiIi",
+            "OoOoUuUuYyYyYyYy",
+        )
+    };
+}
+pub(crate) use fold_to;
+
+/// The combining diacritical marks (U+0300 to U+036F), which FTS5 drops
+/// (a title written decomposed, `e` + U+0301, is found as `e`; Rust
+/// lower-cases `İ` to `i` + U+0307): the title's `translate` deletes them
+/// (they come after [`fold_to`]'s length) and [`fold_diacritics`] drops
+/// them from the query's words.
+macro_rules! fold_marks {
+    () => {
+        "\u{300}\u{301}\u{302}\u{303}\u{304}\u{305}\u{306}\u{307}\u{308}\u{309}\u{30a}\u{30b}\u{30c}\u{30d}\u{30e}\u{30f}\u{310}\u{311}\u{312}\u{313}\u{314}\u{315}\u{316}\u{317}\u{318}\u{319}\u{31a}\u{31b}\u{31c}\u{31d}\u{31e}\u{31f}\u{320}\u{321}\u{322}\u{323}\u{324}\u{325}\u{326}\u{327}\u{328}\u{329}\u{32a}\u{32b}\u{32c}\u{32d}\u{32e}\u{32f}\u{330}\u{331}\u{332}\u{333}\u{334}\u{335}\u{336}\u{337}\u{338}\u{339}\u{33a}\u{33b}\u{33c}\u{33d}\u{33e}\u{33f}\u{340}\u{341}\u{342}\u{343}\u{344}\u{345}\u{346}\u{347}\u{348}\u{349}\u{34a}\u{34b}\u{34c}\u{34d}\u{34e}\u{34f}\u{350}\u{351}\u{352}\u{353}\u{354}\u{355}\u{356}\u{357}\u{358}\u{359}\u{35a}\u{35b}\u{35c}\u{35d}\u{35e}\u{35f}\u{360}\u{361}\u{362}\u{363}\u{364}\u{365}\u{366}\u{367}\u{368}\u{369}\u{36a}\u{36b}\u{36c}\u{36d}\u{36e}\u{36f}"
+    };
+}
+pub(crate) use fold_marks;
+
+/// PostgreSQL's tsvector of a title column for search: ASCII punctuation
+/// to spaces and the diacritics FTS5 removes to their base letters (one
+/// `translate`), then the `simple` configuration. One definition for the
+/// index (schema 1.9) and the search (`postgres::TITLE_TSVECTOR`), so the
+/// planner can use the index: they must be the same expression.
+macro_rules! title_tsvector {
+    ($column:literal) => {
+        concat!(
+            "to_tsvector('simple', translate(",
+            $column,
+            r##", '!"#$%&''()*+,-./:;<=>?@[\]^_`{|}~"##,
+            $crate::store::schema::fold_from!(),
+            $crate::store::schema::fold_marks!(),
+            "', '                                ",
+            $crate::store::schema::fold_to!(),
+            "'))"
+        )
+    };
+}
+pub(crate) use title_tsvector;
+
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: "1.0",
@@ -468,7 +541,45 @@ CREATE TABLE IF NOT EXISTS backtests (
 CREATE INDEX IF NOT EXISTS idx_backtests_created ON backtests(created_at);
 "#,
     },
+    Migration {
+        version: "1.9",
+        description: "title search folds diacritics on PostgreSQL as SQLite's FTS5 does (pokemon finds Pokémon)",
+        // The 1.4 index again, on the expression that also maps accented
+        // Latin letters to their base letters ([`fold_from`]); the search
+        // folds the query's words with the same table. SQLite's movies_fts
+        // folds them already.
+        postgres: concat!(
+            "DROP INDEX IF EXISTS idx_movies_title_fts;\n",
+            "CREATE INDEX idx_movies_title_fts ON movies USING GIN(",
+            title_tsvector!("title"),
+            ");\n"
+        ),
+        sqlite: "",
+    },
 ];
+
+/// [`fold_from`]'s letters, for tests that spell out the index definition.
+pub const FOLD_FROM: &str = fold_from!();
+/// [`fold_to`]'s letters.
+pub const FOLD_TO: &str = fold_to!();
+/// [`fold_marks`]' combining marks.
+pub const FOLD_MARKS: &str = fold_marks!();
+
+/// Folds the letters of [`fold_from`] to their base letters ([`fold_to`])
+/// and drops [`fold_marks`], as the title index does on PostgreSQL (and
+/// FTS5 on SQLite); every other character is kept.
+pub fn fold_diacritics(s: &str) -> String {
+    s.chars()
+        .filter(|c| !FOLD_MARKS.contains(*c))
+        .map(|c| {
+            FOLD_FROM
+                .chars()
+                .position(|f| f == c)
+                .and_then(|i| FOLD_TO.chars().nth(i))
+                .unwrap_or(c)
+        })
+        .collect()
+}
 
 /// The version a fully migrated database reports.
 pub fn latest_version() -> &'static str {

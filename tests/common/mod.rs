@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use cinematch::store::{self, Store};
 
+mod shared;
+pub use shared::shared_dir;
+
 /// The throwaway cluster `scripts/test.sh` starts. Tests refuse to run
 /// without it rather than silently skipping PostgreSQL.
 pub fn pg_admin_url() -> String {
@@ -182,11 +185,9 @@ impl HeldLock {
     }
 }
 
-/// `../shared/data/NAME` next to the project, as CI lays it out.
+/// `data/NAME` of the shared folder ([`shared_dir`]).
 pub fn shared_data(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(name);
+    let p = shared_dir().join("data").join(name);
     assert!(
         p.is_dir(),
         "test data {} is missing: the tests expect the shared MovieLens data next to the project",
@@ -290,13 +291,19 @@ pub fn splits_70_30(n: usize) -> Vec<cinematch::Split> {
 }
 
 /// Collects a child's stderr as it arrives (a reader thread), so a test can
-/// wait for a log line while the process runs.
-pub fn capture_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+/// wait for a log line while the process runs. The reader ends at the end
+/// of the stream: join it after the child exited to have every last line.
+pub fn capture_stderr(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
     use std::io::Read;
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let mut pipe = child.stderr.take().expect("stderr piped");
     let sink = log.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = pipe.read(&mut buf) {
             if n == 0 {
@@ -307,5 +314,5 @@ pub fn capture_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sy
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    log
+    (log, reader)
 }

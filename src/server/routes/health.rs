@@ -142,6 +142,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             precompute_remaining: snap
                 .as_ref()
                 .map_or(0, |s| s.precompute_remaining.load(Ordering::Acquire)),
+            db_connections: state.pool.size(),
+            db_connections_in_use: state.pool.in_use(),
         },
     );
     let up = database_answers(&state).await;

@@ -66,7 +66,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn shared_data() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let p = crate::test_shared::shared_dir().join("data");
     assert!(
         p.is_dir(),
         "MovieLens sample data not found at {}; it must hold ml-latest-small/ and ml-25m-movies/",
