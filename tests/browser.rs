@@ -681,7 +681,7 @@ fn dashboard_in_headless_chromium(db: TestDb) {
         store
             .insert_drift_alerts(&[
                 NewDriftAlert {
-                    feature_name: "rating_mean".into(),
+                    feature_name: "rating_mean_calibrated".into(),
                     drift_score: score,
                     threshold: 0.1,
                     alert_triggered: triggered,
@@ -807,7 +807,9 @@ fn dashboard_in_headless_chromium(db: TestDb) {
             .unwrap_or_else(|| panic!("no {t} drift chart in {drift:?}"))
     };
     assert_eq!(drift.len(), 2, "{drift:?}");
-    let mean = by_title("rating_mean")["points"].as_array().unwrap();
+    let mean = by_title("rating_mean_calibrated")["points"]
+        .as_array()
+        .unwrap();
     assert_eq!(mean.len(), 2, "one point per check: {mean:?}");
     let alerts: Vec<&str> = mean
         .iter()

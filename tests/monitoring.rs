@@ -124,18 +124,25 @@ fn drift_check_records_every_test(db: TestDb) {
         .iter()
         .map(|a| a.feature_name.as_str())
         .collect();
+    // The spec's three, their calibrated twins, the other distribution
+    // tests, the champion's RMSE, and the lists' quality on the batch when
+    // a user rated a movie new to them with 4 stars or more (here: yes).
     assert_eq!(
         names,
         [
             "rating_mean",
             "rating_std",
             "rating_distribution_ks",
+            "rating_mean_calibrated",
+            "rating_std_calibrated",
+            "rating_distribution_ks_calibrated",
             "rating_psi",
             "rating_chi2",
             "genre_mix_js",
             "unseen_users_share",
             "unseen_movies_share",
-            "performance_rmse"
+            "performance_rmse",
+            "ranking_quality"
         ]
     );
     let mean = &report.alerts[0];
@@ -146,7 +153,7 @@ fn drift_check_records_every_test(db: TestDb) {
         mean.notes
     );
     let stored = s.drift_alerts(None).unwrap();
-    assert_eq!(stored.len(), 9);
+    assert_eq!(stored.len(), names.len());
     assert!(
         stored.iter().all(|a| a.alert_date == stored[0].alert_date),
         "one check, one date"
@@ -346,7 +353,10 @@ fn verdict_accounts_for_the_retrain_that_handled_the_alerts(db: TestDb) {
         .drift_alerts(Some(86_400))
         .unwrap()
         .into_iter()
-        .filter(|a| a.alert_triggered)
+        .filter(|a| {
+            a.alert_triggered
+                && cinematch::pipeline::drift_check::triggers_retraining(&a.feature_name)
+        })
         .count();
     assert!(fired > 0, "the cycle's drift check raised alerts");
     let v = retraining_verdict(s.as_mut(), 86_400).unwrap();
@@ -373,9 +383,19 @@ fn verdict_accounts_for_the_retrain_that_handled_the_alerts(db: TestDb) {
     };
     assert!(reason.contains("already handled by retrain"), "{reason}");
 
-    // A later alert (a new batch drifted after the retrain) counts again.
+    // A later alert (a new batch drifted after the retrain) counts again;
+    // one of a test that only informs (the spec's mean) does not.
     s.insert_drift_alerts(&[cinematch::store::NewDriftAlert {
         feature_name: "rating_mean".into(),
+        drift_score: 0.3,
+        threshold: 0.1,
+        alert_triggered: true,
+        notes: "Baseline: 3.5, New: 4.6".into(),
+    }])
+    .unwrap();
+    assert!(!retraining_verdict(s.as_mut(), 86_400).unwrap().needed());
+    s.insert_drift_alerts(&[cinematch::store::NewDriftAlert {
+        feature_name: "rating_mean_calibrated".into(),
         drift_score: 0.3,
         threshold: 0.1,
         alert_triggered: true,
@@ -385,10 +405,10 @@ fn verdict_accounts_for_the_retrain_that_handled_the_alerts(db: TestDb) {
     let v = retraining_verdict(s.as_mut(), 86_400).unwrap();
     assert!(v.needed());
     assert_eq!(v.alerts.len(), 1);
-    assert_eq!(v.alerts[0].feature_name, "rating_mean");
+    assert_eq!(v.alerts[0].feature_name, "rating_mean_calibrated");
     assert_eq!(
         retraining_needed(s.as_mut(), 86_400).unwrap(),
-        ["rating_mean"]
+        ["rating_mean_calibrated"]
     );
 }
 

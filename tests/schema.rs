@@ -387,6 +387,8 @@ fn sqlite_schema_has_the_spec_tables_indexes_and_fts() {
         "idx_buffer_timestamp",
         // 1.7, CineMatch's own: idempotency keys expire by age.
         "idx_idempotency_created",
+        // 1.8: the dashboard charts the latest backtest.
+        "idx_backtests_created",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -67,7 +67,7 @@ fn insert_drift(store: &mut dyn Store) {
     store
         .insert_drift_alerts(&[
             NewDriftAlert {
-                feature_name: "rating_mean".into(),
+                feature_name: "rating_mean_calibrated".into(),
                 drift_score: 0.121,
                 threshold: 0.1,
                 alert_triggered: true,
@@ -265,7 +265,7 @@ fn happy_paths(db: TestDb) {
     assert_eq!(alerts.len(), 2);
     assert!(alerts
         .iter()
-        .any(|a| a["featureName"] == "rating_mean" && a["alertTriggered"] == true));
+        .any(|a| a["featureName"] == "rating_mean_calibrated" && a["alertTriggered"] == true));
     assert_eq!(ok_json(server.get("/api/drift"))["days"], 30);
 
     let r = server.post_json(

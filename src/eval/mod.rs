@@ -428,3 +428,13 @@ fn rank_catalogue(
         metrics.coverage = Some(catalogue_coverage(&shown, catalogue_size));
     }
 }
+
+/// The order users are sampled in when only some are scored (monitoring,
+/// choices made on evidence): a hash of the id, so no id range is favoured
+/// and the same users are picked every time (splitmix64).
+pub fn sample_order(user: i32) -> (u64, i32) {
+    let mut z = (user as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31), user)
+}

@@ -70,6 +70,8 @@ struct ImplicitSettings {
     fresh_weight: f32,
     #[serde(default)]
     niche: NicheParams,
+    #[serde(default = "crate::models::signal::no_fade")]
+    history_half_life: HalfLife,
 }
 
 fn one() -> f32 {
@@ -232,6 +234,7 @@ impl FactorModel {
                 half_life: s.weighting.half_life,
                 reference_time: s.weighting.reference,
                 fresh_weight: s.weighting.fresh,
+                history_half_life: s.weighting.recent,
                 niche: s.niche,
             })
             .unwrap_or_default(),
@@ -392,6 +395,7 @@ impl Model {
                             half_life: s.half_life,
                             reference: s.reference_time,
                             fresh: s.fresh_weight,
+                            recent: s.history_half_life,
                         },
                         s.niche,
                     );

@@ -69,6 +69,11 @@ pub struct EaseParams {
     /// What a rating newer than the model's training data weighs (a
     /// fold-in), as a multiple of its weight (see [`Weighting`]).
     pub fresh_weight: f32,
+    /// How fast a user's ratings fade, when their history is scored, with
+    /// their age before the user's newest rating (see
+    /// [`Weighting::recent`]); training is untouched.
+    #[serde(default = "crate::models::signal::no_fade")]
+    pub history_half_life: HalfLife,
     /// Largest catalogue modelled (memory grows as `8 · max_items²` bytes);
     /// larger ones keep their most-rated movies.
     pub max_items: usize,
@@ -90,6 +95,7 @@ impl Default for EaseParams {
             signal: Signal::Weighted,
             half_life: HalfLife::NONE,
             fresh_weight: 1.0,
+            history_half_life: HalfLife::NONE,
             max_items: 10_000,
             neighbors: 200,
             debias: NicheParams::default().debias,
@@ -119,6 +125,7 @@ impl EaseParams {
             ));
         }
         self.half_life.validate("ease")?;
+        self.history_half_life.validate("ease history")?;
         if !(self.fresh_weight.is_finite() && (0.01..=1000.0).contains(&self.fresh_weight)) {
             return Err(Error::InvalidArgument(format!(
                 "ease fresh_weight must be between 0.01 and 1000, got {}",
@@ -234,6 +241,11 @@ impl EaseModel {
         &self.params
     }
 
+    /// See [`crate::models::Model::set_history_half_life`].
+    pub fn set_history_half_life(&mut self, h: HalfLife) {
+        self.params.history_half_life = h;
+    }
+
     /// How this model turns a rating into a weight (training's rule).
     pub fn weighting(&self) -> Weighting {
         Weighting {
@@ -241,6 +253,7 @@ impl EaseModel {
             half_life: self.params.half_life,
             reference: self.reference,
             fresh: self.params.fresh_weight,
+            recent: self.params.history_half_life,
         }
     }
 
@@ -281,15 +294,9 @@ impl EaseModel {
     /// A user's history as `(movie index, weight)`: the ratings the signal
     /// counts, for movies the model covers, weighted as training weighed
     /// them (stars and age).
-    pub fn history<'a>(&self, ratings: impl IntoIterator<Item = &'a Rated>) -> Vec<(u32, f32)> {
-        let weighting = self.weighting();
-        ratings
-            .into_iter()
-            .filter_map(|r| {
-                let i = *self.movie_index.get(&r.movie_id)?;
-                Some((i, weighting.weight(r.stars, r.timestamp)?))
-            })
-            .collect()
+    pub fn history(&self, ratings: &[Rated]) -> Vec<(u32, f32)> {
+        self.weighting()
+            .history(ratings, |m| self.movie_index.get(&m).copied())
     }
 
     /// Scores `x_u B` of every covered movie for the history `hist`, into
@@ -396,6 +403,7 @@ pub(crate) fn fit(
         half_life: params.half_life,
         reference,
         fresh: params.fresh_weight,
+        recent: params.history_half_life,
     };
     let implicit = data.map_weights(|r, t| weighting.weight(r, t));
     let mut counts = vec![0u32; data.n_movies()];

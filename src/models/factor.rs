@@ -157,6 +157,14 @@ impl FactorModel {
         self.implicit.as_ref()
     }
 
+    /// Sets how fast fold-in histories fade (a serving setting; see
+    /// [`crate::models::signal::Weighting::recent`]); no-op without a solver.
+    pub fn set_history_half_life(&mut self, h: crate::models::signal::HalfLife) {
+        if let Some(s) = self.implicit.as_mut() {
+            s.weighting.recent = h;
+        }
+    }
+
     pub fn algo(&self) -> Algo {
         self.algo
     }
@@ -332,12 +340,11 @@ impl FactorModel {
     /// cannot fold in or no rating counts.
     pub fn fold_in(&self, history: &[Rated]) -> Option<FoldedUser> {
         let solver = self.implicit.as_ref()?;
-        let items: Vec<(u32, f32)> = history
-            .iter()
-            .filter_map(|r| {
-                let j = *self.movie_index.get(&r.movie_id)?;
-                Some((j, solver.confidence(r.stars, r.timestamp)?))
-            })
+        let items: Vec<(u32, f32)> = solver
+            .weighting
+            .history(history, |m| self.movie_index.get(&m).copied())
+            .into_iter()
+            .map(|(j, w)| (j, 1.0 + solver.alpha * w))
             .collect();
         solver.fold_in(&self.q, &items)
     }

@@ -74,6 +74,11 @@ pub struct IalsParams {
     /// What a rating newer than the model's training data weighs in a
     /// fold-in, as a multiple of its weight (see [`Weighting`]).
     pub fresh_weight: f32,
+    /// How fast a user's ratings fade, when a fold-in solves their factors
+    /// from their history, with their age before the user's newest rating
+    /// (see [`Weighting::recent`]); training is untouched.
+    #[serde(default = "crate::models::signal::no_fade")]
+    pub history_half_life: HalfLife,
     pub solver: IalsSolver,
     /// Conjugate-gradient steps per row and sweep (`solver = cg`).
     pub cg_steps: usize,
@@ -98,6 +103,7 @@ impl Default for IalsParams {
             signal: Signal::Weighted,
             half_life: HalfLife::NONE,
             fresh_weight: 1.0,
+            history_half_life: HalfLife::NONE,
             solver: IalsSolver::Cg,
             cg_steps: 3,
             init_std: 0.01,
@@ -158,6 +164,7 @@ impl IalsParams {
             ));
         }
         self.half_life.validate("ials")?;
+        self.history_half_life.validate("ials history")?;
         if !(self.fresh_weight.is_finite() && (0.01..=1000.0).contains(&self.fresh_weight)) {
             return Err(Error::InvalidArgument(format!(
                 "ials fresh_weight must be between 0.01 and 1000, got {}",
@@ -570,6 +577,7 @@ pub(crate) fn fit(
         half_life: params.half_life,
         reference: data.reference_time(),
         fresh: params.fresh_weight,
+        recent: params.history_half_life,
     };
     let (by_user, by_movie) = confidences(&weighting, params.alpha, data);
     if by_user.cols.is_empty() {
@@ -676,6 +684,7 @@ mod tests {
             half_life: HalfLife::NONE,
             reference: 0,
             fresh: 1.0,
+            recent: HalfLife::NONE,
         }
     }
 

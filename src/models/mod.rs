@@ -326,15 +326,30 @@ impl Model {
         match self {
             Model::Ease(m) => m.history(history),
             Model::Factor(m) => match m.implicit() {
-                Some(s) => history
-                    .iter()
-                    .filter_map(|r| {
-                        let j = m.movie_index(r.movie_id)? as u32;
-                        Some((j, s.weighting.weight(r.stars, r.timestamp)?))
-                    })
-                    .collect(),
+                Some(s) => s
+                    .weighting
+                    .history(history, |id| m.movie_index(id).map(|j| j as u32)),
                 None => Vec::new(),
             },
+        }
+    }
+
+    /// How fast a user's history fades when the model scores it (see
+    /// [`signal::Weighting::recent`]); `None` for models that never score
+    /// a history.
+    pub fn history_half_life(&self) -> Option<signal::HalfLife> {
+        match self {
+            Model::Ease(m) => Some(m.params().history_half_life),
+            Model::Factor(m) => m.implicit().map(|s| s.weighting.recent),
+        }
+    }
+
+    /// Serves with another history half-life (the run's recorded choice,
+    /// see [`crate::registry::recency`]); training is untouched.
+    pub fn set_history_half_life(&mut self, h: signal::HalfLife) {
+        match self {
+            Model::Ease(m) => m.set_history_half_life(h),
+            Model::Factor(m) => m.set_history_half_life(h),
         }
     }
 

@@ -177,16 +177,23 @@ pub fn check(
         Ok(None) | Err(Error::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let alerts = compute(
+    let mut alerts = compute(
         &baseline,
         &new,
         &movies,
         champion.as_ref().map(|(v, m, r)| (v.as_str(), m, *r)),
         thresholds,
     )?;
+    let baseline_ratings = baseline.len();
+    drop(baseline);
+    if let Some(quality) =
+        super::list_quality::measure(store, &new, thresholds.ranking_quality_tolerance)?
+    {
+        alerts.push(quality);
+    }
     store.insert_drift_alerts(&alerts)?;
     Ok(DriftReport {
-        baseline_ratings: baseline.len(),
+        baseline_ratings,
         new_ratings: new.len(),
         alerts,
     })

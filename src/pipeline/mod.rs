@@ -13,6 +13,7 @@ pub mod demo;
 pub mod drift_check;
 pub mod ingest;
 pub mod lease;
+pub mod list_quality;
 pub mod load;
 pub mod retrain;
 pub mod scheduler;

@@ -228,7 +228,7 @@ impl Recommender {
     /// A recommender for `model` as the server serves it: with the rating
     /// model whose stars are shown beside a ranking model's list (see
     /// [`registry::load_rating_model`]) and the cold-start list the run
-    /// recorded (see [`registry::serving_cold_start`]), from what the store
+    /// recorded, and the history half-life it chose (see [`registry::serving`]), from what the store
     /// knows now.
     pub fn assemble(
         store: &mut dyn Store,
@@ -242,7 +242,17 @@ impl Recommender {
         } else {
             registry::load_rating_model(store)?
         };
-        let cold_start = registry::serving_cold_start(store, &version)?;
+        let serving = registry::serving(store, &version)?;
+        let mut model = model;
+        if let Some(h) = serving.history_half_life {
+            if model
+                .history_half_life()
+                .is_some_and(|own| own.as_days().is_none())
+            {
+                model.set_history_half_life(h);
+            }
+        }
+        let cold_start = serving.cold_start;
         let list = cold_start_list(store, cold_start, stats)?;
         Ok(Recommender::new(version, model, movies, stats)
             .with_rating_model(rating)
@@ -741,10 +751,22 @@ pub fn cold_start_list(
     kind: ColdStart,
     stats: &[MovieStats],
 ) -> Result<Vec<(i32, f64)>> {
-    Ok(match kind.counts() {
+    let mut list = match kind.counts() {
+        Some((None, None)) => return Ok(by_count(&store.movie_counts(None, None)?)),
         Some((latest, min_stars)) => by_count(&store.movie_counts(latest, min_stars)?),
         None => popularity(stats),
-    })
+    };
+    // A window or a threshold leaves movies out: after them come the rest
+    // by all-time ratings, so someone who rated hundreds of the listed
+    // movies still gets a full list.
+    let listed: std::collections::HashSet<i32> = list.iter().map(|p| p.0).collect();
+    list.extend(
+        by_count(&store.movie_counts(None, None)?)
+            .into_iter()
+            .filter(|p| !listed.contains(&p.0))
+            .map(|(id, _)| (id, 0.0)),
+    );
+    Ok(list)
 }
 
 /// The best [`MAX_REASONS`] positive terms of a score as `(movieId,

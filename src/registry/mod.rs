@@ -7,6 +7,7 @@
 pub mod cold_start;
 mod notes;
 mod objective;
+pub mod recency;
 pub mod tune;
 
 use std::collections::hash_map::RandomState;
@@ -165,7 +166,7 @@ pub fn fit_and_evaluate(
     let test = store.ratings(Split::Test)?;
     let dataset = store.dataset_version()?;
     let movies = store.movies()?;
-    let (model, report, train_seconds, eval_seconds) = fit_and_evaluate_on(
+    let (mut model, report, train_seconds, eval_seconds) = fit_and_evaluate_on(
         &opts.params,
         opts.seed,
         &train,
@@ -196,6 +197,7 @@ pub fn fit_and_evaluate(
     notes.buffer_ratings = Some(buffered);
     notes.test_ratings = Some(test.len() as u64);
     notes.cold_start = Some(cold_start);
+    notes.recency = recency::choose(&mut model, &train, &test);
     notes.dataset = Some(dataset);
     Ok(Trained {
         model,
@@ -208,17 +210,37 @@ pub fn fit_and_evaluate(
     })
 }
 
-/// The cold-start list model `version` serves (recorded by its run; runs
-/// recorded before the choice existed, and models without a run, serve the
-/// all-time most-rated list).
-pub fn serving_cold_start(store: &mut dyn Store, version: &str) -> Result<ColdStart> {
-    Ok(store
+/// How model `version` is served beyond its hyperparameters, as its run
+/// recorded the choices made on time-ordered evidence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Serving {
+    /// The list for users nobody knows ([`cold_start`]); runs recorded
+    /// before the choice existed, and models without a run, serve the
+    /// all-time most-rated list.
+    pub cold_start: ColdStart,
+    /// The history half-life to serve with ([`recency`]), when the run
+    /// chose one and its hyperparameters did not set one themselves.
+    pub history_half_life: Option<models::signal::HalfLife>,
+}
+
+/// See [`Serving`].
+pub fn serving(store: &mut dyn Store, version: &str) -> Result<Serving> {
+    let notes = store
         .model_runs()?
         .into_iter()
         .find(|r| r.model_version == version)
-        .and_then(|r| RunNotes::parse(r.notes.as_deref()))
-        .and_then(|n| n.cold_start)
-        .map_or(ColdStart::MostRated { liked: false }, |c| c.chosen))
+        .and_then(|r| RunNotes::parse(r.notes.as_deref()));
+    Ok(Serving {
+        cold_start: notes
+            .as_ref()
+            .and_then(|n| n.cold_start.as_ref())
+            .map_or(ColdStart::MostRated { liked: false }, |c| c.chosen),
+        history_half_life: notes
+            .as_ref()
+            .and_then(|n| n.recency.as_ref())
+            .map(|c| c.chosen)
+            .filter(|h| h.as_days().is_some()),
+    })
 }
 
 /// The champion's version and its run, if there is a champion.

@@ -76,6 +76,12 @@ pub struct RunNotes {
     /// [`super::cold_start`]), with the evidence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_start: Option<ColdStartChoice>,
+    /// The history half-life this run serves with, chosen on the latest
+    /// slices of what the store knew (see [`super::recency`]), with the
+    /// evidence; its metrics were measured without it (a random split
+    /// cannot see recency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recency: Option<super::recency::RecencyChoice>,
     /// The dataset the run trained and was scored on
     /// ([`crate::store::Store::dataset_version`]); absent in runs of older
     /// releases, which count as dataset 0.
