@@ -74,3 +74,83 @@ fn popularity_of_nothing_is_empty() {
     // Movies without ratings: no global mean, no list (and no NaN).
     assert!(popularity(&[stats(1, 0, 0.0)]).is_empty());
 }
+
+// --- the history half-life a run serves with (issue 17, item 4) -----------------------
+
+/// Four clusters of ten movies; every user rates six movies of one cluster
+/// in their first 100 days and six of another two years later, all five
+/// stars. Fading old ratings puts the later cluster first, which is what
+/// the held-out later ratings ask for, so a half-life is chosen and beats
+/// no fading by the margin. With every rating at one instant there is
+/// nothing to fade: every candidate scores alike and none is kept.
+#[test]
+fn recency_is_chosen_when_tastes_move_and_not_otherwise() {
+    use cinematch::models::{self, Algo, Hyperparams};
+    use cinematch::progress::Silent;
+    use cinematch::registry::recency::{choose, MARGIN};
+    use cinematch::Rating;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    let day = 86_400i64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut rows = Vec::new();
+    for u in 0..600i32 {
+        let a = u % 4;
+        let b = (a + 1 + (u / 4) % 3) % 4;
+        for (phase, cluster) in [(0i64, a), (1, b)] {
+            let mut ids: Vec<i32> = (1..=10).map(|m| cluster * 10 + m).collect();
+            ids.shuffle(&mut rng);
+            for (j, &m) in ids.iter().take(6).enumerate() {
+                let t = phase * 700 * day + (j as i64) * 15 * day + rng.random_range(0..day);
+                rows.push(Rating {
+                    user_id: u + 1,
+                    movie_id: m,
+                    rating: 5.0,
+                    timestamp: t,
+                });
+            }
+        }
+    }
+    let split = |rows: &[Rating]| -> (Vec<Rating>, Vec<Rating>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+        rows.iter().partition(|_| rng.random_bool(0.7))
+    };
+    let ease = Hyperparams::default_for(Algo::Ease);
+
+    let (train, test) = split(&rows);
+    let mut model = models::fit(&ease, &train, 42, &Silent).unwrap();
+    let choice = choose(&mut model, &train, &test).expect("ease scores histories");
+    assert!(choice.users > 50, "{choice:?}");
+    assert_eq!(choice.candidates[0].half_life.as_days(), None);
+    let none = choice.candidates[0].ndcg_at_10;
+    let chosen = choice
+        .candidates
+        .iter()
+        .find(|c| c.half_life == choice.chosen)
+        .unwrap();
+    assert!(choice.chosen.as_days().is_some(), "{choice:?}");
+    assert!(chosen.ndcg_at_10 > none * (1.0 + MARGIN), "{choice:?}");
+    assert_eq!(
+        model.history_half_life().unwrap().as_days(),
+        None,
+        "choosing must leave the model as evaluated"
+    );
+
+    let flat: Vec<Rating> = rows
+        .iter()
+        .map(|r| Rating {
+            timestamp: 1_000 * day,
+            ..*r
+        })
+        .collect();
+    let (train, test) = split(&flat);
+    let mut model = models::fit(&ease, &train, 42, &Silent).unwrap();
+    let choice = choose(&mut model, &train, &test).unwrap();
+    assert_eq!(choice.chosen.as_days(), None, "{choice:?}");
+    let scores: Vec<f64> = choice.candidates.iter().map(|c| c.ndcg_at_10).collect();
+    assert!(
+        scores.iter().all(|s| (s - scores[0]).abs() < 1e-12),
+        "{scores:?}"
+    );
+}

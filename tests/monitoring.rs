@@ -905,10 +905,120 @@ fn archive_moves_old_alerts_in_one_go(db: TestDb) {
     assert_eq!(count(s.as_mut(), "drift_alerts_archive"), 2);
 }
 
+/// Issue 17, item 2: the drift check scores the champion's lists for the
+/// batch's users on the batch. Recomputed here: each user's list from what
+/// was known before the batch (the serving code), NDCG@10 with binary
+/// gains on their new 4+ star movies by the textbook formula, the mean over
+/// users. The first batch sets the level; a later one is held to the
+/// recent level lowered by the tolerance.
+fn ranking_quality_scores_the_lists_on_the_batch(db: TestDb) {
+    use cinematch::pipeline::list_quality::FEATURE;
+    use cinematch::recommend::{Recommender, Request};
+    let mut s = db.store();
+    common::seed_low_rank(s.as_mut());
+    registry::train(
+        s.as_mut(),
+        &TrainOptions::new(Hyperparams::default_for(Algo::Ease)),
+        &Silent,
+    )
+    .unwrap();
+    // Returning users rate five stars the movies they had not rated (one
+    // of them two stars), and a newcomer rates three.
+    let mut rows: Vec<(i32, i32, f32)> = Vec::new();
+    for u in 1..=12 {
+        let unrated: Vec<i32> = (1..=30).filter(|m| (u * 7 + m * 3) % 4 == 0).collect();
+        for (i, &m) in unrated.iter().enumerate() {
+            rows.push((u, m, if i == 0 { 2.0 } else { 5.0 }));
+        }
+    }
+    rows.extend([(500, 2, 5.0), (500, 4, 4.0), (500, 5, 3.0)]);
+    let rec = Recommender::load(s.as_mut()).unwrap();
+    let mut want = 0.0;
+    let mut users = 0;
+    for u in (1..=12).chain([500]) {
+        let history: Vec<cinematch::Rated> = {
+            let mut h: Vec<cinematch::Rated> = s
+                .user_ratings(u)
+                .unwrap()
+                .iter()
+                .map(cinematch::Rated::from)
+                .collect();
+            h.sort_by_key(|r| r.movie_id);
+            h
+        };
+        let relevant: Vec<i32> = rows
+            .iter()
+            .filter(|r| r.0 == u && r.2 >= 4.0)
+            .map(|r| r.1)
+            .collect();
+        let (_, top) = rec.recommend_ids(&Request::new(u, 10, &history)).unwrap();
+        let dcg: f64 = top
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| relevant.contains(&r.movie_id))
+            .map(|(i, _)| 1.0 / ((i + 2) as f64).log2())
+            .sum();
+        let idcg: f64 = (0..relevant.len().min(10))
+            .map(|i| 1.0 / ((i + 2) as f64).log2())
+            .sum();
+        want += dcg / idcg;
+        users += 1;
+    }
+    want /= users as f64;
+    let tmp = tempfile::tempdir().unwrap();
+    let f = batch_file(tmp.path(), "w1.csv", &rows);
+    ingest_file(s.as_mut(), &f, "batch_w1", ReadOptions::default()).unwrap();
+    let report = check(s.as_mut(), Some("batch_w1"), &Thresholds::default()).unwrap();
+    let row = report
+        .alerts
+        .iter()
+        .find(|a| a.feature_name == FEATURE)
+        .expect("a ranking_quality row");
+    assert!(
+        (row.drift_score - want).abs() < 1e-9,
+        "{} vs the recount's {want}",
+        row.drift_score
+    );
+    assert!(
+        row.notes.contains("13 users scored (1 new"),
+        "{}",
+        row.notes
+    );
+    assert_eq!(row.threshold, 0.0, "the first batch sets the level");
+    assert!(!row.alert_triggered);
+    let first = row.drift_score;
+
+    // A level far above: the next batch alerts below it, lowered by 30%.
+    s.insert_drift_alerts(&[cinematch::store::NewDriftAlert {
+        feature_name: FEATURE.into(),
+        drift_score: 0.99,
+        threshold: 0.0,
+        alert_triggered: false,
+        notes: String::new(),
+    }])
+    .unwrap();
+    let f = batch_file(tmp.path(), "w2.csv", &[(600, 1, 5.0), (601, 3, 4.5)]);
+    ingest_file(s.as_mut(), &f, "batch_w2", ReadOptions::default()).unwrap();
+    let t = Thresholds::default();
+    let report = check(s.as_mut(), Some("batch_w2"), &t).unwrap();
+    let row = report
+        .alerts
+        .iter()
+        .find(|a| a.feature_name == FEATURE)
+        .unwrap();
+    let threshold = (first + 0.99) / 2.0 * (1.0 - t.ranking_quality_tolerance);
+    assert!((row.threshold - threshold).abs() < 1e-12, "{row:?}");
+    assert_eq!(row.alert_triggered, row.drift_score < threshold);
+    assert!(cinematch::pipeline::drift_check::triggers_retraining(
+        FEATURE
+    ));
+}
+
 on_both_backends!(
     ingestion_is_atomic_audited_and_retryable,
     drift_check_on_empty_buffer_writes_nothing,
     drift_check_records_every_test,
+    ranking_quality_scores_the_lists_on_the_batch,
     retrain_merges_exactly_once_and_keeps_rejected,
     pipeline_cycles_are_recorded_idempotent_and_exclusive,
     archive_moves_old_alerts_in_one_go,

@@ -414,3 +414,133 @@ fn new_users_folded_in_beat_the_most_rated_list() {
         "ials {ials:.4} < 1.05 x most-rated {pop:.4}"
     );
 }
+
+// --- the time-ordered backtest (issue 17) -----------------------------------------------
+
+/// `cinematch backtest` on ml-latest-small, two weeks after the earliest
+/// 95%, the `never` policy: the most-rated baseline of each week is
+/// recomputed here from `ratings.csv` alone (sort by time, cut, count,
+/// rank, NDCG@10 with binary gains on each user's new 4+ star movies) and
+/// must match the report to 1e-9; the served lists are scored for the same
+/// users.
+#[test]
+fn backtest_baselines_match_a_recount_from_the_file() {
+    use cinematch::data::stream::TimeCut;
+    use cinematch::pipeline::backtest::{backtest, BacktestOptions, Policy, ReplaySource};
+
+    let dir = common::shared_data("ml-latest-small");
+    let work = tempfile::tempdir().unwrap();
+    let results = tempfile::tempdir().unwrap();
+    let mut results_store = cinematch::store::open(&format!(
+        "sqlite://{}",
+        results.path().join("r.db").display()
+    ))
+    .unwrap();
+    let mut opts = BacktestOptions::new(ReplaySource::Release(dir.clone()));
+    opts.cut = TimeCut::Share {
+        weeks: 2,
+        history_fraction: 0.95,
+    };
+    opts.policies = vec![Policy::Never];
+    opts.workdir = Some(work.path().to_path_buf());
+    opts.mlflow = None;
+    let report = backtest(results_store.as_mut(), &opts, &Silent).unwrap();
+    let policy = &report.policies[0];
+    assert_eq!(policy.weeks.len(), 2);
+    assert_eq!(policy.retrains, 0, "the never policy retrained");
+
+    // The recount.
+    let text = std::fs::read_to_string(dir.join("ratings.csv")).unwrap();
+    let mut rows: Vec<(i64, i32, i32, f32)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[3].parse().unwrap(),
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort_unstable_by_key(|r| (r.0, r.1, r.2));
+    let n = rows.len();
+    let history = (n as f64 * 0.95).round() as usize;
+    let tail = n - history;
+    let bounds = [history, history + tail / 2 + tail % 2, n];
+    assert_eq!(report.history_ratings as usize, history);
+    for w in 0..2 {
+        let (start, end) = (bounds[w], bounds[w + 1]);
+        let mut counts: BTreeMap<i32, u64> = BTreeMap::new();
+        let mut known: BTreeMap<i32, BTreeSet<i32>> = BTreeMap::new();
+        for &(_, u, m, _) in &rows[..start] {
+            *counts.entry(m).or_default() += 1;
+            known.entry(u).or_default().insert(m);
+        }
+        let mut ranked: Vec<(i32, u64)> = counts.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut relevant: BTreeMap<i32, BTreeSet<i32>> = BTreeMap::new();
+        for &(_, u, m, r) in &rows[start..end] {
+            if r >= 4.0 && !known.get(&u).is_some_and(|k| k.contains(&m)) {
+                relevant.entry(u).or_default().insert(m);
+            }
+        }
+        let mut sum = 0.0;
+        for (u, rel) in &relevant {
+            let empty = BTreeSet::new();
+            let rated = known.get(u).unwrap_or(&empty);
+            let top: Vec<i32> = ranked
+                .iter()
+                .map(|p| p.0)
+                .filter(|m| !rated.contains(m))
+                .take(10)
+                .collect();
+            let dcg: f64 = top
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| rel.contains(m))
+                .map(|(i, _)| 1.0 / ((i + 2) as f64).log2())
+                .sum();
+            let idcg: f64 = (0..rel.len().min(10))
+                .map(|i| 1.0 / ((i + 2) as f64).log2())
+                .sum();
+            sum += dcg / idcg;
+        }
+        let week = &policy.weeks[w];
+        let scores = &week.scores;
+        assert_eq!(week.ratings as usize, end - start, "week {}", w + 1);
+        assert_eq!(
+            scores.most_rated.all.users as usize,
+            relevant.len(),
+            "week {}",
+            w + 1
+        );
+        let want = sum / relevant.len() as f64;
+        assert!(
+            (scores.most_rated.all.ndcg_at_10 - want).abs() < 1e-9,
+            "week {}: most-rated NDCG@10 {} vs the recount's {want}",
+            w + 1,
+            scores.most_rated.all.ndcg_at_10
+        );
+        assert_eq!(scores.served.all.users, scores.most_rated.all.users);
+        assert!(scores.served.all.ndcg_at_10 > 0.0);
+        let new = relevant.keys().filter(|u| !known.contains_key(u)).count();
+        assert_eq!(scores.most_rated.new.users as usize, new, "week {}", w + 1);
+    }
+    // Recorded: one row for the policy, its means as the report's.
+    let recorded = cinematch::pipeline::backtest::recorded(results_store.as_mut(), 10).unwrap();
+    assert_eq!(recorded.len(), 1);
+    let (stored, measured) = (&recorded[0].1.mean, &policy.mean);
+    for (a, b) in [
+        (stored.served.all, measured.served.all),
+        (stored.most_rated.all, measured.most_rated.all),
+        (stored.trending.new, measured.trending.new),
+    ] {
+        assert_eq!(a.users, b.users);
+        assert!(
+            (a.ndcg_at_10 - b.ndcg_at_10).abs() < 1e-12,
+            "{a:?} vs {b:?}"
+        );
+    }
+}

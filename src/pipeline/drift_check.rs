@@ -187,7 +187,7 @@ pub fn check(
     let baseline_ratings = baseline.len();
     drop(baseline);
     if let Some(quality) =
-        super::list_quality::measure(store, &new, thresholds.ranking_quality_tolerance)?
+        super::list_quality::measure(store, batch, &new, thresholds.ranking_quality_tolerance)?
     {
         alerts.push(quality);
     }

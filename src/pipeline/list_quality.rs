@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::eval::ranking_metrics;
-use crate::recommend::{Recommender, Request};
+use crate::recommend::{cold_start_list, Recommender, Request};
 use crate::store::{NewDriftAlert, Store};
 use crate::types::{Rated, Rating};
 use crate::{Error, Result};
@@ -39,6 +39,7 @@ const K: usize = 10;
 /// with 4.0 or more).
 pub fn measure(
     store: &mut dyn Store,
+    batch_id: Option<&str>,
     batch: &[Rating],
     tolerance: f64,
 ) -> Result<Option<NewDriftAlert>> {
@@ -46,6 +47,17 @@ pub fn measure(
         Ok(r) => r,
         Err(Error::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
+    };
+    // Newcomers get the cold-start list as it was before the batch: the
+    // batch's own ratings must not pick what they are judged on.
+    let rec = match batch_id {
+        Some(id) if rec.cold_start.counts().is_some() => {
+            let stats = store.movie_stats()?;
+            let list = cold_start_list(store, rec.cold_start, &stats, Some(id))?;
+            let kind = rec.cold_start;
+            rec.with_cold_start(kind, list)
+        }
+        _ => rec,
     };
     let in_batch: HashSet<(i32, i32, i64)> = batch
         .iter()

@@ -253,7 +253,7 @@ impl Recommender {
             }
         }
         let cold_start = serving.cold_start;
-        let list = cold_start_list(store, cold_start, stats)?;
+        let list = cold_start_list(store, cold_start, stats, None)?;
         Ok(Recommender::new(version, model, movies, stats)
             .with_rating_model(rating)
             .with_cold_start(cold_start, list))
@@ -750,10 +750,15 @@ pub fn cold_start_list(
     store: &mut dyn Store,
     kind: ColdStart,
     stats: &[MovieStats],
+    without_batch: Option<&str>,
 ) -> Result<Vec<(i32, f64)>> {
     let mut list = match kind.counts() {
-        Some((None, None)) => return Ok(by_count(&store.movie_counts(None, None)?)),
-        Some((latest, min_stars)) => by_count(&store.movie_counts(latest, min_stars)?),
+        Some((None, None)) => {
+            return Ok(by_count(&store.movie_counts(None, None, without_batch)?))
+        }
+        Some((latest, min_stars)) => {
+            by_count(&store.movie_counts(latest, min_stars, without_batch)?)
+        }
         None => popularity(stats),
     };
     // A window or a threshold leaves movies out: after them come the rest
@@ -761,7 +766,7 @@ pub fn cold_start_list(
     // movies still gets a full list.
     let listed: std::collections::HashSet<i32> = list.iter().map(|p| p.0).collect();
     list.extend(
-        by_count(&store.movie_counts(None, None)?)
+        by_count(&store.movie_counts(None, None, without_batch)?)
             .into_iter()
             .filter(|p| !listed.contains(&p.0))
             .map(|(id, _)| (id, 0.0)),

@@ -487,11 +487,13 @@ pub trait Store: Send {
     /// among all of them with `None`, counting only ratings of at least
     /// `min_stars` when given, by movieId. Newest means by timestamp, ties
     /// broken by userId then movieId, so both backends count the same rows:
-    /// the cold-start lists (most-rated, trending).
+    /// the cold-start lists (most-rated, trending). `without_batch` leaves
+    /// that buffered batch out (what was known before it arrived).
     fn movie_counts(
         &mut self,
         latest: Option<u64>,
         min_stars: Option<f32>,
+        without_batch: Option<&str>,
     ) -> Result<Vec<(i32, i64)>>;
 
     /// The ids of every movie, for referential checks of new ratings.

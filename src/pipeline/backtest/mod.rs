@@ -366,8 +366,8 @@ fn replay_policy(
         let known = Known::load(store)?;
         let rec = Recommender::load(store)?;
         let relevant = score::relevant_movies(ratings, &known);
-        let most_rated = by_count(&store.movie_counts(None, None)?);
-        let trending = by_count(&store.movie_counts(Some(trending_window), None)?);
+        let most_rated = by_count(&store.movie_counts(None, None, None)?);
+        let trending = by_count(&store.movie_counts(Some(trending_window), None, None)?);
         let scores = score::score_week(&relevant, &known, &rec, &most_rated, &trending, opts.k)?;
         let (champion, cold_start) = (rec.model_version.clone(), rec.cold_start.to_string());
         drop((known, rec));

@@ -219,6 +219,7 @@ pub(super) fn movie_counts(
     store: &mut PgStore,
     latest: Option<u64>,
     min_stars: Option<f32>,
+    without_batch: Option<&str>,
 ) -> Result<Vec<(i32, i64)>> {
     // LIMIT NULL is no limit.
     let limit: Option<i64> = latest.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
@@ -228,11 +229,12 @@ pub(super) fn movie_counts(
            SELECT movieid, rating FROM (
              SELECT userid, movieid, rating, timestamp FROM ratings
              UNION ALL
-             SELECT userid, movieid, rating, timestamp FROM ratings_buffer) known
+             SELECT userid, movieid, rating, timestamp FROM ratings_buffer
+              WHERE $3::text IS NULL OR batch_id IS DISTINCT FROM $3::text) known
            ORDER BY timestamp DESC, userid, movieid LIMIT $1) latest
          WHERE rating >= $2
          GROUP BY movieid ORDER BY movieid",
-        &[&limit, &min],
+        &[&limit, &min, &without_batch],
     )?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

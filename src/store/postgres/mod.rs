@@ -133,8 +133,9 @@ impl Store for PgStore {
         &mut self,
         latest: Option<u64>,
         min_stars: Option<f32>,
+        without_batch: Option<&str>,
     ) -> Result<Vec<(i32, i64)>> {
-        dataset::movie_counts(self, latest, min_stars)
+        dataset::movie_counts(self, latest, min_stars, without_batch)
     }
 
     fn movie_ids(&mut self) -> Result<std::collections::HashSet<i32>> {

@@ -214,6 +214,7 @@ pub(super) fn movie_counts(
     store: &mut SqliteStore,
     latest: Option<u64>,
     min_stars: Option<f32>,
+    without_batch: Option<&str>,
 ) -> Result<Vec<(i32, i64)>> {
     // SQLite's LIMIT -1 means no limit.
     let limit = latest.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
@@ -222,14 +223,15 @@ pub(super) fn movie_counts(
            SELECT movieId, rating FROM (
              SELECT userId, movieId, rating, timestamp FROM ratings
              UNION ALL
-             SELECT userId, movieId, rating, timestamp FROM ratings_buffer)
+             SELECT userId, movieId, rating, timestamp FROM ratings_buffer
+              WHERE ?3 IS NULL OR batch_id IS NOT ?3)
            ORDER BY timestamp DESC, userId, movieId LIMIT ?1)
          WHERE rating >= ?2
          GROUP BY movieId ORDER BY movieId",
     )?;
     let min = f64::from(min_stars.unwrap_or(f32::MIN));
     let rows = stmt
-        .query_map(rusqlite::params![limit, min], |r| {
+        .query_map(rusqlite::params![limit, min, without_batch], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
