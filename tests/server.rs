@@ -945,6 +945,76 @@ fn a_new_user_is_folded_in_from_five_ratings(db: TestDb) {
     // Similar movies come from EASE's item weights.
     let sim = ok_json(server.get("/api/movies/1/similar?k=5"));
     assert_eq!(sim["basis"], "item_weights", "{sim}");
+
+    // Issue 17's niche bar: five five-star ratings of one kind each, from
+    // a brand-new user: at least 5 of the 10 share the kind's genre.
+    let movies = store.movies().unwrap();
+    let kinds: [(&str, [(i32, &str); 5]); 4] = [
+        (
+            "Documentary",
+            [
+                (5669, "Bowling for Columbine (2002)"),
+                (8464, "Super Size Me (2004)"),
+                (246, "Hoop Dreams (1994)"),
+                (
+                    34072,
+                    "March of the Penguins (Marche de l'empereur, La) (2005)",
+                ),
+                (80906, "Inside Job (2010)"),
+            ],
+        ),
+        (
+            "Animation",
+            [
+                (5618, "Spirited Away (Sen to Chihiro no kamikakushi) (2001)"),
+                (1274, "Akira (1988)"),
+                (741, "Ghost in the Shell (Kôkaku kidôtai) (1995)"),
+                (5971, "My Neighbor Totoro (Tonari no Totoro) (1988)"),
+                (5690, "Grave of the Fireflies (Hotaru no haka) (1988)"),
+            ],
+        ),
+        (
+            "Horror",
+            [
+                (1258, "Shining, The (1980)"),
+                (1997, "Exorcist, The (1973)"),
+                (2459, "Texas Chainsaw Massacre, The (1974)"),
+                (1982, "Halloween (1978)"),
+                (4105, "Evil Dead, The (1981)"),
+            ],
+        ),
+        (
+            "Musical",
+            [
+                (899, "Singin' in the Rain (1952)"),
+                (1035, "Sound of Music, The (1965)"),
+                (1947, "West Side Story (1961)"),
+                (1028, "Mary Poppins (1964)"),
+                (919, "Wizard of Oz, The (1939)"),
+            ],
+        ),
+    ];
+    for (i, (genre, five)) in kinds.iter().enumerate() {
+        for (id, title) in five {
+            let m = movies.iter().find(|m| m.movie_id == *id).unwrap();
+            assert_eq!(m.title, *title);
+        }
+        let user = 900_100 + i as i32;
+        let body: Vec<Value> = five
+            .iter()
+            .map(|(m, _)| json!({"userId": user, "movieId": m, "rating": 5}))
+            .collect();
+        let r = server.post_json("/api/ratings", Some(TOKEN), &Value::Array(body).to_string());
+        assert_eq!(r.status, 201, "{}", r.text());
+        let recs = ok_json(server.get(&format!("/api/users/{user}/recommendations?k=10")));
+        assert_eq!(recs["strategy"], "fold-in", "{recs}");
+        let items = recs["items"].as_array().unwrap();
+        let of_kind = items
+            .iter()
+            .filter(|i| i["genres"].as_array().unwrap().iter().any(|g| g == genre))
+            .count();
+        assert!(of_kind >= 5, "{genre}: {of_kind} of 10: {recs}");
+    }
 }
 
 /// With the default precomputation, every user's list is computed in the
