@@ -122,6 +122,11 @@ pub struct TuneArgs {
     /// Average every trial over this many validation splits (seeds SEED, SEED+1, ...).
     #[arg(long, default_value_t = 1)]
     folds: usize,
+    /// How the validation share is held out of the train split: `random`,
+    /// or `time` (its latest ratings, as a deployment meets the future:
+    /// how recency settings such as half_life are chosen; one fold).
+    #[arg(long, value_parser = ["random", "time"], default_value = "random")]
+    validation: String,
     /// Compare trials on this metric (default: rmse for rating models,
     /// ndcg@10 for ranking models).
     #[arg(long = "metric", value_name = "METRIC")]
@@ -153,6 +158,11 @@ impl TuneArgs {
         };
         opts.validation_fraction = self.validation_fraction;
         opts.folds = self.folds.max(1);
+        opts.validation = if self.validation == "time" {
+            cinematch::data::split::SplitStrategy::Time
+        } else {
+            cinematch::data::split::SplitStrategy::Random
+        };
         opts.seed = self.seed;
         opts.promote = !self.no_promote;
         // The champion gate compares on the deployment's objective, not

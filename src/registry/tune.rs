@@ -63,6 +63,11 @@ pub struct TuneOptions {
     pub budget: Budget,
     /// Share of the train split held out for validation.
     pub validation_fraction: f64,
+    /// How it is held out: a seeded random share (a random split's
+    /// question), or the latest ratings of the train split by time (what a
+    /// deployment faces: settings such as a recency half-life can only be
+    /// chosen this way). Never the test split either way.
+    pub validation: SplitStrategy,
     /// Validation splits each trial is averaged over.
     pub folds: usize,
     /// Seeds the carving, the search and every training.
@@ -90,6 +95,7 @@ impl TuneOptions {
             },
             budget: Budget::Trials(20),
             validation_fraction: 0.3,
+            validation: SplitStrategy::Random,
             folds: 1,
             seed: 42,
             eval: EvalOptions::default(),
@@ -236,12 +242,14 @@ fn perturb(best: &Hyperparams, rng: &mut ChaCha8Rng) -> Result<Hyperparams> {
     params_with_overrides(algo, &overrides)
 }
 
-/// The train split cut in two by a seeded exact-size random assignment:
-/// `(inner train, validation)`.
+/// The train split cut in two, `(inner train, validation)`: by a seeded
+/// exact-size random assignment, or (`SplitStrategy::Time`) the latest
+/// `fraction` of it by time held out.
 pub fn carve_validation(
     train: &[Rating],
     fraction: f64,
     seed: u64,
+    strategy: SplitStrategy,
 ) -> Result<(Vec<Rating>, Vec<Rating>)> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(Error::InvalidArgument(format!(
@@ -251,7 +259,7 @@ pub fn carve_validation(
     let splits = assign_splits(
         train,
         &SplitOptions {
-            strategy: SplitStrategy::Random,
+            strategy,
             train_fraction: 1.0 - fraction,
             seed,
         },
@@ -287,8 +295,20 @@ pub fn tune(
             "there are no training ratings to tune on: load a dataset first".into(),
         ));
     }
-    let folds: Vec<(Vec<Rating>, Vec<Rating>)> = (0..opts.folds.max(1) as u64)
-        .map(|f| carve_validation(&train_split, opts.validation_fraction, opts.seed + f))
+    // A time split is one split whatever the seed: one fold.
+    let folds = match opts.validation {
+        SplitStrategy::Time => 1,
+        SplitStrategy::Random => opts.folds.max(1),
+    };
+    let folds: Vec<(Vec<Rating>, Vec<Rating>)> = (0..folds as u64)
+        .map(|f| {
+            carve_validation(
+                &train_split,
+                opts.validation_fraction,
+                opts.seed + f,
+                opts.validation,
+            )
+        })
         .collect::<Result<_>>()?;
     if folds
         .iter()
@@ -394,6 +414,10 @@ pub fn tune(
             "objective": opts.objective.as_str(),
             "validation_value": winner.value,
             "validation_fraction": opts.validation_fraction,
+            "validation": match opts.validation {
+                SplitStrategy::Time => "time",
+                SplitStrategy::Random => "random",
+            },
             "folds": folds.len(),
             "inner_train_ratings": inner_len,
             "validation_ratings": valid_len,
@@ -500,17 +524,33 @@ mod tests {
                 timestamp: 0,
             })
             .collect();
-        let (a, b) = carve_validation(&ratings, 0.3, 9).unwrap();
+        let (a, b) = carve_validation(&ratings, 0.3, 9, SplitStrategy::Random).unwrap();
         assert_eq!((a.len(), b.len()), (700, 300));
-        let (a2, b2) = carve_validation(&ratings, 0.3, 9).unwrap();
+        let (a2, b2) = carve_validation(&ratings, 0.3, 9, SplitStrategy::Random).unwrap();
         assert_eq!((a.clone(), b.clone()), (a2, b2));
         let mut ids: Vec<i32> = a.iter().chain(&b).map(|r| r.movie_id).collect();
         ids.sort();
         assert_eq!(ids, (0..1000).collect::<Vec<_>>());
-        let (_, b3) = carve_validation(&ratings, 0.3, 10).unwrap();
+        let (_, b3) = carve_validation(&ratings, 0.3, 10, SplitStrategy::Random).unwrap();
         assert_ne!(b, b3, "another seed, another validation split");
-        assert!(carve_validation(&ratings, 1.0, 1).is_err());
-        assert!(carve_validation(&ratings, 0.0, 1).is_err());
+        assert!(carve_validation(&ratings, 1.0, 1, SplitStrategy::Random).is_err());
+        assert!(carve_validation(&ratings, 0.0, 1, SplitStrategy::Random).is_err());
+        // By time: exactly the latest 30% held out (times 700..999 of a
+        // shuffled 0..999), whatever the seed.
+        let timed: Vec<Rating> = ratings
+            .iter()
+            .map(|r| Rating {
+                timestamp: i64::from(r.movie_id * 7919 % 1000),
+                ..*r
+            })
+            .collect();
+        let (inner, valid) = carve_validation(&timed, 0.3, 9, SplitStrategy::Time).unwrap();
+        let (_, again) = carve_validation(&timed, 0.3, 10, SplitStrategy::Time).unwrap();
+        assert_eq!(valid, again);
+        let mut times: Vec<i64> = valid.iter().map(|r| r.timestamp).collect();
+        times.sort();
+        assert_eq!(times, (700..1000).collect::<Vec<i64>>());
+        assert_eq!(inner.len(), 700);
     }
 
     #[test]
