@@ -37,9 +37,7 @@ use crate::types::IngestionStatus;
 pub async fn page(State(state): State<AppState>) -> Result<Response, ApiError> {
     // Cached for every client: a burst of page loads costs the database one
     // computation (see `stats`).
-    let data = super::routes::statistics(&state)
-        .await
-        .map_err(|e| ApiError::from(&*e))?;
+    let data = state.statistics().await.map_err(|e| ApiError::from(&*e))?;
     let serving = state
         .snapshot
         .load()

@@ -6,8 +6,9 @@
 //! reaches all of them (see [`state`] for the hot reload).
 //!
 //! Layout:
-//! * [`state`]: the in-memory snapshot requests are served from, and the
-//!   background task that swaps in a new one when the champion changes.
+//! * `snapshot`: the in-memory snapshot requests are served from.
+//! * [`state`]: the server's shared state, and the background task that
+//!   swaps in a new snapshot when the champion changes.
 //! * `pool`: the small pools of synchronous store connections, always used
 //!   from blocking threads (requests, the probes and the reloader each have
 //!   their own).
@@ -38,6 +39,7 @@ mod metrics;
 mod pool;
 mod precompute;
 mod routes;
+mod snapshot;
 pub mod state;
 mod stats;
 
