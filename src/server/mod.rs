@@ -158,6 +158,12 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/api/openapi.json", get(routes::openapi)),
         ("GET", "/api/status", get(routes::status)),
         ("GET", "/api/models", get(routes::models)),
+        (
+            "POST",
+            "/api/models/{version}/promote",
+            post(routes::promote),
+        ),
+        ("POST", "/api/models/rollback", post(routes::rollback)),
         ("GET", "/api/drift", get(routes::drift)),
         ("GET", "/api/ingestions", get(routes::ingestions)),
         ("GET", "/api/movies", get(routes::search_movies)),

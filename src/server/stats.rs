@@ -94,6 +94,13 @@ impl<T: Send + Sync + 'static> Cached<T> {
         }
     }
 
+    /// Drops the kept value, so the next `get` computes afresh (after a
+    /// change the page must show at once, such as a promotion). A
+    /// computation in flight still answers those waiting for it.
+    pub fn invalidate(&self) {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).value = None;
+    }
+
     /// Computations started so far.
     pub fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)

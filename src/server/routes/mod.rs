@@ -30,7 +30,7 @@ use utoipa::OpenApi;
 
 pub(crate) use drift::drift;
 pub(crate) use health::{healthz, metrics, openapi, readyz};
-pub(crate) use models::models;
+pub(crate) use models::{models, promote, rollback};
 pub(crate) use movies::{movie, search_movies, similar};
 pub(crate) use ratings::{post_ratings, user_ratings};
 pub(crate) use recommendations::recommendations;
@@ -57,6 +57,8 @@ use crate::types::Movie;
         health::openapi,
         status::status,
         models::models,
+        models::promote,
+        models::rollback,
         drift::drift,
         status::ingestions,
         movies::search_movies,
