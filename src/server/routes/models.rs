@@ -256,7 +256,7 @@ pub async fn rollback(
     tracing::info!(%from, %to, "rolled back through the API");
     champion_changed(&state);
     Ok(Json(ChampionChangeBody {
-        message: format!("rolled back from {from}; {to} is the champion again"),
+        message: format!("Rolled back from {from}; {to} is the champion again"),
         champion: to,
         previous: Some(from),
         changed: true,
