@@ -16,7 +16,13 @@
 //! `sessionStorage`, never in the served page), a wrong token's 401 said
 //! plainly, five movies found by title and rated with the half-star
 //! buttons, and the list turning `fold-in`, mostly animation and children's
-//! movies, each explained by the movies just rated.
+//! movies, each explained by the movies just rated. Two of the five are
+//! rated from the user's own list, three from a search for "toy story";
+//! then two model versions are compared side by side (a ranker's catalogue
+//! P@10 shown, its hyperparameters beside the other's), one is promoted and
+//! rolled back from the page. Both tests check the page at 390 and 1,400 px
+//! wide (no sideways scroll) and save full-page screenshots, whole and in
+//! parts, under `target/screenshots/` for a person to look at.
 //!
 //! How: [`Chromium`] starts `chromium --headless=new` on a throwaway profile
 //! with `--remote-debugging-port=0`, reads the `DevTools listening on ws://`

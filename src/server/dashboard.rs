@@ -5,9 +5,18 @@
 //! explorer's markup and its script live beside this file in `dashboard/`
 //! (edited as CSS, HTML and JavaScript) and are inlined into the page.
 //!
-//! Every chart point carries `class="point"` (drift: `drift-point`) and a
-//! `data-version` (drift: `data-feature`, `data-alert`) so tests and people
-//! with devtools can find them.
+//! People first: the explorer leads, then the verdict and the champion, the
+//! model versions (per-algorithm charts, a table to compare and promote
+//! in), the backtest and list quality when there are rows, drift, ingestion
+//! and tables.
+//!
+//! Every chart point is a circle with its series' name in `data-series`:
+//! model points `class="point"` with `data-version`, `data-metric`,
+//! `data-value` (and `champion`, `tuned` classes); drift points
+//! `drift-point` with `data-feature`, `data-alert`, `data-batch`,
+//! `data-score`, `data-threshold`, `data-ratio`; list quality points
+//! `quality-point`, backtest points `bt-point` with `data-value`; so tests
+//! and people with devtools can find them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -987,3 +996,127 @@ const EXPLORER: &str = include_str!("dashboard/explorer.html");
 /// `invalid`; `#user-recs` has `data-strategy` (`model`, `fold-in` or
 /// `popular`).
 const SCRIPT: &str = include_str!("dashboard/explorer.js");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::PipelineStatus;
+
+    fn at(s: &str) -> chrono::NaiveDateTime {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    #[test]
+    fn hyperparameters_read_as_people_write_them() {
+        let n = |v: serde_json::Value| short_number(v.as_number().unwrap());
+        assert_eq!(n(serde_json::json!(0.09999999776482582)), "0.1");
+        assert_eq!(n(serde_json::json!(100)), "100");
+        assert_eq!(n(serde_json::json!(0.0)), "0");
+        assert_eq!(n(serde_json::json!(1.5)), "1.5");
+        assert_eq!(n(serde_json::json!(123.456)), "123.5");
+        assert_eq!(n(serde_json::json!(1e-7)), "1.000e-7");
+    }
+
+    #[test]
+    fn a_check_is_named_by_its_pipeline_run_else_the_batch_ingested_before() {
+        let run = |batch: &str, from: &str, to: &str| PipelineRun {
+            id: 1,
+            started_at: at(from),
+            finished_at: Some(at(to)),
+            status: PipelineStatus::Succeeded,
+            batch_id: Some(batch.into()),
+            steps: None,
+            summary: None,
+        };
+        let ingestion = |batch: &str, when: &str, status| Ingestion {
+            id: 1,
+            batch_id: batch.into(),
+            ingestion_date: Some(at(when)),
+            record_count: Some(10),
+            status: Some(status),
+            notes: None,
+        };
+        let runs = [
+            run("w01", "2026-01-01 10:00:00", "2026-01-01 10:05:00"),
+            run("w02", "2026-01-08 10:00:00", "2026-01-08 10:05:00"),
+        ];
+        let ingestions = [
+            ingestion("w02", "2026-01-08 10:01:00", IngestionStatus::Completed),
+            ingestion("late", "2026-01-09 09:00:00", IngestionStatus::Completed),
+            ingestion("broken", "2026-01-09 09:30:00", IngestionStatus::Failed),
+        ];
+        // Inside a run: its batch.
+        assert_eq!(
+            batch_of(at("2026-01-08 10:02:00"), &runs, &ingestions),
+            Some(("w02".to_string(), false))
+        );
+        // Outside every run: the latest batch that went in before, never a
+        // failed one, said to be inferred.
+        assert_eq!(
+            batch_of(at("2026-01-09 10:00:00"), &runs, &ingestions),
+            Some(("late".to_string(), true))
+        );
+        // Before anything: none.
+        assert_eq!(
+            batch_of(at("2025-12-01 00:00:00"), &runs, &ingestions),
+            None
+        );
+    }
+
+    #[test]
+    fn a_chart_draws_each_series_in_its_colour_and_the_threshold_level() {
+        let point = |slot: usize, y: f64| Point {
+            slot,
+            y,
+            class: "",
+            attrs: String::new(),
+            tip: String::new(),
+        };
+        let html = Chart {
+            title: "t",
+            hint: String::new(),
+            base_class: "p",
+            x_labels: vec!["a".into(), "b".into(), "c".into()],
+            series: vec![
+                Series {
+                    name: "svd".into(),
+                    color: 0,
+                    dashed: false,
+                    points: vec![point(0, 0.5), point(2, 2.0)],
+                },
+                Series {
+                    name: "<ease>".into(),
+                    color: 1,
+                    dashed: true,
+                    points: vec![point(1, 0.7), point(2, 0.9)],
+                },
+            ],
+            guide: Guide::Level(1.0),
+            legend: true,
+            footer: String::new(),
+        }
+        .render();
+        assert_eq!(
+            html.matches("<polyline class=\"line s0\"").count(),
+            1,
+            "{html}"
+        );
+        assert_eq!(
+            html.matches("<polyline class=\"line s1 dashed\"").count(),
+            1,
+            "{html}"
+        );
+        assert_eq!(html.matches("<circle class=\"p s0\"").count(), 2, "{html}");
+        assert_eq!(html.matches("<circle class=\"p s1\"").count(), 2, "{html}");
+        assert!(
+            html.contains("class=\"threshold\" data-level=\"1\""),
+            "{html}"
+        );
+        // The legend names both, escaped.
+        assert!(
+            html.contains("</span>svd</li>") && html.contains("&lt;ease&gt;</li>"),
+            "{html}"
+        );
+        assert!(!html.contains("<ease>"), "{html}");
+    }
+}
