@@ -1064,6 +1064,40 @@ mod tests {
     }
 
     #[test]
+    fn one_value_is_a_line_not_a_panel() {
+        let html = Chart {
+            title: "RMSE",
+            hint: String::new(),
+            base_class: "point",
+            x_labels: vec!["v2".into()],
+            series: vec![Series {
+                name: "svd".into(),
+                color: 1,
+                dashed: false,
+                points: vec![Point {
+                    slot: 0,
+                    y: 0.88264,
+                    class: "champion",
+                    attrs: "data-version=\"run_v2\"".into(),
+                    tip: "tip".into(),
+                }],
+            }],
+            guide: Guide::None,
+            legend: true,
+            footer: String::new(),
+        }
+        .render();
+        assert!(!html.contains("<svg"), "{html}");
+        assert!(
+            html.contains(
+                "svd v2: <b class=\"point s1 champion\" data-version=\"run_v2\">0.8826</b>"
+            ),
+            "{html}"
+        );
+        assert!(html.ends_with("</figure>"), "{html}");
+    }
+
+    #[test]
     fn a_chart_draws_each_series_in_its_colour_and_the_threshold_level() {
         let point = |slot: usize, y: f64| Point {
             slot,

@@ -74,14 +74,45 @@ impl Chart<'_> {
         let mut svg = String::new();
         let _ = write!(
             svg,
-            "<figure class=\"chart\"><figcaption>{}{}</figcaption>\
-             <svg viewBox=\"0 0 {W} {H}\" preserveAspectRatio=\"xMidYMid meet\" role=\"img\" aria-label=\"{}\">",
+            "<figure class=\"chart\"><figcaption>{}{}</figcaption>",
             esc(self.title),
             if self.hint.is_empty() {
                 String::new()
             } else {
                 format!(" <span class=\"hint\">{}</span>", self.hint)
             },
+        );
+        // One value is a number, not a chart: said in a line, so it does
+        // not fill a whole panel.
+        let total: usize = self.series.iter().map(|s| s.points.len()).sum();
+        if total == 1 && matches!(self.guide, Guide::None) {
+            if let Some((series, p)) = self
+                .series
+                .iter()
+                .find_map(|s| s.points.first().map(|p| (s, p)))
+            {
+                let label = self.x_labels.get(p.slot).map(String::as_str).unwrap_or("");
+                let _ = write!(
+                    svg,
+                    "<p class=\"single\" title=\"{}\"><span class=\"swatch s{}\"></span>{} {}: <b class=\"{} s{}{}{}\" {}>{}</b> \
+                     <span class=\"note\">one version has it so far</span></p></figure>",
+                    esc(&p.tip),
+                    series.color % COLORS,
+                    esc(&series.name),
+                    esc(label),
+                    self.base_class,
+                    series.color % COLORS,
+                    if p.class.is_empty() { "" } else { " " },
+                    p.class,
+                    p.attrs,
+                    format_value(p.y)
+                );
+                return svg;
+            }
+        }
+        let _ = write!(
+            svg,
+            "<svg viewBox=\"0 0 {W} {H}\" preserveAspectRatio=\"xMidYMid meet\" role=\"img\" aria-label=\"{}\">",
             esc(self.title)
         );
         let guides: Vec<f64> = match &self.guide {
@@ -266,5 +297,14 @@ impl Chart<'_> {
         svg.push_str(&self.footer);
         svg.push_str("</figure>");
         svg
+    }
+}
+
+/// A single value, four decimals (or whole when large).
+fn format_value(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}")
     }
 }
