@@ -1195,6 +1195,21 @@ fn dashboard_in_headless_chromium(db: TestDb) {
         page.eval("(() => { const e = document.getElementById('js-errors'); return e.hidden && e.childElementCount === 0; })()"),
         json!(true)
     );
+    // Refresh: the page again, newly generated, the explorer's user kept.
+    let mark = page.events.len();
+    let generated = page.eval("document.getElementById('generated').textContent");
+    std::thread::sleep(Duration::from_millis(1100)); // the stamp has seconds
+    page.click("#refresh");
+    page.wait_event("Page.loadEventFired", mark);
+    assert_eq!(page.eval(HELPERS), json!(true));
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_ne!(
+        page.eval("document.getElementById('generated').textContent"),
+        generated,
+        "Refresh did not load the page again"
+    );
+    assert_eq!(page_items(&mut page, "user-recs"), api_items(&api["items"]));
+    assert_no_problems(&mut page, mark, "refreshing");
     // Usable on a phone and on a wide screen, no sideways scroll.
     let mark = page.events.len();
     check_widths(&mut page, &format!("dashboard-{}", backend(&db)));
