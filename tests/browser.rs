@@ -1062,6 +1062,24 @@ fn dashboard_in_headless_chromium(db: TestDb) {
     assert!(text.as_str().unwrap().contains("popular"), "{text}");
     assert_no_problems(&mut page, mark, "an unknown user in the explorer");
 
+    // "a new user" picks an unused id: the popular list.
+    let mark = page.events.len();
+    reset_state(&mut page, "user-recs");
+    page.click("#pick-new-user");
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    let picked: i64 = page
+        .eval("document.getElementById('user-input').value")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((900_001..1_000_000).contains(&picked), "{picked}");
+    assert_eq!(
+        page.eval("document.getElementById('user-recs').dataset.strategy"),
+        json!("popular")
+    );
+    assert_no_problems(&mut page, mark, "picking a new user");
+
     // --- a title: its matches and the movies like the first ------------------------------
     let mark = page.events.len();
     reset_state(&mut page, "movie-similar");

@@ -495,6 +495,17 @@
     });
   }
   $("refresh").addEventListener("click", function () { location.reload(); });
+  // Picks: a known user, or a fresh id (ids this high are unused in
+  // MovieLens releases; the list says "popular" until they rate).
+  function pickUser(id) {
+    $("user-input").value = String(id);
+    remember("user", String(id));
+    showUser(String(id));
+  }
+  $("pick-user-1").addEventListener("click", function () { pickUser(1); });
+  $("pick-new-user").addEventListener("click", function () {
+    pickUser(900000 + Math.floor(Math.random() * 99999) + 1);
+  });
 
   showToken();
   showRatingAs();
