@@ -16,7 +16,13 @@
 //! `sessionStorage`, never in the served page), a wrong token's 401 said
 //! plainly, five movies found by title and rated with the half-star
 //! buttons, and the list turning `fold-in`, mostly animation and children's
-//! movies, each explained by the movies just rated.
+//! movies, each explained by the movies just rated. Two of the five are
+//! rated from the user's own list, three from a search for "toy story";
+//! then two model versions are compared side by side (a ranker's catalogue
+//! P@10 shown, its hyperparameters beside the other's), one is promoted and
+//! rolled back from the page. Both tests check the page at 390 and 1,400 px
+//! wide (no sideways scroll) and save full-page screenshots, whole and in
+//! parts, under `target/screenshots/` for a person to look at.
 //!
 //! How: [`Chromium`] starts `chromium --headless=new` on a throwaway profile
 //! with `--remote-debugging-port=0`, reads the `DevTools listening on ws://`
@@ -47,7 +53,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cinematch::store::{ModelRun, NewDriftAlert};
+use cinematch::pipeline::backtest::{GroupScore, ListScores, PolicyResult, WeekResult, WeekScores};
+use cinematch::store::{BacktestRow, ModelRun, NewDriftAlert};
+use cinematch::types::PipelineStatus;
 use common::TestDb;
 use serde_json::{json, Value};
 use support::{load_small, train, TestServer};
@@ -676,12 +684,22 @@ fn dashboard_in_headless_chromium(db: TestDb) {
     let mut store = db.store();
     load_small(store.as_mut());
     let versions: Vec<String> = (1..=3).map(|seed| train(store.as_mut(), seed)).collect();
-    // Two drift checks: the first quiet, the second with one alert.
-    for (score, triggered) in [(0.04, false), (0.121, true)] {
+    // Two drift checks: the first quiet, on batch w01 inside a pipeline
+    // run, the second with one alert and no batch recorded. Each also
+    // scores the champion's lists (`ranking_quality`, its own section).
+    for (i, (score, triggered)) in [(0.04, false), (0.121, true)].into_iter().enumerate() {
+        let run = (i == 0).then(|| store.start_pipeline_run(Some("w01")).unwrap());
         store
             .insert_drift_alerts(&[
                 NewDriftAlert {
-                    feature_name: "rating_mean_calibrated".into(),
+                    feature_name: "ranking_quality".into(),
+                    drift_score: [0.31, 0.18][i],
+                    threshold: 0.22,
+                    alert_triggered: i == 1,
+                    notes: "NDCG@10 of the champion's lists".into(),
+                },
+                NewDriftAlert {
+                    feature_name: "rating_mean".into(),
                     drift_score: score,
                     threshold: 0.1,
                     alert_triggered: triggered,
@@ -696,7 +714,20 @@ fn dashboard_in_headless_chromium(db: TestDb) {
                 },
             ])
             .unwrap();
+        if let Some(id) = run {
+            store
+                .finish_pipeline_run(id, PipelineStatus::Succeeded, "[]", "{}")
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    // A refused batch: folded away under its count.
+    store.begin_ingestion("broken_batch").unwrap();
+    store
+        .fail_ingestion("broken_batch", "line 2: not a rating")
+        .unwrap();
+    // A backtest of one policy over three weeks, against the baselines.
+    store.insert_backtest(&backtest_row()).unwrap();
     let runs = store.model_runs().unwrap();
     let champion = store.champion().unwrap().expect("a champion");
     let server = TestServer::start(db.url(), |_| {});
@@ -740,15 +771,51 @@ fn dashboard_in_headless_chromium(db: TestDb) {
         .iter()
         .map(|c| c["title"].as_str().unwrap())
         .collect();
-    // The deployment's objective (NDCG@10 by default) first.
+    // The deployment's objective (NDCG@10 by default) first; the spec's
+    // precision@10 always says what it counts.
     assert_eq!(
         titles,
-        ["NDCG@10", "Recall@10", "RMSE", "MAE", "Precision@10"]
+        [
+            "NDCG@10",
+            "Recall@10",
+            "P@10",
+            "Coverage",
+            "RMSE",
+            "MAE",
+            "P@10 (rated items ≥3.5)"
+        ]
+    );
+    let hints: Vec<String> = page
+        .eval("Array.from(document.querySelectorAll('#models figcaption .hint')).map(h => h.textContent)")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_string())
+        .collect();
+    for hint in &hints[..3] {
+        assert!(hint.contains("the list a user sees"), "{hints:?}");
+    }
+    // One series per algorithm, named in a legend under every chart.
+    let legends = page.eval(
+        "Array.from(document.querySelectorAll('#models figure.chart')).map(f => \
+         Array.from(f.querySelectorAll('.legend li')).map(li => li.textContent))",
+    );
+    assert!(
+        legends
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| *l == json!(["svd"])),
+        "{legends}"
     );
     type Metric = (&'static str, fn(&ModelRun) -> Option<f64>);
-    let metrics: [Metric; 5] = [
+    let metrics: [Metric; 7] = [
         ("ndcg_at_10", |r| r.evaluation.as_ref()?.ndcg_at_10),
         ("recall_at_10", |r| r.evaluation.as_ref()?.recall_at_10),
+        ("catalogue_precision_at_10", |r| {
+            r.evaluation.as_ref()?.catalogue_precision_at_10
+        }),
+        ("coverage", |r| r.evaluation.as_ref()?.coverage),
         ("rmse", |r| r.rmse),
         ("mae", |r| r.mae),
         ("precision_at_10", |r| r.precision_at_10),
@@ -807,9 +874,7 @@ fn dashboard_in_headless_chromium(db: TestDb) {
             .unwrap_or_else(|| panic!("no {t} drift chart in {drift:?}"))
     };
     assert_eq!(drift.len(), 2, "{drift:?}");
-    let mean = by_title("rating_mean_calibrated")["points"]
-        .as_array()
-        .unwrap();
+    let mean = by_title("rating_mean")["points"].as_array().unwrap();
     assert_eq!(mean.len(), 2, "one point per check: {mean:?}");
     let alerts: Vec<&str> = mean
         .iter()
@@ -836,12 +901,95 @@ fn dashboard_in_headless_chromium(db: TestDb) {
         mean[1]["cy"].as_f64() < mean[0]["cy"].as_f64(),
         "0.121 drawn below 0.04"
     );
+    // Drawn relative to the threshold: 0.4 and 1.21 of it, on either side
+    // of the dashed line at 1; the checks named by their batch.
+    let ratios: Vec<f64> = mean
+        .iter()
+        .map(|p| p["data"]["ratio"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        (ratios[0] - 0.4).abs() < 1e-9 && (ratios[1] - 1.21).abs() < 1e-9,
+        "{ratios:?}"
+    );
+    let level = page.eval(
+        "(() => { const l = Array.from(document.querySelectorAll('#drift figure.chart')).find(f => \
+         f.querySelector('figcaption').firstChild.textContent.trim() === 'rating_mean') \
+         .querySelector('line.threshold'); return [l.dataset.level, l.y1.baseVal.value]; })()",
+    );
+    assert_eq!(level[0], "1", "{level}");
+    let line_y = level[1].as_f64().unwrap();
+    assert!(
+        mean[0]["cy"].as_f64().unwrap() > line_y && mean[1]["cy"].as_f64().unwrap() < line_y,
+        "the threshold line is not between 0.4 and 1.21 of it: {line_y} {mean:?}"
+    );
+    assert_eq!(mean[0]["data"]["batch"], "w01", "{mean:?}");
+    assert!(
+        mean[1]["data"]["batch"]
+            .as_str()
+            .unwrap()
+            .starts_with("#2 "),
+        "{mean:?}"
+    );
+    let x_labels = page.eval(
+        "Array.from(document.querySelector('#drift figure.chart').querySelectorAll('text.xtick')).map(t => t.lastChild.textContent)",
+    );
+    assert_eq!(x_labels[0], "w01", "{x_labels}");
+
+    // --- list quality: NDCG@10 per batch against its alert level -------------------------
+    let quality = charts(&mut page, "quality", "quality-point");
+    assert_eq!(quality.len(), 1, "{quality:?}");
+    let q = quality[0]["points"].as_array().unwrap();
+    let values: Vec<f64> = q.iter().map(value_of_point).collect();
+    assert_eq!(values, [0.31, 0.18], "{q:?}");
+    assert!(q[1]["classes"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("alert")));
+    assert!(q[0]["cy"].as_f64() < q[1]["cy"].as_f64());
+
+    // --- the backtest: served against the baselines, per week ----------------------------
+    let bt = charts(&mut page, "backtest", "bt-point");
+    assert_eq!(bt.len(), 1, "{bt:?}");
+    let series = |name: &str| -> Vec<f64> {
+        bt[0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["data"]["series"] == name)
+            .map(value_of_point)
+            .collect()
+    };
+    assert_eq!(series("served (weekly)"), [0.30, 0.32, 0.35]);
+    assert_eq!(series("most rated"), [0.10, 0.11, 0.12]);
+    assert_eq!(series("trending"), [0.20, 0.19, 0.21]);
+
+    // --- failed ingestions folded away ---------------------------------------------------
+    let failed = page.eval(
+        "(() => { const d = document.getElementById('failed-ingestions'); \
+         return [d.open, d.querySelector('summary').textContent, d.querySelectorAll('tbody tr').length, \
+         document.querySelectorAll('#ingestions > .scroll tbody tr').length]; })()",
+    );
+    assert_eq!(failed[0], false, "{failed}");
+    assert!(
+        failed[1]
+            .as_str()
+            .unwrap()
+            .starts_with("1 failed ingestion"),
+        "{failed}"
+    );
+    assert_eq!(failed[2], 1, "{failed}");
+    assert_eq!(failed[3], 0, "a failed batch outside the fold: {failed}");
     let std = by_title("rating_std")["points"].as_array().unwrap();
     assert_eq!(std.len(), 2);
     assert!(std.iter().all(|p| p["data"]["alert"] == "false"));
+    // The page's verdict is the API's (which tests ask for a retrain is
+    // the pipeline's business, see `drift_check::triggers_retraining`).
+    let needed = get_json(&server, "/api/status")["retrainingNeeded"]
+        .as_bool()
+        .expect("retrainingNeeded");
     assert_eq!(
         page.eval("document.getElementById('verdict').dataset.retrainingNeeded"),
-        json!("true")
+        json!(needed.to_string())
     );
 
     // --- the explorer: a known user -------------------------------------------------------
@@ -856,6 +1004,31 @@ fn dashboard_in_headless_chromium(db: TestDb) {
     let rated = page_items(&mut page, "user-rated");
     assert_eq!(rated.len(), 15);
     assert_eq!(rated, api_items(&api_rated["items"]), "user 1's ratings");
+    assert_eq!(
+        page.eval("document.getElementById('rated-title').textContent"),
+        json!(format!(
+            "Rated: the newest 15 of {}",
+            api_rated["total"].as_i64().unwrap()
+        )),
+        "the Rated list does not say it is a part"
+    );
+    // Every movie of the list and of the Rated list has stars to rate it;
+    // the rated ones show their rating.
+    let stars = page.eval(
+        "['user-recs', 'user-rated'].map(id => Array.from(document.querySelectorAll('#' + id + ' > li')) \
+         .map(li => { const s = li.querySelector('.stars'); return s ? s.dataset.rating : null; }))",
+    );
+    assert!(
+        stars[0].as_array().unwrap().iter().all(|r| *r == json!("")),
+        "{stars}"
+    );
+    let shown_ratings: Vec<Value> = api_rated["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!(format!("{}", r["rating"].as_f64().unwrap())))
+        .collect();
+    assert_eq!(stars[1], json!(shown_ratings), "{stars}");
     let status = page.eval("cmTest.text('user-status')");
     let text = status["text"].as_str().unwrap();
     assert_eq!(status["error"], false, "{status}");
@@ -893,6 +1066,24 @@ fn dashboard_in_headless_chromium(db: TestDb) {
     let text = page.eval("cmTest.text('user-status')")["text"].clone();
     assert!(text.as_str().unwrap().contains("popular"), "{text}");
     assert_no_problems(&mut page, mark, "an unknown user in the explorer");
+
+    // "a new user" picks an unused id: the popular list.
+    let mark = page.events.len();
+    reset_state(&mut page, "user-recs");
+    page.click("#pick-new-user");
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    let picked: i64 = page
+        .eval("document.getElementById('user-input').value")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((900_001..1_000_000).contains(&picked), "{picked}");
+    assert_eq!(
+        page.eval("document.getElementById('user-recs').dataset.strategy"),
+        json!("popular")
+    );
+    assert_no_problems(&mut page, mark, "picking a new user");
 
     // --- a title: its matches and the movies like the first ------------------------------
     let mark = page.events.len();
@@ -1027,6 +1218,25 @@ fn dashboard_in_headless_chromium(db: TestDb) {
         page.eval("(() => { const e = document.getElementById('js-errors'); return e.hidden && e.childElementCount === 0; })()"),
         json!(true)
     );
+    // Refresh: the page again, newly generated, the explorer's user kept.
+    let mark = page.events.len();
+    let generated = page.eval("document.getElementById('generated').textContent");
+    std::thread::sleep(Duration::from_millis(1100)); // the stamp has seconds
+    page.click("#refresh");
+    page.wait_event("Page.loadEventFired", mark);
+    assert_eq!(page.eval(HELPERS), json!(true));
+    assert_eq!(settle(&mut page, "user-recs"), "done");
+    assert_ne!(
+        page.eval("document.getElementById('generated').textContent"),
+        generated,
+        "Refresh did not load the page again"
+    );
+    assert_eq!(page_items(&mut page, "user-recs"), api_items(&api["items"]));
+    assert_no_problems(&mut page, mark, "refreshing");
+    // Usable on a phone and on a wide screen, no sideways scroll.
+    let mark = page.events.len();
+    check_widths(&mut page, &format!("dashboard-{}", backend(&db)));
+    assert_no_problems(&mut page, mark, "resizing");
     drop(page);
     drop(browser);
     eprintln!("browser test took {:?}", started.elapsed());
@@ -1046,6 +1256,8 @@ fn onboarding_in_headless_chromium(db: TestDb) {
     ));
     let ease = cinematch::registry::train(store.as_mut(), &opts, &cinematch::progress::Silent)
         .expect("train ease");
+    // A second version, not promoted: to compare with and to promote.
+    let svd = train(store.as_mut(), 1);
     let server = TestServer::start(db.url(), |c| c.api_token = Some(TOKEN.into()));
     server.wait_ready();
     let origin = format!("http://{}", server.addr);
@@ -1174,68 +1386,100 @@ fn onboarding_in_headless_chromium(db: TestDb) {
     );
 
     // --- five ratings through the stars; the list follows each -------------------------
-    // Toy Story, Toy Story 2, Finding Nemo, Monsters, Inc., The Incredibles
-    // (half a star less: the stars rate in halves).
-    let five: [(i64, &str, &str); 5] = [
-        (1, "toy story", "5"),
-        (3114, "toy story 2", "5"),
-        (6377, "finding nemo", "5"),
-        (4886, "monsters inc", "5"),
-        (8961, "incredibles", "4.5"),
+    // Three found by title (Toy Story, Toy Story 2, Finding Nemo), then two
+    // from the user's own list: its first animation or children's movie,
+    // half a star less for the last (the stars rate in halves).
+    let searched: [(i64, &str); 3] = [
+        (1, "toy story"),
+        (3114, "toy story 2"),
+        (6377, "finding nemo"),
     ];
-    let titles: Vec<String> = five
-        .iter()
-        .map(|&(id, _, _)| {
-            get_json(&server, &format!("/api/movies/{id}"))["title"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
     let mark = page.events.len();
     let mut lists = vec![popular];
-    for (n, &(id, query, stars)) in five.iter().enumerate() {
-        find_title(&mut page, query, id);
+    // (movie id, title, stars) of every rating given.
+    let mut five: Vec<(i64, String, String)> = Vec::new();
+    for n in 0..5 {
+        let (id, stars, from_list) = if let Some(&(id, query)) = searched.get(n) {
+            find_title(&mut page, query, id);
+            (id, "5", false)
+        } else {
+            let kid = page.eval(
+                "(() => { const li = Array.from(document.querySelectorAll('#user-recs > li')).find(li => \
+                 /\\b(Animation|Children)\\b/.test(li.querySelector('.meta').textContent)) \
+                 || document.querySelector('#user-recs > li'); return Number(li.dataset.movieId); })()",
+            );
+            (
+                kid.as_i64().unwrap(),
+                if n == 3 { "5" } else { "4.5" },
+                true,
+            )
+        };
+        let title = get_json(&server, &format!("/api/movies/{id}"))["title"]
+            .as_str()
+            .unwrap()
+            .to_string();
         reset_state(&mut page, "rate-status");
-        page.click(&star(id, stars));
-        assert_eq!(settle(&mut page, "rate-status"), "done", "rating {query}");
+        if from_list {
+            page.click(&format!(
+                "#user-recs > li[data-movie-id=\"{id}\"] .stars > button[data-value=\"{stars}\"]"
+            ));
+        } else {
+            page.click(&star(id, stars));
+        }
+        assert_eq!(settle(&mut page, "rate-status"), "done", "rating {title}");
+        five.push((id, title.clone(), stars.to_string()));
         assert_eq!(
             page.eval("document.getElementById('user-recs').dataset.state"),
             json!("done"),
-            "the list was not refreshed after rating {query}"
+            "the list was not refreshed after rating {title}"
         );
-        // The match shows the rating given.
-        let shown = page.eval(&format!(
-            "(() => {{ const s = document.querySelector('#movie-matches > li[data-movie-id=\"{id}\"] .stars'); \
-             return [s.dataset.rating, s.querySelectorAll('.star.on').length]; }})()"
-        ));
+        // The movie shows the rating given: in the matches when found by
+        // title, in the Rated list always.
         let want_on = (stars.parse::<f64>().unwrap() * 2.0) as i64;
-        assert_eq!(shown, json!([stars, want_on]), "the stars of {query}");
-        // Every rating so far is in the Rated list, newest first.
+        let mut places = vec!["#user-rated"];
+        if !from_list {
+            places.push("#movie-matches");
+        }
+        for place in places {
+            let shown = page.eval(&format!(
+                "(() => {{ const s = document.querySelector('{place} > li[data-movie-id=\"{id}\"] .stars'); \
+                 return [s.dataset.rating, s.querySelectorAll('.star.on').length]; }})()"
+            ));
+            assert_eq!(
+                shown,
+                json!([stars, want_on]),
+                "the stars of {title} in {place}"
+            );
+        }
+        // Every rating so far is in the Rated list, which says it is all.
         let rated: Vec<i64> = page_items(&mut page, "user-rated")
             .iter()
             .map(|(id, _)| *id)
             .collect();
-        let mut want: Vec<i64> = five[..=n].iter().map(|r| r.0).collect();
+        let mut want: Vec<i64> = five.iter().map(|r| r.0).collect();
         want.sort_unstable();
         let mut got = rated.clone();
         got.sort_unstable();
-        assert_eq!(got, want, "the Rated list after {query}");
+        assert_eq!(got, want, "the Rated list after {title}");
+        assert_eq!(
+            page.eval("document.getElementById('rated-title').textContent"),
+            json!(format!("Rated: all {}", n + 1))
+        );
         // A personal list from the first rating on, computed anew each time.
         assert_eq!(
             page.eval("document.getElementById('user-recs').dataset.strategy"),
             json!("fold-in"),
-            "after rating {query}"
+            "after rating {title}"
         );
         let list = page_items(&mut page, "user-recs");
         assert_eq!(list.len(), 10);
         assert!(
-            list.iter()
-                .all(|(m, _)| !five[..=n].iter().any(|r| r.0 == *m)),
+            list.iter().all(|(m, _)| !five.iter().any(|r| r.0 == *m)),
             "a rated movie is recommended: {list:?}"
         );
         lists.push(list);
     }
+    let titles: Vec<String> = five.iter().map(|r| r.1.clone()).collect();
     assert_ne!(
         lists[0], lists[1],
         "the first rating did not change the list"
@@ -1307,12 +1551,12 @@ fn onboarding_in_headless_chromium(db: TestDb) {
     // What was stored: the five, with the stars given.
     let stored = get_json(&server, &format!("/api/users/{user}/ratings"));
     assert_eq!(stored["total"], 5, "{stored}");
-    for &(id, _, stars) in &five {
+    for (id, _, stars) in &five {
         let r = stored["items"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["movieId"] == id)
+            .find(|r| r["movieId"] == *id)
             .unwrap_or_else(|| panic!("movie {id} not stored: {stored}"));
         assert_eq!(r["rating"].as_f64(), stars.parse::<f64>().ok(), "{r}");
     }
@@ -1336,6 +1580,118 @@ fn onboarding_in_headless_chromium(db: TestDb) {
     assert_no_problems(&mut page, mark, "reloading");
     assert!(!server.get("/").text().contains(TOKEN));
 
+    // --- the registry: compare the two versions, promote one, roll back -----------------
+    let ease_v = ease.run.model_version.clone();
+    let mark = page.events.len();
+    for v in [&ease_v, &svd] {
+        page.click(&format!("#model-table input.cmp[value=\"{v}\"]"));
+    }
+    reset_state(&mut page, "model-status");
+    page.click("#compare-btn");
+    assert_eq!(settle(&mut page, "model-status"), "done");
+    let cmp = page.eval(
+        "(() => { const t = document.getElementById('compare-table'); return { \
+         head: Array.from(t.querySelectorAll('thead th')).map(th => th.textContent), \
+         rows: Object.fromEntries(Array.from(t.querySelectorAll('tbody tr')).map(tr => \
+           [tr.dataset.row, Array.from(tr.querySelectorAll('td')).map(td => td.textContent)])) }; })()",
+    );
+    // Newest first, as in the table.
+    assert_eq!(
+        cmp["head"],
+        json!(["Metric / hyperparameter", svd, ease_v]),
+        "{cmp}"
+    );
+    let rows = &cmp["rows"];
+    assert_eq!(rows["Algorithm"], json!(["svd", "ease"]), "{cmp}");
+    let models = get_json(&server, "/api/models");
+    let api_model = |v: &str| {
+        models["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["modelVersion"] == v)
+            .unwrap()
+            .clone()
+    };
+    let (svd_api, ease_api) = (api_model(&svd), api_model(&ease_v));
+    // The ranker shows its catalogue numbers; only the spec's rated
+    // precision is the rating model's alone.
+    let four = |v: &Value| format!("{:.4}", v.as_f64().unwrap_or_else(|| panic!("{v}")));
+    assert_eq!(
+        rows["P@10 (the list a user sees)"],
+        json!([
+            four(&svd_api["cataloguePrecisionAt10"]),
+            four(&ease_api["cataloguePrecisionAt10"])
+        ]),
+        "{cmp}"
+    );
+    assert_eq!(
+        rows["NDCG@10 (the list a user sees)"],
+        json!([four(&svd_api["ndcgAt10"]), four(&ease_api["ndcgAt10"])])
+    );
+    assert_eq!(
+        rows["P@10 (rated items ≥3.5)"],
+        json!([four(&svd_api["precisionAt10"]), "\u{2013}"]),
+        "{cmp}"
+    );
+    // Hyperparameters side by side: svd's factors, ease's lambda.
+    assert_eq!(rows["factors"], json!(["16", ""]), "{cmp}");
+    assert_eq!(rows["lambda"][0], "", "{cmp}");
+    assert_ne!(rows["lambda"][1], "", "{cmp}");
+    // The ranker's catalogue P@10 in the models table is a number too.
+    let p10 = page.eval(&format!(
+        "document.querySelector('#model-table tr[data-version=\"{ease_v}\"]').children[6].textContent"
+    ));
+    assert_eq!(p10, json!(four(&ease_api["cataloguePrecisionAt10"])));
+
+    // Promote the svd version from the page, then roll back.
+    reset_state(&mut page, "model-status");
+    page.click(&format!(
+        "#model-table tr[data-version=\"{svd}\"] button.promote"
+    ));
+    assert_eq!(settle(&mut page, "model-status"), "done");
+    assert_eq!(get_json(&server, "/api/models")["champion"], json!(svd));
+    let shown = page.eval(&format!(
+        "[document.querySelector('#model-table tr[data-version=\"{svd}\"]').classList.contains('is-champion'), \
+          document.querySelector('#model-table tr[data-version=\"{svd}\"] button.promote').hidden, \
+          document.querySelector('#model-table tr[data-version=\"{ease_v}\"] button.promote').hidden, \
+          document.getElementById('champion-version').textContent]"
+    ));
+    assert_eq!(shown, json!([true, true, false, svd]), "{shown}");
+    reset_state(&mut page, "model-status");
+    page.click("#rollback-btn");
+    assert_eq!(settle(&mut page, "model-status"), "done");
+    assert_eq!(get_json(&server, "/api/models")["champion"], json!(ease_v));
+    assert_eq!(
+        page.eval("document.getElementById('champion-version').textContent"),
+        json!(ease_v)
+    );
+    assert_no_problems(&mut page, mark, "comparing, promoting, rolling back");
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(
+        page.authorized_requests(mark),
+        vec![
+            (
+                "POST".to_string(),
+                format!("{origin}/api/models/{svd}/promote"),
+                bearer.clone()
+            ),
+            (
+                "POST".to_string(),
+                format!("{origin}/api/models/rollback"),
+                bearer
+            ),
+        ]
+    );
+    // Usable on a phone and on a wide screen, no sideways scroll.
+    check_widths(&mut page, &format!("onboarding-{}", backend(&db)));
+    // Nothing to show, no section: no backtest, no list quality rows.
+    assert_eq!(
+        page.eval("[!!document.getElementById('backtest'), !!document.getElementById('quality')]"),
+        json!([false, false])
+    );
+    assert_no_problems(&mut page, mark, "resizing");
+
     // Forget: gone from the tab.
     page.click("#token-forget");
     assert_eq!(
@@ -1349,6 +1705,147 @@ fn onboarding_in_headless_chromium(db: TestDb) {
     drop(page);
     drop(browser);
     eprintln!("onboarding test took {:?}", started.elapsed());
+}
+
+/// A backtest row of one policy (`weekly`) over three weeks, with the
+/// served lists' and the baselines' NDCG@10 the chart must show.
+fn backtest_row() -> BacktestRow {
+    let scores = |ndcg: f64| ListScores {
+        all: GroupScore {
+            users: 10,
+            ndcg_at_10: ndcg,
+            recall_at_10: ndcg,
+        },
+        ..ListScores::default()
+    };
+    let weeks: Vec<WeekResult> = [(0.30, 0.10, 0.20), (0.32, 0.11, 0.19), (0.35, 0.12, 0.21)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (served, most_rated, trending))| WeekResult {
+            week: i as u32 + 1,
+            ratings: 100,
+            first_timestamp: 0,
+            last_timestamp: 0,
+            scores: WeekScores {
+                served: scores(served),
+                most_rated: scores(most_rated),
+                trending: scores(trending),
+            },
+            champion: "v1".into(),
+            cold_start: "most-rated".into(),
+            retrain_alerts: vec![],
+            info_alerts: vec![],
+            retrained: false,
+            promoted: false,
+            seconds: 1.0,
+        })
+        .collect();
+    let policy = PolicyResult {
+        policy: "weekly".into(),
+        weeks,
+        mean: WeekScores::default(),
+        retrains: 0,
+        alert_weeks: 0,
+        algorithm: "svd".into(),
+        params: json!({}),
+        refit: false,
+        seconds: 3.0,
+    };
+    BacktestRow {
+        id: 0,
+        backtest_id: "bt_test".into(),
+        created_at: chrono::Utc::now().naive_utc(),
+        policy: "weekly".into(),
+        source: "ml-latest-small".into(),
+        served_ndcg_at_10: Some(0.32),
+        most_rated_ndcg_at_10: Some(0.11),
+        trending_ndcg_at_10: Some(0.2),
+        report: serde_json::to_string(&policy).unwrap(),
+    }
+}
+
+/// At 1,400 and 390 CSS pixels wide the page scrolls only down (no
+/// horizontal scroll), and a full-page screenshot of each is saved as
+/// `target/screenshots/NAME-WIDTH.png` for a person to look at.
+fn check_widths(page: &mut Page, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    for width in [1400u32, 390] {
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600}),
+        );
+        let fit = page.eval(
+            "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r([ \
+             document.documentElement.scrollWidth, window.innerWidth, document.body.scrollWidth, \
+             Array.from(document.querySelectorAll('main *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 \
+               && !e.closest('.scroll')).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)]))))",
+        );
+        let (scroll, inner) = (fit[0].as_u64().unwrap(), fit[1].as_u64().unwrap());
+        assert_eq!(inner, u64::from(width), "{fit}");
+        assert!(
+            scroll <= inner && fit[2].as_u64().unwrap() <= inner,
+            "at {width} px the page scrolls sideways ({scroll} > {inner}); too wide: {}",
+            fit[3]
+        );
+        let height = page
+            .eval("Math.ceil(document.documentElement.scrollHeight)")
+            .as_u64()
+            .unwrap()
+            .min(16_000);
+        let shot = page.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true,
+                   "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}),
+        );
+        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+        std::fs::write(dir.join(format!("{name}-{width}.png")), png).expect("save screenshot");
+        // And in parts a person can read at full size.
+        let part = if width > 600 { 1000 } else { 1600 };
+        for (i, top) in (0..height).step_by(part as usize).take(9).enumerate() {
+            let shot = page.call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true,
+                       "clip": {"x": 0, "y": top, "width": width, "height": part.min(height - top), "scale": 1}}),
+            );
+            let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+            std::fs::write(dir.join(format!("{name}-{width}-part{}.png", i + 1)), png)
+                .expect("save screenshot");
+        }
+    }
+    page.call("Emulation.clearDeviceMetricsOverride", json!({}));
+}
+
+/// Standard base64 (DevTools' screenshots), without a crate for it.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|c| *c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, c)| n | value(*c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// `pg` or `sqlite`, for file names.
+fn backend(db: &TestDb) -> &'static str {
+    match db {
+        TestDb::Pg(_) => "pg",
+        TestDb::Sqlite(_) => "sqlite",
+    }
 }
 
 /// The star button worth `stars` of the match `movie_id`.

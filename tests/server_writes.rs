@@ -3,7 +3,9 @@
 //! of time behind a lock is rolled back and says so, never committing
 //! after its answer; a retry with the same `Idempotency-Key` stores the
 //! ratings once and every later one gets the first answer again; a write
-//! that waits and then commits says so.
+//! that waits and then commits says so. And the champion changed over
+//! HTTP (`POST /api/models/{version}/promote`, `/api/models/rollback`, the
+//! dashboard's buttons): behind the write token, 4xx for every bad input.
 
 mod common;
 #[path = "browser/support.rs"]
@@ -230,7 +232,101 @@ fn a_write_that_waits_reports_its_commit(db: TestDb) {
     assert_eq!(answer["accepted"], 2);
 }
 
+/// Promotion and rollback over HTTP: refused without the write token (and
+/// with writes off), 404 for a version nobody trained, 400 for a blank one,
+/// 409 with nothing to roll back to; a promotion answers what changed, the
+/// registry and this server follow at once, a rollback undoes it.
+fn promote_and_rollback_over_http(db: TestDb) {
+    let mut store = db.store();
+    load_small(store.as_mut());
+    let first = train(store.as_mut(), 1);
+    let second = train(store.as_mut(), 2);
+    assert_eq!(store.champion().unwrap().as_deref(), Some(first.as_str()));
+    let server = TestServer::start(db.url(), |c| c.api_token = Some(TOKEN.into()));
+    server.wait_ready();
+    let promote = format!("/api/models/{second}/promote");
+    let champion = |s: &TestServer| s.get("/api/models").json()["champion"].clone();
+
+    for token in [None, Some("not-the-token")] {
+        let r = server.post_json(&promote, token, "");
+        assert_eq!(r.status, 401, "{token:?}: {}", r.text());
+        assert!(r.json()["error"].is_string());
+    }
+    let r = server.post_json("/api/models/rollback", None, "");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        champion(&server),
+        json!(first),
+        "a refused request changed the champion"
+    );
+
+    let r = server.post_json("/api/models/run_nobody_v9/promote", Some(TOKEN), "");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("run_nobody_v9"),
+        "{}",
+        r.text()
+    );
+    let r = server.post_json("/api/models/%20/promote", Some(TOKEN), "");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = server.get(&promote);
+    assert_eq!(r.status, 405, "{}", r.text());
+
+    // The promotion: said, recorded, and served by this server without
+    // waiting for its next check.
+    let r = server.post_json(&promote, Some(TOKEN), "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["champion"], json!(second));
+    assert_eq!(body["previous"], json!(first));
+    assert_eq!(body["changed"], true);
+    assert_eq!(champion(&server), json!(second));
+    server.wait_until(
+        "the server serves the promoted version",
+        Duration::from_secs(20),
+        |s| s.get("/api/users/1/recommendations").json()["modelVersion"] == json!(second),
+    );
+    // Again: nothing to change, nothing written.
+    let promotions = store.promotions().unwrap().len();
+    let r = server.post_json(&promote, Some(TOKEN), "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["changed"], false);
+    assert_eq!(store.promotions().unwrap().len(), promotions);
+
+    let r = server.post_json("/api/models/rollback", Some(TOKEN), "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["champion"], json!(first));
+    assert_eq!(body["previous"], json!(second));
+    assert_eq!(champion(&server), json!(first));
+    // The first champion has none before it.
+    let r = server.post_json("/api/models/rollback", Some(TOKEN), "");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.json()["error"].is_string());
+    assert_eq!(champion(&server), json!(first));
+
+    // Both are in the API's document, as writes that need the token.
+    let doc = server.get("/api/openapi.json").json();
+    for path in ["/api/models/{version}/promote", "/api/models/rollback"] {
+        let op = &doc["paths"][path]["post"];
+        assert_eq!(op["security"], json!([{"bearer": []}]), "{path}: {op}");
+        assert!(op["responses"]["401"].is_object(), "{path}: {op}");
+    }
+    drop(server);
+
+    // A server without a write token takes no promotion.
+    let server = TestServer::start(db.url(), |_| {});
+    server.wait_ready();
+    let r = server.post_json(&promote, Some(TOKEN), "");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(champion(&server), json!(first));
+}
+
 on_both_backends!(
     a_retry_after_a_timeout_stores_once,
     a_write_that_waits_reports_its_commit,
+    promote_and_rollback_over_http,
 );

@@ -6,8 +6,9 @@
 //! reaches all of them (see [`state`] for the hot reload).
 //!
 //! Layout:
-//! * [`state`]: the in-memory snapshot requests are served from, and the
-//!   background task that swaps in a new one when the champion changes.
+//! * `snapshot`: the in-memory snapshot requests are served from.
+//! * [`state`]: the server's shared state, and the background task that
+//!   swaps in a new snapshot when the champion changes.
 //! * `pool`: the small pools of synchronous store connections, always used
 //!   from blocking threads (requests, the probes and the reloader each have
 //!   their own).
@@ -38,6 +39,7 @@ mod metrics;
 mod pool;
 mod precompute;
 mod routes;
+mod snapshot;
 pub mod state;
 mod stats;
 
@@ -156,6 +158,12 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/api/openapi.json", get(routes::openapi)),
         ("GET", "/api/status", get(routes::status)),
         ("GET", "/api/models", get(routes::models)),
+        (
+            "POST",
+            "/api/models/{version}/promote",
+            post(routes::promote),
+        ),
+        ("POST", "/api/models/rollback", post(routes::rollback)),
         ("GET", "/api/drift", get(routes::drift)),
         ("GET", "/api/ingestions", get(routes::ingestions)),
         ("GET", "/api/movies", get(routes::search_movies)),

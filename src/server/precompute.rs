@@ -21,15 +21,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use super::state::{AppState, Shared, Snapshot};
+use super::snapshot::Snapshot;
 
 /// Users between two checks that the snapshot is still the one served.
 const CHUNK: usize = 256;
 
 /// Starts computing `snap`'s lists on background threads (one per core),
 /// unless the server's `precompute_k` is 0 or nothing is served.
-pub(crate) fn spawn(state: &AppState, snap: &Arc<Snapshot>) {
-    let k = state.precompute_k;
+/// `served(snap)` says whether `snap` is still the one served (`None`: the
+/// server is gone); the threads stop as soon as it is not.
+pub(crate) fn spawn<F>(k: usize, snap: &Arc<Snapshot>, served: F)
+where
+    F: Fn(&Arc<Snapshot>) -> Option<bool> + Clone + Send + 'static,
+{
     if k == 0 || snap.recommender.is_none() {
         snap.precompute_remaining.store(0, Ordering::Release);
         return;
@@ -48,10 +52,10 @@ pub(crate) fn spawn(state: &AppState, snap: &Arc<Snapshot>) {
         .store(job.users.len(), Ordering::Release);
     tracing::info!(users = job.users.len(), k, threads, "precomputing lists");
     for _ in 0..threads {
-        let (shared, weak, mine) = (state.downgrade(), Arc::downgrade(snap), Arc::clone(&job));
+        let (served, weak, mine) = (served.clone(), Arc::downgrade(snap), Arc::clone(&job));
         let spawned = std::thread::Builder::new()
             .name("cinematch-precompute".into())
-            .spawn(move || run(shared, weak, mine));
+            .spawn(move || run(served, weak, mine));
         if let Err(e) = spawned {
             job_thread_done(&job, snap);
             tracing::warn!(error = %e, "cannot start a thread precomputing lists");
@@ -72,19 +76,21 @@ struct Job {
     started: Instant,
 }
 
-fn run(shared: Weak<Shared>, snap: Weak<Snapshot>, job: Arc<Job>) {
+fn run(served: impl Fn(&Arc<Snapshot>) -> Option<bool>, snap: Weak<Snapshot>, job: Arc<Job>) {
     lower_priority();
     loop {
-        let (Some(shared), Some(snap)) = (shared.upgrade(), snap.upgrade()) else {
+        let Some(snap) = snap.upgrade() else {
             return;
         };
-        let served = shared.snapshot.load();
-        if !served.as_ref().is_some_and(|s| Arc::ptr_eq(s, &snap)) {
-            tracing::debug!("a newer snapshot is served; its own lists are computed");
-            snap.precompute_remaining.store(0, Ordering::Release);
-            return;
+        match served(&snap) {
+            None => return,
+            Some(true) => {}
+            Some(false) => {
+                tracing::debug!("a newer snapshot is served; its own lists are computed");
+                snap.precompute_remaining.store(0, Ordering::Release);
+                return;
+            }
         }
-        drop(served);
         let start = job.next.fetch_add(CHUNK, Ordering::AcqRel);
         let (Some(rec), Some(chunk)) = (
             snap.recommender.as_ref(),

@@ -33,9 +33,9 @@
 //! entries: the map holds only what arrived since the snapshot, one entry
 //! per (user, movie), and does not grow with the life of the process.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -43,147 +43,13 @@ use arc_swap::ArcSwapOption;
 
 use super::metrics::RequestMetrics;
 use super::pool::StorePool;
+pub use super::snapshot::{Catalogue, Snapshot};
 use super::stats::{Cached, Statistics};
 use super::ServerConfig;
-use crate::recommend::{Known, Recommender};
-use crate::registry;
-use crate::store::{self, ChangeKind, MovieStats, Store};
-use crate::types::{Movie, Rated, Rating};
+use crate::recommend::Recommender;
+use crate::store::{self, ChangeKind, Store};
+use crate::types::{Rated, Rating};
 use crate::{Error, Result};
-
-/// The catalogue as the API shows it, with what the movie page and search
-/// results need (search itself runs in the store's full-text indexes).
-pub struct Catalogue {
-    /// Sorted by movie id.
-    movies: Vec<Movie>,
-    stats: HashMap<i32, MovieStats>,
-    /// Every genre in the catalogue, as spelled there.
-    genres: BTreeSet<String>,
-}
-
-impl Catalogue {
-    fn new(mut movies: Vec<Movie>, stats: &[MovieStats]) -> Catalogue {
-        movies.sort_by_key(|m| m.movie_id);
-        let genres = movies
-            .iter()
-            .flat_map(|m| m.genre_list().map(str::to_string))
-            .collect();
-        Catalogue {
-            movies,
-            stats: stats.iter().map(|s| (s.movie_id, *s)).collect(),
-            genres,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.movies.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.movies.is_empty()
-    }
-
-    pub fn get(&self, movie_id: i32) -> Option<&Movie> {
-        self.movies
-            .binary_search_by_key(&movie_id, |m| m.movie_id)
-            .ok()
-            .map(|i| &self.movies[i])
-    }
-
-    /// Training-split rating count and mean, `None` for a movie nobody rated.
-    pub fn stats(&self, movie_id: i32) -> Option<MovieStats> {
-        self.stats.get(&movie_id).copied()
-    }
-
-    pub fn genres(&self) -> impl Iterator<Item = &str> {
-        self.genres.iter().map(String::as_str)
-    }
-
-    /// The catalogue's spelling of a genre typed in any case, `None` if no
-    /// movie has it (so a typo is an error, not an empty list).
-    pub fn canonical_genre(&self, genre: &str) -> Option<&str> {
-        let genre = genre.trim();
-        self.genres().find(|g| g.eq_ignore_ascii_case(genre))
-    }
-}
-
-/// Everything requests read, loaded together so it is always consistent.
-pub struct Snapshot {
-    /// `None` while the database holds no champion yet.
-    pub recommender: Option<Recommender>,
-    pub catalogue: Catalogue,
-    /// Every user's ratings and who is fresh, when this was loaded.
-    known: Known,
-    pub loaded_at: chrono::DateTime<chrono::Utc>,
-    pub load_seconds: f64,
-    /// The database's change version read before anything else: every
-    /// change up to it is in this snapshot.
-    data_version: i64,
-    /// Users whose list the background precomputation has not reached yet
-    /// (see the `precompute` module); 0 when it is done, stopped or off.
-    pub(crate) precompute_remaining: AtomicUsize,
-}
-
-impl Snapshot {
-    pub fn model_version(&self) -> Option<&str> {
-        self.recommender.as_ref().map(|r| r.model_version.as_str())
-    }
-
-    pub fn users_with_ratings(&self) -> usize {
-        self.known.users()
-    }
-
-    /// Users with ratings and none buffered (whose lists the model makes
-    /// from what it learned), most ratings first, then by id.
-    pub(crate) fn settled_users(&self) -> Vec<i32> {
-        self.known.settled_users()
-    }
-
-    /// What `user` had rated when this was loaded, ascending by movie.
-    pub fn history(&self, user: i32) -> &[Rated] {
-        self.known.history(user)
-    }
-
-    /// Whether `user` had buffered ratings when this was loaded.
-    pub fn is_fresh(&self, user: i32) -> bool {
-        self.known.is_fresh(user)
-    }
-
-    /// Reads the champion, the catalogue and every user's ratings
-    /// ([`Known::load`]). `list_cache_items` bounds the recommender's list
-    /// cache.
-    fn load(store: &mut dyn Store, list_cache_items: usize) -> Result<Snapshot> {
-        let t0 = std::time::Instant::now();
-        let data_version = store.data_version()?;
-        let champion = match registry::load_champion(store) {
-            Ok(found) => Some(found),
-            Err(Error::NotFound(why)) => {
-                tracing::debug!("no champion to serve: {why}");
-                None
-            }
-            Err(e) => return Err(e),
-        };
-        let movies = store.movies()?;
-        let stats = store.movie_stats()?;
-        let known = Known::load(store)?;
-        let recommender = match champion {
-            Some((version, model)) => Some(
-                Recommender::assemble(store, version, model, movies.clone(), &stats)?
-                    .with_list_cache(list_cache_items),
-            ),
-            None => None,
-        };
-        Ok(Snapshot {
-            recommender,
-            catalogue: Catalogue::new(movies, &stats),
-            known,
-            loaded_at: chrono::Utc::now(),
-            load_seconds: t0.elapsed().as_secs_f64(),
-            data_version,
-            precompute_remaining: AtomicUsize::new(0),
-        })
-    }
-}
 
 /// The statement timeout of the request pool's connections: under the
 /// request timeout, so a statement stuck on a lock or a busy SQLite file
@@ -324,6 +190,19 @@ impl AppState {
         })))
     }
 
+    /// The cached monitoring statistics (see `server::stats`), computed on
+    /// the request pool when they are older than `stats_ttl`: what the
+    /// dashboard and `/metrics` show.
+    pub(crate) async fn statistics(&self) -> std::result::Result<Arc<Statistics>, Arc<Error>> {
+        let (pool, objective) = (self.pool.clone(), self.objective);
+        self.stats
+            .get(move || async move {
+                pool.run(move |store| Statistics::load(store, objective))
+                    .await
+            })
+            .await
+    }
+
     pub(crate) fn limits(&self) -> Limits {
         self.limits
     }
@@ -431,7 +310,12 @@ impl AppState {
                         self.data_seen.store(snap.data_version, Ordering::Release);
                         let snap: Arc<Snapshot> = Arc::from(snap);
                         self.snapshot.store(Some(Arc::clone(&snap)));
-                        super::precompute::spawn(self, &snap);
+                        let shared = self.downgrade();
+                        super::precompute::spawn(self.precompute_k, &snap, move |s| {
+                            let shared = shared.upgrade()?;
+                            let served = shared.snapshot.load();
+                            Some(served.as_ref().is_some_and(|x| Arc::ptr_eq(x, s)))
+                        });
                         self.forget_rated_up_to(covered);
                         self.reloads.fetch_add(1, Ordering::Relaxed);
                         true

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::registry::{self, Objective, RunSummary};
-use crate::store::{DriftAlert, Ingestion, Store, TableCount, TableSize};
+use crate::store::{BacktestRow, DriftAlert, Ingestion, PipelineRun, Store, TableCount, TableSize};
 use crate::Error;
 
 /// What the dashboard draws.
@@ -33,6 +33,10 @@ pub(crate) struct Statistics {
     pub sizes: Vec<TableSize>,
     pub counts: Vec<TableCount>,
     pub buffer: i64,
+    /// The policies of the latest backtest (one row each), empty without one.
+    pub backtest: Vec<BacktestRow>,
+    /// Pipeline runs, to name the batch each drift check ran on.
+    pub pipeline_runs: Vec<PipelineRun>,
 }
 
 impl Statistics {
@@ -47,6 +51,15 @@ impl Statistics {
             sizes: store.table_sizes()?,
             counts: store.table_counts()?,
             buffer: store.buffer_counts()?.iter().map(|(_, n)| n).sum(),
+            backtest: {
+                // Newest first: the rows of the newest backtest id.
+                let rows = store.backtests(64)?;
+                let latest = rows.first().map(|r| r.backtest_id.clone());
+                rows.into_iter()
+                    .filter(|r| Some(&r.backtest_id) == latest.as_ref())
+                    .collect()
+            },
+            pipeline_runs: store.pipeline_runs()?,
         })
     }
 
@@ -92,6 +105,13 @@ impl<T: Send + Sync + 'static> Cached<T> {
             }),
             refreshes: AtomicU64::new(0),
         }
+    }
+
+    /// Drops the kept value, so the next `get` computes afresh (after a
+    /// change the page must show at once, such as a promotion). A
+    /// computation in flight still answers those waiting for it.
+    pub fn invalidate(&self) {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).value = None;
     }
 
     /// Computations started so far.

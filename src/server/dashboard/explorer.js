@@ -76,7 +76,7 @@
   function showRatingAs() {
     status("rate-user", currentUser === null
       ? "Rating as: nobody yet. Choose a user id below; an id nobody has used starts a new user, whose list follows the movies they rate."
-      : "Rating as user " + currentUser + ". Find a movie on the right and click its stars; the list below follows.");
+      : "Rating as user " + currentUser + ". Click the stars of a movie in their list or in a search; the list follows.");
   }
   function starsText(v) { return v + (v === 1 ? " star" : " stars"); }
   function paintStars(box) {
@@ -111,7 +111,7 @@
     return box;
   }
   function repaintStars() {
-    document.querySelectorAll("#movie-matches .stars").forEach(paintStars);
+    document.querySelectorAll("#explorer .stars").forEach(paintStars);
   }
   function rateFailed(text, state) {
     status("rate-status", text, true);
@@ -196,6 +196,7 @@
           ? "predicted " + it.predictedRating.toFixed(2)
           : (r.strategy === "popular" ? "mean " : "score ") + it.score.toFixed(2);
         line(li, it.title, score + " · " + it.genres.join(", "));
+        li.appendChild(starButtons(it));
         if (it.because && it.because.length) {
           var why = document.createElement("span");
           why.className = "because";
@@ -205,9 +206,18 @@
           li.appendChild(why);
         }
       });
-      fill(rated, h.items.slice(0, 15), function (li, it) {
-        line(li, it.title || ("movie " + it.movieId), "rated " + it.rating.toFixed(1));
+      var shown = h.items.slice(0, 15);
+      fill(rated, shown, function (li, it) {
+        var title = it.title || ("movie " + it.movieId);
+        line(li, title, "rated " + it.rating.toFixed(1));
+        li.appendChild(starButtons({ movieId: it.movieId, title: title }));
       });
+      // Say when the list is a part: "15 of 232".
+      $("rated-title").textContent = h.total === 0 ? "Rated: nothing yet"
+        : shown.length < h.total ? "Rated: the newest " + shown.length + " of " + h.total
+          : "Rated: all " + h.total;
+      rated.dataset.shown = String(shown.length);
+      rated.dataset.total = String(h.total);
       $("recs-title").textContent = r.strategy === "model" ? "Recommended"
         : r.strategy === "fold-in" ? "Recommended from their latest ratings (fold-in)"
           : "Popular (new user)";
@@ -226,6 +236,7 @@
       showRatingAs();
       repaintStars();
       recs.replaceChildren(); rated.replaceChildren();
+      $("rated-title").textContent = "Rated";
       $("recs-title").textContent = "Recommended";
       delete recs.dataset.strategy;
       status("user-status", e.status === 401 || e.status === 403
@@ -335,6 +346,167 @@
     remember("movie", v);
     showMovie(v);
   });
+  // --- models: compare, promote, roll back -----------------------------------
+  // `#model-status` has `data-state` (`loading`, `done`, `error`,
+  // `invalid`) like the lists; `#compare` holds the comparison table.
+  function modelStatus(text, state) {
+    status("model-status", text, state === "error" || state === "invalid");
+    $("model-status").dataset.state = state;
+  }
+  function num(v) { return v === null || v === undefined ? "\u2013" : Number(v).toFixed(4); }
+  async function compare() {
+    var picked = Array.prototype.map.call(
+      document.querySelectorAll("#model-table input.cmp:checked"), function (b) { return b.value; });
+    var out = $("compare");
+    if (picked.length < 2) {
+      modelStatus("Tick two or more versions in the table first.", "invalid");
+      return;
+    }
+    modelStatus("Loading the versions…", "loading");
+    try {
+      var body = await getJSON("/api/models", false);
+      var byVersion = {};
+      body.models.forEach(function (m) { byVersion[m.modelVersion] = m; });
+      var models = picked.map(function (v) { return byVersion[v]; }).filter(Boolean);
+      var params = {};
+      models.forEach(function (m) {
+        var p = (m.notes && m.notes.params) || {};
+        Object.keys(p).forEach(function (k) { if (k !== "algo") { params[k] = true; } });
+      });
+      var rows = [
+        ["Algorithm", function (m) { return m.algorithm || "?"; }],
+        ["Kind", function (m) { return (m.notes && m.notes.kind) || ""; }],
+        ["Trained", function (m) { return m.trainingDate.replace("T", " "); }],
+        ["Champion", function (m) { return m.isChampion ? "yes" : ""; }],
+        ["Ratings", function (m) { return m.dataSize === null ? "" : String(m.dataSize); }],
+        ["NDCG@10 (the list a user sees)", function (m) { return num(m.ndcgAt10); }],
+        ["Recall@10 (the list a user sees)", function (m) { return num(m.recallAt10); }],
+        ["P@10 (the list a user sees)", function (m) { return num(m.cataloguePrecisionAt10); }],
+        ["Coverage (the list a user sees)", function (m) { return num(m.coverage); }],
+        ["RMSE", function (m) { return num(m.rmse); }],
+        ["MAE", function (m) { return num(m.mae); }],
+        ["P@10 (rated items \u22653.5)", function (m) { return num(m.precisionAt10); }],
+      ];
+      Object.keys(params).sort().forEach(function (k) {
+        rows.push([k, function (m) {
+          var p = (m.notes && m.notes.params) || {};
+          var v = p[k];
+          if (v === undefined || v === null) { return ""; }
+          return typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(4))) : String(v);
+        }, true]);
+      });
+      var table = document.createElement("table");
+      var head = document.createElement("tr");
+      var corner = document.createElement("th");
+      corner.textContent = "Metric / hyperparameter";
+      head.appendChild(corner);
+      models.forEach(function (m) {
+        var th = document.createElement("th");
+        th.textContent = m.modelVersion;
+        th.className = "mono";
+        head.appendChild(th);
+      });
+      var thead = document.createElement("thead");
+      thead.appendChild(head);
+      table.appendChild(thead);
+      var tbody = document.createElement("tbody");
+      rows.forEach(function (r) {
+        var tr = document.createElement("tr");
+        tr.dataset.row = r[0];
+        if (r[2]) { tr.className = "param"; }
+        var th = document.createElement("th");
+        th.textContent = r[0];
+        tr.appendChild(th);
+        var values = models.map(r[1]);
+        var differs = values.some(function (v) { return v !== values[0]; });
+        values.forEach(function (v) {
+          var td = document.createElement("td");
+          td.textContent = v;
+          td.className = "num" + (differs ? " differs" : "");
+          tr.appendChild(td);
+        });
+        tbody.appendChild(tr);
+      });
+      table.appendChild(tbody);
+      table.id = "compare-table";
+      out.replaceChildren(table);
+      out.hidden = false;
+      modelStatus("Comparing " + models.length + " versions; cells that differ are shaded.", "done");
+    } catch (e) {
+      modelStatus("Cannot load the versions: " + e.message, "error");
+    }
+  }
+  // Marks `version` as the champion in the table and the champion card.
+  function showChampion(version, message) {
+    document.querySelectorAll("#model-table tbody tr").forEach(function (tr) {
+      var is = tr.dataset.version === version;
+      tr.classList.toggle("is-champion", is);
+      var badge = tr.querySelector(".badge:not(.tuned)");
+      if (badge && !is) { badge.remove(); }
+      if (is && !badge) {
+        var b = document.createElement("span");
+        b.className = "badge";
+        b.textContent = "champion";
+        var badges = tr.querySelector(".badges");
+        badges.insertBefore(b, badges.firstChild);
+      }
+      var button = tr.querySelector("button.promote");
+      if (button) { button.hidden = is; }
+    });
+    var card = $("champion-version");
+    if (card) { card.textContent = version; }
+    modelStatus(message + " Refresh redraws the charts.", "done");
+  }
+  async function changeChampion(url, doing) {
+    var token = storedToken();
+    if (!token) {
+      modelStatus("Type the write token in the explorer above first: promoting and rolling back need the " +
+        "server's CINEMATCH_API_TOKEN. Nothing changed.", "invalid");
+      $("token-input").focus();
+      return;
+    }
+    modelStatus(doing + "…", "loading");
+    try {
+      var body = await answer(await fetch(url, {
+        method: "POST",
+        headers: { Accept: "application/json", Authorization: "Bearer " + token },
+      }));
+      showChampion(body.champion, body.message + ".");
+    } catch (e) {
+      if (e.status === 401) {
+        try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* nothing kept */ }
+        showToken();
+        modelStatus("The server refused the write token (" + e.message + "). Type it again above; nothing changed.", "error");
+      } else {
+        modelStatus((e.status ? "Refused (" + e.status + "): " : "No answer: ") + e.message, "error");
+      }
+    }
+  }
+  if ($("compare-btn")) {
+    $("compare-btn").addEventListener("click", function () { compare(); });
+    $("rollback-btn").addEventListener("click", function () {
+      changeChampion("/api/models/rollback", "Rolling back the champion");
+    });
+    document.querySelectorAll("#model-table button.promote").forEach(function (b) {
+      b.addEventListener("click", function () {
+        var v = b.dataset.version;
+        changeChampion("/api/models/" + encodeURIComponent(v) + "/promote", "Promoting " + v);
+      });
+    });
+  }
+  $("refresh").addEventListener("click", function () { location.reload(); });
+  // Picks: a known user, or a fresh id (ids this high are unused in
+  // MovieLens releases; the list says "popular" until they rate).
+  function pickUser(id) {
+    $("user-input").value = String(id);
+    remember("user", String(id));
+    showUser(String(id));
+  }
+  $("pick-user-1").addEventListener("click", function () { pickUser(1); });
+  $("pick-new-user").addEventListener("click", function () {
+    pickUser(900000 + Math.floor(Math.random() * 99999) + 1);
+  });
+
   showToken();
   showRatingAs();
   var params = new URLSearchParams(location.search);

@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::{statistics, ApiDoc};
+use super::ApiDoc;
 use crate::server::metrics::{self, Database, DriftScore, Serving};
 use crate::server::state::AppState;
 
@@ -150,7 +150,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     // Statistics still being computed (a slow database) leave their gauges
     // out of this scrape; they do not make the database look down.
     let stats = if up {
-        tokio::time::timeout(PROBE_TIMEOUT, statistics(&state))
+        tokio::time::timeout(PROBE_TIMEOUT, state.statistics())
             .await
             .ok()
             .and_then(Result::ok)

@@ -30,7 +30,7 @@ use utoipa::OpenApi;
 
 pub(crate) use drift::drift;
 pub(crate) use health::{healthz, metrics, openapi, readyz};
-pub(crate) use models::models;
+pub(crate) use models::{models, promote, rollback};
 pub(crate) use movies::{movie, search_movies, similar};
 pub(crate) use ratings::{post_ratings, user_ratings};
 pub(crate) use recommendations::recommendations;
@@ -38,7 +38,6 @@ pub(crate) use status::{ingestions, status};
 
 use super::errors::{ApiError, ErrorBody};
 use super::state::{AppState, Snapshot};
-use super::stats::Statistics;
 use crate::types::Movie;
 
 #[derive(OpenApi)]
@@ -58,6 +57,8 @@ use crate::types::Movie;
         health::openapi,
         status::status,
         models::models,
+        models::promote,
+        models::rollback,
         drift::drift,
         status::ingestions,
         movies::search_movies,
@@ -152,21 +153,6 @@ pub(super) fn genre_filter(
         None => Ok(None),
         Some(g) => canonical_genre(snap, g).map(|c| Some(c.to_string())),
     }
-}
-
-/// The cached monitoring statistics (see `server::stats`), computed on
-/// the request pool when they are older than `stats_ttl`.
-pub(crate) async fn statistics(
-    state: &AppState,
-) -> Result<std::sync::Arc<Statistics>, std::sync::Arc<crate::Error>> {
-    let (pool, objective) = (state.pool.clone(), state.objective);
-    state
-        .stats
-        .get(move || async move {
-            pool.run(move |store| Statistics::load(store, objective))
-                .await
-        })
-        .await
 }
 
 /// `body` as an `application/json` response, serialized into one buffer
