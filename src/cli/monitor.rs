@@ -32,6 +32,22 @@ pub struct IngestArgs {
     skip_invalid: bool,
 }
 
+/// Serve what you know (`train`, `retrain`, `pipeline run`, `scheduler`).
+#[derive(Args, Clone, Copy)]
+pub struct RefitArgs {
+    /// After choosing the champion, train it again with the same
+    /// hyperparameters on every stored rating (train, test and merged) and
+    /// serve that refit; recorded as a refit of the evaluated run, whose
+    /// metrics it carries. A deployment setting: CINEMATCH_REFIT=1.
+    #[arg(
+        long,
+        env = "CINEMATCH_REFIT",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub refit: bool,
+}
+
 /// The pipeline lease of `pipeline run`, `retrain` and `scheduler`.
 #[derive(Args, Clone, Copy)]
 pub struct LeaseArgs {
@@ -134,6 +150,8 @@ pub struct RetrainArgs {
     tolerance: f64,
     #[command(flatten)]
     lease: LeaseArgs,
+    #[command(flatten)]
+    refit: RefitArgs,
 }
 
 impl RetrainArgs {
@@ -144,6 +162,7 @@ impl RetrainArgs {
             tolerance: self.tolerance,
             objective,
             lease: self.lease.duration()?,
+            refit: self.refit.refit,
             ..RetrainOptions::default()
         })
     }
@@ -166,10 +185,16 @@ pub struct PipelineRunArgs {
     batch_id: Option<String>,
     #[arg(long, default_value_t = 0.005)]
     tolerance: f64,
+    /// When the cycle retrains: on drift that asks for it (the spec's
+    /// loop), every cycle, or never (ingest and check only).
+    #[arg(long, value_parser = ["drift", "always", "never"], default_value = "drift")]
+    retrain: String,
     #[command(flatten)]
     thresholds: ThresholdArgs,
     #[command(flatten)]
     lease: LeaseArgs,
+    #[command(flatten)]
+    refit: RefitArgs,
 }
 
 impl PipelineRunArgs {
@@ -177,9 +202,15 @@ impl PipelineRunArgs {
         Ok(CycleOptions {
             thresholds: self.thresholds.thresholds()?,
             batch: self.batch.zip(self.batch_id),
+            retrain_when: match self.retrain.as_str() {
+                "always" => cycle::RetrainWhen::Always,
+                "never" => cycle::RetrainWhen::Never,
+                _ => cycle::RetrainWhen::Drift,
+            },
             retrain: RetrainOptions {
                 tolerance: self.tolerance,
                 objective,
+                refit: self.refit.refit,
                 ..RetrainOptions::default()
             },
             lease: self.lease.duration()?,

@@ -56,6 +56,8 @@ pub struct TrainArgs {
     /// model still becomes the champion).
     #[arg(long)]
     no_promote: bool,
+    #[command(flatten)]
+    refit: super::monitor::RefitArgs,
 }
 
 impl TrainArgs {
@@ -101,6 +103,7 @@ impl TrainArgs {
         opts.eval.ranking = !self.no_ranking;
         opts.objective = ctx.objective;
         opts.promote = !self.no_promote;
+        opts.refit = self.refit.refit;
         Ok(opts)
     }
 }
