@@ -129,9 +129,14 @@ pub struct RetrainArgs {
     /// The window of --if-drift, e.g. 24h, 7d.
     #[arg(long, default_value = "24h")]
     window: String,
-    /// Promote the challenger if its RMSE is at most this much (relative) worse than the champion's.
-    #[arg(long, default_value_t = 0.005)]
+    /// Promote the challenger if its score on the objective (--objective, NDCG@10 by default)
+    /// is at most this share worse than the champion's, e.g. 0.005 = 0.5%.
+    #[arg(long, default_value_t = 0.005, value_name = "SHARE")]
     tolerance: f64,
+    /// Retrain even when there is nothing new (empty buffer, no drift alert, the champion
+    /// trained on the current data); without it such a retrain is skipped and records nothing.
+    #[arg(long, conflicts_with = "if_drift")]
+    force: bool,
     #[command(flatten)]
     lease: LeaseArgs,
 }
@@ -144,6 +149,7 @@ impl RetrainArgs {
             tolerance: self.tolerance,
             objective,
             lease: self.lease.duration()?,
+            only_if_new: !self.force,
             ..RetrainOptions::default()
         })
     }
