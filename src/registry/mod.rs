@@ -8,6 +8,7 @@ pub mod cold_start;
 mod notes;
 mod objective;
 pub mod tune;
+pub mod view;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -696,16 +697,20 @@ pub fn evaluate_model(
 }
 
 /// A run with its typed notes and evaluation, and the change of the
-/// objective from the previous run (the spec's LAG query, on the
-/// deployment's objective).
+/// objective from the previous run of the same algorithm (the spec's LAG
+/// query, on the deployment's objective, partitioned by algorithm: an svd
+/// run is not better or worse than the ials run before it).
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub run: ModelRun,
     pub notes: Option<RunNotes>,
     pub report: EvalReport,
-    /// The objective's value for this run, and for the previous run.
+    /// The objective's value for this run, and for the previous run of the
+    /// same algorithm.
     pub value: Option<f64>,
     pub prev_value: Option<f64>,
+    /// That previous run of the same algorithm.
+    pub prev_version: Option<String>,
     /// `value - prev_value`.
     pub change: Option<f64>,
     pub is_champion: bool,
@@ -723,33 +728,41 @@ impl RunSummary {
 }
 
 /// Every run, oldest first, with the change of `objective` from the
-/// previous run, as the spec's LAG query computes it for RMSE.
+/// previous run of the same algorithm, as the spec's LAG query computes it
+/// for RMSE with `PARTITION BY algorithm`.
 pub fn run_summaries(store: &mut dyn Store, objective: Objective) -> Result<Vec<RunSummary>> {
     let champion = store.champion()?;
     let runs = store.model_runs()?;
-    let mut prev: Option<f64> = None;
+    // The latest run of each algorithm so far: (algorithm, version, value).
+    let mut prev: Vec<(Option<String>, String, Option<f64>)> = Vec::new();
     Ok(runs
         .into_iter()
         .map(|run| {
             let notes = RunNotes::parse(run.notes.as_deref());
             let report = run_report(&run);
             let value = objective.value(&report);
-            let prev_value = prev;
-            let change = match (value, prev_value) {
-                (Some(r), Some(p)) => Some(r - p),
-                _ => None,
-            };
-            prev = value;
             let is_champion = champion.as_deref() == Some(run.model_version.as_str());
-            RunSummary {
+            let mut s = RunSummary {
                 run,
                 notes,
                 report,
                 value,
-                prev_value,
-                change,
+                prev_value: None,
+                prev_version: None,
+                change: None,
                 is_champion,
+            };
+            let algo = s.algorithm();
+            match prev.iter_mut().find(|(a, _, _)| *a == algo) {
+                Some(p) => {
+                    s.prev_version = Some(p.1.clone());
+                    s.prev_value = p.2;
+                    *p = (algo, s.run.model_version.clone(), value);
+                }
+                None => prev.push((algo, s.run.model_version.clone(), value)),
             }
+            s.change = value.zip(s.prev_value).map(|(r, p)| r - p);
+            s
         })
         .collect())
 }
