@@ -36,6 +36,9 @@ use cinematch::store::{self, Store};
 
 /// Exit codes that automation (the Airflow DAG, cron jobs) branches on
 /// instead of matching output text; README "Exit codes" lists them too.
+/// Invalid arguments (clap's own code): also an ambiguous title or
+/// version, or an unknown genre.
+const EXIT_USAGE: u8 = 2;
 const EXIT_ALREADY_DONE: u8 = 3;
 const EXIT_CHAMPION_CHANGED: u8 = 4;
 /// EX_TEMPFAIL of sysexits.h: try again later.
@@ -44,7 +47,7 @@ const EXIT_BUSY: u8 = 75;
 const EXIT_CODES_HELP: &str = "Exit codes:\n  \
     0   success (including \"nothing to do\", e.g. retrain --if-drift without drift)\n  \
     1   error\n  \
-    2   invalid arguments\n  \
+    2   invalid arguments (also: an ambiguous movie title or model version, an unknown genre)\n  \
     3   ingest: the batch was already ingested; nothing changed\n  \
     4   retrain, pipeline run: the run was recorded (and the buffer merged) but not promoted, \
     because the champion changed while it trained (a rollback or another promotion)\n  \
@@ -110,6 +113,8 @@ enum Command {
     Recommend(recommend::RecommendArgs),
     /// Movies most like a movie: the ranking champion's item relations (EASE weights, iALS factors), else genre features.
     Similar(recommend::SimilarArgs),
+    /// Find movies by title words (and genre), most rated first: the ids other commands take.
+    Search(recommend::SearchArgs),
     /// Ingest a batch of new ratings into ratings_buffer (logged in ingestion_metadata).
     #[command(after_long_help = EXIT_CODES_HELP)]
     Ingest(monitor::IngestArgs),
@@ -134,6 +139,15 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Replay a release week by week through the pipeline and score the lists served on the ratings that followed.
     Backtest(backtest::BacktestArgs),
+}
+
+/// `--json`, on every command that prints results: the same field names as
+/// the API's JSON where the API answers the same question.
+#[derive(clap::Args, Clone, Copy, Default)]
+pub struct JsonArg {
+    /// Print the result as JSON (the API's field names where the API has the same answer).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What every command may need besides its own arguments.
@@ -168,7 +182,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                ExitCode::from(2)
+                ExitCode::from(EXIT_USAGE)
             } else {
                 ExitCode::SUCCESS
             };
@@ -197,6 +211,11 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<cinematch::Error>() {
         Some(cinematch::Error::BatchCompleted { .. }) => EXIT_ALREADY_DONE,
         Some(cinematch::Error::Busy(_)) => EXIT_BUSY,
+        Some(
+            cinematch::Error::AmbiguousMovie { .. }
+            | cinematch::Error::AmbiguousModel { .. }
+            | cinematch::Error::UnknownGenre { .. },
+        ) => EXIT_USAGE,
         _ => 1,
     }
 }
@@ -235,6 +254,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Evaluate(args) => ok(train::evaluate(args, &ctx)),
         Command::Recommend(args) => ok(recommend::run(args, &ctx)),
         Command::Similar(args) => ok(recommend::similar(args, &ctx)),
+        Command::Search(args) => ok(recommend::search(args, &ctx)),
         Command::Ingest(args) => ok(monitor::ingest(args, &ctx)),
         Command::Drift(cmd) => ok(monitor::drift(cmd, &ctx)),
         Command::Retrain(args) => monitor::retrain(args, &ctx),

@@ -22,5 +22,11 @@ pub use models::*;
 pub use monitor::*;
 pub use recommend::*;
 
+/// `--json`: the value, pretty-printed, on stdout.
+pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 /// How every command prints a moment.
 const DATE_TIME: &str = "%Y-%m-%d %H:%M:%S";
