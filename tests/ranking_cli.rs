@@ -440,6 +440,53 @@ fn the_registry_and_movies_by_name(db: TestDb) {
         .iter()
         .all(|i| i["genres"].as_array().unwrap().contains(&"Drama".into())));
 
+    // --json of the monitoring commands says what the store holds.
+    let batch = tmp.path().join("w1.csv");
+    let mut csv = String::from("userId,movieId,rating,timestamp\n");
+    for u in 1..=7 {
+        csv.push_str(&format!("{u},{},4.0,{}\n", 390 + u, 1_700_000_000 + u));
+    }
+    std::fs::write(&batch, csv).unwrap();
+    ok(
+        url,
+        &["ingest", batch.to_str().unwrap(), "--batch-id", "w1"],
+    );
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&ok(url, &a)).unwrap()
+    };
+    let buffer = json(&["buffer", "status"]);
+    let counts = db.store().buffer_counts().unwrap();
+    assert_eq!(buffer["total"], counts.iter().map(|(_, n)| n).sum::<i64>());
+    assert_eq!(buffer["batches"][0]["batchId"], "w1");
+    assert_eq!(buffer["batches"][0]["ratings"], 7);
+    let status = json(&["db", "status"]);
+    for t in db.store().table_counts().unwrap() {
+        let row = status["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["table"] == t.table.as_str())
+            .unwrap_or_else(|| panic!("{} missing from {status}", t.table));
+        assert_eq!(row["rows"], t.rows, "{}", t.table);
+    }
+    let stats = json(&["db", "stats"]);
+    assert_eq!(
+        stats["splits"].as_array().unwrap().len(),
+        db.store().split_stats().unwrap().len()
+    );
+    let drift = json(&["drift", "status", "--window", "30d"]);
+    assert_eq!(
+        drift["alerts"].as_array().unwrap().len(),
+        db.store().drift_alerts(Some(30 * 86400)).unwrap().len()
+    );
+    let history = json(&["pipeline", "history"]);
+    assert_eq!(
+        history["runs"].as_array().unwrap().len(),
+        db.store().pipeline_runs().unwrap().len()
+    );
+
     // Every user's list: users x k rows of userId,rank,movieId,score,strategy.
     let csv = tmp.path().join("recs.csv");
     ok(

@@ -18,7 +18,7 @@ use cinematch::store::{self, Store};
 
 use cinematch::registry::Objective;
 
-use super::{print, Ctx, EXIT_CHAMPION_CHANGED};
+use super::{print, Ctx, JsonArg, EXIT_CHAMPION_CHANGED};
 
 #[derive(Args)]
 pub struct IngestArgs {
@@ -118,6 +118,8 @@ pub enum DriftCommand {
         /// How far back, e.g. 1d, 30d.
         #[arg(long, default_value = "1d")]
         window: String,
+        #[command(flatten)]
+        json: JsonArg,
     },
 }
 
@@ -160,7 +162,10 @@ pub enum PipelineCommand {
     /// One cycle: ingest (with --batch), drift check, retrain if drift.
     Run(PipelineRunArgs),
     /// Past pipeline runs and their steps.
-    History,
+    History {
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Args)]
@@ -205,7 +210,10 @@ pub enum BufferCommand {
     /// cleared (ingesting them again would double them).
     Clear(BufferClearArgs),
     /// Buffered ratings per batch.
-    Status,
+    Status {
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Args)]
@@ -309,12 +317,16 @@ pub fn drift(cmd: DriftCommand, ctx: &Ctx) -> Result<()> {
             let report = drift_check::check(store.as_mut(), batch.as_deref(), &t)?;
             print::drift_check(&report, batch.as_deref());
         }
-        DriftCommand::Status { window } => {
+        DriftCommand::Status { window, json } => {
             let secs = retrain::parse_duration_secs(&window)?;
             let mut store = ctx.open_store()?;
             let alerts = store.drift_alerts(Some(secs))?;
             let verdict = retrain::retraining_verdict(store.as_mut(), 86400)?;
-            print::drift_status(&alerts, &verdict);
+            if json.json {
+                print::json(&print::DriftStatusJson::new(&window, &alerts, &verdict))?;
+            } else {
+                print::drift_status(&alerts, &verdict);
+            }
         }
     }
     Ok(())
@@ -355,9 +367,14 @@ pub fn pipeline(cmd: PipelineCommand, ctx: &Ctx) -> Result<ExitCode> {
             }
             Ok(exit_for(report.retrain.as_ref()))
         }
-        PipelineCommand::History => {
+        PipelineCommand::History { json } => {
             let mut store = ctx.open_store()?;
-            print::pipeline_history(store.pipeline_runs()?);
+            let runs = store.pipeline_runs()?;
+            if json.json {
+                print::json(&print::PipelineHistoryJson::new(runs))?;
+            } else {
+                print::pipeline_history(runs);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -368,7 +385,10 @@ pub fn buffer(cmd: BufferCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
         BufferCommand::Merge => print::buffer_merged(store.merge_buffer()?),
         BufferCommand::Clear(args) => buffer_clear(store.as_mut(), &args)?,
-        BufferCommand::Status => print::buffer_status(store.buffer_counts()?),
+        BufferCommand::Status { json } if json.json => {
+            print::json(&print::BufferJson::new(store.buffer_counts()?))?
+        }
+        BufferCommand::Status { .. } => print::buffer_status(store.buffer_counts()?),
     }
     Ok(())
 }
