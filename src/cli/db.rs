@@ -17,8 +17,8 @@ pub enum DbCommand {
     Vacuum,
     /// Move drift alerts older than a cutoff into drift_alerts_archive, in one transaction.
     ArchiveDrift {
-        /// e.g. 30d
-        #[arg(long, default_value = "30d")]
+        /// Archive alerts older than this, e.g. 30d, 12h.
+        #[arg(long, default_value = "30d", value_name = "AGE")]
         older_than: String,
     },
     /// Create or upgrade the schema (idempotent).

@@ -171,11 +171,14 @@ pub enum PipelineCommand {
 #[derive(Args)]
 pub struct PipelineRunArgs {
     /// A batch file to ingest first (needs --batch-id).
-    #[arg(long, requires = "batch_id")]
+    #[arg(long, requires = "batch_id", value_name = "FILE")]
     batch: Option<PathBuf>,
-    #[arg(long, requires = "batch")]
+    /// The batch's identifier, e.g. batch_w1 (at most 50 characters; with --batch).
+    #[arg(long, requires = "batch", value_name = "ID")]
     batch_id: Option<String>,
-    #[arg(long, default_value_t = 0.005)]
+    /// If drift triggers a retrain: promote the challenger if its score on the objective
+    /// (--objective, NDCG@10 by default) is at most this share worse than the champion's.
+    #[arg(long, default_value_t = 0.005, value_name = "SHARE")]
     tolerance: f64,
     #[command(flatten)]
     thresholds: ThresholdArgs,
