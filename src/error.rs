@@ -13,11 +13,12 @@ pub enum Error {
     #[error(transparent)]
     Input(#[from] InputError),
 
-    #[error("cannot read {}: {source}", path.display())]
+    /// A file that cannot be read. The I/O error is part of the message, not
+    /// a `source`: printing the chain would say it twice.
+    #[error("cannot read {}: {reason}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 
     /// The database URL or TLS settings are unusable. Never contains a password.
@@ -180,7 +181,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            reason: source,
         }
     }
 }

@@ -295,19 +295,32 @@ pub fn ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     let read = ReadOptions {
         skip_invalid: args.skip_invalid,
     };
-    let r =
-        ingest::ingest_file(store.as_mut(), &args.file, &args.batch_id, read).map_err(
-            |e| match e {
-                cinematch::Error::BatchCompleted { ref batch_id } => {
-                    let hint = format!(
-                    "use a new --batch-id, or `cinematch buffer clear --batch {batch_id}` first \
-                     to replace it (possible while its ratings are still buffered)"
-                );
-                    anyhow::Error::new(e).context(hint)
-                }
-                e => e.into(),
-            },
-        )?;
+    let r = match ingest::ingest_file(store.as_mut(), &args.file, &args.batch_id, read) {
+        Ok(r) => r,
+        Err(e @ cinematch::Error::BatchCompleted { .. }) => {
+            // Replacing it is possible only while its ratings are buffered.
+            let buffered = store
+                .buffer_counts()
+                .map(|c| {
+                    c.iter()
+                        .any(|(b, _)| b.as_deref() == Some(args.batch_id.as_str()))
+                })
+                .unwrap_or(false);
+            let batch = &args.batch_id;
+            let hint = if buffered {
+                format!(
+                    "use a new --batch-id, or `cinematch buffer clear --batch {batch}` first to \
+                     replace it"
+                )
+            } else {
+                "its ratings were merged into the ratings table (by a retrain or `buffer merge`), \
+                 so it cannot be replaced; ingest new ratings under a new --batch-id"
+                    .to_string()
+            };
+            return Err(anyhow::Error::new(e).context(hint));
+        }
+        Err(e) => return Err(e.into()),
+    };
     print::ingested(&r);
     Ok(())
 }

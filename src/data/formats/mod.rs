@@ -195,11 +195,16 @@ fn read_ratings_as(
 }
 
 fn empty_file(path: &Path) -> crate::Error {
+    let bytes = std::fs::metadata(path).map_or(1, |m| m.len());
     InputError {
         file: path.to_path_buf(),
         line: 0,
         kind: IssueKind::EmptyFile,
-        detail: "the file has no data rows".into(),
+        detail: if bytes == 0 {
+            "the file is empty (0 bytes)".into()
+        } else {
+            "the file has no data rows (at most a header)".into()
+        },
     }
     .into()
 }
