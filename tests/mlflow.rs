@@ -282,7 +282,21 @@ fn assert_run_matches_row(row: &ModelRun, kind: &str) -> Value {
     assert_eq!(params, expected);
     assert_eq!(params["algo"], n["algorithm"].as_str().unwrap());
 
+    // One meaning per metric name: each logged metric's label as a tag.
+    assert!(
+        tags["cinematch.metric.precision_at_10"].contains("rated-items"),
+        "{tags:?}"
+    );
+    assert!(
+        tags["cinematch.metric.ndcg_at_10"].contains("the list a user sees"),
+        "{tags:?}"
+    );
     let m = metrics(&run);
+    assert_eq!(
+        m.get("catalogue_precision_at_10"),
+        m.get("rank_precision_at_10"),
+        "{m:?}"
+    );
     assert_eq!(m.get("rmse").copied(), row.rmse, "{m:?}");
     assert_eq!(m.get("mae").copied(), row.mae, "{m:?}");
     assert_eq!(

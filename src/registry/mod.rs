@@ -419,7 +419,38 @@ pub fn log_to_tracker(tracker: &mut RunTracker, trained: &mut Trained) {
     trained.notes.mlflow_run_id = Some(run_id.to_string());
     trained.notes.mlflow_experiment_id = Some(experiment_id.to_string());
     let (params, metrics) = mlflow_params_and_metrics(trained);
-    tracker.log(&params, &metrics, &[]);
+    tracker.log(&params, &metrics, &mlflow_metric_labels());
+}
+
+/// What each logged metric measures, as MLflow tags
+/// (`cinematch.metric.NAME`) and the run's description: one meaning per
+/// metric name, the same labels `models show` prints (see
+/// [`view::METRICS`]).
+pub fn mlflow_metric_labels() -> Vec<(&'static str, String)> {
+    let mut tags: Vec<(&'static str, String)> = Vec::new();
+    let mut note = String::from("Metrics: ");
+    for (i, m) in view::METRICS.iter().enumerate() {
+        let key: &'static str = match m.name {
+            "ndcg_at_10" => "cinematch.metric.ndcg_at_10",
+            "recall_at_10" => "cinematch.metric.recall_at_10",
+            "catalogue_precision_at_10" => "cinematch.metric.catalogue_precision_at_10",
+            "coverage" => "cinematch.metric.coverage",
+            "rmse" => "cinematch.metric.rmse",
+            "mae" => "cinematch.metric.mae",
+            "precision_at_10" => "cinematch.metric.precision_at_10",
+            _ => continue,
+        };
+        tags.push((key, m.label.to_string()));
+        if i > 0 {
+            note.push_str("; ");
+        }
+        note.push_str(&format!("{} = {}", m.name, m.label));
+    }
+    note.push_str(
+        "; rank_precision_at_10 is catalogue_precision_at_10 (the name the evaluation notes use).",
+    );
+    tags.push(("mlflow.note.content", note));
+    tags
 }
 
 /// What a trained model logs to MLflow: every hyperparameter (with `algo`)
@@ -454,6 +485,11 @@ pub fn mlflow_params_and_metrics(trained: &Trained) -> (MlflowParams, MlflowMetr
             m.iter()
                 .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x))),
         );
+    }
+    // The list a user sees' precision also under the API's name, beside the
+    // spec's rated-items `precision_at_10`, so neither is read as the other.
+    if let Some(p) = trained.report.rank_precision_at_10 {
+        metrics.push(("catalogue_precision_at_10".into(), p));
     }
     metrics.push(("data_size".into(), trained.data_size as f64));
     metrics.push(("train_seconds".into(), trained.train_seconds));

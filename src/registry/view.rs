@@ -443,6 +443,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_metric_has_one_label_naming_its_protocol() {
+        let label = |n: &str| METRICS.iter().find(|m| m.name == n).unwrap().label;
+        assert!(label("precision_at_10").contains("rated-items"));
+        for n in ["ndcg_at_10", "recall_at_10", "catalogue_precision_at_10"] {
+            assert!(label(n).contains("the list a user sees"), "{n}");
+        }
+        let mut labels: Vec<&str> = METRICS.iter().map(|m| m.label).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), METRICS.len());
+        let tags = super::super::mlflow_metric_labels();
+        assert_eq!(tags.len(), METRICS.len() + 1);
+    }
+
+    #[test]
     fn versions_resolve_by_number_prefix_or_in_full() {
         let vs: Vec<String> = ["run_abc123_v1", "run_abd456_v2", "run_ffe_v12"]
             .map(String::from)
