@@ -664,7 +664,8 @@ fn cli_train_and_retrain_track_when_mlflow_tracking_uri_is_set() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     cli(&db.url, &["train", "--algo", "baseline"], &env);
-    cli(&db.url, &["retrain"], &env);
+    // Nothing new since train: --force retrains anyway (else nothing is recorded).
+    cli(&db.url, &["retrain", "--force"], &env);
 
     let exp_id = experiment_id(&exp).expect("the experiment was created");
     let runs = db.store().model_runs().unwrap();
@@ -691,7 +692,8 @@ fn cli_without_mlflow_tracking_uri_changes_nothing() {
         ("MLFLOW_TRACKING_TOKEN", "unused"),
     ];
     let (_, stderr) = cli(&db.url, &["train", "--algo", "baseline"], &env);
-    cli(&db.url, &["retrain"], &env);
+    // Nothing new since train: --force retrains anyway (else nothing is recorded).
+    cli(&db.url, &["retrain", "--force"], &env);
     assert!(!stderr.contains("MLflow"), "{stderr}");
     let runs = db.store().model_runs().unwrap();
     assert_eq!(runs.len(), 2, "train and retrain each recorded a run");
