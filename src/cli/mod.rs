@@ -97,9 +97,9 @@ const TOP_HELP: &str = concat!(
 
 /// `serve`'s variables.
 const SERVE_HELP: &str = "Environment:\n  \
-    CINEMATCH_API_TOKEN       the bearer token writes need (POST /api/ratings, promotion and \
-    rollback): `Authorization: Bearer TOKEN`. Unset or empty, writes are refused and the API \
-    is read-only\n  \
+    CINEMATCH_API_TOKEN       the bearer token writes need (POST /api/ratings): \
+    `Authorization: Bearer TOKEN`. Unset or empty, writes are refused and the API is \
+    read-only\n  \
     CINEMATCH_READ_TOKEN      the token a user's ratings and recommendations need (the write \
     token works too), when --read-token-file is not given; unset, they are public\n  \
     CINEMATCH_LOG             log filter (default cinematch=info,warn)";
@@ -192,8 +192,7 @@ enum Command {
     Scheduler(monitor::SchedulerArgs),
     /// Serve the recommendation API and the monitoring dashboard over HTTP.
     ///
-    /// Writes (POST /api/ratings, promotion, rollback) need CINEMATCH_API_TOKEN: without it
-    /// the API is read-only.
+    /// Writes (POST /api/ratings) need CINEMATCH_API_TOKEN: without it the API is read-only.
     #[command(after_long_help = SERVE_HELP)]
     Serve(serve::ServeArgs),
     /// Replay a release week by week through the pipeline and score the lists served on the ratings that followed.
