@@ -6,37 +6,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use cinematch::pipeline::retrain::Verdict;
+use cinematch::server::AlertBody;
 use cinematch::store::{Backend, DriftAlert, PipelineRun, SplitStats, TableCount, TableSize};
 
 fn date(d: chrono::NaiveDateTime) -> String {
     d.format("%Y-%m-%dT%H:%M:%S").to_string()
-}
-
-/// A drift result as `/api/drift` gives it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AlertJson {
-    id: i64,
-    alert_date: String,
-    feature_name: String,
-    drift_score: Option<f64>,
-    threshold: Option<f64>,
-    alert_triggered: bool,
-    notes: Option<String>,
-}
-
-impl From<&DriftAlert> for AlertJson {
-    fn from(a: &DriftAlert) -> AlertJson {
-        AlertJson {
-            id: a.id,
-            alert_date: date(a.alert_date),
-            feature_name: a.feature_name.clone(),
-            drift_score: a.drift_score,
-            threshold: a.threshold,
-            alert_triggered: a.alert_triggered,
-            notes: a.notes.clone(),
-        }
-    }
 }
 
 /// `drift status --json`.
@@ -46,11 +20,11 @@ pub struct DriftStatusJson {
     /// The window asked for (`--window`).
     window: String,
     /// Newest first.
-    alerts: Vec<AlertJson>,
+    alerts: Vec<AlertBody>,
     /// The spec's check over the last day, as `/api/status` gives it.
     retraining_needed: bool,
     /// The alerts behind the verdict, newest first.
-    recent_alerts: Vec<AlertJson>,
+    recent_alerts: Vec<AlertBody>,
     /// The retrain that already acted on older triggered alerts, if any.
     handled_by: Option<String>,
 }
@@ -59,9 +33,9 @@ impl DriftStatusJson {
     pub fn new(window: &str, alerts: &[DriftAlert], verdict: &Verdict) -> DriftStatusJson {
         DriftStatusJson {
             window: window.to_string(),
-            alerts: alerts.iter().map(AlertJson::from).collect(),
+            alerts: alerts.iter().map(AlertBody::from).collect(),
             retraining_needed: verdict.needed(),
-            recent_alerts: verdict.alerts.iter().map(AlertJson::from).collect(),
+            recent_alerts: verdict.alerts.iter().map(AlertBody::from).collect(),
             handled_by: verdict.handled_by.clone(),
         }
     }
