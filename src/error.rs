@@ -13,11 +13,12 @@ pub enum Error {
     #[error(transparent)]
     Input(#[from] InputError),
 
-    #[error("cannot read {}: {source}", path.display())]
+    /// A file that cannot be read. The I/O error is part of the message, not
+    /// a `source`: printing the chain would say it twice.
+    #[error("cannot read {}: {reason}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 
     /// The database URL or TLS settings are unusable. Never contains a password.
@@ -54,6 +55,14 @@ pub enum Error {
     #[error("no stored model {version:?}")]
     UnknownModel { version: String },
 
+    /// A shortened version (a prefix, `vN`) that names several stored
+    /// models; the candidates let the caller pick one.
+    #[error("{given:?} names several models: {}", candidates.join(", "))]
+    AmbiguousModel {
+        given: String,
+        candidates: Vec<String>,
+    },
+
     /// The batch completed before: ingesting it again would double it.
     /// The pipeline treats it as done; the CLI exits with its own code.
     #[error("batch {batch_id:?} was already ingested (status completed)")]
@@ -81,6 +90,22 @@ pub enum Error {
     /// "application enforces referential integrity"); nothing was stored.
     #[error("movieId {movie_id} is not in the catalogue; nothing was stored")]
     UnknownMovie { movie_id: i32 },
+
+    /// A genre no movie of the catalogue has; names the ones there are.
+    #[error("no movie has genre {genre:?}; the catalogue's genres are {}", genres.join(", "))]
+    UnknownGenre { genre: String, genres: Vec<String> },
+
+    /// A title that fits several movies; the candidates (id and title) let
+    /// the caller pick one by id.
+    #[error(
+        "{title:?} matches {} movies: {}; give the movie id or a longer title",
+        candidates.len(),
+        candidates.iter().map(|(id, t)| format!("{id} {t}")).collect::<Vec<_>>().join("; ")
+    )]
+    AmbiguousMovie {
+        title: String,
+        candidates: Vec<(i32, String)>,
+    },
 
     /// An idempotency key sent again with another request: a client bug
     /// (a key must name one request), never a retry; nothing was stored.
@@ -156,7 +181,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            reason: source,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 /// Receives progress from long-running library work.
 pub trait Progress: Send + Sync {
@@ -45,6 +45,9 @@ struct ConsoleState {
     done: u64,
     started: Instant,
     last_log: Instant,
+    /// The stage's latest status line ([`Progress::message`]), repeated in
+    /// its one INFO line when it finishes.
+    last_message: Option<String>,
 }
 
 impl Default for Console {
@@ -64,6 +67,7 @@ impl Console {
                 done: 0,
                 started: Instant::now(),
                 last_log: Instant::now(),
+                last_message: None,
             }),
         }
     }
@@ -82,22 +86,30 @@ impl Progress for Console {
         s.done = 0;
         s.started = Instant::now();
         s.last_log = Instant::now();
+        s.last_message = None;
         if self.tty {
             let bar = match total {
                 Some(t) => ProgressBar::new(t).with_style(
                     ProgressStyle::with_template(
-                        "{msg:>12} [{bar:30}] {human_pos}/{human_len} ({per_sec}, eta {eta})",
+                        "{prefix:>12} [{bar:30}] {human_pos}/{human_len} ({rate}, eta {eta}) {msg}",
                     )
                     .expect("static template")
+                    // Whole units per second: "8/s", not "8.1062/s".
+                    .with_key("rate", |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{}/s", st.per_sec().round() as u64);
+                    })
                     .progress_chars("=> "),
                 ),
-                None => ProgressBar::new_spinner(),
+                None => ProgressBar::new_spinner().with_style(
+                    ProgressStyle::with_template("{spinner} {prefix} {msg}")
+                        .expect("static template"),
+                ),
             };
-            bar.set_message(name.to_string());
+            bar.set_prefix(name.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));
             s.bar = Some(bar);
         } else {
-            tracing::info!(stage = name, total, "started");
+            tracing::debug!(stage = name, total, "started");
         }
     }
 
@@ -108,25 +120,41 @@ impl Progress for Console {
             bar.inc(n);
         } else if s.last_log.elapsed() >= LOG_EVERY {
             s.last_log = Instant::now();
-            tracing::info!(stage = %s.name, done = s.done, total = s.total, "progress");
+            tracing::debug!(stage = %s.name, done = s.done, total = s.total, "progress");
         }
     }
 
+    /// Status lines (an epoch, a trial) are DEBUG in logs and the bar's
+    /// message on a terminal; the stage's last one is in its INFO line.
     fn message(&self, msg: &str) {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match &s.bar {
-            Some(bar) => bar.println(msg),
-            None => tracing::info!("{msg}"),
+            Some(bar) => bar.set_message(msg.to_string()),
+            None => tracing::debug!("{msg}"),
         }
+        s.last_message = Some(msg.to_string());
     }
 
+    /// One INFO line per stage (in logs, when it finishes): its name, how
+    /// much was done, how long it took and its last status line.
     fn finish(&self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(bar) = s.bar.take() {
+        let bar = s.bar.take();
+        if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
-        if !self.tty && !s.name.is_empty() {
-            tracing::info!(stage = %s.name, done = s.done, secs = s.started.elapsed().as_secs_f64(), "finished");
+        if s.name.is_empty() {
+            return;
         }
+        let secs = format!("{:.2}", s.started.elapsed().as_secs_f64());
+        let last = s.last_message.take();
+        if bar.is_none() && !self.tty {
+            let last = last.map(|m| format!(": {m}")).unwrap_or_default();
+            tracing::info!(stage = %s.name, done = s.done, secs = %secs, "finished{last}");
+        } else if let (Some(_), Some(last)) = (bar, last) {
+            // The bar is gone: keep the stage's outcome on the terminal.
+            tracing::info!("{} finished in {secs}s: {last}", s.name);
+        }
+        s.name.clear();
     }
 }

@@ -157,7 +157,7 @@ fn bad_cases() -> Vec<BadCase> {
             Vec::new(),
             MOVIES.into(),
             "ratings.csv",
-            ":0:",
+            "ratings.csv: empty file",
             "empty",
         ),
         (
@@ -165,7 +165,7 @@ fn bad_cases() -> Vec<BadCase> {
             b"userId,movieId,rating,timestamp\n".to_vec(),
             MOVIES.into(),
             "ratings.csv",
-            ":0:",
+            "ratings.csv: empty file",
             "empty",
         ),
         (
@@ -287,7 +287,7 @@ fn skip_invalid_loads_the_rest_and_counts(db: TestDb) {
     for kind in [
         "rating outside 0.5..5.0",
         "rating not on a 0.5 step",
-        "rating for a movie not in the movie file",
+        "rating for a movie not in the catalogue",
         "non-numeric field",
         "duplicate (user, movie) rating",
     ] {

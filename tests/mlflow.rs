@@ -282,7 +282,21 @@ fn assert_run_matches_row(row: &ModelRun, kind: &str) -> Value {
     assert_eq!(params, expected);
     assert_eq!(params["algo"], n["algorithm"].as_str().unwrap());
 
+    // One meaning per metric name: each logged metric's label as a tag.
+    assert!(
+        tags["cinematch.metric.precision_at_10"].contains("rated-items"),
+        "{tags:?}"
+    );
+    assert!(
+        tags["cinematch.metric.ndcg_at_10"].contains("the list a user sees"),
+        "{tags:?}"
+    );
     let m = metrics(&run);
+    assert_eq!(
+        m.get("catalogue_precision_at_10"),
+        m.get("rank_precision_at_10"),
+        "{m:?}"
+    );
     assert_eq!(m.get("rmse").copied(), row.rmse, "{m:?}");
     assert_eq!(m.get("mae").copied(), row.mae, "{m:?}");
     assert_eq!(
@@ -650,7 +664,8 @@ fn cli_train_and_retrain_track_when_mlflow_tracking_uri_is_set() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     cli(&db.url, &["train", "--algo", "baseline"], &env);
-    cli(&db.url, &["retrain"], &env);
+    // Nothing new since train: --force retrains anyway (else nothing is recorded).
+    cli(&db.url, &["retrain", "--force"], &env);
 
     let exp_id = experiment_id(&exp).expect("the experiment was created");
     let runs = db.store().model_runs().unwrap();
@@ -677,7 +692,8 @@ fn cli_without_mlflow_tracking_uri_changes_nothing() {
         ("MLFLOW_TRACKING_TOKEN", "unused"),
     ];
     let (_, stderr) = cli(&db.url, &["train", "--algo", "baseline"], &env);
-    cli(&db.url, &["retrain"], &env);
+    // Nothing new since train: --force retrains anyway (else nothing is recorded).
+    cli(&db.url, &["retrain", "--force"], &env);
     assert!(!stderr.contains("MLflow"), "{stderr}");
     let runs = db.store().model_runs().unwrap();
     assert_eq!(runs.len(), 2, "train and retrain each recorded a run");

@@ -9,7 +9,7 @@ use cinematch::pipeline::retrain;
 use cinematch::store::roles::{self, Password, Role};
 use cinematch::store::{self, Store};
 
-use super::{print, Ctx};
+use super::{print, Ctx, JsonArg};
 
 #[derive(Subcommand)]
 pub enum DbCommand {
@@ -17,16 +17,22 @@ pub enum DbCommand {
     Vacuum,
     /// Move drift alerts older than a cutoff into drift_alerts_archive, in one transaction.
     ArchiveDrift {
-        /// e.g. 30d
-        #[arg(long, default_value = "30d")]
+        /// Archive alerts older than this, e.g. 30d, 12h.
+        #[arg(long, default_value = "30d", value_name = "AGE")]
         older_than: String,
     },
     /// Create or upgrade the schema (idempotent).
     Migrate,
     /// Schema version and the row count of every table.
-    Status,
+    Status {
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// The spec's "Database Statistics": record counts and storage per table.
-    Stats,
+    Stats {
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Create or update the spec's PostgreSQL roles: analyst (read-only) and ml_pipeline (rows read-write, no schema changes).
     ///
     /// Passwords come from CINEMATCH_ANALYST_PASSWORD and CINEMATCH_ML_PIPELINE_PASSWORD,
@@ -54,7 +60,7 @@ pub fn run(cmd: DbCommand, ctx: &Ctx) -> Result<()> {
             let v = store.schema_version()?.unwrap_or_default();
             print::schema_version(&v, &store.location());
         }
-        DbCommand::Status => status(store.as_mut())?,
+        DbCommand::Status { json } => status(store.as_mut(), json.json)?,
         DbCommand::Vacuum => {
             store.vacuum()?;
             print::vacuumed();
@@ -64,23 +70,40 @@ pub fn run(cmd: DbCommand, ctx: &Ctx) -> Result<()> {
             let n = store.archive_drift_alerts(secs)?;
             print::drift_archived(n, &older_than);
         }
-        DbCommand::Stats => stats(store.as_mut())?,
+        DbCommand::Stats { json } => stats(store.as_mut(), json.json)?,
         DbCommand::Roles(_) => unreachable!("db roles is handled before opening a store"),
     }
     Ok(())
 }
 
-fn status(store: &mut dyn Store) -> Result<()> {
+fn status(store: &mut dyn Store, json: bool) -> Result<()> {
     let version = store.schema_version()?;
     let counts = store.table_counts()?;
+    if json {
+        return print::json(&print::DbJson::status(
+            &store.location(),
+            store.backend(),
+            version,
+            counts,
+        ));
+    }
     print::db_status(&store.location(), store.backend(), version, counts);
     Ok(())
 }
 
-fn stats(store: &mut dyn Store) -> Result<()> {
+fn stats(store: &mut dyn Store, json: bool) -> Result<()> {
     let counts = store.table_counts()?;
     let sizes = store.table_sizes()?;
     let splits = store.split_stats()?;
+    if json {
+        return print::json(&print::DbJson::stats(
+            &store.location(),
+            store.backend(),
+            counts,
+            sizes,
+            splits,
+        ));
+    }
     print::db_stats(&store.location(), store.backend(), counts, sizes, splits);
     Ok(())
 }

@@ -31,6 +31,7 @@ pub struct DemoArgs {
     /// Drift injected into week 3.
     #[arg(long, default_value = "mean:+0.6,genre:Comedy:+0.5")]
     drift: String,
+    /// Seed of the synthetic data, the split and every training: the same seed tells the same story.
     #[arg(long, default_value_t = 42)]
     seed: u64,
 }

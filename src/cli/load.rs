@@ -36,10 +36,10 @@ pub struct LoadArgs {
     #[arg(required_unless_present_all = ["ratings", "movies"], conflicts_with_all = ["ratings", "movies"])]
     dir: Option<PathBuf>,
     /// Explicit ratings file (with --movies) instead of a directory.
-    #[arg(long, requires = "movies")]
+    #[arg(long, requires = "movies", value_name = "FILE")]
     ratings: Option<PathBuf>,
     /// Explicit movies file (with --ratings).
-    #[arg(long, requires = "ratings")]
+    #[arg(long, requires = "ratings", value_name = "FILE")]
     movies: Option<PathBuf>,
     /// How ratings are split into train and test.
     #[arg(long, value_enum, default_value = "random")]
@@ -96,14 +96,18 @@ pub enum DataCommand {
 #[derive(Args)]
 pub struct SynthArgs {
     /// Output directory (created if missing).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    #[arg(long, default_value_t = SynthOptions::default().users)]
+    /// Users in the synthetic release.
+    #[arg(long, default_value_t = SynthOptions::default().users, value_name = "N")]
     users: u32,
-    #[arg(long, default_value_t = SynthOptions::default().movies)]
+    /// Movies in the catalogue.
+    #[arg(long, default_value_t = SynthOptions::default().movies, value_name = "N")]
     movies: u32,
-    #[arg(long, default_value_t = SynthOptions::default().ratings)]
+    /// Ratings of the history (ratings.csv).
+    #[arg(long, default_value_t = SynthOptions::default().ratings, value_name = "N")]
     ratings: u64,
+    /// Seed of the generator: the same seed writes the same files.
     #[arg(long, default_value_t = SynthOptions::default().seed)]
     seed: u64,
     /// Also write N weekly batch files (OUT/batches/batch_w1.csv ...) after the history.
@@ -155,9 +159,11 @@ impl SynthArgs {
 pub struct StreamArgs {
     /// The MovieLens release directory.
     dir: PathBuf,
-    #[arg(long)]
+    /// Output directory (created if missing): the history and batches/batch_wN.csv.
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    #[arg(long, default_value_t = 4)]
+    /// Weekly batch files to write after the history.
+    #[arg(long, default_value_t = 4, value_name = "N")]
     weeks: u32,
     /// Share of ratings (earliest first) that form the history.
     #[arg(long, default_value_t = 0.8)]

@@ -18,7 +18,7 @@ use cinematch::store::{self, Store};
 
 use cinematch::registry::Objective;
 
-use super::{print, Ctx, EXIT_CHAMPION_CHANGED};
+use super::{print, Ctx, JsonArg, EXIT_CHAMPION_CHANGED};
 
 #[derive(Args)]
 pub struct IngestArgs {
@@ -134,6 +134,8 @@ pub enum DriftCommand {
         /// How far back, e.g. 1d, 30d.
         #[arg(long, default_value = "1d")]
         window: String,
+        #[command(flatten)]
+        json: JsonArg,
     },
 }
 
@@ -145,9 +147,14 @@ pub struct RetrainArgs {
     /// The window of --if-drift, e.g. 24h, 7d.
     #[arg(long, default_value = "24h")]
     window: String,
-    /// Promote the challenger if its RMSE is at most this much (relative) worse than the champion's.
-    #[arg(long, default_value_t = 0.005)]
+    /// Promote the challenger if its score on the objective (--objective, NDCG@10 by default)
+    /// is at most this share worse than the champion's, e.g. 0.005 = 0.5%.
+    #[arg(long, default_value_t = 0.005, value_name = "SHARE")]
     tolerance: f64,
+    /// Retrain even when there is nothing new (empty buffer, no drift alert, the champion
+    /// trained on the current data); without it such a retrain is skipped and records nothing.
+    #[arg(long, conflicts_with = "if_drift")]
+    force: bool,
     #[command(flatten)]
     lease: LeaseArgs,
     #[command(flatten)]
@@ -163,6 +170,7 @@ impl RetrainArgs {
             objective,
             lease: self.lease.duration()?,
             refit: self.refit.refit,
+            only_if_new: !self.force,
             ..RetrainOptions::default()
         })
     }
@@ -173,17 +181,23 @@ pub enum PipelineCommand {
     /// One cycle: ingest (with --batch), drift check, retrain if drift.
     Run(PipelineRunArgs),
     /// Past pipeline runs and their steps.
-    History,
+    History {
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Args)]
 pub struct PipelineRunArgs {
     /// A batch file to ingest first (needs --batch-id).
-    #[arg(long, requires = "batch_id")]
+    #[arg(long, requires = "batch_id", value_name = "FILE")]
     batch: Option<PathBuf>,
-    #[arg(long, requires = "batch")]
+    /// The batch's identifier, e.g. batch_w1 (at most 50 characters; with --batch).
+    #[arg(long, requires = "batch", value_name = "ID")]
     batch_id: Option<String>,
-    #[arg(long, default_value_t = 0.005)]
+    /// If drift triggers a retrain: promote the challenger if its score on the objective
+    /// (--objective, NDCG@10 by default) is at most this share worse than the champion's.
+    #[arg(long, default_value_t = 0.005, value_name = "SHARE")]
     tolerance: f64,
     /// When the cycle retrains: on drift that asks for it (the spec's
     /// loop), every cycle, or never (ingest and check only).
@@ -230,7 +244,10 @@ pub enum BufferCommand {
     /// cleared (ingesting them again would double them).
     Clear(BufferClearArgs),
     /// Buffered ratings per batch.
-    Status,
+    Status {
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Args)]
@@ -309,19 +326,32 @@ pub fn ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     let read = ReadOptions {
         skip_invalid: args.skip_invalid,
     };
-    let r =
-        ingest::ingest_file(store.as_mut(), &args.file, &args.batch_id, read).map_err(
-            |e| match e {
-                cinematch::Error::BatchCompleted { ref batch_id } => {
-                    let hint = format!(
-                    "use a new --batch-id, or `cinematch buffer clear --batch {batch_id}` first \
-                     to replace it (possible while its ratings are still buffered)"
-                );
-                    anyhow::Error::new(e).context(hint)
-                }
-                e => e.into(),
-            },
-        )?;
+    let r = match ingest::ingest_file(store.as_mut(), &args.file, &args.batch_id, read) {
+        Ok(r) => r,
+        Err(e @ cinematch::Error::BatchCompleted { .. }) => {
+            // Replacing it is possible only while its ratings are buffered.
+            let buffered = store
+                .buffer_counts()
+                .map(|c| {
+                    c.iter()
+                        .any(|(b, _)| b.as_deref() == Some(args.batch_id.as_str()))
+                })
+                .unwrap_or(false);
+            let batch = &args.batch_id;
+            let hint = if buffered {
+                format!(
+                    "use a new --batch-id, or `cinematch buffer clear --batch {batch}` first to \
+                     replace it"
+                )
+            } else {
+                "its ratings were merged into the ratings table (by a retrain or `buffer merge`), \
+                 so it cannot be replaced; ingest new ratings under a new --batch-id"
+                    .to_string()
+            };
+            return Err(anyhow::Error::new(e).context(hint));
+        }
+        Err(e) => return Err(e.into()),
+    };
     print::ingested(&r);
     Ok(())
 }
@@ -334,12 +364,16 @@ pub fn drift(cmd: DriftCommand, ctx: &Ctx) -> Result<()> {
             let report = drift_check::check(store.as_mut(), batch.as_deref(), &t)?;
             print::drift_check(&report, batch.as_deref());
         }
-        DriftCommand::Status { window } => {
+        DriftCommand::Status { window, json } => {
             let secs = retrain::parse_duration_secs(&window)?;
             let mut store = ctx.open_store()?;
             let alerts = store.drift_alerts(Some(secs))?;
             let verdict = retrain::retraining_verdict(store.as_mut(), 86400)?;
-            print::drift_status(&alerts, &verdict);
+            if json.json {
+                print::json(&print::DriftStatusJson::new(&window, &alerts, &verdict))?;
+            } else {
+                print::drift_status(&alerts, &verdict);
+            }
         }
     }
     Ok(())
@@ -380,9 +414,14 @@ pub fn pipeline(cmd: PipelineCommand, ctx: &Ctx) -> Result<ExitCode> {
             }
             Ok(exit_for(report.retrain.as_ref()))
         }
-        PipelineCommand::History => {
+        PipelineCommand::History { json } => {
             let mut store = ctx.open_store()?;
-            print::pipeline_history(store.pipeline_runs()?);
+            let runs = store.pipeline_runs()?;
+            if json.json {
+                print::json(&print::PipelineHistoryJson::new(runs))?;
+            } else {
+                print::pipeline_history(runs);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -393,7 +432,10 @@ pub fn buffer(cmd: BufferCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
         BufferCommand::Merge => print::buffer_merged(store.merge_buffer()?),
         BufferCommand::Clear(args) => buffer_clear(store.as_mut(), &args)?,
-        BufferCommand::Status => print::buffer_status(store.buffer_counts()?),
+        BufferCommand::Status { json } if json.json => {
+            print::json(&print::BufferJson::new(store.buffer_counts()?))?
+        }
+        BufferCommand::Status { .. } => print::buffer_status(store.buffer_counts()?),
     }
     Ok(())
 }

@@ -7,9 +7,10 @@ use cinematch::eval::EvalOptions;
 use cinematch::models::Algo;
 use cinematch::pipeline::retrain::parse_duration_secs;
 use cinematch::registry::tune::{self as tuning, Budget, TuneOptions};
+use cinematch::registry::view::{self, ModelBody, ModelsBody};
 use cinematch::registry::{self, TrainOptions};
 
-use super::{print, Ctx};
+use super::{print, Ctx, JsonArg};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -177,12 +178,30 @@ impl TuneArgs {
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
-    /// Every run with its metrics and the objective's change from the previous run.
-    List,
-    /// One run in full: metrics, hyperparameters, artifact.
-    Show { version: String },
+    /// Every run with its metrics, hyperparameters and the objective's change from the previous
+    /// run of the same algorithm.
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// One run in full: the objective first, then every metric, hyperparameters, artifact, notes.
+    Show {
+        /// The model version: in full, a unique prefix (e.g. 3f2a) or vN (the Nth run).
+        version: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Runs side by side: every metric (best marked) and every hyperparameter.
+    Compare {
+        /// Two or more model versions (in full, a unique prefix or vN).
+        #[arg(num_args = 2.., required = true, value_name = "VERSION")]
+        versions: Vec<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Make a stored model the champion.
     Promote {
+        /// The model version (in full, a unique prefix or vN).
         version: String,
         /// Why (kept in the champion history).
         #[arg(long, default_value = "promoted by hand")]
@@ -194,8 +213,8 @@ pub enum ModelsCommand {
 
 #[derive(Args)]
 pub struct EvaluateArgs {
-    /// Model version (default: the champion).
-    #[arg(long)]
+    /// Model version: in full, a unique prefix or vN (default: the champion).
+    #[arg(long, value_name = "VERSION")]
     model: Option<String>,
 }
 
@@ -220,7 +239,7 @@ pub fn tune(args: TuneArgs, ctx: &Ctx) -> Result<()> {
 pub fn evaluate(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
     let mut store = ctx.open_store()?;
     let version = match args.model {
-        Some(v) => v,
+        Some(v) => view::resolve_version(store.as_mut(), &v)?,
         None => store
             .champion()?
             .context("there is no champion model yet: train one with `cinematch train`")?,
@@ -233,23 +252,43 @@ pub fn evaluate(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
 pub fn models(cmd: ModelsCommand, ctx: &Ctx) -> Result<()> {
     let mut store = ctx.open_store()?;
     match cmd {
-        ModelsCommand::List => print::models_list(
-            &registry::run_summaries(store.as_mut(), ctx.objective)?,
-            ctx.objective,
-        ),
-        ModelsCommand::Show { version } => {
-            let run = store
-                .model_runs()?
-                .into_iter()
-                .find(|r| r.model_version == version)
-                .with_context(|| {
-                    format!("no model {version:?}; `cinematch models list` shows the versions")
-                })?;
-            let champion = store.champion()?.as_deref() == Some(version.as_str());
+        ModelsCommand::List { json } => {
+            let runs = registry::run_summaries(store.as_mut(), ctx.objective)?;
+            if json.json {
+                let champion = runs
+                    .iter()
+                    .find(|r| r.is_champion)
+                    .map(|r| r.run.model_version.clone());
+                print::json(&ModelsBody::new(champion, ctx.objective, &runs))?;
+            } else {
+                print::models_list(&runs, ctx.objective);
+            }
+        }
+        ModelsCommand::Show { version, json } => {
+            let version = view::resolve_version(store.as_mut(), &version)?;
+            let runs = registry::run_summaries(store.as_mut(), ctx.objective)?;
+            let bodies = ModelBody::all(&runs, ctx.objective);
+            let i = runs
+                .iter()
+                .position(|r| r.run.model_version == version)
+                .context("the run vanished while it was read")?;
             let artifact = store.artifact(&version)?;
-            print::model_show(&run, champion, artifact.as_ref());
+            if json.json {
+                print::json(&print::ModelShowJson::new(&bodies[i], artifact.as_ref()))?;
+            } else {
+                print::model_show(&runs[i], ctx.objective, artifact.as_ref());
+            }
+        }
+        ModelsCommand::Compare { versions, json } => {
+            let c = view::compare(store.as_mut(), ctx.objective, &versions)?;
+            if json.json {
+                print::json(&c)?;
+            } else {
+                print::model_compare(&c);
+            }
         }
         ModelsCommand::Promote { version, reason } => {
+            let version = view::resolve_version(store.as_mut(), &version)?;
             store.promote(&version, &reason)?;
             print::promoted(&version);
         }

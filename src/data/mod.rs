@@ -51,7 +51,8 @@ pub enum IssueKind {
     DuplicateRating,
     /// The same movieId listed twice in the movie file.
     DuplicateMovie,
-    /// A rating for a movieId the movie file does not list.
+    /// A rating for a movieId the catalogue does not list (the movie file
+    /// of a release being loaded, the stored movies for a batch).
     UnknownMovie,
     /// A header that does not match the format.
     BadHeader,
@@ -79,7 +80,7 @@ impl IssueKind {
             IssueKind::RatingNotHalfStep => RatingError::NotHalfStep.label(),
             IssueKind::DuplicateRating => "duplicate (user, movie) rating",
             IssueKind::DuplicateMovie => "duplicate movieId",
-            IssueKind::UnknownMovie => "rating for a movie not in the movie file",
+            IssueKind::UnknownMovie => "rating for a movie not in the catalogue",
             IssueKind::BadHeader => "unexpected header",
             IssueKind::TooLong => "field too long for the schema",
             IssueKind::TimestampOutOfRange => "timestamp negative or in the future",
@@ -105,13 +106,22 @@ impl fmt::Display for IssueKind {
 /// A problem in user-supplied data, located precisely enough to fix it:
 /// `ratings.csv:1042: rating 5.5 is outside 0.5..5.0`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{}:{line}: {kind}: {detail}", file.display())]
+#[error("{}{}: {kind}: {detail}", file.display(), at_line(*line))]
 pub struct InputError {
     pub file: PathBuf,
     /// 1-based physical line number (0 for file-level problems).
     pub line: u64,
     pub kind: IssueKind,
     pub detail: String,
+}
+
+/// `:LINE` after the file name, nothing for a file-level problem (line 0).
+fn at_line(line: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 /// How many rows of each kind `--skip-invalid` dropped.

@@ -134,8 +134,8 @@ pub fn audit_message(e: &Error, path: &Path) -> String {
             format!("{}:{}: {}", file_name(&ie.file), ie.line, ie.kind)
         }
         Error::Input(ie) => format!("{}: {}", file_name(&ie.file), ie.kind),
-        Error::Io { path: p, source } => {
-            format!("cannot read {}: {}", file_name(p), source.kind())
+        Error::Io { path: p, reason } => {
+            format!("cannot read {}: {}", file_name(p), reason.kind())
         }
         other => other
             .to_string()

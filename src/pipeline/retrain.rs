@@ -38,6 +38,12 @@ pub struct RetrainOptions {
     /// Serve what you know: a promoted retrain is refit on every stored
     /// rating and the refit serves (see [`registry::refit`]).
     pub refit: bool,
+    /// Skip (and record nothing) when there is nothing new to learn from:
+    /// the buffer is empty, no drift alert asks for a retrain within
+    /// `window_secs`, and the champion was trained on the current dataset.
+    /// Retraining the champion's settings on the same data only records an
+    /// identical run.
+    pub only_if_new: bool,
 }
 
 impl Default for RetrainOptions {
@@ -51,6 +57,7 @@ impl Default for RetrainOptions {
             mlflow: MlflowConfig::from_env(),
             lease: DEFAULT_LEASE,
             refit: false,
+            only_if_new: false,
         }
     }
 }
@@ -188,9 +195,42 @@ fn retrain_leased(
         }
         format!("drift alerts: {}", verdict.features().join(", "))
     } else {
+        if opts.only_if_new {
+            if let Some(reason) = nothing_new(store, opts.window_secs)? {
+                return Ok(RetrainOutcome::Skipped { reason });
+            }
+        }
         "unconditional".to_string()
     };
     retrain_now(store, &trigger, opts, lease, progress)
+}
+
+/// Why a retrain would learn nothing (see [`RetrainOptions::only_if_new`]),
+/// or `None` when there is something new: buffered ratings, an open drift
+/// verdict, or a champion trained on another dataset (or none at all).
+fn nothing_new(store: &mut dyn Store, window_secs: i64) -> Result<Option<String>> {
+    let buffered: i64 = store.buffer_counts()?.iter().map(|(_, n)| n).sum();
+    if buffered > 0 {
+        return Ok(None);
+    }
+    if retraining_verdict(store, window_secs)?.needed() {
+        return Ok(None);
+    }
+    let Some(champion) = registry::champion_run(store)? else {
+        return Ok(None);
+    };
+    let trained_on = RunNotes::parse(champion.notes.as_deref())
+        .and_then(|n| n.dataset)
+        .unwrap_or(0);
+    if trained_on != store.dataset_version()? {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "nothing new to learn from: the buffer is empty and no drift alert triggered in the \
+         last {}, so a retrain would only repeat the champion {}; nothing was recorded",
+        human_secs(window_secs),
+        champion.model_version
+    )))
 }
 
 /// Retrains without consulting the alerts table; `trigger` says why (it is

@@ -77,6 +77,13 @@ impl Known {
         self.fresh.contains(&user)
     }
 
+    /// The ids of every user with a rating, ascending.
+    pub fn user_ids(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = self.history.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Users with at least one rating.
     pub fn users(&self) -> usize {
         self.history.len()

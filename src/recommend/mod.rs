@@ -37,7 +37,9 @@
 
 mod cache;
 mod catalogue;
+mod export;
 mod known;
+pub mod lookup;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -351,6 +353,13 @@ impl Recommender {
 
     pub fn movie(&self, movie_id: i32) -> Option<&Movie> {
         self.catalogue.movies.get(&movie_id)
+    }
+
+    /// The catalogue's spelling of `genre` typed in any case;
+    /// [`Error::UnknownGenre`] naming the genres when no movie has it (a
+    /// typo is an error, not an empty list).
+    pub fn canonical_genre(&self, genre: &str) -> Result<String> {
+        lookup::canonical_genre(self.catalogue.movies.values(), genre)
     }
 
     pub fn catalogue_size(&self) -> usize {

@@ -9,6 +9,7 @@ mod notes;
 mod objective;
 pub mod recency;
 pub mod tune;
+pub mod view;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -440,7 +441,38 @@ pub fn log_to_tracker(tracker: &mut RunTracker, trained: &mut Trained) {
     trained.notes.mlflow_run_id = Some(run_id.to_string());
     trained.notes.mlflow_experiment_id = Some(experiment_id.to_string());
     let (params, metrics) = mlflow_params_and_metrics(trained);
-    tracker.log(&params, &metrics, &[]);
+    tracker.log(&params, &metrics, &mlflow_metric_labels());
+}
+
+/// What each logged metric measures, as MLflow tags
+/// (`cinematch.metric.NAME`) and the run's description: one meaning per
+/// metric name, the same labels `models show` prints (see
+/// [`view::METRICS`]).
+pub fn mlflow_metric_labels() -> Vec<(&'static str, String)> {
+    let mut tags: Vec<(&'static str, String)> = Vec::new();
+    let mut note = String::from("Metrics: ");
+    for (i, m) in view::METRICS.iter().enumerate() {
+        let key: &'static str = match m.name {
+            "ndcg_at_10" => "cinematch.metric.ndcg_at_10",
+            "recall_at_10" => "cinematch.metric.recall_at_10",
+            "catalogue_precision_at_10" => "cinematch.metric.catalogue_precision_at_10",
+            "coverage" => "cinematch.metric.coverage",
+            "rmse" => "cinematch.metric.rmse",
+            "mae" => "cinematch.metric.mae",
+            "precision_at_10" => "cinematch.metric.precision_at_10",
+            _ => continue,
+        };
+        tags.push((key, m.label.to_string()));
+        if i > 0 {
+            note.push_str("; ");
+        }
+        note.push_str(&format!("{} = {}", m.name, m.label));
+    }
+    note.push_str(
+        "; rank_precision_at_10 is catalogue_precision_at_10 (the name the evaluation notes use).",
+    );
+    tags.push(("mlflow.note.content", note));
+    tags
 }
 
 /// What a trained model logs to MLflow: every hyperparameter (with `algo`)
@@ -475,6 +507,11 @@ pub fn mlflow_params_and_metrics(trained: &Trained) -> (MlflowParams, MlflowMetr
             m.iter()
                 .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x))),
         );
+    }
+    // The list a user sees' precision also under the API's name, beside the
+    // spec's rated-items `precision_at_10`, so neither is read as the other.
+    if let Some(p) = trained.report.rank_precision_at_10 {
+        metrics.push(("catalogue_precision_at_10".into(), p));
     }
     metrics.push(("data_size".into(), trained.data_size as f64));
     metrics.push(("train_seconds".into(), trained.train_seconds));
@@ -718,16 +755,20 @@ pub fn evaluate_model(
 }
 
 /// A run with its typed notes and evaluation, and the change of the
-/// objective from the previous run (the spec's LAG query, on the
-/// deployment's objective).
+/// objective from the previous run of the same algorithm (the spec's LAG
+/// query, on the deployment's objective, partitioned by algorithm: an svd
+/// run is not better or worse than the ials run before it).
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub run: ModelRun,
     pub notes: Option<RunNotes>,
     pub report: EvalReport,
-    /// The objective's value for this run, and for the previous run.
+    /// The objective's value for this run, and for the previous run of the
+    /// same algorithm.
     pub value: Option<f64>,
     pub prev_value: Option<f64>,
+    /// That previous run of the same algorithm.
+    pub prev_version: Option<String>,
     /// `value - prev_value`.
     pub change: Option<f64>,
     pub is_champion: bool,
@@ -745,33 +786,41 @@ impl RunSummary {
 }
 
 /// Every run, oldest first, with the change of `objective` from the
-/// previous run, as the spec's LAG query computes it for RMSE.
+/// previous run of the same algorithm, as the spec's LAG query computes it
+/// for RMSE with `PARTITION BY algorithm`.
 pub fn run_summaries(store: &mut dyn Store, objective: Objective) -> Result<Vec<RunSummary>> {
     let champion = store.champion()?;
     let runs = store.model_runs()?;
-    let mut prev: Option<f64> = None;
+    // The latest run of each algorithm so far: (algorithm, version, value).
+    let mut prev: Vec<(Option<String>, String, Option<f64>)> = Vec::new();
     Ok(runs
         .into_iter()
         .map(|run| {
             let notes = RunNotes::parse(run.notes.as_deref());
             let report = run_report(&run);
             let value = objective.value(&report);
-            let prev_value = prev;
-            let change = match (value, prev_value) {
-                (Some(r), Some(p)) => Some(r - p),
-                _ => None,
-            };
-            prev = value;
             let is_champion = champion.as_deref() == Some(run.model_version.as_str());
-            RunSummary {
+            let mut s = RunSummary {
                 run,
                 notes,
                 report,
                 value,
-                prev_value,
-                change,
+                prev_value: None,
+                prev_version: None,
+                change: None,
                 is_champion,
+            };
+            let algo = s.algorithm();
+            match prev.iter_mut().find(|(a, _, _)| *a == algo) {
+                Some(p) => {
+                    s.prev_version = Some(p.1.clone());
+                    s.prev_value = p.2;
+                    *p = (algo, s.run.model_version.clone(), value);
+                }
+                None => prev.push((algo, s.run.model_version.clone(), value)),
             }
+            s.change = value.zip(s.prev_value).map(|(r, p)| r - p);
+            s
         })
         .collect())
 }

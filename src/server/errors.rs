@@ -115,6 +115,9 @@ pub fn public_message(e: &Error) -> (StatusCode, String) {
         Error::InvalidArgument(m) => (StatusCode::BAD_REQUEST, m.clone()),
         Error::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
         Error::UnknownModel { .. } => (StatusCode::NOT_FOUND, e.to_string()),
+        Error::AmbiguousModel { .. }
+        | Error::AmbiguousMovie { .. }
+        | Error::UnknownGenre { .. } => (StatusCode::BAD_REQUEST, e.to_string()),
         Error::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
         Error::BatchCompleted { .. } | Error::Busy(_) | Error::DatasetLoaded { .. } => {
             (StatusCode::CONFLICT, e.to_string())

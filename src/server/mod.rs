@@ -58,7 +58,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
 
-pub use routes::ApiDoc;
+pub use routes::{AlertBody, ApiDoc};
 pub use state::AppState;
 
 use crate::shutdown::Shutdown;

@@ -10,6 +10,7 @@ mod backtest;
 mod data;
 mod db;
 mod demo;
+mod json;
 mod models;
 mod monitor;
 mod recommend;
@@ -18,9 +19,16 @@ pub use backtest::*;
 pub use data::*;
 pub use db::*;
 pub use demo::*;
+pub use json::*;
 pub use models::*;
 pub use monitor::*;
 pub use recommend::*;
+
+/// `--json`: the value, pretty-printed, on stdout.
+pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
 
 /// How every command prints a moment.
 const DATE_TIME: &str = "%Y-%m-%d %H:%M:%S";

@@ -4,8 +4,10 @@ use cinematch::eval::EvalReport;
 use cinematch::format::{decimals, signed, thousands};
 use cinematch::models::Algo;
 use cinematch::registry::tune::{TuneOptions, TuneOutcome};
+use cinematch::registry::view::{self, Comparison, ModelBody, METRICS};
 use cinematch::registry::{Objective, RunSummary, TrainOutcome};
-use cinematch::store::{ArtifactBlob, ModelRun};
+use cinematch::store::ArtifactBlob;
+use serde::Serialize;
 
 use super::DATE_TIME;
 use crate::cli::table;
@@ -54,7 +56,7 @@ pub fn tuned(out: &TuneOutcome, opts: &TuneOptions) {
                         o.iter()
                             .filter(|(k, _)| *k != "algo")
                             .filter(|(_, v)| !v.is_null())
-                            .map(|(k, v)| format!("{k}={}", param_value(v)))
+                            .map(|(k, v)| format!("{k}={}", view::param_value(v)))
                             .collect::<Vec<_>>()
                             .join(" ")
                     })
@@ -86,43 +88,18 @@ pub fn tuned(out: &TuneOutcome, opts: &TuneOptions) {
     );
 }
 
-/// A hyperparameter as typed on a command line: strings bare, f32 values
-/// without the digits their widening to f64 invents (0.1, not
-/// 0.10000000149011612).
-fn param_value(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) if n.is_f64() => {
-            let x = n.as_f64().unwrap_or(0.0);
-            if f64::from(x as f32) == x {
-                (x as f32).to_string()
-            } else {
-                x.to_string()
-            }
-        }
-        other => other.to_string(),
-    }
-}
-
 pub fn evaluated(version: &str, m: &EvalReport) {
     println!("{version} on the current test split:");
     metrics(m);
 }
 
+/// An evaluation, each number under the name of what it measures: the list
+/// a user sees (the whole catalogue ranked), predicted stars, and the
+/// spec's rated-items precision, never one name for two of them.
 pub fn metrics(m: &EvalReport) {
     if m.is_empty() {
         println!("  no test split (loaded with --train-fraction 1): nothing to measure");
         return;
-    }
-    if m.rmse.is_some() {
-        println!(
-            "  RMSE {}  MAE {}  precision@10 (rated items, >=3.5) {}",
-            decimals(m.rmse, 4),
-            decimals(m.mae, 4),
-            decimals(m.precision_at_10, 4)
-        );
-    } else {
-        println!("  a ranking model: no predicted ratings, so no RMSE, MAE or rated precision");
     }
     if m.ndcg_at_10.is_some() {
         let sample = match m.users_eligible {
@@ -134,11 +111,28 @@ pub fn metrics(m: &EvalReport) {
             _ => format!(", over {} users", thousands(m.users_evaluated as i64)),
         };
         println!(
-            "  full catalogue (relevant >= 4.0): NDCG@10 {}  recall@10 {}  precision@10 {}  coverage {}{sample}",
+            "  the list a user sees (whole catalogue ranked, relevant >= 4.0): NDCG@10 {}  \
+             recall@10 {}  precision@10 {}  coverage {}{sample}",
             decimals(m.ndcg_at_10, 4),
             decimals(m.recall_at_10, 4),
             decimals(m.rank_precision_at_10, 4),
             decimals(m.coverage, 4)
+        );
+    }
+    if m.rmse.is_some() {
+        println!(
+            "  predicted stars: RMSE {}  MAE {}",
+            decimals(m.rmse, 4),
+            decimals(m.mae, 4)
+        );
+        println!(
+            "  rated-items precision@10 (the spec's precision_at_10: among the movies each user \
+             rated, >= 3.5) {}",
+            decimals(m.precision_at_10, 4)
+        );
+    } else {
+        println!(
+            "  a ranking model: no predicted stars, so no RMSE, MAE or rated-items precision@10"
         );
     }
 }
@@ -151,8 +145,25 @@ pub(super) fn version_cell(r: &RunSummary) -> String {
     )
 }
 
-/// `models list`: runs oldest last, with the objective's change as the
-/// spec's LAG query does for RMSE.
+/// A run's hyperparameters in short: those that differ from the
+/// algorithm's defaults, or "defaults".
+fn params_cell(r: &RunSummary) -> String {
+    if r.notes.as_ref().and_then(|n| n.params.as_ref()).is_none() {
+        return String::new();
+    }
+    let tuned = view::tuned_hyperparameters(r);
+    if tuned.is_empty() {
+        return "defaults".into();
+    }
+    tuned
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `models list`: runs newest first, with the objective's change from the
+/// previous run of the same algorithm (the spec's LAG query per algorithm).
 pub fn models_list(runs: &[RunSummary], objective: Objective) {
     if runs.is_empty() {
         println!("no models yet: train one with `cinematch train`");
@@ -168,11 +179,13 @@ pub fn models_list(runs: &[RunSummary], objective: Objective) {
                 r.run.training_date.format(DATE_TIME).to_string(),
                 decimals(r.report.ndcg_at_10, 4),
                 decimals(r.report.recall_at_10, 4),
+                decimals(r.report.rank_precision_at_10, 4),
                 decimals(r.run.rmse, 4),
                 decimals(r.run.mae, 4),
                 decimals(r.run.precision_at_10, 4),
                 thousands(r.run.data_size.unwrap_or(0)),
                 signed(r.change, 4),
+                params_cell(r),
             ]
         })
         .collect();
@@ -182,19 +195,24 @@ pub fn models_list(runs: &[RunSummary], objective: Objective) {
             "model_version",
             "algo",
             "training_date",
-            "ndcg@10",
-            "recall@10",
+            "list_ndcg@10",
+            "list_recall@10",
+            "list_p@10",
             "rmse",
             "mae",
-            "precision_at_10",
+            "rated_p@10",
             "data_size",
             &change,
+            "hyperparameters",
         ],
         &rows,
     );
     println!(
-        "* champion, chosen on {objective}. {change} = {objective} - LAG({objective}): {} is \
-         better. rmse is empty for ranking models (they predict no ratings).",
+        "* champion, chosen on {objective}. list_*: the list a user sees (whole catalogue \
+         ranked, relevant >= 4). rated_p@10: the spec's precision_at_10 (among rated movies, \
+         >= 3.5). rmse, mae: predicted stars, empty for ranking models. {change}: against the \
+         previous run of the same algorithm, {} is better. hyperparameters: those not at the \
+         algorithm's defaults.",
         if objective.higher_is_better() {
             "positive"
         } else {
@@ -203,18 +221,103 @@ pub fn models_list(runs: &[RunSummary], objective: Objective) {
     );
 }
 
-/// `models show`: one run in full.
-pub fn model_show(run: &ModelRun, champion: bool, artifact: Option<&ArtifactBlob>) {
-    println!("model_version    {}", run.model_version);
-    println!("champion         {champion}");
-    println!("training_date    {}", run.training_date.format(DATE_TIME));
-    println!("rmse             {}", decimals(run.rmse, 4));
-    println!("mae              {}", decimals(run.mae, 4));
-    println!("precision_at_10  {}", decimals(run.precision_at_10, 4));
-    println!("data_size        {}", thousands(run.data_size.unwrap_or(0)));
+/// `models show --json`: the run as `/api/models` gives it, with its artifact.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelShowJson<'a> {
+    #[serde(flatten)]
+    model: &'a ModelBody,
+    artifact: Option<ArtifactJson<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ArtifactJson<'a> {
+    algorithm: &'a str,
+    format_version: i32,
+    size_bytes: usize,
+    checksum: String,
+}
+
+impl<'a> ModelShowJson<'a> {
+    pub fn new(model: &'a ModelBody, artifact: Option<&'a ArtifactBlob>) -> ModelShowJson<'a> {
+        ModelShowJson {
+            model,
+            artifact: artifact.map(|a| ArtifactJson {
+                algorithm: &a.algorithm,
+                format_version: a.format_version,
+                size_bytes: a.bytes.len(),
+                checksum: format!("{:08x}", a.checksum),
+            }),
+        }
+    }
+}
+
+/// `models show`: one run in full, the objective first.
+pub fn model_show(r: &RunSummary, objective: Objective, artifact: Option<&ArtifactBlob>) {
+    let run = &r.run;
+    let label = |s: &str| format!("{s:<26}");
+    let value = match r.value {
+        Some(v) => format!("{v:.4}"),
+        None => "not measured".to_string(),
+    };
+    let change = match (r.change, &r.prev_version) {
+        (Some(c), Some(p)) => format!(
+            " ({c:+.4} from {p}, the previous {} run)",
+            r.algorithm().unwrap_or_default()
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "{}{value}{change}{}",
+        label(&format!("{} (objective)", objective.as_str())),
+        if r.is_champion { ", the champion" } else { "" }
+    );
+    println!("{}{}", label("model_version"), run.model_version);
+    println!(
+        "{}{}",
+        label("algorithm"),
+        r.algorithm().unwrap_or_default()
+    );
+    println!("{}{}", label("champion"), r.is_champion);
+    println!(
+        "{}{}",
+        label("training_date"),
+        run.training_date.format(DATE_TIME)
+    );
+    for m in METRICS {
+        if let Some(v) = (m.value)(&r.report) {
+            println!("{}{v:.4}  {}", label(m.name), m.label);
+        }
+    }
+    println!(
+        "{}{}",
+        label("data_size"),
+        thousands(run.data_size.unwrap_or(0))
+    );
+    let params = view::hyperparameters(r);
+    if !params.is_empty() {
+        let tuned: Vec<String> = view::tuned_hyperparameters(r)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        println!("hyperparameters");
+        for (k, v) in &params {
+            let mark = if tuned.contains(k) {
+                "  (not the default)"
+            } else {
+                ""
+            };
+            println!("  {k:<24}{v}{mark}");
+        }
+        if let Some(seed) = r.notes.as_ref().and_then(|n| n.seed) {
+            println!("  {:<24}{seed}", "seed");
+        }
+    }
     if let Some(a) = artifact {
         println!(
-            "artifact         {} bytes, {} format v{}, crc32 {:08x}",
+            "{}{} bytes, {} format v{}, crc32 {:08x}",
+            label("artifact"),
             thousands(a.bytes.len() as i64),
             a.algorithm,
             a.format_version,
@@ -228,6 +331,51 @@ pub fn model_show(run: &ModelRun, champion: bool, artifact: Option<&ArtifactBlob
             .unwrap_or_else(|| notes.clone());
         println!("notes\n{pretty}");
     }
+}
+
+/// `models compare`: runs side by side, the best value of each metric
+/// marked, differing hyperparameters marked.
+pub fn model_compare(c: &Comparison) {
+    let mut head: Vec<String> = vec!["".into()];
+    head.extend(c.models.iter().map(|m| {
+        format!(
+            "{} ({}){}",
+            m.model_version,
+            m.algorithm.as_deref().unwrap_or("?"),
+            if m.is_champion { " *" } else { "" }
+        )
+    }));
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::Number(n) => decimals(n.as_f64(), 4),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for m in &c.metrics {
+        let mut row = vec![m.label.clone()];
+        row.extend(
+            m.values.iter().enumerate().map(|(i, v)| {
+                format!("{}{}", cell(v), if m.best.contains(&i) { " <" } else { "" })
+            }),
+        );
+        rows.push(row);
+    }
+    for h in &c.hyperparameters {
+        let mut row = vec![format!(
+            "{}{}",
+            h.name,
+            if h.differs { " (differs)" } else { "" }
+        )];
+        row.extend(h.values.iter().map(cell));
+        rows.push(row);
+    }
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    table::print(&head, &rows);
+    println!(
+        "< the best value of a metric; * the champion (chosen on {}).",
+        c.objective
+    );
 }
 
 pub fn promoted(version: &str) {

@@ -118,10 +118,10 @@ pub fn retrain(outcome: &RetrainOutcome) {
             refit,
         } => {
             let measured = match (&run.evaluation, run.rmse) {
-                (Some(e), _) if e.ndcg_at_10.is_some() => format!(
-                    "NDCG@10 {}, RMSE {}",
+                (Some(e), rmse) if e.ndcg_at_10.is_some() => format!(
+                    "NDCG@10 {}{}",
                     decimals(e.ndcg_at_10, 4),
-                    decimals(run.rmse, 4)
+                    rmse.map(|r| format!(", RMSE {r:.4}")).unwrap_or_default()
                 ),
                 (_, Some(r)) => format!("RMSE {r:.4}"),
                 _ => "no test metrics".to_string(),

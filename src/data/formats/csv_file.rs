@@ -5,11 +5,12 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 
-use super::detect::{contains_seq, Layout};
+use super::detect::contains_seq;
 use super::fields::{
     column_count_issue, parse_int, parse_rating_row, truncate, RowIssue, MOVIES_HEADER,
     RATINGS_HEADER,
 };
+use super::layout::Layout;
 use super::sinks::{Issues, MovieSink, RatingSink};
 use super::source::{LfReader, Source, READ_BUFFER};
 use super::NO_GENRES;

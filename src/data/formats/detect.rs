@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::lines::ML100K_COLUMNS;
+use super::layout::{Layout, ML100K_COLUMNS};
 use crate::data::Format;
 
 /// Lets `cinematch load <dir>` accept any unpacked MovieLens release without
@@ -77,30 +77,6 @@ fn subdir_with_release(dir: &Path) -> Option<PathBuf> {
         .collect();
     subs.sort();
     subs.into_iter().next()
-}
-
-/// How a single file is laid out. Ratings use Csv/Dat/Tab, movies Csv/Dat/Item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Layout {
-    /// RFC 4180 with a header line.
-    Csv,
-    /// `::`-separated, no header.
-    Dat,
-    /// Tab-separated, no header (ml-100k `u.data`).
-    Tab,
-    /// Pipe-separated with genre flags (ml-100k `u.item`).
-    Item,
-}
-
-impl Layout {
-    pub(super) fn describe(self) -> &'static str {
-        match self {
-            Layout::Csv => "comma-separated",
-            Layout::Dat => "'::'-separated",
-            Layout::Tab => "tab-separated",
-            Layout::Item => "pipe-separated (u.item)",
-        }
-    }
 }
 
 pub(super) fn layout_from_name(path: &Path) -> Option<Layout> {

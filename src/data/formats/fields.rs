@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::detect::Layout;
+use super::layout::Layout;
 use super::NO_GENRES;
 use crate::data::IssueKind;
 use crate::types::{check_rating, check_timestamp, Rating};

@@ -7,40 +7,14 @@ use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::detect::Layout;
 use super::fields::{
     column_count_issue, parse_rating_row, truncate, MOVIES_HEADER, RATINGS_HEADER,
 };
+use super::layout::{Layout, ML100K_COLUMNS, ML100K_GENRES};
 use super::sinks::{MovieSink, RatingSink};
 use super::source::{LfReader, Source, READ_BUFFER};
 use super::NO_GENRES;
 use crate::data::IssueKind;
-
-/// ml-100k's genre flag columns, in file order, already renamed to the modern
-/// MovieLens spelling so PCA features line up across releases.
-const ML100K_GENRES: [&str; 19] = [
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-];
-/// u.item's width: id, title, two dates and a URL, then the genre flags.
-pub(super) const ML100K_COLUMNS: usize = 5 + ML100K_GENRES.len();
 
 /// Column names for messages about ml-100k's u.item.
 const ITEM_COLUMNS: [&str; ML100K_COLUMNS] = [

@@ -21,6 +21,7 @@
 mod csv_file;
 mod detect;
 mod fields;
+mod layout;
 mod lines;
 mod sinks;
 mod source;
@@ -35,7 +36,8 @@ use super::{Dataset, Format, InputError, IssueKind, ReadOptions, SkipReport};
 use crate::types::{Movie, Rating};
 use csv_file::{movies_csv, ratings_csv};
 pub use detect::detect_format;
-use detect::{layout_from_content, layout_from_name, Layout};
+use detect::{layout_from_content, layout_from_name};
+use layout::Layout;
 use lines::{movies_lines, ratings_lines};
 use sinks::{Issues, MovieFilter, MovieSink, RatingSink};
 use source::Source;
@@ -195,11 +197,16 @@ fn read_ratings_as(
 }
 
 fn empty_file(path: &Path) -> crate::Error {
+    let bytes = std::fs::metadata(path).map_or(1, |m| m.len());
     InputError {
         file: path.to_path_buf(),
         line: 0,
         kind: IssueKind::EmptyFile,
-        detail: "the file has no data rows".into(),
+        detail: if bytes == 0 {
+            "the file is empty (0 bytes)".into()
+        } else {
+            "the file has no data rows (at most a header)".into()
+        },
     }
     .into()
 }

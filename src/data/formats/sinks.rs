@@ -158,9 +158,18 @@ impl<'a> MovieSink<'a> {
     }
 }
 
-/// Membership test for known movieIds; a bitset when ids are dense (every
-/// release), because this runs once per rating.
-pub(super) enum MovieFilter<'a> {
+/// Membership test for known movieIds, and where they are listed (for the
+/// message about a rating of another movie).
+pub(super) struct MovieFilter<'a> {
+    ids: MovieIds<'a>,
+    /// "the movie file" (a release being read) or "the catalogue" (the
+    /// stored movies a batch is checked against).
+    listed_in: &'static str,
+}
+
+/// The ids: a bitset when they are dense (every release), because this
+/// runs once per rating.
+enum MovieIds<'a> {
     Bits(Vec<u64>),
     Borrowed(&'a HashSet<i32>),
     Owned(HashSet<i32>),
@@ -170,42 +179,52 @@ pub(super) enum MovieFilter<'a> {
 const BITSET_MAX_ID: i32 = 1 << 27;
 
 impl<'a> MovieFilter<'a> {
-    fn bits(ids: impl Iterator<Item = i32>, max: i32) -> MovieFilter<'a> {
+    fn bits(ids: impl Iterator<Item = i32>, max: i32) -> MovieIds<'a> {
         let mut bits = vec![0u64; (max.max(0) as usize) / 64 + 1];
         for id in ids.filter(|&id| id >= 0) {
             bits[id as usize / 64] |= 1 << (id % 64);
         }
-        MovieFilter::Bits(bits)
+        MovieIds::Bits(bits)
     }
 
+    /// The stored catalogue's ids, which a batch is checked against.
     pub(super) fn from_set(set: &'a HashSet<i32>) -> MovieFilter<'a> {
         let max = set.iter().copied().max().unwrap_or(0);
-        if max <= BITSET_MAX_ID {
+        let ids = if max <= BITSET_MAX_ID {
             Self::bits(set.iter().copied(), max)
         } else {
-            MovieFilter::Borrowed(set)
+            MovieIds::Borrowed(set)
+        };
+        MovieFilter {
+            ids,
+            listed_in: "the catalogue",
         }
     }
 
+    /// The ids of the movie file read with the ratings.
     pub(super) fn from_ids(ids: impl Iterator<Item = i32> + Clone) -> MovieFilter<'a> {
         let max = ids.clone().max().unwrap_or(0);
-        if max <= BITSET_MAX_ID {
+        let ids = if max <= BITSET_MAX_ID {
             Self::bits(ids, max)
         } else {
-            MovieFilter::Owned(ids.collect())
+            MovieIds::Owned(ids.collect())
+        };
+        MovieFilter {
+            ids,
+            listed_in: "the movie file",
         }
     }
 
     fn contains(&self, id: i32) -> bool {
-        match self {
-            MovieFilter::Bits(bits) => {
+        match &self.ids {
+            MovieIds::Bits(bits) => {
                 id >= 0
                     && bits
                         .get(id as usize / 64)
                         .is_some_and(|w| w & (1 << (id % 64)) != 0)
             }
-            MovieFilter::Borrowed(set) => set.contains(&id),
-            MovieFilter::Owned(set) => set.contains(&id),
+            MovieIds::Borrowed(set) => set.contains(&id),
+            MovieIds::Owned(set) => set.contains(&id),
         }
     }
 }
@@ -331,7 +350,7 @@ impl<'a, 'f> RatingSink<'a, 'f> {
                 return self.problem(
                     line,
                     IssueKind::UnknownMovie,
-                    format!("movieId {} is not in the movie file", r.movie_id),
+                    format!("movieId {} is not in {}", r.movie_id, known.listed_in),
                 );
             }
         }

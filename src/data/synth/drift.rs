@@ -9,7 +9,6 @@
 
 use std::fmt;
 
-use super::WeeklyOptions;
 use crate::types::MOVIELENS_GENRES;
 use crate::{Error, Result};
 
@@ -274,13 +273,13 @@ impl Effect {
 }
 
 /// Checks the drift specs and gathers them by week (0-based index).
-pub(super) fn resolve_drift(weekly: &WeeklyOptions) -> Result<Vec<Vec<DriftKind>>> {
-    let mut per_week: Vec<Vec<DriftKind>> = vec![Vec::new(); weekly.weeks as usize];
-    for spec in &weekly.drift {
-        if spec.week == 0 || spec.week > weekly.weeks {
+pub(super) fn resolve_drift(weeks: u32, specs: &[DriftSpec]) -> Result<Vec<Vec<DriftKind>>> {
+    let mut per_week: Vec<Vec<DriftKind>> = vec![Vec::new(); weeks as usize];
+    for spec in specs {
+        if spec.week == 0 || spec.week > weeks {
             return Err(Error::InvalidArgument(format!(
                 "drift is set for week {}, but weeks run from 1 to {}",
-                spec.week, weekly.weeks
+                spec.week, weeks
             )));
         }
         let slot = &mut per_week[spec.week as usize - 1];

@@ -32,14 +32,17 @@ mod drift;
 mod history;
 mod plan;
 mod random;
+mod shape;
 #[cfg(test)]
 mod tests;
+mod week;
 mod weekly;
 mod world;
 
 pub use drift::{parse_drift, DriftKind, DriftSpec, GENRE_BOOST};
 pub use history::generate;
-pub use weekly::{generate_weekly, WeekReport, WeeklyOptions, WeeklyReport, WEEK_SECONDS};
+pub use week::{WeeklyOptions, WEEK_SECONDS};
+pub use weekly::{generate_weekly, WeekReport, WeeklyReport};
 pub use world::{SynthWorld, BASE_STREAM};
 
 /// 1996-01-01T00:00:00Z, where ml-latest-small's ratings begin.

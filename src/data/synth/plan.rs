@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::drift::{DriftKind, Effect};
 use super::random::{below, domain, normal, rng_for, unit, AliasTable};
-use super::weekly::{WeeklyOptions, WEEK_SECONDS};
+use super::week::{WeeklyOptions, WEEK_SECONDS};
 use super::world::{
     draw_movie, year_of, Scratch, SynthWorld, BASE_STREAM, USER_BIAS_SD, WHOLE_STAR_USERS,
     ZIPF_OFFSET,
@@ -72,7 +72,7 @@ impl Slots {
 
 /// Share of a history user's unrated movies the batches may use up.
 ///
-/// Batch movies are matched to the rater's history (see [`Marks::pick`](super::weekly::Marks::pick)),
+/// Batch movies are matched to the rater's history (see `weekly::Marks::pick`),
 /// which needs unrated movies left at every score. A user who has already
 /// rated most of the catalogue would otherwise end up rating just the
 /// leftovers nobody wanted: measured on a default world, the two heaviest

@@ -6,7 +6,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::world::{ACTIVITY_SIGMA, GENRE_COUNT_WEIGHTS, GENRE_WEIGHTS, MIN_RATINGS_PER_USER};
+use super::shape::{ACTIVITY_SIGMA, GENRE_COUNT_WEIGHTS, GENRE_WEIGHTS, MIN_RATINGS_PER_USER};
 
 /// Independent random streams, so e.g. adding users never changes movies.
 pub(super) mod domain {

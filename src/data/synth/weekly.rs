@@ -9,19 +9,17 @@ use std::path::Path;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::drift::{resolve_drift, DriftKind, DriftSpec};
+use super::drift::{resolve_drift, DriftKind};
 use super::history::write_history;
 use super::plan::{plan_weeks, WeekPlan};
 use super::random::{below, domain, normal, rng_for, AliasTable};
+use super::week::{WeeklyOptions, WEEK_SECONDS};
 use super::world::{round_stars, to_stars, Scratch, SynthWorld, BASE_STREAM};
 use super::{SynthOptions, SynthReport};
 use crate::data::writer::{batch_path, prepare_batch_dir, write_ratings_file};
 use crate::progress::Progress;
 use crate::types::Rating;
 use crate::{Error, Result};
-
-/// Length of one batch window.
-pub const WEEK_SECONDS: i64 = 7 * 86_400;
 
 /// A batch movie counts as matching a history movie when their noise-free
 /// scores differ by at most this many stars (see [`Marks::pick`]): well
@@ -31,28 +29,6 @@ const MATCH_TOLERANCE: f64 = 0.05;
 /// Most candidates drawn per batch pick; only the rare extreme scores need
 /// that many, and the closest one is kept if none matches.
 const MATCH_CANDIDATES: usize = 256;
-
-/// How many weekly batches to write after the history, and what to inject.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WeeklyOptions {
-    pub weeks: u32,
-    /// Exact number of ratings in every batch file.
-    pub ratings_per_week: u64,
-    /// Weeks not listed are clean.
-    pub drift: Vec<DriftSpec>,
-}
-
-impl Default for WeeklyOptions {
-    /// A month of clean weeks, each about a fifth of ml-latest-small's
-    /// 2018 activity scaled up enough for stable drift statistics.
-    fn default() -> Self {
-        WeeklyOptions {
-            weeks: 4,
-            ratings_per_week: 10_000,
-            drift: Vec::new(),
-        }
-    }
-}
 
 /// One batch file, for the CLI to print and tests to check against.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,7 +89,7 @@ pub fn generate_weekly(
     progress: &dyn Progress,
 ) -> Result<WeeklyReport> {
     let mut world = SynthWorld::new(opts)?;
-    let per_week = resolve_drift(weekly)?;
+    let per_week = resolve_drift(weekly.weeks, &weekly.drift)?;
     let end = opts.end_timestamp;
     i64::from(weekly.weeks)
         .checked_mul(WEEK_SECONDS)

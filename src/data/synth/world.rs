@@ -38,30 +38,17 @@ pub(super) const WHOLE_STAR_USERS: f64 = 0.2;
 /// Popularity weight of the movie at rank r (0-based): 1 / (r + offset)^exp.
 pub(super) const ZIPF_OFFSET: f64 = 10.0;
 const ZIPF_EXPONENT: f64 = 1.0;
-/// Spread of user activity (lognormal sigma); ml-latest-small's mean/median
-/// ratings per user (165/70) implies about 1.3.
-pub(super) const ACTIVITY_SIGMA: f64 = 1.3;
-/// MovieLens only publishes users with at least 20 ratings.
-pub(super) const MIN_RATINGS_PER_USER: u64 = 20;
 /// Share of users who rate everything in one sitting.
 const SESSION_USERS: f64 = 0.35;
 /// Mean age of a movie (years before the end of the rating period).
 const MEAN_MOVIE_AGE_YEARS: f64 = 15.0;
 
-/// ml-latest-small's genre counts, in [`MOVIELENS_GENRES`] order: Drama and
-/// Comedy dominate, Film-Noir and IMAX are rare.
-pub(super) const GENRE_WEIGHTS: [f64; 19] = [
-    1828.0, 1263.0, 611.0, 664.0, 3756.0, 1199.0, 440.0, 4361.0, 779.0, 87.0, 978.0, 158.0, 334.0,
-    573.0, 1596.0, 980.0, 1894.0, 382.0, 167.0,
-];
 /// Typical rating offsets by genre (Film-Noir and documentaries are rated
 /// well, horror poorly), in [`MOVIELENS_GENRES`] order.
 const GENRE_BIAS: [f64; 19] = [
     -0.10, 0.0, 0.10, -0.15, -0.10, 0.15, 0.30, 0.15, 0.0, 0.40, -0.35, 0.10, 0.05, 0.10, 0.0,
     -0.05, -0.05, 0.30, 0.05,
 ];
-/// Probability of a movie having 1, 2 or 3 genres.
-pub(super) const GENRE_COUNT_WEIGHTS: [f64; 3] = [0.35, 0.38, 0.27];
 
 /// 2003-02-12: MovieLens introduced half stars; users active before then
 /// rate in whole stars, which is why whole stars dominate the real histogram.

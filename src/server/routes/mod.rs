@@ -15,6 +15,10 @@
 
 mod drift;
 mod health;
+
+/// A drift result as `/api/drift` gives it, for the CLI's `--json` too.
+pub use drift::AlertBody;
+
 mod models;
 mod movies;
 mod ratings;

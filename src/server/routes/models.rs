@@ -4,106 +4,19 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::date;
-use crate::registry::{self, Objective, RunSummary};
+use crate::registry;
 use crate::server::auth::Authorized;
 use crate::server::errors::{ApiError, ErrorBody};
 use crate::server::state::AppState;
 use crate::Error;
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelBody {
-    pub(super) model_version: String,
-    /// `YYYY-MM-DDTHH:MM:SS`, as stored.
-    training_date: String,
-    algorithm: Option<String>,
-    /// Test RMSE; null for ranking models (they predict no ratings) and
-    /// without a test split.
-    rmse: Option<f64>,
-    mae: Option<f64>,
-    /// The spec's rated-items precision@10.
-    precision_at_10: Option<f64>,
-    /// Full-catalogue NDCG@10 (relevant = test rating >= 4).
-    ndcg_at_10: Option<f64>,
-    /// Full-catalogue recall@10.
-    recall_at_10: Option<f64>,
-    /// Full-catalogue precision@10 (hits / 10).
-    catalogue_precision_at_10: Option<f64>,
-    /// Share of the catalogue in some user's top 10.
-    coverage: Option<f64>,
-    data_size: Option<i64>,
-    /// RMSE of the previous run.
-    prev_rmse: Option<f64>,
-    /// `rmse - prev_rmse` (negative is better), as the spec's LAG query.
-    rmse_improvement: Option<f64>,
-    /// The deployment's objective (`ndcg@10`, `rmse`), and this run's
-    /// value of it and its change from the previous run.
-    objective: String,
-    objective_value: Option<f64>,
-    objective_change: Option<f64>,
-    is_champion: bool,
-    /// The run's JSON notes: hyperparameters, seed, extra metrics, timings.
-    notes: Option<Value>,
-}
+pub use crate::registry::view::{ModelBody, ModelsBody};
 
-impl ModelBody {
-    /// `prev_rmse`: the previous run's RMSE (the spec's LAG).
-    fn new(r: &RunSummary, objective: Objective, prev_rmse: Option<f64>) -> ModelBody {
-        let run = &r.run;
-        ModelBody {
-            model_version: run.model_version.clone(),
-            training_date: date(run.training_date),
-            algorithm: r.algorithm(),
-            rmse: run.rmse,
-            mae: run.mae,
-            precision_at_10: run.precision_at_10,
-            ndcg_at_10: r.report.ndcg_at_10,
-            recall_at_10: r.report.recall_at_10,
-            catalogue_precision_at_10: r.report.rank_precision_at_10,
-            coverage: r.report.coverage,
-            data_size: run.data_size,
-            prev_rmse,
-            rmse_improvement: run.rmse.zip(prev_rmse).map(|(a, b)| a - b),
-            objective: objective.as_str().to_string(),
-            objective_value: r.value,
-            objective_change: r.change,
-            is_champion: r.is_champion,
-            notes: run
-                .notes
-                .as_deref()
-                .map(|n| serde_json::from_str(n).unwrap_or_else(|_| Value::String(n.to_string()))),
-        }
-    }
-
-    /// Every run as a body, oldest first, with the spec's RMSE LAG.
-    pub(super) fn all(runs: &[RunSummary], objective: Objective) -> Vec<ModelBody> {
-        let mut prev = None;
-        runs.iter()
-            .map(|r| {
-                let body = ModelBody::new(r, objective, prev);
-                prev = r.run.rmse;
-                body
-            })
-            .collect()
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelsBody {
-    champion: Option<String>,
-    /// What runs are compared on in this deployment.
-    objective: String,
-    /// Oldest first.
-    models: Vec<ModelBody>,
-}
-
-/// Every model version with its metrics and the RMSE change from the run
-/// before, oldest first.
+/// Every model version with its metrics, the RMSE change from the run
+/// before (the spec's LAG) and the objective's change from the previous run
+/// of the same algorithm, oldest first.
 #[utoipa::path(
     get,
     path = "/api/models",
@@ -124,11 +37,7 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<ModelsBody>, A
             ))
         })
         .await?;
-    Ok(Json(ModelsBody {
-        champion,
-        objective: objective.as_str().to_string(),
-        models: ModelBody::all(&runs, objective),
-    }))
+    Ok(Json(ModelsBody::new(champion, objective, &runs)))
 }
 
 /// What a promotion or a rollback did.

@@ -103,6 +103,13 @@ impl PgTarget {
                 self.ssl_mode
             );
         }
+        if chain.contains("bytes remaining on stream") || chain.contains("unexpected message") {
+            return format!(
+                "the server at {} answered, but not as PostgreSQL does: is another service \
+                 listening on that port (PostgreSQL's default is 5432)? ({chain})",
+                self.endpoints()
+            );
+        }
         if let Some(io) = find_io_error(e) {
             match io.kind() {
                 io::ErrorKind::ConnectionRefused => {
