@@ -83,6 +83,8 @@ const TOP_HELP: &str = concat!(
     CINEMATCH_LOG             log filter, e.g. debug or cinematch=debug (default cinematch=info,warn; \
     with --quiet, warn)\n  \
     CINEMATCH_LEASE_SECS      --lease-secs of retrain, pipeline run and scheduler\n  \
+    CINEMATCH_REFIT           --refit of train, retrain and pipeline run (1: serve every champion \
+    refit on every stored rating)\n  \
     CINEMATCH_API_TOKEN       serve: the bearer token writes need (POST /api/ratings); unset, \
     writes are refused\n  \
     CINEMATCH_READ_TOKEN      serve: the token a user's ratings and recommendations need \
@@ -568,6 +570,9 @@ mod help_tests {
             ("cinematch scheduler", "MLFLOW_TRACKING_URI"),
             ("cinematch demo", "MLFLOW_TRACKING_URI"),
             ("cinematch train", "CINEMATCH_OBJECTIVE"),
+            ("cinematch train", "CINEMATCH_REFIT"),
+            ("cinematch retrain", "CINEMATCH_REFIT"),
+            ("cinematch pipeline run", "CINEMATCH_REFIT"),
         ];
         for (path, var) in applies {
             assert!(
