@@ -145,6 +145,76 @@ fn drift_check_records_every_test(db: TestDb) {
             "ranking_quality"
         ]
     );
+    // Every score recomputed here from the train split and the batch (all
+    // 5.0): the spec's relative changes (sample standard deviation, as
+    // pandas), the KS distance, the chi-square statistic of the 2 x 3 table
+    // by the textbook formula and its critical value in closed form (two
+    // degrees of freedom: -2 ln 0.05 = scipy's chi2.ppf(0.95, 2)), the
+    // unseen shares, and the champion's RMSE change.
+    let score = |name: &str| {
+        report
+            .alerts
+            .iter()
+            .find(|a| a.feature_name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let base: Vec<f64> = s
+        .ratings(Split::Train)
+        .unwrap()
+        .iter()
+        .map(|r| f64::from(r.rating))
+        .collect();
+    let nb = base.len() as f64;
+    let mb = base.iter().sum::<f64>() / nb;
+    let sb = (base.iter().map(|x| (x - mb).powi(2)).sum::<f64>() / (nb - 1.0)).sqrt();
+    let close = |name: &str, want: f64| {
+        let got = score(name).drift_score;
+        assert!((got - want).abs() < 1e-9, "{name}: {got} vs {want}");
+    };
+    close("rating_mean", (5.0 - mb).abs() / mb);
+    close("rating_mean_calibrated", (5.0 - mb).abs() / mb);
+    close("rating_std", 1.0);
+    let below_five = base.iter().filter(|x| **x < 5.0).count() as f64 / nb;
+    close("rating_distribution_ks", below_five);
+    close("unseen_users_share", 0.0);
+    close("unseen_movies_share", 0.0);
+    let levels = [2.0, 4.5, 5.0];
+    let base_counts: Vec<f64> = levels
+        .iter()
+        .map(|l| base.iter().filter(|x| *x == l).count() as f64)
+        .collect();
+    let new_counts = [0.0, 0.0, 100.0];
+    let total = nb + 100.0;
+    let mut chi2 = 0.0;
+    for (row, n) in [(&base_counts[..], nb), (&new_counts[..], 100.0)] {
+        for (j, observed) in row.iter().enumerate() {
+            let expected = n * (base_counts[j] + new_counts[j]) / total;
+            if expected > 0.0 {
+                chi2 += (observed - expected).powi(2) / expected;
+            }
+        }
+    }
+    close("rating_chi2", chi2);
+    let critical = score("rating_chi2").threshold;
+    assert!(
+        (critical - (-2.0 * 0.05f64.ln())).abs() < 1e-9,
+        "{critical}"
+    );
+    assert!((critical - 5.991_464_547_107_979).abs() < 1e-9);
+    let (version, model) = registry::load_champion(s.as_mut()).unwrap();
+    let test_rmse = s
+        .model_runs()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.model_version == version)
+        .and_then(|r| r.rmse)
+        .unwrap();
+    let sse: f64 = rows
+        .iter()
+        .map(|(u, m, r)| (f64::from(model.predict(*u, *m).unwrap()) - f64::from(*r)).powi(2))
+        .sum();
+    let buffer_rmse = (sse / rows.len() as f64).sqrt();
+    close("performance_rmse", (buffer_rmse - test_rmse) / test_rmse);
     let mean = &report.alerts[0];
     assert!(mean.alert_triggered);
     assert!(

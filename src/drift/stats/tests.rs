@@ -1037,32 +1037,6 @@ fn rating_levels_are_counted_and_rounded() {
 }
 
 #[test]
-#[ignore]
-fn timing_probe() {
-    use std::time::Instant;
-    for &(n, x) in &[(100_000u64, 5.8e-4), (100_000, 4e-4), (140, 0.07)] {
-        let t = Instant::now();
-        let p = kstwo_sf(x, n as f64);
-        eprintln!("kstwo_sf({x}, {n}) = {p} in {:?}", t.elapsed());
-    }
-    for &(n1, n2, d) in &[
-        (10_000u64, 9_999u64, 0.9),
-        (10_000, 9_999, 0.02),
-        (10_000, 7_000, 0.3),
-        (10_000, 10_000, 0.5),
-    ] {
-        let t = Instant::now();
-        let r = ks_finish(n1, n2, d, -0.0);
-        eprintln!("exact {n1} vs {n2}, D={d}: {r:?} in {:?}", t.elapsed());
-    }
-    for &(n, x) in &[(109_638u64, 0.0045), (1_000_000, 0.002)] {
-        let t = Instant::now();
-        let p = smirnov(n, x);
-        eprintln!("smirnov({n}, {x}) = {p} in {:?}", t.elapsed());
-    }
-}
-
-#[test]
 fn counting_830k_ratings_gives_the_level_totals() {
     // 830k ratings, the size of the drift benchmark: one counting pass. How
     // fast it and the statistics from its counts are is measured by
