@@ -174,6 +174,8 @@ fn drift_check_records_every_test(db: TestDb) {
     close("rating_mean", (5.0 - mb).abs() / mb);
     close("rating_mean_calibrated", (5.0 - mb).abs() / mb);
     close("rating_std", 1.0);
+    let std_notes = &score("rating_std").notes;
+    assert!(std_notes.contains(&format!("{sb:.3}")), "{std_notes}");
     let below_five = base.iter().filter(|x| **x < 5.0).count() as f64 / nb;
     close("rating_distribution_ks", below_five);
     close("unseen_users_share", 0.0);
