@@ -78,18 +78,8 @@ impl AlsParams {
     /// flags before spending time loading ratings.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(format!("als {m}")));
-        if !(1..=1024).contains(&self.factors) {
-            return bad(format!(
-                "factors must be between 1 and 1024, got {}",
-                self.factors
-            ));
-        }
-        if !(1..=10_000).contains(&self.iterations) {
-            return bad(format!(
-                "iterations must be between 1 and 10000, got {}",
-                self.iterations
-            ));
-        }
+        super::check_count("als", "factors", self.factors, 1..=1024)?;
+        super::check_count("als", "iterations", self.iterations, 1..=10_000)?;
         for (name, v) in [("lambda", self.lambda), ("bias_reg", self.bias_reg)] {
             // > 0 keeps every least-squares system positive definite.
             if !(v.is_finite() && v > 0.0) {

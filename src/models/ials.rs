@@ -128,24 +128,9 @@ impl IalsParams {
     /// settings before loading ratings.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(format!("ials {m}")));
-        if !(1..=1024).contains(&self.factors) {
-            return bad(format!(
-                "factors must be between 1 and 1024, got {}",
-                self.factors
-            ));
-        }
-        if !(1..=10_000).contains(&self.iterations) {
-            return bad(format!(
-                "iterations must be between 1 and 10000, got {}",
-                self.iterations
-            ));
-        }
-        if !(1..=100).contains(&self.cg_steps) {
-            return bad(format!(
-                "cg_steps must be between 1 and 100, got {}",
-                self.cg_steps
-            ));
-        }
+        super::check_count("ials", "factors", self.factors, 1..=1024)?;
+        super::check_count("ials", "iterations", self.iterations, 1..=10_000)?;
+        super::check_count("ials", "cg_steps", self.cg_steps, 1..=100)?;
         // reg > 0 keeps every system positive definite; alpha >= 0 keeps the
         // confidences >= 1.
         if !(self.reg.is_finite() && self.reg > 0.0) {

@@ -189,6 +189,25 @@ impl Hyperparams {
     }
 }
 
+/// The one check every algorithm's `validate` makes of its counts (factors,
+/// iterations, epochs, steps, threads): `value` within `range`, or the
+/// error naming the model, the setting and the range.
+pub(crate) fn check_count(
+    model: &str,
+    name: &str,
+    value: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<()> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(crate::Error::InvalidArgument(format!(
+        "{model} {name} must be between {} and {}, got {value}",
+        range.start(),
+        range.end()
+    )))
+}
+
 /// Trains the algorithm `params` names on `ratings`.
 ///
 /// The result is a pure function of the rating sequence, the parameters and

@@ -118,18 +118,8 @@ impl SvdParams {
     /// flags before spending time loading ratings.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(format!("svd {m}")));
-        if !(1..=4096).contains(&self.factors) {
-            return bad(format!(
-                "factors must be between 1 and 4096, got {}",
-                self.factors
-            ));
-        }
-        if !(1..=100_000).contains(&self.epochs) {
-            return bad(format!(
-                "epochs must be between 1 and 100000, got {}",
-                self.epochs
-            ));
-        }
+        super::check_count("svd", "factors", self.factors, 1..=4096)?;
+        super::check_count("svd", "epochs", self.epochs, 1..=100_000)?;
         for (name, v) in [("lr", Some(self.lr)), ("lr_bias", self.lr_bias)] {
             if let Some(v) = v {
                 if !(v.is_finite() && v > 0.0 && v <= 1.0) {
@@ -153,12 +143,7 @@ impl SvdParams {
                 self.init_std
             ));
         }
-        if !(1..=256).contains(&self.threads) {
-            return bad(format!(
-                "threads must be between 1 and 256, got {}",
-                self.threads
-            ));
-        }
+        super::check_count("svd", "threads", self.threads, 1..=256)?;
         Ok(())
     }
 }
