@@ -33,6 +33,19 @@ use crate::types::Rating;
 /// ml-latest-small rather than a few dozen.
 const SLICE_SHARE: f64 = 0.03;
 const SLICES: usize = 10;
+
+/// The held-out slices of `n` time-ordered rows, oldest first: the latest
+/// [`SLICES`] of [`SLICE_SHARE`] each, every one with some history before
+/// it. The serving choices of a run ([`choose`] and
+/// [`super::recency::choose`]) are all judged on these.
+pub(super) fn held_out_slices(n: usize) -> Vec<std::ops::Range<usize>> {
+    let slice = ((n as f64 * SLICE_SHARE) as usize).max(1);
+    (0..SLICES)
+        .filter_map(|f| n.checked_sub((SLICES - f) * slice))
+        .filter(|&start| start > 0)
+        .map(|start| start..start + slice)
+        .collect()
+}
 /// Trending windows tried, as shares of the ratings known.
 const WINDOW_SHARES: [f64; 6] = [0.01, 0.025, 0.05, 0.10, 0.25, 0.50];
 /// A held-out rating this good makes its movie relevant (as in the
@@ -64,7 +77,6 @@ pub fn choose(known: &[Rating]) -> ColdStartChoice {
     let mut rows: Vec<&Rating> = known.iter().collect();
     rows.sort_unstable_by_key(|r| (r.timestamp, r.user_id, r.movie_id));
     let n = rows.len();
-    let slice = ((n as f64 * SLICE_SHARE) as usize).max(1);
     let windows: Vec<u64> = {
         let mut w: Vec<u64> = WINDOW_SHARES
             .iter()
@@ -85,14 +97,7 @@ pub fn choose(known: &[Rating]) -> ColdStartChoice {
 
     let mut sums = vec![0.0f64; candidates.len()];
     let mut users = 0u64;
-    for f in 0..SLICES {
-        let Some(start) = n.checked_sub((SLICES - f) * slice) else {
-            continue;
-        };
-        if start == 0 {
-            continue;
-        }
-        let end = start + slice;
+    for std::ops::Range { start, end } in held_out_slices(n) {
         let before = &rows[..start];
         let seen: HashSet<i32> = before.iter().map(|r| r.user_id).collect();
         let mut relevant: HashMap<i32, Vec<i32>> = HashMap::new();

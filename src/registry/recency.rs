@@ -25,8 +25,6 @@ use crate::models::signal::HalfLife;
 use crate::models::Model;
 use crate::types::{Rated, Rating};
 
-const SLICE_SHARE: f64 = 0.03;
-const SLICES: usize = 10;
 /// Returning users scored per slice at most (a deterministic sample).
 const USERS_PER_SLICE: usize = 300;
 const RELEVANT: f32 = 4.0;
@@ -68,8 +66,6 @@ pub fn choose(model: &mut Model, trained: &[Rating], held_out: &[Rating]) -> Opt
         .chain(held_out.iter().map(|r| (r, true)))
         .collect();
     rows.sort_unstable_by_key(|(r, _)| (r.timestamp, r.user_id, r.movie_id));
-    let n = rows.len();
-    let slice = ((n as f64 * SLICE_SHARE) as usize).max(1);
     // Each user's ratings with their position in time.
     let mut by_user: HashMap<i32, Vec<(usize, Rated)>> = HashMap::new();
     for (pos, (r, _)) in rows.iter().enumerate() {
@@ -83,15 +79,10 @@ pub fn choose(model: &mut Model, trained: &[Rating], held_out: &[Rating]) -> Opt
     let mut sums = vec![0.0f64; half_lives.len()];
     let mut users = 0u64;
     let mut scores = Vec::new();
-    for f in 0..SLICES {
-        let Some(start) = n.checked_sub((SLICES - f) * slice) else {
-            continue;
-        };
-        if start == 0 {
-            continue;
-        }
+    for slice in super::cold_start::held_out_slices(rows.len()) {
+        let start = slice.start;
         let mut relevant: HashMap<i32, Vec<i32>> = HashMap::new();
-        for (r, test) in &rows[start..start + slice] {
+        for (r, test) in &rows[slice] {
             if *test && r.rating >= RELEVANT {
                 relevant.entry(r.user_id).or_default().push(r.movie_id);
             }
