@@ -113,7 +113,7 @@ pub fn choose(model: &mut Model, trained: &[Rating], held_out: &[Rating]) -> Opt
                 if model.score(*user, history, true, &mut scores).is_none() {
                     continue;
                 }
-                let top = top_unrated(model.movie_ids(), &scores, history, K);
+                let top = top_unrated(model.movie_ids(), &mut scores, history, K);
 
                 sums[c] += ndcg_at_k(&top, rel, K);
             }
@@ -149,21 +149,17 @@ pub fn choose(model: &mut Model, trained: &[Rating], held_out: &[Rating]) -> Opt
     })
 }
 
-/// The `k` best-scored movies not in `history`, best first (ties by id).
-fn top_unrated(ids: &[i32], scores: &[f32], history: &[Rated], k: usize) -> Vec<i32> {
+/// The `k` best-scored movies not in `history`, best first (ties to the
+/// lower id: the ids ascend), through the serving code's selection.
+fn top_unrated(ids: &[i32], scores: &mut [f32], history: &[Rated], k: usize) -> Vec<i32> {
     let rated: HashSet<i32> = history.iter().map(|h| h.movie_id).collect();
-    let mut order: Vec<usize> = (0..ids.len())
-        .filter(|&i| !rated.contains(&ids[i]))
-        .collect();
-    let better = |a: &usize, b: &usize| {
-        scores[*b]
-            .total_cmp(&scores[*a])
-            .then(ids[*a].cmp(&ids[*b]))
-    };
-    if order.len() > k {
-        order.select_nth_unstable_by(k, better);
-        order.truncate(k);
+    for (s, id) in scores.iter_mut().zip(ids) {
+        if rated.contains(id) {
+            *s = f32::NEG_INFINITY;
+        }
     }
-    order.sort_unstable_by(better);
-    order.into_iter().map(|i| ids[i]).collect()
+    crate::topk::select_top(scores, k)
+        .into_iter()
+        .map(|i| ids[i])
+        .collect()
 }
