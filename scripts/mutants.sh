@@ -9,7 +9,7 @@
 #   scripts/mutants.sh [TARGET...]      TARGET: metrics stats merge catalogue (default: all, in that order)
 #
 #   metrics    src/eval/metrics.rs            with the library's unit tests
-#   stats      src/drift/stats.rs             with the unit tests (checked against scipy)
+#   stats      crates/cinematch-stats/src/lib.rs  with its unit tests (checked against scipy)
 #   merge      Store::merge_buffer on both    with the unit tests and tests/conformance.rs
 #              backends (src/store/{sqlite,postgres}/ingestion.rs), on a throwaway PostgreSQL
 #   catalogue  src/recommend/catalogue.rs     with the unit tests and tests/cold_start.rs
@@ -52,28 +52,33 @@ for t in "${targets[@]}"; do
   fi
 done
 
-common=(--features failpoints --no-shuffle)
+common=(--no-shuffle)
 [ "${MUTANTS_IN_PLACE:-0}" = 1 ] && common+=(--in-place)
+# The main crate's tests build with failpoints, as in the test command; the
+# statistics crate has no features.
+main=(--package cinematch --features failpoints)
 # shellcheck disable=SC2206
 extra=(${MUTANTS_ARGS:-})
 
 status=0
 for t in "${targets[@]}"; do
   case $t in
-    metrics) scope=(--file src/eval/metrics.rs) tests=(--lib) ;;
-    stats) scope=(--file src/drift/stats.rs) tests=(--lib) ;;
+    metrics) scope=("${main[@]}" --file src/eval/metrics.rs) tests=(--lib) ;;
+    stats) scope=(--package cinematch-stats --file crates/cinematch-stats/src/lib.rs) tests=(--lib) ;;
     merge)
-      scope=(--file src/store/sqlite/ingestion.rs --file src/store/postgres/ingestion.rs --re merge_buffer)
-      tests=(--lib --test conformance)
+      scope=("${main[@]}" --file src/store/sqlite/ingestion.rs --file src/store/postgres/ingestion.rs --re merge_buffer)
+      tests=(--lib --test=conformance)
       ;;
-    catalogue) scope=(--file src/recommend/catalogue.rs) tests=(--lib --test cold_start) ;;
+    catalogue) scope=("${main[@]}" --file src/recommend/catalogue.rs) tests=(--lib --test=cold_start) ;;
     *) echo "error: unknown target $t (metrics, stats, merge, catalogue)" >&2; exit 2 ;;
   esac
   out=target/mutants/$t
   mkdir -p "$out"
   echo "==> cargo mutants: $t (${scope[*]})"
   start=$(date +%s)
-  cargo mutants "${common[@]}" "${extra[@]}" "${scope[@]}" --output "$out" -- "${tests[@]}" || status=1
+  # The test targets go to every cargo invocation (-C), so each mutant's
+  # build compiles only them, not all ~40 test binaries.
+  cargo mutants "${common[@]}" "${extra[@]}" "${scope[@]}" "${tests[@]/#/-C}" --output "$out" || status=1
   secs=$(( $(date +%s) - start ))
   dir=$out/mutants.out
   count() { local n=0; [ -s "$dir/$1.txt" ] && n=$(grep -c . "$dir/$1.txt"); echo "$n"; }

@@ -90,7 +90,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 # The tests build with failpoints (src/failpoint.rs), so lint that build.
 echo "==> cargo clippy"
-cargo clippy --all-targets --features failpoints --quiet -- -D warnings
+cargo clippy --workspace --all-targets --features failpoints --quiet -- -D warnings
 
 mlflow_server_wait
 export MLFLOW_TEST_URI="$MLFLOW_SERVER_URI"
@@ -110,13 +110,13 @@ echo "==> Airflow from $CINEMATCH_TEST_AIRFLOW"
 echo "==> drift statistics against a slice of scipy's sweep"
 # A failure here fails the run, after the suite has run too.
 sweep=0
-DRIFT_SCIPY_SWEEP=tests/fixtures/drift_scipy_sweep.txt \
-  cargo test --features failpoints --lib drift::stats::tests::scipy_sweep -- --ignored --exact || sweep=$?
+DRIFT_SCIPY_SWEEP=$PWD/tests/fixtures/drift_scipy_sweep.txt \
+  cargo test -p cinematch-stats --lib tests::scipy_sweep -- --ignored --exact || sweep=$?
 
 # `failpoints`: tests/faults.rs stops the real binary at named points; a
 # release build has none.
 echo "==> cargo test"
-cargo test --features failpoints --no-fail-fast --lib --bins --tests "$@"
+cargo test --workspace --features failpoints --no-fail-fast --lib --bins --tests "$@"
 if [ "$sweep" -ne 0 ]; then
   echo "error: the drift statistics differ from scipy's sweep (above)" >&2
   exit "$sweep"

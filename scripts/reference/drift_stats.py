@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference numbers for `src/drift/stats.rs` (tests in `src/drift/stats/tests.rs`).
+"""Reference numbers for `crates/cinematch-stats/src/lib.rs` (tests in `crates/cinematch-stats/src/tests.rs`).
 
 Regenerate with (numpy and scipy from PyPI; the pinned numbers came from
 scipy 1.17.1 and numpy 2.4.6):
@@ -8,7 +8,7 @@ scipy 1.17.1 and numpy 2.4.6):
     python3 scripts/reference/drift_stats.py            # constants for the Rust tests
     python3 scripts/reference/drift_stats.py --sweep /tmp/drift_sweep.txt
     DRIFT_SCIPY_SWEEP=/tmp/drift_sweep.txt \
-        cargo test --lib drift::stats::tests::scipy_sweep -- --ignored --nocapture
+        cargo test -p cinematch-stats --lib tests::scipy_sweep -- --ignored --nocapture
 
 The default mode prints Rust source: each data set exactly as the Rust test
 holds it, then what scipy/numpy compute for it. Data sets are fixed literals

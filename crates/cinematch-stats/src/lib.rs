@@ -1,12 +1,17 @@
 //! Pure statistics for data-drift detection: two-sample tests and divergences
 //! between a reference and a current sample of ratings.
 //!
+//! A crate of its own, with no I/O and one dependency (statrs), so that its
+//! tests build and run in seconds: `scripts/mutants.sh stats` changes every
+//! operator here one at a time and reruns them. CineMatch re-exports it as
+//! `cinematch::drift::stats`.
+//!
 //! Every function reproduces a reference implementation a data scientist
 //! would reach for, so that a number in a drift alert can be checked in a
 //! notebook: `scipy.stats.ks_2samp`, `scipy.stats.chi2_contingency`,
 //! `scipy.spatial.distance.jensenshannon`, numpy's mean/std, and Evidently's
 //! PSI convention. `scripts/reference/drift_stats.py` prints the numbers the
-//! tests in `stats/tests.rs` pin, and with `--sweep` writes ~2600 more cases
+//! tests in `tests.rs` pin, and with `--sweep` writes ~2600 more cases
 //! for the ignored test `scipy_sweep`. Largest relative differences measured
 //! there (scipy 1.17.1, numpy 2.4.6):
 //!
