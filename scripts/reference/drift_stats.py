@@ -227,6 +227,20 @@ def js_cases():
     ]
 
 
+# (x, y) pairs for scipy.special.rel_entr, each where one of its three forms
+# rounds differently from the others: x log1p((x - y)/y) for 1/2 < x/y < 2,
+# x log(x/y) for other normal ratios, x (log x - log y) for a subnormal or
+# infinite ratio (the subnormal pairs were found by search, seed 1).
+REL_ENTR_PAIRS = [
+    (0.3, 0.25), (0.7, 0.45), (1e-3, 1.1e-3), (0.26, 0.5), (0.999, 0.5),
+    (0.1, 0.5), (1e-5, 0.3), (0.5, 0.25), (0.25, 0.5), (0.0, 0.5),
+    (3.826056445958319e-304, 3582393324.2552104),
+    (1.0212152440164122e-306, 3450205985.2999253),
+    (4.9835660873061855e-304, 22397.306355707457),  # x/y == f64::MIN_POSITIVE
+    (1.0, 1e-320),  # x/y == inf
+]
+
+
 def psi_cases():
     rng = np.random.default_rng(5)
     return [
@@ -320,6 +334,23 @@ def main():
     for k in [8, 9, 16, 17, 100, 128, 129, 200, 300]:
         print(f"    ({k}, {f(np.sum(xs[:k]))}),")
     print("];")
+    print()
+    print("/// (x, y, scipy.special.rel_entr(x, y))")
+    print("const REL_ENTR: &[(f64, f64, f64)] = &[")
+    for x, y in REL_ENTR_PAIRS:
+        print(f"    ({f(x)}, {f(y)}, {f(scipy.special.rel_entr(x, y))}),")
+    print("];")
+    print()
+    print("/// (n, np.sum(xs)) for xs[i] = ((7919 i) % 1001 - 500) * 2**((37 i) % 61 - 30),")
+    print("/// exact in binary: magnitudes from 2**-30 to 2**39, so where numpy splits")
+    print("/// a long array in halves shows in the last bits")
+    print("const NP_SUM_MIXED: &[(usize, f64)] = &[")
+    for n in [150, 300, 1000, 4099]:
+        mixed = np.array([float((7919 * i) % 1001 - 500) * 2.0 ** ((37 * i) % 61 - 30) for i in range(n)])
+        print(f"    ({n}, {f(np.sum(mixed))}),")
+    print("];")
+    print()
+    print(f"/// np.sum of one -0.0 and of twenty: {f(np.sum(np.array([-0.0])))}, {f(np.sum(np.array([-0.0] * 20)))}")
 
 
 # ---------------------------------------------------------------------------

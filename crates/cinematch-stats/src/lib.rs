@@ -82,7 +82,9 @@ pub(crate) fn np_sum(a: &[f64]) -> f64 {
     fn pairwise(a: &[f64]) -> f64 {
         let n = a.len();
         if n < 8 {
-            let mut res = -0.0;
+            // numpy starts from -0.0 here, but its reduction then adds the
+            // identity 0.0 (below), so the sign of a zero never shows.
+            let mut res = 0.0;
             for &x in a {
                 res += x;
             }
@@ -139,7 +141,7 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> Option<KsResult> {
     let (mut i, mut j) = (0usize, 0usize);
     let mut max_diff = f64::NEG_INFINITY;
     let mut min_diff = f64::INFINITY;
-    while i < n1 || j < n2 {
+    loop {
         let v = match (a.get(i), b.get(j)) {
             (Some(&x), Some(&y)) => x.min(y),
             (Some(&x), None) | (None, Some(&x)) => x,
@@ -180,15 +182,15 @@ pub fn ks_2samp_counts(counts_a: &[u64], counts_b: &[u64]) -> Option<KsResult> {
     let (mut ca, mut cb) = (0u64, 0u64);
     let mut max_diff = f64::NEG_INFINITY;
     let mut min_diff = f64::INFINITY;
+    // Only grid values that occur are data points in scipy's evaluation, but
+    // a value that does not occur repeats the previous difference (or 0
+    // before the first, and the last is always 0), so every level can count.
     for (&x, &y) in counts_a.iter().zip(counts_b) {
         ca += x;
         cb += y;
-        // Only grid values that occur are data points in scipy's evaluation.
-        if x > 0 || y > 0 {
-            let diff = ca as f64 / n1f - cb as f64 / n2f;
-            max_diff = max_diff.max(diff);
-            min_diff = min_diff.min(diff);
-        }
+        let diff = ca as f64 / n1f - cb as f64 / n2f;
+        max_diff = max_diff.max(diff);
+        min_diff = min_diff.min(diff);
     }
     Some(ks_finish(n1, n2, max_diff, min_diff))
 }
@@ -198,7 +200,7 @@ pub fn ks_2samp_counts(counts_a: &[u64], counts_b: &[u64]) -> Option<KsResult> {
 /// fallback to the asymptotic one when the exact value is not a probability).
 fn ks_finish(n1: u64, n2: u64, max_s: f64, min_diff: f64) -> KsResult {
     let min_s = (-min_diff).clamp(0.0, 1.0);
-    let mut d = if min_s > max_s { min_s } else { max_s };
+    let mut d = min_s.max(max_s);
     let g = gcd(n1, n2);
     let mut prob = f64::NAN;
     let mut exact_ok = false;
@@ -222,11 +224,9 @@ fn ks_finish(n1: u64, n2: u64, max_s: f64, min_diff: f64) -> KsResult {
         }
     }
     if !exact_ok {
-        let (m, n) = if n1 >= n2 {
-            (n1 as f64, n2 as f64)
-        } else {
-            (n2 as f64, n1 as f64)
-        };
+        // scipy sorts (m, n) first; IEEE products and sums commute, so the
+        // order cannot change en.
+        let (m, n) = (n1 as f64, n2 as f64);
         let en = m * n / (m + n);
         prob = kolmogorov::kstwo_sf(d, en.round_ties_even());
     }
@@ -369,20 +369,6 @@ pub fn jensen_shannon(p: &[f64], q: &[f64]) -> Option<f64> {
     if !(sp > 0.0 && sq > 0.0 && sp.is_finite() && sq.is_finite()) {
         return None;
     }
-    // scipy.special.rel_entr for x >= 0, y > 0 (xsf's current formulation).
-    let rel_entr = |x: f64, y: f64| {
-        if x <= 0.0 || y <= 0.0 {
-            return 0.0; // x == 0; y > 0 whenever x > 0 since y = (x + q) / 2
-        }
-        let ratio = x / y;
-        if 0.5 < ratio && ratio < 2.0 {
-            x * ((x - y) / y).ln_1p()
-        } else if f64::MIN_POSITIVE < ratio && ratio < f64::INFINITY {
-            x * ratio.ln()
-        } else {
-            x * (x.ln() - y.ln())
-        }
-    };
     let mut left = Vec::with_capacity(p.len());
     let mut right = Vec::with_capacity(p.len());
     for (&pi, &qi) in p.iter().zip(q) {
@@ -394,6 +380,24 @@ pub fn jensen_shannon(p: &[f64], q: &[f64]) -> Option<f64> {
     let mut js = np_sum(&left) + np_sum(&right);
     js /= std::f64::consts::LN_2;
     Some((js / 2.0).max(0.0).sqrt())
+}
+
+/// `scipy.special.rel_entr(x, y)` for x >= 0, y > 0 (xsf's current
+/// formulation: three algebraically equal forms, each where it rounds best),
+/// so that [`jensen_shannon`] matches scipy bit for bit; 0 for x == 0. The
+/// divergence calls it only with y = (x + q) / 2, so y > 0 whenever x > 0.
+fn rel_entr(x: f64, y: f64) -> f64 {
+    if x == 0.0 {
+        return 0.0;
+    }
+    let ratio = x / y;
+    if 0.5 < ratio && ratio < 2.0 {
+        x * ((x - y) / y).ln_1p()
+    } else if f64::MIN_POSITIVE < ratio && ratio < f64::INFINITY {
+        x * ratio.ln()
+    } else {
+        x * (x.ln() - y.ln())
+    }
 }
 
 /// Mean and sample standard deviation (ddof = 1) in one pass (Welford), as
@@ -445,14 +449,11 @@ pub fn mean_std_counts(values: &[f64], counts: &[u64]) -> Option<(f64, f64)> {
         return None;
     }
     let n: u64 = counts.iter().sum();
-    if n == 0
-        || values
-            .iter()
-            .zip(counts)
-            .any(|(v, &c)| c > 0 && !v.is_finite())
-    {
+    if n == 0 {
         return None;
     }
+    // A non-finite value with a non-zero count makes the mean non-finite,
+    // which the checks below turn into None.
     let used = || values.iter().zip(counts).filter(|(_, &c)| c > 0);
     let mean = used().map(|(v, &c)| v * c as f64).sum::<f64>() / n as f64;
     if n == 1 {

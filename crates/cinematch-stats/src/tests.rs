@@ -666,6 +666,46 @@ const NP_SUM: &[(usize, f64)] = &[
     (300, 1.0000000000000003e+18),
 ];
 
+/// (x, y, scipy.special.rel_entr(x, y))
+const REL_ENTR: &[(f64, f64, f64)] = &[
+    (0.3, 0.25, 0.054696467038186376),
+    (0.7, 0.45, 0.3092829265953274),
+    (0.001, 0.0011, -9.531017980432489e-05),
+    (0.26, 0.5, -0.17002088152573264),
+    (0.999, 0.5, 0.6914545335461354),
+    (0.1, 0.5, -0.16094379124341004),
+    (1e-05, 0.3, -0.00010308952660644293),
+    (0.5, 0.25, 0.34657359027997264),
+    (0.25, 0.5, -0.17328679513998632),
+    (0.0, 0.5, 0.0),
+    (
+        3.826056445958319e-304,
+        3582393324.2552104,
+        -2.757222060226767e-301,
+    ),
+    (
+        1.0212152440164122e-306,
+        3450205985.2999253,
+        -7.419452931480487e-304,
+    ),
+    (
+        4.9835660873061855e-304,
+        22397.306355707457,
+        -3.530340367766551e-301,
+    ),
+    (1.0, 1e-320, 736.8272408909739),
+];
+
+/// (n, np.sum(xs)) for xs[i] = ((7919 i) % 1001 - 500) * 2**((37 i) % 61 - 30),
+/// exact in binary: magnitudes from 2**-30 to 2**39, so where numpy splits
+/// a long array in halves shows in the last bits
+const NP_SUM_MIXED: &[(usize, f64)] = &[
+    (150, -617716409236.1011),
+    (300, -462452997219.23553),
+    (1000, -967012224248.3911),
+    (4099, 261450687219.90857),
+];
+
 #[test]
 fn ks_samples_match_scipy() {
     for &(name, a, b, d, p) in KS_SAMPLES {
@@ -913,7 +953,17 @@ fn chi2_hand_computed_and_edge_cases() {
 fn js_matches_scipy() {
     for &(name, p, q, want) in JS {
         let got = jensen_shannon(p, q).unwrap();
-        assert!(close(got, want, 1e-14), "{name}: {got} vs {want}");
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+/// Each pair sits where one of rel_entr's three forms rounds differently
+/// from the others (`drift_stats.py`'s `REL_ENTR_PAIRS`), so using the wrong
+/// form anywhere shows in the last bit.
+#[test]
+fn rel_entr_matches_scipy_bit_for_bit() {
+    for &(x, y, want) in REL_ENTR {
+        assert_eq!(rel_entr(x, y), want, "rel_entr({x:e}, {y:e})");
     }
 }
 
@@ -933,6 +983,10 @@ fn js_hand_computed_and_edge_cases() {
     );
     assert!(jensen_shannon(&[], &[]).is_none());
     assert!(jensen_shannon(&[0.0, 0.0], &[1.0, 1.0]).is_none());
+    assert!(jensen_shannon(&[1.0, 1.0], &[0.0, 0.0]).is_none());
+    // Finite weights whose sum overflows (scipy: NaN).
+    assert!(jensen_shannon(&[1e308, 1e308], &[1.0, 1.0]).is_none());
+    assert!(jensen_shannon(&[1.0, 1.0], &[1e308, 1e308]).is_none());
     assert!(jensen_shannon(&[1.0, -1.0, 1.0], &[1.0, 1.0, 1.0]).is_none());
     assert!(jensen_shannon(&[1.0, f64::NAN], &[1.0, 1.0]).is_none());
     assert!(jensen_shannon(&[1.0, f64::INFINITY], &[1.0, 1.0]).is_none());
@@ -943,7 +997,7 @@ fn js_hand_computed_and_edge_cases() {
 fn psi_matches_numpy() {
     for &(name, e, a, eps, want) in PSI {
         let got = psi(e, a, eps).unwrap();
-        assert!(close(got, want, 1e-14), "{name}: {got} vs {want}");
+        assert_eq!(got, want, "{name}");
     }
 }
 
@@ -1006,6 +1060,24 @@ fn mean_std_edge_cases() {
     assert_eq!(mean_std_counts(&[1.0, 2.0], &[0, 1]), Some((2.0, 0.0)));
     assert_eq!(mean_std_counts(&[f64::NAN, 2.0], &[0, 4]), Some((2.0, 0.0)));
     assert_eq!(mean_std_counts(&[f64::NAN, 2.0], &[1, 4]), None);
+    assert_eq!(mean_std_counts(&[f64::INFINITY, 2.0], &[1, 4]), None);
+    assert_eq!(mean_std_counts(&[f64::INFINITY, 2.0], &[1, 0]), None);
+    // A finite mean with a spread whose square overflows (numpy: std inf).
+    assert_eq!(mean_std([0.0, 1e200, -1e200].into_iter()), None);
+    assert_eq!(mean_std_counts(&[0.0, 1e200, -1e200], &[1, 1, 1]), None);
+}
+
+/// A small spread around a large mean, where the one-pass sum of squares
+/// (sum v^2 - n mean^2) cancels to nothing: numpy gives mean 1000000000.625
+/// and std(ddof=1) 0.25 for [1e9 + 0.5] * 3 + [1e9 + 1.0].
+#[test]
+fn mean_std_keeps_a_small_spread_around_a_large_mean() {
+    let xs = [1e9 + 0.5, 1e9 + 0.5, 1e9 + 0.5, 1e9 + 1.0];
+    assert_eq!(mean_std(xs.into_iter()), Some((1_000_000_000.625, 0.25)));
+    assert_eq!(
+        mean_std_counts(&[1e9 + 0.5, 1e9 + 1.0], &[3, 1]),
+        Some((1_000_000_000.625, 0.25))
+    );
 }
 
 #[test]
@@ -1074,6 +1146,19 @@ fn np_sum_is_numpys_pairwise_sum() {
     assert_eq!(np_sum(&[]), 0.0);
     for &(k, want) in NP_SUM {
         assert_eq!(np_sum(&xs[..k]), want, "k = {k}");
+    }
+    // Where a long array is halved (a multiple of 8 at or below the middle)
+    // decides the last bits.
+    for &(n, want) in NP_SUM_MIXED {
+        let mixed: Vec<f64> = (0..n as i64)
+            .map(|i| ((7919 * i) % 1001 - 500) as f64 * 2f64.powi(((37 * i) % 61 - 30) as i32))
+            .collect();
+        assert_eq!(np_sum(&mixed), want, "n = {n}");
+    }
+    // numpy: np.sum([-0.0]) and np.sum([-0.0] * 20) are +0.0.
+    for n in [1, 20] {
+        let sum = np_sum(&vec![-0.0; n]);
+        assert!(sum == 0.0 && sum.is_sign_positive(), "n = {n}: {sum:?}");
     }
 }
 
