@@ -89,12 +89,10 @@ pub(crate) fn precision_at_k_rated_in_place(
     k: usize,
     threshold: f32,
 ) -> f64 {
-    if k == 0 || preds.is_empty() {
-        return 0.0;
-    }
-    // Only the set of the top k matters, not its order: a selection suffices.
-    if preds.len() > k {
-        preds.select_nth_unstable_by(k - 1, |a, b| {
+    // Only the set of the top k matters, not its order: a selection suffices
+    // (selecting index k leaves the k best in front of it).
+    if k < preds.len() {
+        preds.select_nth_unstable_by(k, |a, b| {
             ranking_order(&(a.movie_id, a.predicted), &(b.movie_id, b.predicted))
         });
     }
@@ -123,12 +121,13 @@ pub fn top_k_unrated(scores: &mut [(i32, f32)], rated: &[i32], k: usize, out: &m
         "rated must be sorted"
     );
     out.clear();
-    if k == 0 || scores.is_empty() {
+    if k == 0 {
         return;
     }
     let want = k.saturating_add(rated.len()).min(scores.len());
     if want < scores.len() {
-        scores.select_nth_unstable_by(want - 1, ranking_order);
+        // Index `want` lands in place with the `want` best in front of it.
+        scores.select_nth_unstable_by(want, ranking_order);
     }
     let head = &mut scores[..want];
     head.sort_unstable_by(ranking_order);

@@ -310,6 +310,9 @@ fn hand_example_pure_functions() {
     close(precision_at_k_rated(&u1, 3, 3.5), 2.0 / 3.0, "rated p@3");
     // k = 4 adds 40 (predicted 2.0, not recommended): still 2/3.
     close(precision_at_k_rated(&u1, 4, 3.5), 2.0 / 3.0, "rated p@4");
+    // k = 5 is past the list: the same four.
+    close(precision_at_k_rated(&u1, 5, 3.5), 2.0 / 3.0, "rated p@5");
+    assert_eq!(precision_at_k_rated(&u1, 0, 3.5), 0.0, "rated p@0");
 
     let mut scores = vec![(50, 3.5), (40, 1.0), (30, 4.5), (10, 3.0)];
     let mut top = Vec::new();
@@ -509,6 +512,10 @@ fn ties_break_by_movie_id_and_nan_sorts_last() {
     let mut scores = vec![(1, 3.0), (2, 4.0)];
     top_k_unrated(&mut scores, &[2], 10, &mut top);
     assert_eq!(top, [1]);
+    // k = 0 asks for nothing, whatever was rated.
+    let mut scores = vec![(1, 3.0), (2, 4.0), (3, 1.0)];
+    top_k_unrated(&mut scores, &[2], 0, &mut top);
+    assert!(top.is_empty(), "{top:?}");
     close(
         precision_at_k(&top, &[1], 10),
         0.1,
