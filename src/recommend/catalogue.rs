@@ -141,3 +141,129 @@ impl GenreIndex {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn movie(id: i32, genres: &str) -> Movie {
+        Movie {
+            movie_id: id,
+            title: format!("Movie {id}"),
+            genres: genres.to_string(),
+            pca_features: None,
+        }
+    }
+
+    /// A lookup that answers what the table never would, to tell which of
+    /// the two paths answered.
+    fn sentinel(_: i32) -> Option<usize> {
+        Some(999)
+    }
+
+    #[test]
+    fn dense_ids_are_found_through_the_table() {
+        let ids = [1, 5, 9];
+        let cat = ModelCatalogue::new(&ids, vec![], vec![]);
+        assert_eq!(cat.index(1, sentinel), Some(0));
+        assert_eq!(cat.index(5, sentinel), Some(1));
+        assert_eq!(cat.index(9, sentinel), Some(2));
+        // Not in the model: a gap in the table, past its end, negative.
+        assert_eq!(cat.index(4, sentinel), None);
+        assert_eq!(cat.index(10, sentinel), None);
+        assert_eq!(cat.index(-1, sentinel), None);
+    }
+
+    #[test]
+    fn sparse_or_negative_ids_go_to_the_lookup() {
+        let lookup = |id: i32| [1, 10_000_000].iter().position(|&m| m == id);
+        let sparse = ModelCatalogue::new(&[1, 10_000_000], vec![], vec![]);
+        assert_eq!(sparse.index(10_000_000, lookup), Some(1));
+        assert_eq!(sparse.index(1, sentinel), Some(999));
+        let negative = ModelCatalogue::new(&[-3, 2], vec![], vec![]);
+        assert_eq!(negative.index(2, sentinel), Some(999));
+        let empty = ModelCatalogue::new(&[], vec![], vec![]);
+        assert_eq!(empty.index(1, sentinel), Some(999));
+    }
+
+    /// The table is built while the largest id is below 8 per movie or 2^20,
+    /// whichever is larger: exactly at each bound it is, one past it not.
+    #[test]
+    fn the_table_stops_exactly_at_its_size_bound() {
+        let uses_table = |ids: &[i32]| {
+            let cat = ModelCatalogue::new(ids, vec![], vec![]);
+            cat.index(ids[0], sentinel) == Some(0)
+        };
+        let mib = 1 << 20;
+        assert!(uses_table(&[0, mib - 1]), "table of 2^20 entries");
+        assert!(!uses_table(&[0, mib]), "table of 2^20 + 1 entries");
+        // 200,000 movies: 8 per movie is 1.6M entries, above 2^20.
+        let n = 200_000;
+        let mut ids: Vec<i32> = (0..n - 1).collect();
+        ids.push(8 * n - 1);
+        assert!(uses_table(&ids), "table of 8 entries per movie");
+        *ids.last_mut().unwrap() = 8 * n;
+        assert!(!uses_table(&ids), "table of 8 per movie + 1");
+    }
+
+    #[test]
+    fn genres_match_in_any_case() {
+        let cat = ModelCatalogue::new(
+            &[1, 2],
+            vec![movie(1, "Comedy|Sci-Fi"), movie(2, "(no genres listed)")],
+            vec![],
+        );
+        assert!(cat.in_genre(1, "sci-fi"));
+        assert!(cat.in_genre(1, "COMEDY"));
+        assert!(!cat.in_genre(1, "Drama"));
+        assert!(!cat.in_genre(2, "(no genres listed)"));
+        assert!(!cat.in_genre(3, "Comedy"), "not in the catalogue");
+    }
+
+    /// Which movies keep their score after `exclude_others(g)`.
+    fn kept(ids: &[i32], movies: &[Movie], g: &str) -> Vec<i32> {
+        let map: HashMap<i32, Movie> = movies.iter().map(|m| (m.movie_id, m.clone())).collect();
+        let index = GenreIndex::new(ids, &map);
+        let mut scores = vec![1.0f32; ids.len()];
+        index.exclude_others(g, &map, &mut scores);
+        assert!(scores.iter().all(|&s| s == 1.0 || s == f32::NEG_INFINITY));
+        ids.iter()
+            .zip(&scores)
+            .filter(|(_, &s)| s == 1.0)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    #[test]
+    fn a_genre_filter_keeps_exactly_that_genre() {
+        let movies = [
+            movie(1, "Comedy|Drama"),
+            movie(2, "Drama"),
+            movie(3, "Horror"),
+            movie(4, "(no genres listed)"),
+        ];
+        let ids = [1, 2, 3, 4, 5]; // 5 has no catalogue row
+        assert_eq!(kept(&ids, &movies, "drama"), vec![1, 2]);
+        assert_eq!(kept(&ids, &movies, "Horror"), vec![3]);
+        assert_eq!(kept(&ids, &movies, "Western"), Vec::<i32>::new());
+    }
+
+    /// Up to 64 distinct genres the filter works on bits; beyond, on the
+    /// genre strings; both keep the same movies, the 64th genre included.
+    #[test]
+    fn sixty_four_genres_use_bits_and_more_use_strings() {
+        for count in [64, 65] {
+            let movies: Vec<Movie> = (0..count).map(|i| movie(i, &format!("G{i}"))).collect();
+            let ids: Vec<i32> = (0..count).collect();
+            let map: HashMap<i32, Movie> = movies.iter().map(|m| (m.movie_id, m.clone())).collect();
+            assert_eq!(GenreIndex::new(&ids, &map).bits.is_empty(), count > 64);
+            for g in [0, 62, 63, count - 1] {
+                assert_eq!(
+                    kept(&ids, &movies, &format!("g{g}")),
+                    vec![g],
+                    "{count} genres"
+                );
+            }
+        }
+    }
+}
