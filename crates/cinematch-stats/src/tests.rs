@@ -1068,16 +1068,15 @@ fn mean_std_edge_cases() {
 }
 
 /// A small spread around a large mean, where the one-pass sum of squares
-/// (sum v^2 - n mean^2) cancels to nothing: numpy gives mean 1000000000.625
-/// and std(ddof=1) 0.25 for [1e9 + 0.5] * 3 + [1e9 + 1.0].
+/// (sum v^2 - n mean^2) cancels to nothing and even (v + mean)(v - mean)
+/// rounds away the spread: numpy gives mean 1000000000000000.6 (that is
+/// 1e15 + 0.625) and std(ddof=1) 0.25 for [1e15 + 0.5] * 3 + [1e15 + 1.0].
 #[test]
 fn mean_std_keeps_a_small_spread_around_a_large_mean() {
-    let xs = [1e9 + 0.5, 1e9 + 0.5, 1e9 + 0.5, 1e9 + 1.0];
-    assert_eq!(mean_std(xs.into_iter()), Some((1_000_000_000.625, 0.25)));
-    assert_eq!(
-        mean_std_counts(&[1e9 + 0.5, 1e9 + 1.0], &[3, 1]),
-        Some((1_000_000_000.625, 0.25))
-    );
+    let (low, high) = (1e15 + 0.5, 1e15 + 1.0);
+    let want = Some((1000000000000000.6, 0.25));
+    assert_eq!(mean_std([low, low, low, high].into_iter()), want);
+    assert_eq!(mean_std_counts(&[low, high], &[3, 1]), want);
 }
 
 #[test]
