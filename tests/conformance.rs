@@ -7,7 +7,8 @@ use cinematch::pipeline::load::{self, LoadOptions, Source};
 use cinematch::progress::Silent;
 use cinematch::store::schema::SPEC_TABLES;
 use cinematch::store::{
-    ArtifactBlob, ChangeKind, IdempotentWrite, ModelEvaluation, NewModelRun, RunCommit, TuningTrial,
+    ArtifactBlob, ChangeKind, IdempotentWrite, ModelEvaluation, NewModelRun, RunCommit, Store,
+    TuningTrial,
 };
 use cinematch::{Error, IngestionStatus, Movie, Rating, Split};
 use common::TestDb;
@@ -1182,7 +1183,9 @@ fn changes_are_numbered_and_name_their_rows(db: TestDb) {
     assert_eq!(db.store().data_version().unwrap(), 4);
 
     s.clear_batch("week_1").unwrap();
+    assert_eq!(s.data_version().unwrap(), 5, "the clear is a change");
     assert_eq!(s.merge_buffer().unwrap(), 3);
+    assert_eq!(s.data_version().unwrap(), 6, "the merge is a change");
     // A merge of nothing changes nothing.
     assert_eq!(s.merge_buffer().unwrap(), 0);
     assert_eq!(s.data_version().unwrap(), 6);
@@ -1261,7 +1264,55 @@ fn idempotent_appends_store_once(db: TestDb) {
     assert_eq!(s.buffer_ratings(None).unwrap().len(), 3);
 }
 
+/// A retrain's merge moves exactly the rows its read of the buffer named:
+/// rows that arrived after the read stay buffered, and a bound that no longer
+/// names the rows it was read with (their batch cleared meanwhile) writes
+/// nothing at all, not even the run.
+fn a_bounded_merge_moves_exactly_the_rows_read(db: TestDb) {
+    let (movies, ratings, splits) = tiny();
+    let mut s = db.store();
+    s.load_dataset(&movies, &ratings, &splits, false, &Silent)
+        .unwrap();
+    let loaded = rows_of(&db, "ratings");
+    s.append_to_batch("api_2030-01-01", &[r(7, 1, 4.0), r(7, 2, 3.5)])
+        .unwrap();
+    let read = s.buffer_snapshot().unwrap();
+    assert_eq!(read.bound.rows, 2);
+    s.append_to_batch("api_2030-01-02", &[r(8, 1, 2.0)])
+        .unwrap();
+    let merge = |bound| RunCommit {
+        merge_buffer: Some(bound),
+        ..RunCommit::default()
+    };
+    s.insert_model_run(&run(0.9), &blob(1), &merge(read.bound))
+        .unwrap();
+    assert_eq!(rows_of(&db, "ratings"), loaded + 2);
+    let buffered = |s: &mut Box<dyn Store>| {
+        s.buffer_ratings(None)
+            .unwrap()
+            .iter()
+            .map(|r| (r.user_id, r.movie_id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(buffered(&mut s), [(8, 1)]);
+
+    let stale = s.buffer_snapshot().unwrap();
+    assert_eq!(stale.bound.rows, 1);
+    s.clear_batch("api_2030-01-02").unwrap();
+    s.append_to_batch("api_2030-01-03", &[r(9, 2, 5.0)])
+        .unwrap();
+    let runs = s.model_runs().unwrap().len();
+    assert!(matches!(
+        s.insert_model_run(&run(0.8), &blob(2), &merge(stale.bound)),
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(s.model_runs().unwrap().len(), runs, "no run recorded");
+    assert_eq!(rows_of(&db, "ratings"), loaded + 2);
+    assert_eq!(buffered(&mut s), [(9, 2)]);
+}
+
 on_both_backends!(
+    a_bounded_merge_moves_exactly_the_rows_read,
     changes_are_numbered_and_name_their_rows,
     idempotent_appends_store_once,
     ranking_runs_keep_null_rmse_and_queryable_ndcg,
