@@ -264,6 +264,20 @@ pub struct Movie {
     pub pca_features: Option<Vec<f64>>,
 }
 
+#[cfg(test)]
+impl Movie {
+    /// A catalogue row with only an id and genres: what unit tests of genre
+    /// features, filters and re-ranking need.
+    pub(crate) fn with_genres(id: i32, genres: &str) -> Movie {
+        Movie {
+            movie_id: id,
+            title: format!("Movie {id}"),
+            genres: genres.to_string(),
+            pca_features: None,
+        }
+    }
+}
+
 impl Movie {
     /// The individual genres, skipping MovieLens's "(no genres listed)" marker.
     pub fn genre_list(&self) -> impl Iterator<Item = &str> {

@@ -206,15 +206,6 @@ fn round6(x: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn movie(id: i32, genres: &str) -> Movie {
-        Movie {
-            movie_id: id,
-            title: format!("Movie {id} (2000)"),
-            genres: genres.to_string(),
-            pca_features: None,
-        }
-    }
-
     fn features(movies: &[Movie]) -> Vec<Vec<f64>> {
         movies
             .iter()
@@ -236,7 +227,7 @@ mod tests {
         ]
         .iter()
         .enumerate()
-        .map(|(i, g)| movie(i as i32 + 1, g))
+        .map(|(i, g)| Movie::with_genres(i as i32 + 1, g))
         .collect()
     }
 
@@ -345,7 +336,7 @@ mod tests {
                 for _ in 1..k {
                     gs.push(genres[(next() % genres.len() as u64) as usize]);
                 }
-                movie(i as i32 + 1, &gs.join("|"))
+                Movie::with_genres(i as i32 + 1, &gs.join("|"))
             })
             .collect()
     }
@@ -497,20 +488,27 @@ mod tests {
         assert_eq!(report.total_explained, 0.0);
 
         // One movie: no variance to speak of.
-        let mut one = vec![movie(1, "Comedy|Drama")];
+        let mut one = vec![Movie::with_genres(1, "Comedy|Drama")];
         let report = fit_genre_pca(&mut one);
         assert_eq!(report.genres, ["Comedy", "Drama"]);
         assert_eq!(one[0].pca_features, Some(vec![0.0; PCA_DIM]));
         assert_eq!(report.total_explained, 0.0);
 
         // No genres at all.
-        let mut none = vec![movie(1, "(no genres listed)"), movie(2, "")];
+        let mut none = vec![
+            Movie::with_genres(1, "(no genres listed)"),
+            Movie::with_genres(2, ""),
+        ];
         let report = fit_genre_pca(&mut none);
         assert!(report.genres.is_empty());
         assert!(features(&none).iter().all(|f| f == &vec![0.0; PCA_DIM]));
 
         // Every movie identical: zero variance, guarded division.
-        let mut same = vec![movie(1, "Drama"), movie(2, "Drama"), movie(3, "Drama")];
+        let mut same = vec![
+            Movie::with_genres(1, "Drama"),
+            Movie::with_genres(2, "Drama"),
+            Movie::with_genres(3, "Drama"),
+        ];
         let report = fit_genre_pca(&mut same);
         assert_eq!(report.explained_variance_ratio, vec![0.0; PCA_DIM]);
         assert!(features(&same).iter().all(|f| f == &vec![0.0; PCA_DIM]));
@@ -522,7 +520,12 @@ mod tests {
         // covariance (n-1 = 3): var A = 0.25, var B = 1/3, cov = -1/6.
         // Eigenvalues of [[1/4, -1/6], [-1/6, 1/3]]: 7/24 +- sqrt(1/576 + 1/36)
         // = 7/24 +- sqrt(17)/24.
-        let mut movies = vec![movie(1, "A"), movie(2, "A"), movie(3, "B"), movie(4, "A|B")];
+        let mut movies = vec![
+            Movie::with_genres(1, "A"),
+            Movie::with_genres(2, "A"),
+            Movie::with_genres(3, "B"),
+            Movie::with_genres(4, "A|B"),
+        ];
         let report = fit_genre_pca(&mut movies);
         let l1 = (7.0 + 17f64.sqrt()) / 24.0;
         let l2 = (7.0 - 17f64.sqrt()) / 24.0;

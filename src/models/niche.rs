@@ -288,21 +288,12 @@ pub fn rerank(
 mod tests {
     use super::*;
 
-    fn movie(id: i32, genres: &str) -> Movie {
-        Movie {
-            movie_id: id,
-            title: format!("m{id}"),
-            genres: genres.into(),
-            pca_features: None,
-        }
-    }
-
     fn table(counts: &[(i32, i64)]) -> NicheTable {
         let movies = [
-            movie(1, "Drama"),
-            movie(2, "Documentary"),
-            movie(3, "Documentary|Drama"),
-            movie(4, "Comedy"),
+            Movie::with_genres(1, "Drama"),
+            Movie::with_genres(2, "Documentary"),
+            Movie::with_genres(3, "Documentary|Drama"),
+            Movie::with_genres(4, "Comedy"),
         ];
         NicheTable::new(&[1, 2, 3, 4], &movies, &counts.iter().copied().collect())
     }
@@ -349,11 +340,11 @@ mod tests {
     #[test]
     fn calibration_follows_the_genre_mix_of_the_history() {
         let movies = [
-            movie(1, "Drama"),
-            movie(2, "Documentary"),
-            movie(3, "Documentary|Drama"),
-            movie(4, "Comedy"),
-            movie(5, "Documentary"),
+            Movie::with_genres(1, "Drama"),
+            Movie::with_genres(2, "Documentary"),
+            Movie::with_genres(3, "Documentary|Drama"),
+            Movie::with_genres(4, "Comedy"),
+            Movie::with_genres(5, "Documentary"),
         ];
         let t = NicheTable::new(&[1, 2, 3, 4, 5], &movies, &HashMap::new());
         let params = NicheParams {

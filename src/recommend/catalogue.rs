@@ -146,15 +146,6 @@ impl GenreIndex {
 mod tests {
     use super::*;
 
-    fn movie(id: i32, genres: &str) -> Movie {
-        Movie {
-            movie_id: id,
-            title: format!("Movie {id}"),
-            genres: genres.to_string(),
-            pca_features: None,
-        }
-    }
-
     /// A lookup that answers what the table never would, to tell which of
     /// the two paths answered.
     fn sentinel(_: i32) -> Option<usize> {
@@ -210,7 +201,10 @@ mod tests {
     fn genres_match_in_any_case() {
         let cat = ModelCatalogue::new(
             &[1, 2],
-            vec![movie(1, "Comedy|Sci-Fi"), movie(2, "(no genres listed)")],
+            vec![
+                Movie::with_genres(1, "Comedy|Sci-Fi"),
+                Movie::with_genres(2, "(no genres listed)"),
+            ],
             vec![],
         );
         assert!(cat.in_genre(1, "sci-fi"));
@@ -237,10 +231,10 @@ mod tests {
     #[test]
     fn a_genre_filter_keeps_exactly_that_genre() {
         let movies = [
-            movie(1, "Comedy|Drama"),
-            movie(2, "Drama"),
-            movie(3, "Horror"),
-            movie(4, "(no genres listed)"),
+            Movie::with_genres(1, "Comedy|Drama"),
+            Movie::with_genres(2, "Drama"),
+            Movie::with_genres(3, "Horror"),
+            Movie::with_genres(4, "(no genres listed)"),
         ];
         let ids = [1, 2, 3, 4, 5]; // 5 has no catalogue row
         assert_eq!(kept(&ids, &movies, "drama"), vec![1, 2]);
@@ -253,7 +247,9 @@ mod tests {
     #[test]
     fn sixty_four_genres_use_bits_and_more_use_strings() {
         for count in [64, 65] {
-            let movies: Vec<Movie> = (0..count).map(|i| movie(i, &format!("G{i}"))).collect();
+            let movies: Vec<Movie> = (0..count)
+                .map(|i| Movie::with_genres(i, &format!("G{i}")))
+                .collect();
             let ids: Vec<i32> = (0..count).collect();
             let map: HashMap<i32, Movie> = movies.iter().map(|m| (m.movie_id, m.clone())).collect();
             assert_eq!(GenreIndex::new(&ids, &map).bits.is_empty(), count > 64);
